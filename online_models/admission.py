@@ -1,0 +1,85 @@
+"""Admission of raw records into the portrait stream: contract, key, duplicates, lateness.
+
+Pure: the caller passes the raw record, the user's state, the partition's
+:class:`EventClock` and the wall clock. A record that fails raises
+:class:`InvalidEvent` with the reason the dead-letter topic records.
+
+>>> from online_models.clock import EventClock
+>>> from online_models.portrait import PortraitConfig, PortraitState
+>>> clock, state = EventClock(lateness_ms=1000), PortraitState("u1")
+>>> raw = b'{"event_id":"a","user_id":"u1","type":"view","ts":1714536000000}'
+>>> event = admit_event(b"u1", raw, now_ms=1714536000000)
+>>> fold_event(state, event, clock=clock, partition=0, config=PortraitConfig())
+True
+>>> fold_event(state, event, clock=clock, partition=0, config=PortraitConfig())  # redelivered
+False
+>>> admit_event(b"u2", raw, now_ms=1714536000000)
+Traceback (most recent call last):
+...
+online_models.events.InvalidEvent: key_mismatch: record key 'u2' differs from user_id 'u1'
+"""
+
+from __future__ import annotations
+
+from online_models.clock import EventClock
+from online_models.events import (
+    INVALID_FIELD,
+    KEY_MISMATCH,
+    LATE_EVENT,
+    Event,
+    InvalidEvent,
+    Profile,
+    parse_event,
+    parse_profile,
+)
+from online_models.portrait import PortraitConfig, PortraitState, update
+
+
+def _check_key(key: bytes | None, user_id: str) -> None:
+    if key is None:
+        raise InvalidEvent(KEY_MISMATCH, f"record has no key; key it by user_id {user_id!r}")
+    try:
+        text = key.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidEvent(INVALID_FIELD, "record key is not UTF-8") from None
+    if text != user_id:
+        raise InvalidEvent(KEY_MISMATCH, f"record key {text[:40]!r} differs from user_id {user_id!r}")
+
+
+def admit_event(
+    key: bytes | None,
+    value: bytes,
+    *,
+    now_ms: int,
+    max_future_ms: int = 86_400_000,
+) -> Event:
+    """Validate a record of the events topic (contract and key)."""
+    event = parse_event(value, now_ms=now_ms, max_future_ms=max_future_ms)
+    _check_key(key, event.user_id)
+    return event
+
+
+def fold_event(state: PortraitState, event: Event, *, clock: EventClock, partition: int, config: PortraitConfig) -> bool:
+    """Fold a valid event into its user's state: False for a redelivery, InvalidEvent if too late.
+
+    A redelivered ``event_id`` is recognised first, so a late duplicate is
+    silently dropped rather than dead-lettered; a new event older than the
+    watermark is refused; an admitted one moves the partition's stream time.
+    """
+    if state.has_seen(event.event_id):
+        return False
+    if not clock.admits(partition, event.ts):
+        raise InvalidEvent(
+            LATE_EVENT,
+            f"ts {event.ts} is older than the watermark {clock.watermark(partition)} "
+            f"(allowed lateness {clock.lateness_ms} ms)",
+        )
+    clock.observe(partition, event.ts)
+    return update(state, event, watermark=clock.watermark(partition), config=config)
+
+
+def admit_profile(key: bytes | None, value: bytes) -> Profile:
+    """Validate a record of the profiles topic."""
+    profile = parse_profile(value)
+    _check_key(key, profile.user_id)
+    return profile

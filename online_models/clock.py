@@ -1,0 +1,58 @@
+"""Event time: per-partition stream time, watermark and the ``as_of`` instant.
+
+Stream time is the largest event time seen on a partition. The watermark trails
+it by the allowed lateness: an event older than the watermark is too late to be
+folded in exactly and is turned away. Portraits are reported ``as_of`` the
+stream time rounded up to the whole minute, the granularity of the rolling
+windows.
+
+>>> clock = EventClock(lateness_ms=60_000)
+>>> clock.observe(0, 1_000_000)
+>>> clock.admits(0, 950_000), clock.admits(0, 930_000)
+(True, False)
+>>> clock.watermark(0), clock.as_of(0)
+(940000, 1020000)
+"""
+
+from __future__ import annotations
+
+MINUTE_MS = 60_000
+DAY_MS = 86_400_000
+
+
+def ceil_minute(ts_ms: int) -> int:
+    """The end of the minute that holds ``ts_ms`` (``ts_ms`` itself when already whole).
+
+    >>> ceil_minute(60_000), ceil_minute(60_001)
+    (60000, 120000)
+    """
+    return -(-ts_ms // MINUTE_MS) * MINUTE_MS
+
+
+class EventClock:
+    """Stream time per partition and the watermark ``stream time - lateness``."""
+
+    def __init__(self, lateness_ms: int):
+        if lateness_ms < 0:
+            raise ValueError("lateness must not be negative")
+        self.lateness_ms = lateness_ms
+        self.stream_time: dict[int, int] = {}
+
+    def observe(self, partition: int, ts_ms: int) -> None:
+        """Advance the partition's stream time to ``ts_ms`` if it is newer."""
+        if ts_ms > self.stream_time.get(partition, -1):
+            self.stream_time[partition] = ts_ms
+
+    def admits(self, partition: int, ts_ms: int) -> bool:
+        """Whether an event at ``ts_ms`` is within the allowed lateness."""
+        return ts_ms >= self.watermark(partition)
+
+    def watermark(self, partition: int) -> int:
+        """Event time before which the partition accepts nothing new."""
+        high = self.stream_time.get(partition)
+        return -(2**62) if high is None else high - self.lateness_ms
+
+    def as_of(self, partition: int) -> int | None:
+        """The instant the partition's portraits describe (stream time up to the whole minute)."""
+        high = self.stream_time.get(partition)
+        return None if high is None else ceil_minute(high)

@@ -1,0 +1,246 @@
+"""The behaviour-event contract and its validation.
+
+An event is one JSON object on the ``events`` topic, keyed by user id. Validation
+turns raw bytes into an :class:`Event` or raises :class:`InvalidEvent` carrying a
+short machine-readable ``reason`` and a human-readable ``detail``; the stream
+sends such records to the dead-letter topic with that reason.
+
+>>> e = parse_event(b'{"event_id": "e1", "user_id": "u1", "type": "pay", '
+...                 b'"ts": "2024-05-01T12:00:00+08:00", "amount": 12.5}')
+>>> e.ts, e.amount_cents
+(1714536000000, 1250)
+>>> parse_event(b'{"event_id": "e2", "user_id": "u1", "type": "teleport", "ts": 0}')
+Traceback (most recent call last):
+...
+online_models.events.InvalidEvent: unknown_type: type: 'teleport' is not one of ...
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+EVENT_TYPES = (
+    "view",
+    "search",
+    "click",
+    "add_to_cart",
+    "remove_from_cart",
+    "favorite",
+    "order",
+    "pay",
+    "refund",
+    "review",
+)
+EventType = Literal[
+    "view",
+    "search",
+    "click",
+    "add_to_cart",
+    "remove_from_cart",
+    "favorite",
+    "order",
+    "pay",
+    "refund",
+    "review",
+]
+
+# Dead-letter reasons, stable strings that ops can count and filter on.
+MALFORMED_JSON = "malformed_json"
+NOT_AN_OBJECT = "not_an_object"
+MISSING_FIELD = "missing_field"
+INVALID_FIELD = "invalid_field"
+UNKNOWN_TYPE = "unknown_type"
+NEGATIVE_AMOUNT = "negative_amount"
+MISSING_AMOUNT = "missing_amount"
+FUTURE_TIMESTAMP = "future_timestamp"
+LATE_EVENT = "late_event"
+KEY_MISMATCH = "key_mismatch"
+
+MAX_ID_LENGTH = 128
+MAX_TEXT_LENGTH = 4096
+#: Timestamps before this instant (2000-01-01T00:00:00Z) are rejected as nonsense.
+MIN_TS_MS = 946_684_800_000
+
+
+class InvalidEvent(ValueError):
+    """A record that breaks the contract; ``reason`` is a stable code."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def to_epoch_ms(value: Any) -> int:
+    """Event time as integer epoch milliseconds.
+
+    Accepts epoch milliseconds (int, or a float without NaN/inf) or an ISO-8601
+    string that carries a UTC offset.
+
+    >>> to_epoch_ms("1970-01-01T00:00:01Z"), to_epoch_ms(1500)
+    (1000, 1500)
+    """
+    if isinstance(value, bool):
+        raise ValueError("timestamp must be epoch milliseconds or ISO-8601, not a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("timestamp must be a finite number")
+        return int(value)
+    if isinstance(value, str):
+        if len(value) > 64:
+            raise ValueError("timestamp string too long")
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"not an ISO-8601 timestamp: {value[:40]!r}") from None
+        if parsed.tzinfo is None:
+            raise ValueError("ISO-8601 timestamp needs a UTC offset")
+        return int(parsed.timestamp() * 1000)
+    raise ValueError("timestamp must be epoch milliseconds or an ISO-8601 string")
+
+
+def _money_cents(value: float | None, field: str) -> int | None:
+    if value is None:
+        return None
+    if not math.isfinite(value):
+        raise ValueError(f"{field} must be a finite number")
+    if value < 0:
+        raise ValueError(f"{field} must not be negative")
+    if value > 1e12:
+        raise ValueError(f"{field} is implausibly large")
+    return int(round(value * 100))
+
+
+class Event(BaseModel):
+    """One behaviour event. Money is also kept in integer cents for exact sums."""
+
+    model_config = ConfigDict(extra="ignore", frozen=False, str_max_length=MAX_TEXT_LENGTH)
+
+    event_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    user_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    type: EventType
+    ts: int
+    item_id: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    category: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    price: float | None = None
+    quantity: int | None = Field(default=None, ge=0, le=1_000_000)
+    amount: float | None = None
+    order_id: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    session_id: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    device: str | None = Field(default=None, max_length=32)
+    channel: str | None = Field(default=None, max_length=64)
+    promo: bool | None = None
+    rating: float | None = Field(default=None, ge=0, le=5)
+    text: str | None = None
+
+    @field_validator("ts", mode="before")
+    @classmethod
+    def _ts(cls, value: Any) -> int:
+        return to_epoch_ms(value)
+
+    @field_validator("price", "amount")
+    @classmethod
+    def _money(cls, value: float | None, info) -> float | None:
+        _money_cents(value, info.field_name)
+        return value
+
+    @property
+    def amount_cents(self) -> int:
+        """Money moved by a pay or refund, in cents (``amount``, else price x quantity)."""
+        if self.amount is not None:
+            return _money_cents(self.amount, "amount") or 0
+        if self.price is not None:
+            return _money_cents(self.price * (self.quantity or 1), "price") or 0
+        return 0
+
+
+class Profile(BaseModel):
+    """Static attributes of a user from the ``profiles`` topic."""
+
+    model_config = ConfigDict(extra="ignore", str_max_length=256)
+
+    user_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    ts: int
+    age: int | None = Field(default=None, ge=0, le=130)
+    age_band: str | None = None
+    gender: str | None = None
+    region: str | None = None
+    city_tier: int | str | None = None
+    member_level: str | int | None = None
+
+    @field_validator("ts", mode="before")
+    @classmethod
+    def _ts(cls, value: Any) -> int:
+        return to_epoch_ms(value)
+
+    def attributes(self) -> dict[str, Any]:
+        """The static attributes that were given, with ``age_band`` derived from ``age``."""
+        attrs = self.model_dump(exclude={"user_id", "ts"}, exclude_none=True)
+        if self.age_band is None and self.age is not None:
+            attrs["age_band"] = age_band(self.age)
+        return attrs
+
+
+def age_band(age: int) -> str:
+    """The age band ops report on.
+
+    >>> age_band(17), age_band(24), age_band(61)
+    ('<18', '18-24', '55+')
+    """
+    for upper, band in ((18, "<18"), (25, "18-24"), (30, "25-29"), (35, "30-34"), (40, "35-39"), (50, "40-49"), (55, "50-54")):
+        if age < upper:
+            return band
+    return "55+"
+
+
+def _reason_for(error: ValidationError) -> InvalidEvent:
+    first = error.errors(include_url=False)[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "<root>"
+    kind = first["type"]
+    msg = first["msg"]
+    if kind == "json_invalid" or kind == "json_type":
+        return InvalidEvent(MALFORMED_JSON, msg)
+    if kind == "model_type" or (loc == "<root>" and kind.endswith("_type")):
+        return InvalidEvent(NOT_AN_OBJECT, "the event must be a JSON object")
+    if kind == "missing":
+        return InvalidEvent(MISSING_FIELD, f"{loc}: required field is missing")
+    if loc == "type" and kind == "literal_error":
+        value = first.get("input")
+        return InvalidEvent(UNKNOWN_TYPE, f"type: {str(value)[:40]!r} is not one of {', '.join(EVENT_TYPES)}")
+    if "must not be negative" in msg:
+        return InvalidEvent(NEGATIVE_AMOUNT, f"{loc}: {msg.removeprefix('Value error, ')}")
+    return InvalidEvent(INVALID_FIELD, f"{loc}: {msg.removeprefix('Value error, ')}"[:300])
+
+
+def parse_event(raw: bytes | str, *, now_ms: int | None = None, max_future_ms: int = 86_400_000) -> Event:
+    """Validate one raw event; raise :class:`InvalidEvent` with the reason if it breaks the contract.
+
+    ``now_ms`` is the wall clock used to reject timestamps more than ``max_future_ms`` ahead.
+    """
+    try:
+        event = Event.model_validate_json(raw)
+    except ValidationError as error:
+        raise _reason_for(error) from None
+    except (UnicodeDecodeError, ValueError) as error:  # pragma: no cover - pydantic wraps most
+        raise InvalidEvent(MALFORMED_JSON, str(error)[:200]) from None
+    if event.ts < MIN_TS_MS:
+        raise InvalidEvent(INVALID_FIELD, f"ts: {event.ts} is before the year 2000")
+    if now_ms is not None and event.ts > now_ms + max_future_ms:
+        raise InvalidEvent(FUTURE_TIMESTAMP, f"ts: {event.ts} is more than {max_future_ms} ms ahead of the clock")
+    if event.type in ("pay", "refund") and event.amount is None and event.price is None:
+        raise InvalidEvent(MISSING_AMOUNT, f"{event.type} events need amount (or price)")
+    return event
+
+
+def parse_profile(raw: bytes | str) -> Profile:
+    """Validate one record of the ``profiles`` topic."""
+    try:
+        return Profile.model_validate_json(raw)
+    except ValidationError as error:
+        raise _reason_for(error) from None

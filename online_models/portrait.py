@@ -1,0 +1,335 @@
+"""The customer portrait: per-user state, its update by one event, and its JSON view.
+
+Everything here is a plain function of (state, event) in event time; there is no
+Kafka or Faust in it. The state is an order-insensitive aggregate: events that
+arrive out of order (but within the allowed lateness) leave exactly the state
+they would have left in order, and a redelivered ``event_id`` changes nothing.
+
+>>> from online_models.events import parse_event
+>>> config = PortraitConfig()
+>>> state = PortraitState("u1")
+>>> for raw in (
+...     b'{"event_id":"1","user_id":"u1","type":"view","ts":"2024-05-01T10:00:00Z","category":"snacks"}',
+...     b'{"event_id":"2","user_id":"u1","type":"pay","ts":"2024-05-01T10:05:00Z","amount":30}',
+...     b'{"event_id":"2","user_id":"u1","type":"pay","ts":"2024-05-01T10:05:00Z","amount":30}',
+... ):
+...     _ = update(state, parse_event(raw), watermark=0, config=config)
+>>> view = render(state, as_of=parse_event(raw).ts, config=config)
+>>> view["lifetime"], view["windows"]["7d"], view["peak_hour"]
+({'events': 2, 'purchases': 1, 'spend': 30.0, 'refunds': 0, 'refund_amount': 0.0, 'net_spend': 30.0}, {'events': 2, 'purchases': 1, 'spend': 30.0}, 10)
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from online_models.clock import DAY_MS, MINUTE_MS, ceil_minute
+from online_models.events import Event, Profile
+
+WINDOW_DAYS = (7, 30, 90)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+#: How much each kind of event says about interest in its category.
+DEFAULT_CATEGORY_WEIGHTS = {
+    "view": 1.0,
+    "click": 1.0,
+    "search": 0.5,
+    "add_to_cart": 3.0,
+    "favorite": 3.0,
+    "order": 4.0,
+    "pay": 5.0,
+    "review": 2.0,
+}
+
+
+@dataclass(frozen=True)
+class PortraitConfig:
+    """Knobs of the portrait update; every one has a sensible default."""
+
+    timezone: str = "UTC"
+    category_half_life_days: float = 30.0
+    max_categories: int = 32
+    top_categories: int = 5
+    cart_timeout_ms: int = DAY_MS
+    dedupe_horizon_ms: int = DAY_MS
+    category_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CATEGORY_WEIGHTS))
+
+    def __post_init__(self) -> None:
+        ZoneInfo(self.timezone)  # raises for an unknown zone
+        if self.category_half_life_days <= 0:
+            raise ValueError("category_half_life_days must be positive")
+        if self.max_categories < self.top_categories:
+            raise ValueError("max_categories must be at least top_categories")
+
+
+@dataclass(slots=True)
+class PortraitState:
+    """Everything kept per user. Money is in integer cents so sums are exact."""
+
+    user_id: str
+    first_seen: int | None = None
+    last_seen: int | None = None
+    first_purchase: int | None = None
+    last_purchase: int | None = None
+    events: int = 0
+    purchases: int = 0
+    spend_cents: int = 0
+    refunds: int = 0
+    refund_cents: int = 0
+    # minute bucket end (ms) -> [events, purchases, spend_cents]; only the last 90 days
+    buckets: dict[int, list[int]] = field(default_factory=dict)
+    hours: list[int] = field(default_factory=lambda: [0] * 24)
+    weekdays: list[int] = field(default_factory=lambda: [0] * 7)
+    type_counts: dict[str, int] = field(default_factory=dict)
+    devices: dict[str, int] = field(default_factory=dict)
+    promo_purchases: int = 0
+    # decayed category interest, valued at ``category_ref`` (ms)
+    category_scores: dict[str, float] = field(default_factory=dict)
+    category_ref: int = 0
+    # carts not yet known to be bought or abandoned (sorted times), and recent payments
+    open_carts: list[int] = field(default_factory=list)
+    recent_pays: list[int] = field(default_factory=list)
+    abandoned_carts: int = 0
+    # distinct UTC days with a purchase (sorted): repeat-purchase statistics
+    purchase_days: list[int] = field(default_factory=list)
+    # event_id -> event time, for duplicates within the dedupe horizon
+    seen: dict[str, int] = field(default_factory=dict)
+    profile: dict[str, Any] = field(default_factory=dict)
+    profile_ts: int | None = None
+    version: int = 0
+
+    def has_seen(self, event_id: str) -> bool:
+        """Whether ``event_id`` was already folded in (within the dedupe horizon)."""
+        return event_id in self.seen
+
+    def to_bytes(self) -> bytes:
+        """Compact JSON for the state store."""
+        data = {name: getattr(self, name) for name in self.__slots__}
+        data["buckets"] = [[k, *v] for k, v in self.buckets.items()]
+        return orjson.dumps(data)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "PortraitState":
+        """Inverse of :meth:`to_bytes`."""
+        data = orjson.loads(raw)
+        data["buckets"] = {row[0]: row[1:] for row in data["buckets"]}
+        return cls(**data)
+
+
+def _local_hour_weekday(ts_ms: int, zone: str) -> tuple[int, int]:
+    if zone == "UTC":
+        return (ts_ms // 3_600_000) % 24, (ts_ms // DAY_MS + 3) % 7  # 1970-01-01 was a Thursday
+    local = (_EPOCH + timedelta(milliseconds=ts_ms)).astimezone(ZoneInfo(zone))
+    return local.hour, local.weekday()
+
+
+def _rescale_categories(state: PortraitState, ts_ms: int, half_life_ms: float) -> None:
+    """Move the category scores' reference time forward to ``ts_ms``."""
+    if ts_ms <= state.category_ref:
+        return
+    if state.category_scores:
+        factor = 2.0 ** (-(ts_ms - state.category_ref) / half_life_ms)
+        for name in state.category_scores:
+            state.category_scores[name] *= factor
+    state.category_ref = ts_ms
+
+
+def _add_category(state: PortraitState, category: str, weight: float, ts_ms: int, config: PortraitConfig) -> None:
+    half_life_ms = config.category_half_life_days * DAY_MS
+    _rescale_categories(state, ts_ms, half_life_ms)
+    value = weight * 2.0 ** (-(state.category_ref - ts_ms) / half_life_ms)
+    scores = state.category_scores
+    scores[category] = scores.get(category, 0.0) + value
+    if len(scores) > config.max_categories:
+        del scores[min(scores, key=scores.__getitem__)]
+
+
+def update(state: PortraitState, event: Event, *, watermark: int, config: PortraitConfig) -> bool:
+    """Fold one admitted event into ``state``; False (and no change) for a duplicate.
+
+    ``watermark`` is the partition's event-time watermark after this event: state
+    that no admissible event can touch any more is settled and pruned against it.
+    """
+    if event.event_id in state.seen:
+        return False
+    ts = event.ts
+    state.seen[event.event_id] = ts
+    state.version += 1
+    state.events += 1
+    if state.first_seen is None or ts < state.first_seen:
+        state.first_seen = ts
+    if state.last_seen is None or ts > state.last_seen:
+        state.last_seen = ts
+
+    kind = event.type
+    state.type_counts[kind] = state.type_counts.get(kind, 0) + 1
+    hour, weekday = _local_hour_weekday(ts, config.timezone)
+    state.hours[hour] += 1
+    state.weekdays[weekday] += 1
+    if event.device:
+        state.devices[event.device] = state.devices.get(event.device, 0) + 1
+
+    bucket = state.buckets.setdefault(ceil_minute(ts), [0, 0, 0])
+    bucket[0] += 1
+    if kind == "pay":
+        cents = event.amount_cents
+        state.purchases += 1
+        state.spend_cents += cents
+        bucket[1] += 1
+        bucket[2] += cents
+        if state.last_purchase is None or ts > state.last_purchase:
+            state.last_purchase = ts
+        if state.first_purchase is None or ts < state.first_purchase:
+            state.first_purchase = ts
+        if event.promo:
+            state.promo_purchases += 1
+        day = ts // DAY_MS
+        i = bisect.bisect_left(state.purchase_days, day)
+        if i == len(state.purchase_days) or state.purchase_days[i] != day:
+            state.purchase_days.insert(i, day)
+        # a payment settles every cart put in during the timeout before it
+        state.open_carts = [c for c in state.open_carts if not (ts - config.cart_timeout_ms < c <= ts)]
+        bisect.insort(state.recent_pays, ts)
+    elif kind == "refund":
+        state.refunds += 1
+        state.refund_cents += event.amount_cents
+    elif kind == "add_to_cart":
+        i = bisect.bisect_left(state.recent_pays, ts)
+        if not (i < len(state.recent_pays) and state.recent_pays[i] < ts + config.cart_timeout_ms):
+            bisect.insort(state.open_carts, ts)
+
+    weight = config.category_weights.get(kind, 0.0)
+    if event.category and weight:
+        _add_category(state, event.category, weight, ts, config)
+    prune(state, watermark, config)
+    return True
+
+
+def update_profile(state: PortraitState, profile: Profile) -> bool:
+    """Take static attributes; the record with the newest ``ts`` wins. False if older."""
+    if state.profile_ts is not None and profile.ts < state.profile_ts:
+        return False
+    if state.profile_ts is not None and profile.ts == state.profile_ts:
+        state.profile = {**state.profile, **profile.attributes()}
+    else:
+        state.profile = profile.attributes()
+    state.profile_ts = profile.ts
+    state.version += 1
+    return True
+
+
+def prune(state: PortraitState, watermark: int, config: PortraitConfig) -> None:
+    """Settle and drop what no admissible (``ts >= watermark``) event can change."""
+    if state.open_carts and state.open_carts[0] + config.cart_timeout_ms <= watermark:
+        keep = [c for c in state.open_carts if c + config.cart_timeout_ms > watermark]
+        state.abandoned_carts += len(state.open_carts) - len(keep)
+        state.open_carts = keep
+    if state.recent_pays and state.recent_pays[0] < watermark:
+        del state.recent_pays[: bisect.bisect_left(state.recent_pays, watermark)]
+    # Both maps are filled in roughly event-time order, so their first entry is
+    # (nearly) the oldest: a cheap test for whether a sweep is due.
+    horizon = watermark - config.dedupe_horizon_ms
+    if state.seen and next(iter(state.seen.values())) < horizon:
+        state.seen = {k: v for k, v in state.seen.items() if v >= horizon}
+    oldest_needed = watermark - WINDOW_DAYS[-1] * DAY_MS
+    if state.buckets and next(iter(state.buckets)) <= oldest_needed:
+        state.buckets = {k: v for k, v in state.buckets.items() if k > oldest_needed}
+
+
+def iso(ts_ms: int | None) -> str | None:
+    """ISO-8601 UTC with milliseconds, e.g. ``2024-05-01T04:00:00.000Z``; None stays None."""
+    if ts_ms is None:
+        return None
+    return (_EPOCH + timedelta(milliseconds=ts_ms)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _ratio(numerator: float, denominator: float, cap: float | None = None) -> float | None:
+    if not denominator:
+        return None
+    value = numerator / denominator
+    return round(min(value, cap) if cap is not None else value, 4)
+
+
+def window_totals(state: PortraitState, as_of: int, days: int) -> dict[str, Any]:
+    """Events, purchases and spend with ``as_of - days < ts <= as_of`` (``as_of`` on a whole minute)."""
+    start = as_of - days * DAY_MS
+    events = purchases = cents = 0
+    for end, (n, p, c) in state.buckets.items():
+        if start < end <= as_of:
+            events += n
+            purchases += p
+            cents += c
+    return {"events": events, "purchases": purchases, "spend": cents / 100}
+
+
+def category_scores(state: PortraitState, as_of: int, config: PortraitConfig) -> dict[str, float]:
+    """Every kept category's decayed score valued at ``as_of``."""
+    factor = 2.0 ** (-(as_of - state.category_ref) / (config.category_half_life_days * DAY_MS))
+    return {name: score * factor for name, score in state.category_scores.items()}
+
+
+def render(state: PortraitState, *, as_of: int | None, config: PortraitConfig) -> dict[str, Any]:
+    """The portrait as the API serves it, with figures valued at ``as_of``."""
+    if as_of is None:
+        as_of = ceil_minute(state.last_seen or state.profile_ts or 0)
+    counts = state.type_counts
+    purchases = state.purchases
+    abandoned = state.abandoned_carts + sum(1 for c in state.open_carts if c + config.cart_timeout_ms <= as_of)
+    scores = category_scores(state, as_of, config)
+    top = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[: config.top_categories]
+    device_total = sum(state.devices.values())
+    weekend = state.weekdays[5] + state.weekdays[6]
+    active_total = sum(state.hours)
+    return {
+        "user_id": state.user_id,
+        "as_of": iso(as_of),
+        "first_seen": iso(state.first_seen),
+        "last_seen": iso(state.last_seen),
+        "first_purchase": iso(state.first_purchase),
+        "last_purchase": iso(state.last_purchase),
+        "days_since_last_seen": None if state.last_seen is None else round((as_of - state.last_seen) / DAY_MS, 3),
+        "days_since_last_purchase": None
+        if state.last_purchase is None
+        else round((as_of - state.last_purchase) / DAY_MS, 3),
+        "lifetime": {
+            "events": state.events,
+            "purchases": purchases,
+            "spend": state.spend_cents / 100,
+            "refunds": state.refunds,
+            "refund_amount": state.refund_cents / 100,
+            "net_spend": (state.spend_cents - state.refund_cents) / 100,
+        },
+        "windows": {f"{days}d": window_totals(state, as_of, days) for days in WINDOW_DAYS},
+        "aov": None if not purchases else round(state.spend_cents / purchases / 100, 2),
+        "purchase_days": len(state.purchase_days),
+        "refund_rate": _ratio(state.refunds, purchases),
+        "active_hours": list(state.hours),
+        "weekdays": list(state.weekdays),
+        "peak_hour": None if not active_total else max(range(24), key=lambda h: (state.hours[h], -h)),
+        "weekend_share": _ratio(weekend, active_total),
+        "timezone": config.timezone,
+        "top_categories": [{"category": name, "score": round(score, 4)} for name, score in top],
+        "category_count": len(scores),
+        "funnel": {
+            "views": counts.get("view", 0),
+            "searches": counts.get("search", 0),
+            "clicks": counts.get("click", 0),
+            "add_to_cart": counts.get("add_to_cart", 0),
+            "favorites": counts.get("favorite", 0),
+            "orders": counts.get("order", 0),
+            "purchases": purchases,
+            "cart_to_purchase": _ratio(purchases, counts.get("add_to_cart", 0), cap=1.0),
+            "favorite_to_purchase": _ratio(purchases, counts.get("favorite", 0), cap=1.0),
+            "abandoned_carts": abandoned,
+        },
+        "devices": {name: round(n / device_total, 4) for name, n in sorted(state.devices.items())},
+        "promo_share": _ratio(state.promo_purchases, purchases),
+        "profile": dict(state.profile),
+        "version": state.version,
+    }

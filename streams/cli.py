@@ -1,0 +1,134 @@
+"""The ``portraits`` command line: worker, api, topics, simulate, replay."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+import orjson
+
+from streams.settings import get_settings
+
+
+@click.group()
+def main() -> None:
+    """Real-time customer portraits on Kafka. Configure with PORTRAITS_* variables."""
+
+
+@main.command()
+@click.option("--loglevel", default="warn", show_default=True, type=click.Choice(["crit", "error", "warn", "info", "debug"]))
+@click.option("--web-port", type=int, default=None, help="Worker web port (default PORTRAITS_WORKER_WEB_PORT)")
+def worker(loglevel: str, web_port: int | None) -> None:
+    """Run a Faust stream worker (join the consumer group)."""
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    from streams.app import app
+
+    port = web_port or settings.worker_web_port
+    sys.argv = [sys.argv[0], "worker", "--loglevel", loglevel, "--web-port", str(port), "--web-host", "127.0.0.1"]
+    app.main()
+
+
+@main.command()
+def api() -> None:
+    """Run the HTTP query API."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run("api.app:create_app", factory=True, host=settings.api_host, port=settings.api_port, log_level="warning")
+
+
+@main.command()
+def topics() -> None:
+    """Create the product's topics (idempotent)."""
+    from streams.topics import create_topics
+
+    created = create_topics(get_settings())
+    click.echo(f"created: {', '.join(created)}" if created else "all topics exist")
+
+
+@main.command()
+@click.option("--users", default=1000, show_default=True, help="Simulated users")
+@click.option("--days", default=14.0, show_default=True, help="Days of history sent first, as fast as allowed")
+@click.option("--duration", default=0.0, show_default=True, help="Seconds of live traffic after the history")
+@click.option("--speed", default=60.0, show_default=True, help="Simulated seconds per wall second while live")
+@click.option("--rate", default=0.0, show_default=True, help="Cap in events per second (0: no cap)")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Also write the events as JSON lines")
+@click.option("--truth", type=click.Path(path_type=Path), default=None, help="Write each user's true habit group")
+def simulate(users: int, days: float, duration: float, speed: float, rate: float, seed: int, out, truth) -> None:
+    """Produce realistic shop traffic: a history, then live events.
+
+    The simulated clock ends at "now" when the live phase ends, so no event is
+    ever ahead of the wall clock.
+    """
+    from tqdm import tqdm
+
+    from streams.producer import encode_events, make_producer, send_profiles
+    from streams.simulation import ShopSimulator
+
+    settings = get_settings()
+    live_sim_ms = int(duration * speed * 1000)
+    now_ms = int(time.time() * 1000)
+    start_ms = now_ms - int(days * 86_400_000) - live_sim_ms
+    simulator = ShopSimulator(n_users=users, start_ms=start_ms, seed=seed)
+    if truth:
+        truth.write_bytes(orjson.dumps(simulator.ground_truth(), option=orjson.OPT_INDENT_2))
+    producer = make_producer(settings)
+    send_profiles(producer, settings, simulator.profiles())
+    topic = settings.topic("events")
+    live_from_ms = start_ms + int(days * 86_400_000)
+    wall_start = None
+    sent = 0
+    sink = out.open("wb") if out else None
+    try:
+        with tqdm(unit="ev", desc="simulate") as bar:
+            for key, value in encode_events(simulator.history(days + live_sim_ms / 86_400_000)):
+                ts = orjson.loads(value)["ts"]
+                if ts > live_from_ms:
+                    if wall_start is None:
+                        wall_start = time.monotonic()
+                        bar.set_description("live")
+                    delay = (ts - live_from_ms) / 1000 / speed - (time.monotonic() - wall_start)
+                    if delay > 0:
+                        producer.flush()
+                        time.sleep(delay)
+                if rate > 0 and sent and sent % max(1, int(rate // 10)) == 0:
+                    time.sleep(max(1, int(rate // 10)) / rate)
+                producer.send(topic, key=key, value=value)
+                if sink:
+                    sink.write(value + b"\n")
+                sent += 1
+                bar.update()
+    finally:
+        producer.flush()
+        producer.close()
+        if sink:
+            sink.close()
+    click.echo(f"sent {sent} events for {users} users")
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--speed", default=0.0, show_default=True, help="Event-time speed-up factor; 0 sends as fast as possible")
+@click.option("--topic", default="events", show_default=True, help="Topic short name (events or profiles)")
+def replay(file: Path, speed: float, topic: str) -> None:
+    """Send recorded events (JSON lines) in event-time order."""
+    from streams.producer import make_producer
+    from streams.replay import replay as run_replay
+
+    settings = get_settings()
+    producer = make_producer(settings)
+    name = settings.topic(topic)
+    try:
+        count = run_replay(file, lambda key, value: producer.send(name, key=key, value=value), speed=speed)
+    finally:
+        producer.flush()
+        producer.close()
+    click.echo(f"replayed {count} records")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,12 @@
+"""Prometheus metrics of the stream worker."""
+
+from prometheus_client import Counter, Gauge
+
+EVENTS_PROCESSED = Counter("portraits_events_processed_total", "Events folded into portraits")
+EVENTS_REJECTED = Counter("portraits_events_rejected_total", "Records sent to the dead-letter topic", ["reason"])
+EVENTS_DUPLICATE = Counter("portraits_events_duplicate_total", "Redelivered events ignored by event_id")
+PROFILES_PROCESSED = Counter("portraits_profiles_processed_total", "Profile records applied")
+PORTRAITS_PUBLISHED = Counter("portraits_published_total", "Portraits published to the portraits topic")
+WATERMARK_DELAY = Gauge(
+    "portraits_watermark_delay_seconds", "Wall clock minus stream time, per partition", ["partition"]
+)

@@ -1,0 +1,70 @@
+"""The product's Kafka topics, their partitions and cleanup policies."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from streams.settings import Settings
+
+EVENTS = "events"
+PROFILES = "profiles"
+DEAD_LETTERS = "events.dlq"
+PORTRAITS = "portraits"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic: its short name, partition count (None: the keyed default) and configs."""
+
+    name: str
+    partitions: int | None = None
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+COMPACTED = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"}
+
+TOPICS = (
+    TopicSpec(EVENTS),
+    TopicSpec(PROFILES, configs=COMPACTED),
+    TopicSpec(DEAD_LETTERS, partitions=1, configs={"retention.ms": str(30 * 86_400_000)}),
+    TopicSpec(PORTRAITS, configs=COMPACTED),
+)
+
+
+def create_topics(settings: Settings, *, timeout_s: float = 60.0) -> list[str]:
+    """Create the missing topics; return the names created. Waits for the broker up to ``timeout_s``."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="portraits-topics")
+            break
+        except KafkaError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+    try:
+        existing = set(admin.list_topics())
+        wanted = [
+            NewTopic(
+                name=settings.topic(spec.name),
+                num_partitions=spec.partitions or settings.partitions,
+                replication_factor=1,
+                topic_configs=spec.configs,
+            )
+            for spec in TOPICS
+            if settings.topic(spec.name) not in existing
+        ]
+        created = []
+        for topic in wanted:
+            try:
+                admin.create_topics([topic])
+                created.append(topic.name)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    finally:
+        admin.close()

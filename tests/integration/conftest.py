@@ -1,0 +1,168 @@
+"""Fixtures that run the real product: Kafka from scripts/kafka, worker and API as processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+KAFKA_PORT = int(os.environ.get("PORTRAITS_TEST_KAFKA_PORT", "29092"))
+
+
+def wait_until(predicate: Callable[[], object], *, timeout: float, interval: float = 0.5, what: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            result = predicate()
+            if result:
+                return result
+        except AssertionError:
+            raise
+        except Exception as error:  # the service may not be up yet
+            last_error = error
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last error: {last_error!r}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    """A real single-node KRaft broker, started (and afterwards stopped) by scripts/kafka."""
+    env = {**os.environ, "KAFKA_PORT": str(KAFKA_PORT)}
+    was_running = subprocess.run([str(ROOT / "scripts/kafka"), "status"], env=env, capture_output=True).returncode == 0
+    subprocess.run([str(ROOT / "scripts/kafka"), "up"], env=env, check=True, timeout=900)
+    yield f"127.0.0.1:{KAFKA_PORT}"
+    if not was_running:
+        subprocess.run([str(ROOT / "scripts/kafka"), "down"], env=env, timeout=120)
+
+
+class Service:
+    """A product process (``portraits <command>``) with its output in a log file."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path):
+        self.name, self.args, self.env = name, args, env
+        self.log_path = log_dir / f"{name}.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "Service":
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", *self.args],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def tail(self, lines: int = 60) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class Stack:
+    """One isolated deployment (own topic prefix, group and data dir) on the shared broker."""
+
+    def __init__(self, bootstrap: str, tmp: Path):
+        self.prefix = f"t{uuid.uuid4().hex[:8]}-"
+        self.api_port = free_port()
+        self.tmp = tmp
+        self.env = {
+            **os.environ,
+            "PORTRAITS_KAFKA": bootstrap,
+            "PORTRAITS_TOPIC_PREFIX": self.prefix,
+            "PORTRAITS_APP_ID": f"{self.prefix}portraits",
+            "PORTRAITS_DATA_DIR": str(tmp / "data"),
+            "PORTRAITS_API_PORT": str(self.api_port),
+            "PORTRAITS_PARTITIONS": "4",
+            "PORTRAITS_PUBLISH_INTERVAL": "0.2",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.services: list[Service] = []
+
+    def settings(self):
+        from streams.settings import Settings
+
+        keys = {k[len("PORTRAITS_") :].lower(): v for k, v in self.env.items() if k.startswith("PORTRAITS_")}
+        return Settings(**keys)
+
+    def run(self, *args: str, timeout: float = 120) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "streams.cli", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    def start(self, name: str, *args: str, **extra_env: str) -> Service:
+        service = Service(name, list(args), {**self.env, **extra_env}, self.tmp).start()
+        self.services.append(service)
+        return service
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def wait_api(self, timeout: float = 60) -> None:
+        wait_until(lambda: httpx.get(f"{self.api}/healthz", timeout=2).status_code == 200, timeout=timeout, what="API up")
+
+    def close(self) -> None:
+        for service in reversed(self.services):
+            service.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"----- {s.name} -----\n{s.tail()}" for s in self.services)
+
+
+@pytest.fixture
+def stack(kafka_bootstrap, tmp_path, request):
+    deployment = Stack(kafka_bootstrap, tmp_path)
+    deployment.run("topics")
+    yield deployment
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        print(deployment.logs())
+    deployment.close()
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)

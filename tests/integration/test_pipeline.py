@@ -1,0 +1,121 @@
+"""End to end on the real broker: events in, portraits out of the API, equal to a batch computation."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict
+
+import httpx
+import orjson
+from kafka import KafkaConsumer, TopicPartition
+
+from streams.producer import make_producer, send_profiles
+from streams.simulation import ShopSimulator, bad_events
+from tests.integration.conftest import wait_until
+from tests.reference import batch_portrait, parse_iso
+
+USERS = 250
+DAYS = 6
+
+
+def read_dead_letters(bootstrap: str, topic: str, expected: int, timeout: float = 60) -> list:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1000)
+    tp = TopicPartition(topic, 0)
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    records = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(records) < expected and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+    finally:
+        consumer.close()
+    return records
+
+
+def test_portraits_from_the_api_equal_a_batch_computation(stack, kafka_bootstrap):
+    settings = stack.settings()
+    worker = stack.start("worker", "worker", "--web-port", "0")
+    api = stack.start("api", "api")
+    stack.wait_api()
+
+    now = int(time.time() * 1000)
+    simulator = ShopSimulator(n_users=USERS, start_ms=now - (DAYS + 1) * 86_400_000, seed=7)
+    events = list(simulator.history(DAYS))
+    assert len(events) > 3000, len(events)
+
+    # Deliver out of order within the allowed lateness, with redeliveries and hostile records mixed in.
+    rng = random.Random(11)
+    records = [(e["user_id"].encode(), orjson.dumps(e), e["ts"] + rng.random() * 60_000) for e in events]
+    records.sort(key=lambda r: r[2])
+    redelivered = rng.sample(range(len(records)), 200)
+    for i in sorted(redelivered, reverse=True):
+        records.insert(i + rng.randrange(1, 50), records[i])
+    bad = bad_events(rng, 40, base_ts_ms=now - 86_400_000)
+    for key, value, _ in bad:
+        records.insert(rng.randrange(len(records)), (key, value, 0))
+
+    producer = make_producer(settings)
+    send_profiles(producer, settings, simulator.profiles())
+    topic = settings.topic("events")
+    for key, value, _ in records:
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+    by_user = defaultdict(list)
+    for event in events:
+        by_user[event["user_id"]].append(event)
+    expected_counts = {user: len({e["event_id"] for e in evs}) for user, evs in by_user.items()}
+
+    profiles = {p["user_id"]: p for p in simulator.profiles()}
+    client = httpx.Client(base_url=stack.api, timeout=5)
+
+    def all_users_complete():
+        assert worker.alive(), worker.tail()
+        for user, count in expected_counts.items():
+            response = client.get(f"/v1/users/{user}/portrait")
+            if response.status_code != 200 or response.json()["lifetime"]["events"] != count:
+                return False
+        return True
+
+    wait_until(all_users_complete, timeout=240, interval=2, what="every portrait to hold all its events")
+
+    for user, user_events in by_user.items():
+        portrait = client.get(f"/v1/users/{user}/portrait").json()
+        as_of = parse_iso(portrait["as_of"])
+        expected = batch_portrait(user_events, as_of)
+        assert parse_iso(portrait["first_seen"]) == expected["first_seen"], user
+        assert parse_iso(portrait["last_seen"]) == expected["last_seen"], user
+        assert parse_iso(portrait["last_purchase"]) == expected["last_purchase"], user
+        for key, value in expected["lifetime"].items():
+            assert portrait["lifetime"][key] == value, (user, key)
+        assert portrait["windows"] == expected["windows"], user
+        assert portrait["active_hours"] == expected["active_hours"], user
+        assert portrait["weekdays"] == expected["weekdays"], user
+        for key, value in expected["funnel"].items():
+            assert portrait["funnel"][key] == value, (user, key)
+        profile = profiles[user]
+        for key in ("gender", "region", "city_tier", "member_level", "age"):
+            assert portrait["profile"].get(key) == profile.get(key), (user, key)
+
+    missing = client.get("/v1/users/nobody-like-this/portrait")
+    assert missing.status_code == 404 and "nobody-like-this" in missing.json()["detail"]
+
+    dead = read_dead_letters(kafka_bootstrap, settings.topic("events.dlq"), len(bad))
+    assert len(dead) == len(bad)
+    reasons_found = sorted(dict(r.headers)["reason"].decode() for r in dead)
+    assert reasons_found == sorted(reason for _, _, reason in bad)
+    assert sorted(r.value for r in dead) == sorted(value for _, value, _ in bad)
+    for record in dead:
+        headers = dict(record.headers)
+        assert headers["source.topic"].decode() == settings.topic("events")
+        assert int(headers["source.offset"]) >= 0
+
+    # A restarted API rebuilds from its store and the compacted topic.
+    api.stop()
+    stack.start("api-restarted", "api")
+    stack.wait_api()
+    wait_until(all_users_complete, timeout=60, interval=1, what="restarted API to serve every portrait")
