@@ -50,3 +50,23 @@ def test_unknown_fields_are_ignored_and_money_is_in_cents():
 def test_profile_derives_age_band():
     profile = ev.parse_profile(b'{"user_id":"u","ts":1714536000000,"age":27,"gender":"f","city_tier":2}')
     assert profile.attributes() == {"age": 27, "gender": "f", "city_tier": 2, "age_band": "25-29"}
+
+
+def test_non_string_type_is_an_invalid_field_and_zero_quantity_costs_nothing():
+    with pytest.raises(ev.InvalidEvent) as caught:
+        ev.parse_event(b'{"event_id":"e","user_id":"u","type":5,"ts":1714536000000}')
+    assert caught.value.reason == ev.INVALID_FIELD
+    assert ev.parse_event(("{" + GOOD + ',"price":2.5,"quantity":0}').encode()).amount_cents == 0
+    with pytest.raises(ev.InvalidEvent) as caught:
+        ev.parse_event(b'{"event_id":"e","user_id":"u","type":"view","ts":100000000000000000000000}', now_ms=None)
+    assert caught.value.reason == ev.FUTURE_TIMESTAMP
+
+
+def test_committed_json_schemas_match_the_models():
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "schemas"
+    assert json.loads((root / "event.schema.json").read_text()) == ev.event_json_schema()
+    assert json.loads((root / "profile.schema.json").read_text()) == ev.profile_json_schema()
+    assert set(ev.event_json_schema()["properties"]["type"]["enum"]) == set(ev.EVENT_TYPES)

@@ -1,0 +1,172 @@
+"""Scaled behaviour features of one portrait, for segmentation and churn models.
+
+:func:`behaviour_features` turns the JSON view of :func:`online_models.portrait.render`
+into a flat ``dict[str, float]`` with no ids and no static (CRM) attributes. Every
+value lies in ``[0, 1]`` so that distance-based clusterers work without a scaler:
+counts and money go through ``log1p(x) / log1p(cap)`` clipped at 1, shares and rates
+are already fractions. The same portrait always gives the same vector.
+
+==================  =========================================================================
+feature             definition (``None`` in the portrait counts as 0 unless said otherwise)
+==================  =========================================================================
+spend_90d           ``log1p(windows.90d.spend) / log1p(20000)``
+purchases_90d       ``log1p(windows.90d.purchases) / log1p(100)``
+events_30d          ``log1p(windows.30d.events) / log1p(1000)``
+aov                 ``log1p(aov) / log1p(5000)``; 0 for a user who never paid
+buyer               1 if the user ever paid, else 0
+night               share of activity at local hours 22, 23, 0, 1 (22:00-01:59)
+morning             share at hours 6-11
+afternoon           share at hours 12-17
+evening             share at hours 18-21
+weekend_share       share of activity on Saturday and Sunday
+promo_share         share of purchases that were on promotion
+cart_to_purchase    purchases per add-to-cart (capped at 1)
+browse_to_buy       ``log1p(views / (purchases + 1)) / log1p(500)``: high = looks, rarely buys
+refund_rate         refunds per purchase (capped at 1)
+recency             ``log1p(days_since_last_seen) / log1p(90)``; 1 if never seen
+purchase_recency    ``log1p(days_since_last_purchase) / log1p(90)``; 1 if never paid
+tenure              ``log1p(days since first_seen) / log1p(365)``
+diversity           ``log1p(category_count) / log1p(32)``
+mobile              share of events from a device not in :data:`DESKTOP_DEVICES`
+cat:<name>          that category's share of the summed scores of ``top_categories``
+==================  =========================================================================
+
+The category block sums to 1 (or is empty), so two users with disjoint interests
+are at most ``sqrt(2)`` apart on it: comparable to one or two behaviour features.
+
+>>> portrait = {
+...     "as_of": "2024-06-30T00:00:00.000Z", "first_seen": "2024-06-01T00:00:00.000Z",
+...     "days_since_last_seen": 0.5, "days_since_last_purchase": 3.0,
+...     "lifetime": {"events": 40, "purchases": 4, "spend": 400.0, "refunds": 0},
+...     "windows": {"7d": {"events": 10, "purchases": 1, "spend": 100.0},
+...                 "30d": {"events": 40, "purchases": 4, "spend": 400.0},
+...                 "90d": {"events": 40, "purchases": 4, "spend": 400.0}},
+...     "aov": 100.0, "active_hours": [5] + [0] * 21 + [5, 10], "weekdays": [4] * 5 + [10, 10],
+...     "weekend_share": 0.5, "promo_share": 0.25, "refund_rate": 0.0, "category_count": 2,
+...     "top_categories": [{"category": "snacks", "score": 30.0}, {"category": "beauty", "score": 10.0}],
+...     "funnel": {"views": 20, "add_to_cart": 8, "purchases": 4, "cart_to_purchase": 0.5},
+...     "devices": {"ios": 0.75, "pc": 0.25},
+... }
+>>> x = behaviour_features(portrait)
+>>> x["night"], x["weekend_share"], x["mobile"], x["cat:snacks"], x["cat:beauty"]
+(1.0, 0.5, 0.75, 0.75, 0.25)
+>>> round(x["spend_90d"], 3), round(x["tenure"], 3), x["buyer"]
+(0.605, 0.576, 1.0)
+>>> all(0.0 <= v <= 1.0 for v in x.values())
+True
+>>> behaviour_features({})["recency"]  # an empty portrait: never seen, never paid
+1.0
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+__all__ = ["behaviour_features", "BEHAVIOUR_FEATURES", "DESKTOP_DEVICES", "CATEGORY_PREFIX"]
+
+#: Devices that do not count towards the mobile share.
+DESKTOP_DEVICES = frozenset({"pc", "desktop", "web", "mac", "windows", "linux"})
+#: Prefix of the category-interest features.
+CATEGORY_PREFIX = "cat:"
+
+NIGHT_HOURS = (22, 23, 0, 1)
+MORNING_HOURS = tuple(range(6, 12))
+AFTERNOON_HOURS = tuple(range(12, 18))
+EVENING_HOURS = tuple(range(18, 22))
+
+#: The names of the non-category features, always present, in a fixed order.
+BEHAVIOUR_FEATURES = (
+    "spend_90d",
+    "purchases_90d",
+    "events_30d",
+    "aov",
+    "buyer",
+    "night",
+    "morning",
+    "afternoon",
+    "evening",
+    "weekend_share",
+    "promo_share",
+    "cart_to_purchase",
+    "browse_to_buy",
+    "refund_rate",
+    "recency",
+    "purchase_recency",
+    "tenure",
+    "diversity",
+    "mobile",
+)
+
+
+def _log_scale(value: Any, cap: float) -> float:
+    """``log1p(value) / log1p(cap)`` clipped to ``[0, 1]``; None and negatives give 0."""
+    if value is None or value <= 0:
+        return 0.0
+    return min(math.log1p(value) / math.log1p(cap), 1.0)
+
+
+def _fraction(value: Any) -> float:
+    if value is None:
+        return 0.0
+    return min(max(float(value), 0.0), 1.0)
+
+
+def _days_between(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    delta = datetime.fromisoformat(end) - datetime.fromisoformat(start)
+    return max(delta.total_seconds() / 86_400, 0.0)
+
+
+def behaviour_features(portrait: dict) -> dict[str, float]:
+    """The scaled behaviour vector of one rendered portrait (see the module table)."""
+    windows = portrait.get("windows") or {}
+    w90 = windows.get("90d") or {}
+    w30 = windows.get("30d") or {}
+    lifetime = portrait.get("lifetime") or {}
+    funnel = portrait.get("funnel") or {}
+    purchases = lifetime.get("purchases") or funnel.get("purchases") or 0
+
+    hours = portrait.get("active_hours") or [0] * 24
+    total = sum(hours)
+
+    def hour_share(selected: tuple[int, ...]) -> float:
+        return sum(hours[h] for h in selected) / total if total else 0.0
+
+    seen = portrait.get("days_since_last_seen")
+    paid = portrait.get("days_since_last_purchase")
+    views = funnel.get("views") or 0
+    devices = portrait.get("devices") or {}
+    device_total = sum(devices.values())
+    mobile = sum(share for name, share in devices.items() if name.lower() not in DESKTOP_DEVICES)
+
+    x = {
+        "spend_90d": _log_scale(w90.get("spend"), 20_000),
+        "purchases_90d": _log_scale(w90.get("purchases"), 100),
+        "events_30d": _log_scale(w30.get("events"), 1_000),
+        "aov": _log_scale(portrait.get("aov"), 5_000),
+        "buyer": 1.0 if purchases else 0.0,
+        "night": hour_share(NIGHT_HOURS),
+        "morning": hour_share(MORNING_HOURS),
+        "afternoon": hour_share(AFTERNOON_HOURS),
+        "evening": hour_share(EVENING_HOURS),
+        "weekend_share": _fraction(portrait.get("weekend_share")),
+        "promo_share": _fraction(portrait.get("promo_share")),
+        "cart_to_purchase": _fraction(funnel.get("cart_to_purchase")),
+        "browse_to_buy": _log_scale(views / (purchases + 1), 500),
+        "refund_rate": _fraction(portrait.get("refund_rate")),
+        "recency": 1.0 if seen is None else _log_scale(seen, 90),
+        "purchase_recency": 1.0 if paid is None else _log_scale(paid, 90),
+        "tenure": _log_scale(_days_between(portrait.get("first_seen"), portrait.get("as_of")), 365),
+        "diversity": _log_scale(portrait.get("category_count"), 32),
+        "mobile": _fraction(mobile / device_total) if device_total else 0.0,
+    }
+    top = [(c.get("category"), c.get("score") or 0.0) for c in portrait.get("top_categories") or ()]
+    score_total = sum(score for name, score in top if name and score > 0)
+    if score_total > 0:
+        for name, score in top:
+            if name and score > 0:
+                x[CATEGORY_PREFIX + name] = score / score_total
+    return x
