@@ -8,9 +8,11 @@ from fastapi import FastAPI, HTTPException, Path, Request
 from fastapi.responses import Response
 
 from api.models import Health, Portrait, Problem
-from api.store import PortraitStore, TopicFollower
+from api.store import LocalStore, TopicFollower
 from streams import topics
 from streams.settings import Settings, get_settings
+
+PORTRAITS_SPACE = b"p:"
 
 USER_ID = Path(min_length=1, max_length=128, description="The user id events are keyed by")
 
@@ -21,8 +23,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        store = PortraitStore(settings.data_dir / "api" / "portraits")
-        follower = TopicFollower(store, settings.topic(topics.PORTRAITS), settings.bootstrap_servers)
+        store = LocalStore(settings.data_dir / "api" / "store")
+        spaces = {settings.topic(topics.PORTRAITS): PORTRAITS_SPACE}
+        follower = TopicFollower(store, spaces, settings.bootstrap_servers)
         follower.start()
         app.state.store, app.state.follower = store, follower
         try:
@@ -45,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         follower: TopicFollower = request.app.state.follower
         return Health(
             status="ok",
-            portraits_topic=follower.topic,
+            topics=sorted(follower.spaces),
             caught_up=follower.caught_up.is_set(),
             lag=follower.lag,
             follower_error=follower.error,
@@ -59,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     def get_portrait(request: Request, user_id: str = USER_ID) -> Response:
         """The user's current portrait."""
-        raw = request.app.state.store.get(user_id)
+        raw = request.app.state.store.get(PORTRAITS_SPACE, user_id)
         if raw is None:
             raise HTTPException(404, f"no portrait for user {user_id!r}: no event or profile seen for this id")
         return Response(content=raw, media_type="application/json")

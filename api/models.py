@@ -80,7 +80,7 @@ class Problem(BaseModel):
 
 class Health(BaseModel):
     status: str
-    portraits_topic: str
+    topics: list[str]
     caught_up: bool
     lag: int | None
     follower_error: str | None

@@ -249,7 +249,7 @@ class SegmentModel:
             if z >= min_z:
                 scored.append((z, phrase))
         phrases = ["browsers, never buy"] if never_buys else []
-        phrases += [phrase for _, phrase in sorted(scored, reverse=True)]
+        phrases += [phrase for _, phrase in sorted(scored, key=lambda zp: (-zp[0], zp[1]))]
         cats = sorted(
             (
                 (share, key[len(CATEGORY_PREFIX) :])

@@ -24,6 +24,8 @@ from streams import metrics, topics
 from streams.settings import get_settings
 
 log = logging.getLogger(__name__)
+# Table writes are buffered while the conductor drains them; Faust warns on every full buffer.
+logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
 
 settings = get_settings()
 config = settings.portrait_config()
