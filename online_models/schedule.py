@@ -31,8 +31,8 @@ class CheckSchedule:
     Each user has at most one live entry: :meth:`set` replaces the earlier one.
     Replaced and removed entries stay in the heap until they reach its top
     (lazy deletion); when stale entries outnumber the live ones the heap is
-    rebuilt, so it never holds more than about twice the live entries (plus
-    ``min_compact``). Ties in time come out in user-id order, so the order does
+    rebuilt in O(live), so it never holds more than ``max(min_compact, 2 * live)``
+    entries and the rebuilds cost O(1) amortised per update. Ties in time come out in user-id order, so the order does
     not depend on the history of updates. Not thread-safe.
     """
 
@@ -88,6 +88,8 @@ class CheckSchedule:
             if due.get(user_id) == at_ms:
                 del due[user_id]
                 out.append(user_id)
+        if out:
+            self._maybe_compact()
         return out
 
     def peek(self) -> int | None:

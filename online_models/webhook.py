@@ -4,7 +4,7 @@
 :meth:`online_models.alerts.Alert.to_json_bytes`) to one URL from a daemon
 thread, retrying connection errors, timeouts, 5xx, 408 and 429 with
 exponential backoff. :meth:`WebhookSender.submit` never blocks: when the bounded
-queue is full the body is dropped and counted. Delivery is at most once per
+queue is full the body is dropped and counted. Delivery is at least once per
 submit (a lost response can still mean a duplicate), so receivers should
 de-duplicate on the alert id. Neither bodies nor the URL (which often carries a
 token) are logged. Only the standard library is used.

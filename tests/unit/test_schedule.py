@@ -5,13 +5,14 @@ from __future__ import annotations
 import random
 
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from online_models.schedule import DAY_MS, HOUR_MS, CheckSchedule, next_check_ms
 
 DAY = DAY_MS
+HOUR = HOUR_MS
 
 
 def test_pop_due_in_time_order_each_once():
@@ -80,7 +81,7 @@ def test_compaction_keeps_heap_bounded():
         schedule.set(rng.choice(users), rng.randrange(10**9))
         peak = max(peak, len(schedule._heap))
     assert len(schedule) == 1000
-    assert peak <= 2 * 1000 + 1
+    assert peak <= 2 * 1000
     for user in users[:990]:
         schedule.remove(user)
     assert len(schedule._heap) <= 64
@@ -126,7 +127,6 @@ class ScheduleVsDict(RuleBasedStateMachine):
             del self.model[user]
         assert self.schedule.pop_due(now, limit) == [user for _, user in expected]
 
-    @precondition(lambda self: True)
     @rule()
     def peek(self):
         assert self.schedule.peek() == min(self.model.values(), default=None)
@@ -136,11 +136,11 @@ class ScheduleVsDict(RuleBasedStateMachine):
         assert len(self.schedule) == len(self.model)
         for user, at in self.model.items():
             assert user in self.schedule and self.schedule.get(user) == at
-        assert len(self.schedule._heap) <= max(4, 2 * len(self.model)) + 1
+        assert len(self.schedule._heap) <= max(4, 2 * len(self.model))
 
 
 TestScheduleVsDict = ScheduleVsDict.TestCase
-TestScheduleVsDict.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+TestScheduleVsDict.settings = settings(max_examples=100, stateful_step_count=30, deadline=None)
 
 
 # -- next_check_ms ---------------------------------------------------------------
@@ -199,17 +199,12 @@ def test_bad_steps_rejected():
         next_check_ms(0, 0, 0, None, step_ms=0)
 
 
+_TIMES = st.none() | st.integers(0, 400 * DAY)
+
+
 @settings(max_examples=300, deadline=None)
-@pytest.mark.parametrize("dummy", [0])
-def test_next_check_is_always_after_now(dummy):
-    from hypothesis import given
-
-    times = st.none() | st.integers(0, 400 * DAY)
-
-    @given(times, times, st.integers(0, 800 * DAY), st.none() | st.integers(-DAY, 300 * DAY))
-    def check(last_purchase, last_seen, now, gap):
-        nxt = next_check_ms(last_purchase, last_seen, now, gap)
-        if nxt is not None:
-            assert now < nxt <= now + DAY
-
-    check()
+@given(_TIMES, _TIMES, st.integers(0, 800 * DAY), st.none() | st.integers(-DAY, 300 * DAY))
+def test_next_check_is_soon_after_now(last_purchase, last_seen, now, gap):
+    nxt = next_check_ms(last_purchase, last_seen, now, gap)
+    if nxt is not None:
+        assert now < nxt <= now + DAY
