@@ -31,6 +31,7 @@ import orjson
 
 from online_models.clock import DAY_MS, MINUTE_MS, ceil_minute
 from online_models.events import Event, Profile
+from online_models.lifecycle import last_return_gap_days
 
 WINDOW_DAYS = (7, 30, 90)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -58,6 +59,7 @@ class PortraitConfig:
     top_categories: int = 5
     cart_timeout_ms: int = DAY_MS
     dedupe_horizon_ms: int = DAY_MS
+    purchase_memory_ms: int = 120 * DAY_MS
     category_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CATEGORY_WEIGHTS))
 
     def __post_init__(self) -> None:
@@ -103,6 +105,13 @@ class PortraitState:
     profile: dict[str, Any] = field(default_factory=dict)
     profile_ts: int | None = None
     version: int = 0
+    # purchase times (sorted) within ``purchase_memory_ms``: churn labels are read from them
+    purchase_times: list[int] = field(default_factory=list)
+    # what the worker keeps to watch the user (see online_models.watch)
+    sample_period: int = -1
+    pending_labels: list = field(default_factory=list)
+    alert: dict[str, Any] = field(default_factory=dict)
+    next_check: int | None = None
 
     def has_seen(self, event_id: str) -> bool:
         """Whether ``event_id`` was already folded in (within the dedupe horizon)."""
@@ -196,6 +205,7 @@ def update(state: PortraitState, event: Event, *, watermark: int, config: Portra
         # a payment settles every cart put in during the timeout before it
         state.open_carts = [c for c in state.open_carts if not (ts - config.cart_timeout_ms < c <= ts)]
         bisect.insort(state.recent_pays, ts)
+        bisect.insort(state.purchase_times, ts)
     elif kind == "refund":
         state.refunds += 1
         state.refund_cents += event.amount_cents
@@ -234,6 +244,9 @@ def prune(state: PortraitState, watermark: int, config: PortraitConfig) -> None:
         del state.recent_pays[: bisect.bisect_left(state.recent_pays, watermark)]
     # Both maps are filled in roughly event-time order, so their first entry is
     # (nearly) the oldest: a cheap test for whether a sweep is due.
+    memory = watermark - config.purchase_memory_ms
+    if state.purchase_times and state.purchase_times[0] < memory:
+        del state.purchase_times[: bisect.bisect_left(state.purchase_times, memory)]
     horizon = watermark - config.dedupe_horizon_ms
     if state.seen and next(iter(state.seen.values())) < horizon:
         state.seen = {k: v for k, v in state.seen.items() if v >= horizon}
@@ -308,6 +321,7 @@ def render(state: PortraitState, *, as_of: int | None, config: PortraitConfig) -
         "windows": {f"{days}d": window_totals(state, as_of, days) for days in WINDOW_DAYS},
         "aov": None if not purchases else round(state.spend_cents / purchases / 100, 2),
         "purchase_days": len(state.purchase_days),
+        "last_return_gap_days": last_return_gap_days(state.purchase_days),
         "refund_rate": _ratio(state.refunds, purchases),
         "active_hours": list(state.hours),
         "weekdays": list(state.weekdays),

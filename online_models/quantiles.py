@@ -237,6 +237,10 @@ class PopulationQuantiles:
 
     # -- persistence -----------------------------------------------------------
 
+    def __reduce__(self):
+        # the KLL sketches do not pickle; their own serialisation does
+        return (type(self).from_bytes, (self.to_bytes(),))
+
     def to_bytes(self) -> bytes:
         """Both sketches and the period, for a state store or a checkpoint."""
         current, previous = self._current.serialize(), self._previous.serialize()

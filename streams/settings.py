@@ -8,7 +8,11 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from online_models.alerts import AlertPolicy
+from online_models.clock import DAY_MS
 from online_models.portrait import PortraitConfig
+from online_models.rfm import LayerConfig
+from online_models.watch import WatchConfig
 
 
 class Settings(BaseSettings):
@@ -31,6 +35,18 @@ class Settings(BaseSettings):
     category_half_life_days: float = Field(30.0, gt=0, description="Half-life of category interest")
     cart_timeout_hours: float = Field(24.0, gt=0, description="A cart with no payment within this time is abandoned")
 
+    sample_period_days: float = Field(7.0, gt=0, description="Each user feeds the models once per period")
+    churn_horizon_days: float = Field(30.0, gt=0, description="Churn label: no purchase within this horizon")
+    snapshot_interval: float = Field(5.0, gt=0, description="Seconds between model snapshots of the trainer")
+    benchmark_aov: float = Field(150.0, gt=0, description="The shop's benchmark order value for value layers")
+    alert_threshold: float = Field(0.7, gt=0, le=1, description="Churn risk at which an alert fires")
+    alert_rearm_below: float = Field(0.5, ge=0, le=1, description="Risk under which a fired user re-arms")
+    alert_cooldown_days: float = Field(14.0, ge=0, description="Minimum event-time days between two alerts of a user")
+    alert_layers: str = Field("high_value,potential", description="Value layers (at last purchase) worth an alert")
+    alert_webhook: str | None = Field(None, description="Optional URL that receives every alert (POST, JSON)")
+    tag_rules: Path | None = Field(None, description="Tag rules file (YAML); default: the shipped rules")
+    sweep_batch: int = Field(500, gt=0, description="Most users re-scored per processed record")
+
     def topic(self, name: str) -> str:
         """Full name of one of the product's topics."""
         return f"{self.topic_prefix}{name}"
@@ -42,6 +58,24 @@ class Settings(BaseSettings):
             category_half_life_days=self.category_half_life_days,
             cart_timeout_ms=int(self.cart_timeout_hours * 3_600_000),
         )
+
+    def watch_config(self) -> WatchConfig:
+        """Sampling, labels and alerts of the per-user watch."""
+        return WatchConfig(
+            portrait=self.portrait_config(),
+            sample_period_ms=int(self.sample_period_days * DAY_MS),
+            label_horizon_ms=int(self.churn_horizon_days * DAY_MS),
+            alerts=AlertPolicy(
+                threshold=self.alert_threshold,
+                rearm_below=self.alert_rearm_below,
+                cooldown_ms=int(self.alert_cooldown_days * DAY_MS),
+                layers=frozenset(x.strip() for x in self.alert_layers.split(",") if x.strip()),
+            ),
+        )
+
+    def layer_config(self) -> LayerConfig:
+        """Value-layer thresholds."""
+        return LayerConfig(benchmark_aov=self.benchmark_aov)
 
     @property
     def bootstrap_servers(self) -> list[str]:

@@ -11,6 +11,9 @@ EVENTS = "events"
 PROFILES = "profiles"
 DEAD_LETTERS = "events.dlq"
 PORTRAITS = "portraits"
+CHURN_ALERTS = "churn-alerts"
+MODEL_TRAINING = "model-training"
+MODELS = "models"
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,7 @@ class TopicSpec:
     configs: dict[str, str] = field(default_factory=dict)
 
 
+MAX_MODEL_BYTES = 32 * 1024 * 1024
 COMPACTED = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"}
 
 TOPICS = (
@@ -29,6 +33,10 @@ TOPICS = (
     TopicSpec(PROFILES, configs=COMPACTED),
     TopicSpec(DEAD_LETTERS, partitions=1, configs={"retention.ms": str(30 * 86_400_000)}),
     TopicSpec(PORTRAITS, configs=COMPACTED),
+    TopicSpec(CHURN_ALERTS, configs={"retention.ms": str(90 * 86_400_000)}),
+    # one partition: a single trainer sees every sample, in order
+    TopicSpec(MODEL_TRAINING, partitions=1, configs={"retention.ms": str(7 * 86_400_000)}),
+    TopicSpec(MODELS, partitions=1, configs={**COMPACTED, "max.message.bytes": str(MAX_MODEL_BYTES)}),
 )
 
 

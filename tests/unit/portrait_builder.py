@@ -1,6 +1,6 @@
 """Portraits for unit tests, made by folding real events through ``portrait.update`` + ``render``.
 
->>> p = History().views(day=0, n=3).pay(day=1, amount=80.0).portrait(as_of_day=2)
+>>> p = History().views(day=0, n=3).pay(day=1, amount=80.0, hour=0, minute=0).portrait(as_of_day=2)
 >>> p["lifetime"]["purchases"], p["funnel"]["views"], p["days_since_last_purchase"]
 (1, 3, 1.0)
 """

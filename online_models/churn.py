@@ -1,0 +1,105 @@
+"""Churn scores of one portrait: P(alive) from the BG/NBD family, the classifier's risk, and why.
+
+>>> from online_models.mbgnbd import MBGNBD
+>>> portrait = {"as_of": "2024-03-01T00:00:00.000Z", "first_purchase": "2024-01-01T00:00:00.000Z",
+...             "last_purchase": "2024-01-20T00:00:00.000Z", "purchase_days": 4,
+...             "days_since_last_purchase": 41.0, "windows": {"7d": {"events": 0}, "30d": {"events": 2}}}
+>>> purchase_stats(portrait)
+(3, 19.0, 60.0)
+>>> usual_gap_days(portrait)
+6.3
+>>> view = churn_scores(portrait, mbgnbd=MBGNBD.from_params(r=0.5, alpha=6.0, a=0.9, b=1.6))
+>>> view["model"], view["risk"] == round(1 - view["p_alive"], 4)
+('mbgnbd', True)
+>>> view["reasons"][0]
+'41 days since last purchase; usual gap 6.3 days'
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+DAY_MS = 86_400_000
+
+
+def _ms(text: str | None) -> int | None:
+    if text is None:
+        return None
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def purchase_stats(portrait: dict[str, Any]) -> tuple[int, float, float] | None:
+    """BG/NBD sufficient statistics in days: (repeat purchase days x, t_x, age T); None for non-buyers."""
+    first, last, as_of = _ms(portrait.get("first_purchase")), _ms(portrait.get("last_purchase")), _ms(portrait.get("as_of"))
+    if first is None or last is None or as_of is None:
+        return None
+    x = max(0, int(portrait.get("purchase_days") or 1) - 1)
+    return x, (last - first) / DAY_MS, max(as_of - first, last - first) / DAY_MS
+
+
+def usual_gap_days(portrait: dict[str, Any]) -> float | None:
+    """Mean days between purchase days (None before a repeat purchase)."""
+    stats = purchase_stats(portrait)
+    if stats is None or stats[0] == 0:
+        return None
+    x, t_x, _ = stats
+    return round(t_x / x, 1)
+
+
+def reasons(portrait: dict[str, Any], p_alive: float | None, model: str) -> list[str]:
+    """Human-readable grounds for the score."""
+    out = []
+    since = portrait.get("days_since_last_purchase")
+    if since is not None:
+        gap = usual_gap_days(portrait)
+        text = f"{since:.0f} days since last purchase"
+        out.append(text + (f"; usual gap {gap} days" if gap is not None else "; bought only once"))
+    elif portrait.get("days_since_last_seen") is not None:
+        out.append(f"never bought; {portrait['days_since_last_seen']:.0f} days since last visit")
+    windows = portrait.get("windows") or {}
+    recent = (windows.get("7d") or {}).get("events")
+    month = (windows.get("30d") or {}).get("events")
+    if recent is not None and month:
+        weekly = month / 30 * 7
+        if recent < 0.5 * weekly:
+            out.append(f"activity down: {recent} events in 7 days vs {weekly:.1f} a week over 30 days")
+    if p_alive is not None:
+        out.append(f"P(alive) {p_alive:.2f} under {'MBG/NBD' if model != 'bgnbd' else 'BG/NBD'}")
+    return out
+
+
+def churn_scores(
+    portrait: dict[str, Any],
+    *,
+    bgnbd=None,
+    mbgnbd=None,
+    classifier=None,
+    features: dict[str, float] | None = None,
+    classifier_ready: bool = False,
+) -> dict[str, Any]:
+    """``{risk, p_alive, p_alive_bgnbd, model, reasons}`` for the portrait.
+
+    ``risk`` is the classifier's churn probability once it has proven itself
+    (``classifier_ready``), else ``1 - P(alive)`` under MBG/NBD, else None.
+    """
+    stats = purchase_stats(portrait)
+    p_alive = p_alive_bg = None
+    if stats is not None:
+        if mbgnbd is not None:
+            p_alive = round(float(mbgnbd.p_alive(*stats)), 4)
+        if bgnbd is not None:
+            p_alive_bg = round(float(bgnbd.p_alive(*stats)), 4)
+    if classifier is not None and classifier_ready and features is not None:
+        risk, model = round(classifier.predict_proba_one(features), 4), "classifier"
+    elif p_alive is not None:
+        risk, model = round(1.0 - p_alive, 4), "mbgnbd"
+    else:
+        risk, model = None, "none"
+    return {
+        "risk": risk,
+        "p_alive": p_alive,
+        "p_alive_bgnbd": p_alive_bg,
+        "model": model,
+        "reasons": reasons(portrait, p_alive, model),
+    }

@@ -1,0 +1,200 @@
+"""The population models, trained centrally and scored everywhere.
+
+One trainer learns from samples every worker sends (one per user per period,
+plus churn labels as they mature) and publishes snapshots; every worker scores
+portraits with the latest snapshot. Here live the models and the rules that
+turn a portrait into decisions: RFM scores and value layer, lifecycle stage,
+tags, segment and churn risk.
+
+>>> from online_models.portrait import PortraitConfig, PortraitState, render, update
+>>> from online_models.events import parse_event
+>>> models = PopulationModels(PopulationConfig(segment_warmup=1, n_segments=1))
+>>> state = PortraitState("u1")
+>>> _ = update(state, parse_event(b'{"event_id":"1","user_id":"u1","type":"pay","ts":1714536000000,"amount":80}'),
+...            watermark=0, config=PortraitConfig())
+>>> portrait = render(state, as_of=1714536060000, config=PortraitConfig())
+>>> models.learn({"kind": "user", "ts": 1714536060000, "portrait": portrait})
+>>> enriched = models.enrich(portrait)
+>>> enriched["rfm"]["layer"], enriched["lifecycle"], enriched["segment"]["id"]
+('ordinary', 'new', 0)
+>>> PopulationModels.from_bytes(models.to_bytes()).enrich(portrait) == enriched
+True
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from online_models.bgnbd import BGNBD
+from online_models.churn import churn_scores, purchase_stats
+from online_models.churn_classifier import ChurnClassifier
+from online_models.features import behaviour_features
+from online_models.lifecycle import LifecycleConfig, lifecycle_stage
+from online_models.mbgnbd import MBGNBD
+from online_models.rfm import LayerConfig, RFMScorer, value_layer
+from online_models.segments import SegmentModel
+from online_models.tags import TagRules
+
+
+@dataclass
+class PopulationConfig:
+    """How the population models learn; every knob has a default."""
+
+    n_segments: int = 7
+    segment_warmup: int = 300
+    churn_fit_sample: int = 20_000  # users whose BG/NBD statistics are kept for refits
+    churn_refit_every: int = 500  # new user samples between refits
+    churn_min_buyers: int = 50
+    classifier_min_labels: int = 300
+    classifier_min_auc: float = 0.7
+    layers: LayerConfig = field(default_factory=LayerConfig)
+    lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
+    seed: int = 0
+
+
+class PopulationModels:
+    """RFM sketches, segments, churn classifier and BG/NBD fits, with one snapshot format."""
+
+    def __init__(self, config: PopulationConfig | None = None, rules: TagRules | None = None):
+        self.config = config or PopulationConfig()
+        self.rules = rules or TagRules.default()
+        self.rfm = RFMScorer()
+        self.segments = SegmentModel(n_segments=self.config.n_segments, warmup=self.config.segment_warmup)
+        self.classifier = ChurnClassifier()
+        self.bgnbd: BGNBD | None = None
+        self.mbgnbd: MBGNBD | None = None
+        self.purchase_sample: dict[str, tuple[int, float, float]] = {}
+        self.user_samples = 0
+        self.since_refit = 0
+        self.version = 0
+        self.trained_until_ms = 0
+        self._rng = random.Random(self.config.seed)
+
+    # ---------------------------------------------------------------- learning
+    def learn(self, sample: dict[str, Any]) -> None:
+        """Learn one sample: ``{"kind": "user", "ts", "portrait"}`` or ``{"kind": "label", "ts", "features", "label"}``."""
+        ts = int(sample["ts"])
+        self.trained_until_ms = max(self.trained_until_ms, ts)
+        self.version += 1
+        if sample["kind"] == "label":
+            self.classifier.learn_one(sample["features"], bool(sample["label"]))
+            return
+        portrait = sample["portrait"]
+        self.user_samples += 1
+        self.rfm.learn_one(portrait, ts)
+        gmv = float(((portrait.get("windows") or {}).get("30d") or {}).get("spend") or 0.0)
+        self.segments.learn_one(behaviour_features(portrait), gmv=gmv)
+        stats = purchase_stats(portrait)
+        if stats is not None:
+            self._keep_purchase_stats(portrait["user_id"], stats)
+            self.since_refit += 1
+            if self.since_refit >= self.config.churn_refit_every or (
+                self.mbgnbd is None and len(self.purchase_sample) >= self.config.churn_min_buyers
+            ):
+                self.refit_churn()
+
+    def _keep_purchase_stats(self, user_id: str, stats: tuple[int, float, float]) -> None:
+        sample = self.purchase_sample
+        if user_id not in sample and len(sample) >= self.config.churn_fit_sample:
+            del sample[self._rng.choice(list(sample))]  # bounded: evict a random user
+        sample[user_id] = stats
+
+    def refit_churn(self) -> None:
+        """Refit BG/NBD and MBG/NBD by maximum likelihood on the bounded sample (time unit: days)."""
+        self.since_refit = 0
+        if len(self.purchase_sample) < self.config.churn_min_buyers:
+            return
+        x, t_x, T = (np.array(column, dtype=float) for column in zip(*self.purchase_sample.values()))
+        for name, model in (("bgnbd", BGNBD()), ("mbgnbd", MBGNBD())):
+            try:
+                setattr(self, name, model.fit(x, t_x, T))
+            except (ValueError, FloatingPointError, RuntimeError):
+                pass  # keep the previous fit
+
+    # ----------------------------------------------------------------- scoring
+    def _segment_names(self) -> dict[int, str]:
+        names = self.__dict__.get("_names")
+        if names is None or names[0] != self.version:
+            names = (self.version, {seg["id"]: seg["name"] for seg in self.segments.describe()})
+            self.__dict__["_names"] = names
+        return names[1]
+
+    def classifier_ready(self) -> bool:
+        """Whether the classifier has earned the right to give the risk."""
+        report = self.classifier.report()
+        return (
+            report["labels"] >= self.config.classifier_min_labels
+            and report["auc"] is not None
+            and report["auc"] >= self.config.classifier_min_auc
+        )
+
+    def enrich(self, portrait: dict[str, Any]) -> dict[str, Any]:
+        """The portrait with ``rfm``, ``lifecycle``, ``segment``, ``tags`` and ``churn`` added."""
+        features = behaviour_features(portrait)
+        out = dict(portrait)
+        out["rfm"] = {**self.rfm.score(portrait), "layer": value_layer(portrait, self.config.layers)}
+        out["lifecycle"] = lifecycle_stage(portrait, self.config.lifecycle)
+        if self.segments.seeded:
+            segment_id = self.segments.predict_one(features)
+            out["segment"] = {"id": segment_id, "name": self._segment_names().get(segment_id, f"segment {segment_id}")}
+        else:
+            out["segment"] = None
+        out["tags"] = self.rules.evaluate(portrait)
+        out["churn"] = churn_scores(
+            portrait,
+            bgnbd=self.bgnbd,
+            mbgnbd=self.mbgnbd,
+            classifier=self.classifier,
+            features=features,
+            classifier_ready=self.classifier_ready(),
+        )
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """What ``GET /v1/models`` shows: fitted parameters, sample sizes, AUC, segments."""
+
+        def fit(model) -> dict[str, Any] | None:
+            if model is None:
+                return None
+            return {**{k: round(float(v), 6) for k, v in model.params_.items()}, "time_unit": "days", "n_users": int(model.n_users_)}
+
+        return {
+            "version": self.version,
+            "trained_until_ms": self.trained_until_ms,
+            "user_samples": self.user_samples,
+            "churn": {
+                "bgnbd": fit(self.bgnbd),
+                "mbgnbd": fit(self.mbgnbd),
+                "classifier": {**self.classifier.report(), "ready": self.classifier_ready()},
+                "sample_size": len(self.purchase_sample),
+            },
+            "segments": self.segments.describe() if self.segments.seeded else [],
+        }
+
+    # --------------------------------------------------------------- snapshots
+    def __getstate__(self) -> dict[str, Any]:
+        # tag rules are each process's own configuration, not learned state
+        return {k: v for k, v in self.__dict__.items() if k not in ("rules", "_names")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.rules = TagRules.default()
+
+    def to_bytes(self) -> bytes:
+        """The whole trained state (to resume training, and to score elsewhere); not the tag rules."""
+        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, rules: TagRules | None = None) -> "PopulationModels":
+        """Inverse of :meth:`to_bytes`, scoring tags with ``rules`` (default: the shipped ones)."""
+        models = pickle.loads(raw)
+        if not isinstance(models, cls):
+            raise TypeError("not a PopulationModels snapshot")
+        if rules is not None:
+            models.rules = rules
+        return models
