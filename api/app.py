@@ -1,70 +1,367 @@
-"""The query side: a FastAPI service over the materialised portraits."""
+"""The query side: a FastAPI service over the materialised portraits, alerts and models.
+
+Every endpoint but ``/healthz`` and ``/metrics`` needs ``Authorization: Bearer <token>``
+(:mod:`api.auth`); readers query, operators also export and ingest.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path as FsPath
+from typing import Annotated
 
-from fastapi import FastAPI, HTTPException, Path, Request
-from fastapi.responses import Response
+import orjson
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import AwareDatetime
+from sse_starlette.sse import EventSourceResponse
 
-from api.models import Health, Portrait, Problem
-from api.store import LocalStore, TopicFollower
+from api import audiences, overview
+from api.alerts import ALERTS_SPACE, AlertHub, AlertSpace, recent_alerts
+from api.auth import ApiSettings, Operator, Reader, Role, TokenRegistry
+from api.indexes import PORTRAITS_SPACE, PortraitSpace, aggregate
+from api.ingest import EventLogUnavailable, EventSink, parse_batch, read_body, validate, wall_clock_ms
+from api.metrics import ApiMetrics, MetricsMiddleware
+from api.models import (
+    AlertList,
+    AudienceExport,
+    AudienceFilter,
+    AudienceMember,
+    AudienceQuery,
+    AudienceResult,
+    ChurnAlert,
+    Health,
+    IngestResult,
+    Overview,
+    OverviewQuery,
+    Portrait,
+    Problem,
+)
+from api.store import LocalStore, SpaceHandler, TopicFollower
 from streams import topics
 from streams.settings import Settings, get_settings
 
-PORTRAITS_SPACE = b"p:"
+ALERTS_TOPIC = "churn-alerts"
+MODELS_TOPIC = "models"
+MODELS_SPACE = b"m:"
+MODEL_SUMMARY_KEY = "summary"
 
 USER_ID = Path(min_length=1, max_length=128, description="The user id events are keyed by")
 
+AUTH_ERRORS = {
+    401: {"model": Problem, "description": "Missing or invalid bearer token"},
+    403: {"model": Problem, "description": "The token's role is too weak"},
+}
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the API; the lifespan opens the store and starts following the portraits topic."""
+
+def open_store(path: FsPath, *, alert_queue: int = 256, cache_mb: int = 256) -> LocalStore:
+    """The API's store with its key spaces: portraits (indexed), churn alerts, models."""
+    handlers = [PortraitSpace(PORTRAITS_SPACE), AlertSpace(AlertHub(alert_queue)), SpaceHandler(MODELS_SPACE)]
+    return LocalStore(path, handlers, cache_mb=cache_mb)
+
+
+def get_store(request: Request) -> LocalStore:
+    return request.app.state.store
+
+
+Store = Annotated[LocalStore, Depends(get_store)]
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    tokens: Mapping[str, Role | str] | None = None,
+    api_settings: ApiSettings | None = None,
+    store: LocalStore | None = None,
+    follow: bool = True,
+    producer=None,
+) -> FastAPI:
+    """Build the API.
+
+    ``tokens`` maps bearer tokens to roles (default: ``PORTRAITS_API_TOKENS``, else one
+    generated admin token printed to stderr). Without ``store`` the lifespan opens the
+    store under ``data_dir/api/store``; with ``follow`` it follows the topics into it.
+    ``producer`` replaces the kafka-python producer of ``POST /v1/events``.
+    """
     settings = settings or get_settings()
+    api_settings = api_settings or ApiSettings()
+    registry = TokenRegistry.configure(tokens, api_settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        store = LocalStore(settings.data_dir / "api" / "store")
-        spaces = {settings.topic(topics.PORTRAITS): PORTRAITS_SPACE}
-        follower = TopicFollower(store, spaces, settings.bootstrap_servers)
-        follower.start()
-        app.state.store, app.state.follower = store, follower
+        local = store or open_store(
+            settings.data_dir / "api" / "store", alert_queue=api_settings.api_alert_queue, cache_mb=api_settings.api_cache_mb
+        )
+        follower = None
+        if follow:
+            spaces = {
+                settings.topic(topics.PORTRAITS): PORTRAITS_SPACE,
+                settings.topic(ALERTS_TOPIC): ALERTS_SPACE,
+                settings.topic(MODELS_TOPIC): MODELS_SPACE,
+            }
+            follower = TopicFollower(local, spaces, settings.bootstrap_servers)
+            follower.start()
+        sink = EventSink(settings, producer)
+        app.state.store, app.state.follower, app.state.sink = local, follower, sink
         try:
             yield
         finally:
-            follower.stop()
-            follower.join(timeout=10)
-            store.close()
+            if follower is not None:
+                follower.stop()
+                follower.join(timeout=10)
+            sink.close()
+            if store is None:
+                local.close()
 
     app = FastAPI(
         title="Customer portraits",
-        version="0.1.0",
+        version="0.2.0",
         summary="Live customer portraits computed from the behaviour-event stream.",
         lifespan=lifespan,
     )
+    app.state.tokens = registry
+    app.state.store = store
+    app.state.follower = None
+
+    def state() -> dict[str, float | None]:
+        follower: TopicFollower | None = app.state.follower
+        local: LocalStore | None = app.state.store
+        alerts = local.handlers.get(ALERTS_SPACE) if local is not None else None
+        return {
+            "portraits_api_follower_lag": follower.lag if follower else None,
+            "portraits_api_follower_caught_up": float(follower.caught_up.is_set()) if follower else None,
+            "portraits_api_portraits_stored": local.count(PORTRAITS_SPACE) if local is not None else None,
+            "portraits_api_alerts_stored": alerts.count if alerts is not None else None,
+            "portraits_api_alert_subscribers": alerts.hub.subscribers if isinstance(alerts, AlertSpace) else None,
+        }
+
+    metrics = ApiMetrics(state)
+    app.state.metrics = metrics
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    # -- operations -------------------------------------------------------------------------
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
     def healthz(request: Request) -> Health:
-        """Liveness, and whether the local store has caught up with the portraits topic."""
-        follower: TopicFollower = request.app.state.follower
+        """Liveness, and whether the local store has caught up with the followed topics."""
+        follower: TopicFollower | None = request.app.state.follower
+        if follower is None:
+            return Health(status="ok", topics=[], caught_up=False, lag=None, follower_error=None)
         return Health(
             status="ok",
             topics=sorted(follower.spaces),
             caught_up=follower.caught_up.is_set(),
             lag=follower.lag,
             follower_error=follower.error,
+            waiting_for_topics=follower.missing_topics,
         )
+
+    @app.get("/metrics", tags=["ops"], response_class=Response)
+    def prometheus_metrics() -> Response:
+        """Prometheus metrics: request latency by route, follower lag, portraits and alerts stored."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    # -- portraits --------------------------------------------------------------------------
 
     @app.get(
         "/v1/users/{user_id}/portrait",
         response_model=Portrait,
-        responses={404: {"model": Problem, "description": "No portrait for this user"}},
+        responses={404: {"model": Problem, "description": "No portrait for this user"}, **AUTH_ERRORS},
         tags=["portraits"],
     )
-    def get_portrait(request: Request, user_id: str = USER_ID) -> Response:
+    def get_portrait(store: Store, _: Reader, user_id: str = USER_ID) -> Response:
         """The user's current portrait."""
-        raw = request.app.state.store.get(PORTRAITS_SPACE, user_id)
+        raw = store.get(PORTRAITS_SPACE, user_id)
         if raw is None:
             raise HTTPException(404, f"no portrait for user {user_id!r}: no event or profile seen for this id")
         return Response(content=raw, media_type="application/json")
+
+    # -- audiences --------------------------------------------------------------------------
+
+    @app.post(
+        "/v1/audiences/query",
+        response_model=AudienceResult,
+        responses={400: {"model": Problem, "description": "A cursor that does not fit the filter"}, **AUTH_ERRORS},
+        tags=["audiences"],
+    )
+    def query_audience(query: AudienceQuery, store: Store, _: Reader) -> AudienceResult:
+        """Count the users matching a filter and return a page of them with the chosen fields."""
+        try:
+            after = audiences.decode_cursor(query.filter, query.cursor) if query.cursor else None
+        except audiences.BadCursor as error:
+            raise HTTPException(400, str(error)) from None
+        selection = audiences.select(store, query.filter)
+        chosen, last = audiences.page(selection.users, after, query.limit)
+        members = [
+            AudienceMember(
+                user_id=audiences.user_text(user),
+                fields=audiences.project(selection.portrait(user), query.fields) if query.fields else {},
+            )
+            for user in chosen
+        ]
+        return AudienceResult(
+            count=len(selection.users),
+            users=members,
+            next_cursor=audiences.encode_cursor(query.filter, last) if last is not None else None,
+            plan=selection.plan,
+        )
+
+    @app.post(
+        "/v1/audiences/export",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/csv": {}}, "description": "user_id, then the chosen fields"}, **AUTH_ERRORS},
+        tags=["audiences"],
+    )
+    def export_audience(export: AudienceExport, store: Store, _: Operator) -> StreamingResponse:
+        """The whole audience as CSV (operator role). Nested values are JSON; formula-like text is quoted."""
+        selection = audiences.select(store, export.filter)
+        return StreamingResponse(
+            audiences.csv_rows(selection, export.fields),
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "Content-Disposition": 'attachment; filename="audience.csv"',
+                "X-Audience-Count": str(len(selection.users)),
+            },
+        )
+
+    # -- group portraits --------------------------------------------------------------------
+
+    def _overview(store: LocalStore, flt: AudienceFilter) -> Overview:
+        handler = store.handler(PORTRAITS_SPACE)
+        if flt == AudienceFilter() and isinstance(handler, PortraitSpace):
+            return overview.build(handler.aggregates())
+        selection = audiences.select(store, flt)
+        totals = aggregate(selection.portrait(user) or {} for user in selection.users)
+        return overview.build(totals, plan=selection.plan)
+
+    @app.get("/v1/overview", response_model=Overview, responses=AUTH_ERRORS, tags=["overview"])
+    def get_overview(store: Store, _: Reader) -> Overview:
+        """The group portrait of every user, from running aggregates."""
+        return _overview(store, AudienceFilter())
+
+    @app.post("/v1/overview", response_model=Overview, responses=AUTH_ERRORS, tags=["overview"])
+    def post_overview(query: OverviewQuery, store: Store, _: Reader) -> Overview:
+        """The group portrait of an audience."""
+        return _overview(store, query.filter)
+
+    # -- alerts -----------------------------------------------------------------------------
+
+    @app.get("/v1/alerts", response_model=AlertList, responses=AUTH_ERRORS, tags=["alerts"])
+    def list_alerts(
+        store: Store,
+        _: Reader,
+        user_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+        layer: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+        min_risk: Annotated[float | None, Query(ge=0, le=1)] = None,
+        since: Annotated[AwareDatetime | None, Query(description="Only alerts at or after this instant (ISO-8601 with offset)")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> AlertList:
+        """Stored churn alerts, most recent (event time) first."""
+        since_ms = None if since is None else int(since.timestamp() * 1000)
+        found = recent_alerts(store, user_id=user_id, layer=layer, min_risk=min_risk, since_ms=since_ms, limit=limit)
+        return AlertList(count=len(found), alerts=[ChurnAlert.model_validate(a) for a in found])
+
+    @app.get(
+        "/v1/alerts/stream",
+        response_class=EventSourceResponse,
+        responses={200: {"content": {"text/event-stream": {}}, "description": "event: alert, data: one alert"}, **AUTH_ERRORS},
+        tags=["alerts"],
+    )
+    async def stream_alerts(
+        store: Store,
+        _: Reader,
+        user_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+        layer: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+        min_risk: Annotated[float | None, Query(ge=0, le=1)] = None,
+    ) -> EventSourceResponse:
+        """Server-sent events: each new alert as it arrives (``event: alert``). A client that
+        falls behind gets ``event: dropped`` with how many alerts it missed."""
+        handler = store.handlers.get(ALERTS_SPACE)
+        if not isinstance(handler, AlertSpace):
+            raise HTTPException(503, "this store does not follow churn alerts")
+        hub = handler.hub
+        filters = {k: v for k, v in {"user_id": user_id, "layer": layer, "min_risk": min_risk}.items() if v is not None}
+        subscription = hub.subscribe(**filters)
+
+        async def events():
+            try:
+                while True:
+                    alert = await subscription.queue.get()
+                    if subscription.dropped:
+                        yield {"event": "dropped", "data": orjson.dumps({"dropped": subscription.dropped}).decode()}
+                        subscription.dropped = 0
+                    yield {"event": "alert", "id": str(alert.get("alert_id", "")), "data": orjson.dumps(alert).decode()}
+            finally:
+                hub.unsubscribe(subscription)
+
+        return EventSourceResponse(events(), ping=15)
+
+    # -- models -----------------------------------------------------------------------------
+
+    @app.get(
+        "/v1/models",
+        responses={200: {"content": {"application/json": {}}}, 404: {"model": Problem}, **AUTH_ERRORS},
+        tags=["models"],
+    )
+    def get_models(store: Store, _: Reader) -> Response:
+        """The summary of the fitted models, as the trainer published it."""
+        raw = store.get(MODELS_SPACE, MODEL_SUMMARY_KEY)
+        if raw is None:
+            raise HTTPException(404, "no model summary yet: no trainer has published one to the models topic")
+        return Response(content=raw, media_type="application/json")
+
+    # -- ingestion --------------------------------------------------------------------------
+
+    @app.post(
+        "/v1/events",
+        response_model=IngestResult,
+        responses={
+            400: {"model": Problem, "description": "The body is not JSON"},
+            413: {"model": Problem, "description": "The body is too large"},
+            503: {"model": Problem, "description": "Kafka did not acknowledge the events; retry"},
+            **AUTH_ERRORS,
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                {"type": "array", "items": {"type": "object"}},
+                                {"type": "object", "properties": {"events": {"type": "array", "items": {"type": "object"}}}},
+                            ]
+                        }
+                    }
+                },
+            }
+        },
+        tags=["events"],
+    )
+    async def ingest_events(request: Request, _: Operator) -> IngestResult:
+        """Validate a batch of events (a JSON array, or ``{"events": [...]}``) like the stream does and
+        write the valid ones to the events topic; the answer comes once Kafka has them all."""
+        body = await read_body(request, api_settings.api_max_body_bytes)
+        sink: EventSink = request.app.state.sink
+
+        def run() -> IngestResult:
+            items = parse_batch(body, api_settings.api_max_events)
+            records, errors = validate(items, now_ms=wall_clock_ms(), max_future_ms=int(settings.max_future_seconds * 1000))
+            try:
+                sink.write(records)
+            except EventLogUnavailable as error:
+                raise HTTPException(
+                    503, f"{error}; no event of this request is confirmed: retry it (event ids make retries safe)"
+                ) from None
+            if records:
+                metrics.events.labels("accepted").inc(len(records))
+            for error in errors:
+                metrics.events.labels(error.reason).inc()
+            return IngestResult(accepted=len(records), rejected=len(errors), errors=errors)
+
+        return await run_in_threadpool(run)
 
     return app

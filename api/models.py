@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from online_models.events import EVENT_TYPES
 
 
 class WindowTotals(BaseModel):
@@ -57,6 +59,7 @@ class Portrait(BaseModel):
     windows: dict[str, WindowTotals] = Field(description="Keys 7d, 30d, 90d")
     aov: float | None = Field(description="Average order value")
     purchase_days: int
+    last_return_gap_days: int | None
     refund_rate: float | None
     active_hours: list[int] = Field(min_length=24, max_length=24)
     weekdays: list[int] = Field(min_length=7, max_length=7, description="Monday first")
@@ -84,3 +87,405 @@ class Health(BaseModel):
     caught_up: bool
     lag: int | None
     follower_error: str | None
+    waiting_for_topics: list[str] = Field(default_factory=list, description="Followed topics that do not exist yet")
+
+
+# ---------------------------------------------------------------------------------------------
+# Audiences: a typed filter over the portraits
+# ---------------------------------------------------------------------------------------------
+
+Layer = Literal["high_value", "potential", "ordinary", "low_value"]
+Stage = Literal["new", "active", "at_risk", "churned", "returning"]
+WindowDays = Literal[7, 30, 90]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+#: Events the portrait counts, and where (``days`` None: the lifetime).
+COUNTED_EVENTS: dict[str, dict[int | None, str]] = {
+    "pay": {None: "lifetime.purchases", **{d: f"windows.{d}d.purchases" for d in (7, 30, 90)}},
+    "any": {None: "lifetime.events", **{d: f"windows.{d}d.events" for d in (7, 30, 90)}},
+    "view": {None: "funnel.views"},
+    "search": {None: "funnel.searches"},
+    "click": {None: "funnel.clicks"},
+    "add_to_cart": {None: "funnel.add_to_cart"},
+    "favorite": {None: "funnel.favorites"},
+    "order": {None: "funnel.orders"},
+    "refund": {None: "lifetime.refunds"},
+}
+
+#: Top-level portrait fields a projection may start with.
+PORTRAIT_FIELDS = frozenset(Portrait.model_fields) | {
+    "rfm",
+    "lifecycle",
+    "segment",
+    "tags",
+    "churn",
+    "last_return_gap_days",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TagFilter(_Strict):
+    """Conditions on the rule-defined tags (``tags``)."""
+
+    all: list[Label] | None = Field(None, min_length=1, max_length=50, description="Has every one of these tags")
+    any: list[Label] | None = Field(None, min_length=1, max_length=50, description="Has at least one of these tags")
+    none: list[Label] | None = Field(None, min_length=1, max_length=50, description="Has none of these tags")
+
+    @model_validator(mode="after")
+    def _something(self) -> "TagFilter":
+        if self.all is None and self.any is None and self.none is None:
+            raise ValueError("give at least one of all, any, none")
+        return self
+
+
+class RiskRange(_Strict):
+    """``min <= churn.risk <= max``; a user without a churn risk never matches."""
+
+    min: float | None = Field(None, ge=0, le=1)
+    max: float | None = Field(None, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "RiskRange":
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        return self
+
+
+class CategoryScoreAtLeast(_Strict):
+    """The category is among ``top_categories`` with a decayed score of at least ``at_least``.
+
+    The portrait lists only the user's top categories (5 by default), so a category
+    outside them counts as not meeting the threshold.
+    """
+
+    category: Label
+    at_least: float = Field(ge=0)
+
+
+class CategoryFilter(_Strict):
+    """Category affinity, from ``top_categories``."""
+
+    top_in: list[Label] | None = Field(
+        None, min_length=1, max_length=100, description="The user's first top category is one of these"
+    )
+    score_at_least: CategoryScoreAtLeast | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> "CategoryFilter":
+        if self.top_in is None and self.score_at_least is None:
+            raise ValueError("give top_in, score_at_least or both")
+        return self
+
+
+class AttributeFilter(_Strict):
+    """Static attributes (``profile.*``); each list is a choice (any of its values)."""
+
+    age_band: list[Label] | None = Field(None, min_length=1, max_length=50, examples=[["25-29", "30-34"]])
+    gender: list[Label] | None = Field(None, min_length=1, max_length=10)
+    region: list[Label] | None = Field(None, min_length=1, max_length=200)
+    city_tier: list[int | Label] | None = Field(None, min_length=1, max_length=20)
+
+    @model_validator(mode="after")
+    def _something(self) -> "AttributeFilter":
+        if all(getattr(self, name) is None for name in type(self).model_fields):
+            raise ValueError("give at least one attribute")
+        return self
+
+
+class Performed(_Strict):
+    """Did ``event`` between ``at_least`` and ``at_most`` times (in the last ``days`` days, or ever).
+
+    Counted from the portrait: ``pay`` -> ``windows.<D>d.purchases`` (ever: ``lifetime.purchases``),
+    ``any`` -> ``windows.<D>d.events`` (ever: ``lifetime.events``). Other events are counted
+    over the lifetime only: ``view``/``search``/``click``/``add_to_cart``/``favorite``/``order``
+    -> ``funnel.*``, ``refund`` -> ``lifetime.refunds``.
+    """
+
+    kind: Literal["performed"]
+    event: str = Field(description="pay, any (every event), view, search, click, add_to_cart, favorite, order, refund")
+    days: WindowDays | None = Field(None, description="Look-back window in days (7, 30 or 90); omit for the lifetime")
+    at_least: int = Field(1, ge=0)
+    at_most: int | None = Field(None, ge=0)
+
+    @field_validator("event")
+    @classmethod
+    def _counted(cls, event: str) -> str:
+        if event not in COUNTED_EVENTS:
+            if event in EVENT_TYPES:
+                raise ValueError(f"the portrait does not count {event!r} events")
+            raise ValueError(f"{event[:40]!r} is not an event type; use one of {', '.join(COUNTED_EVENTS)}")
+        return event
+
+    @model_validator(mode="after")
+    def _answerable(self) -> "Performed":
+        if self.days is not None and self.days not in COUNTED_EVENTS[self.event]:
+            raise ValueError(
+                f"the portrait counts {self.event!r} over the lifetime only ({COUNTED_EVENTS[self.event][None]}); "
+                "windowed counts exist for pay and any: drop days, or use kind carted_not_paid"
+            )
+        if self.at_most is not None and self.at_most < self.at_least:
+            raise ValueError(f"at_most ({self.at_most}) is below at_least ({self.at_least})")
+        return self
+
+    @property
+    def source(self) -> str:
+        """The portrait field that answers the condition."""
+        return COUNTED_EVENTS[self.event][self.days]
+
+
+class Spend(_Strict):
+    """Spent between ``at_least`` and ``at_most`` (``windows.<D>d.spend``, or ``lifetime.spend``)."""
+
+    kind: Literal["spend"]
+    days: WindowDays | None = None
+    at_least: float | None = Field(None, ge=0)
+    at_most: float | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "Spend":
+        if self.at_least is None and self.at_most is None:
+            raise ValueError("give at_least, at_most or both")
+        if self.at_least is not None and self.at_most is not None and self.at_most < self.at_least:
+            raise ValueError(f"at_most ({self.at_most}) is below at_least ({self.at_least})")
+        return self
+
+    @property
+    def source(self) -> str:
+        return "lifetime.spend" if self.days is None else f"windows.{self.days}d.spend"
+
+
+class CartedNotPaid(_Strict):
+    """Put something in the cart but did not pay in the last ``days`` days.
+
+    The portrait counts carts over the lifetime only, so this is answered as:
+    ``funnel.abandoned_carts >= 1`` (a cart was never paid within the cart timeout) and
+    ``windows.<D>d.purchases == 0`` (no payment in the window, exact) and
+    ``days_since_last_seen <= D`` (active in the window). It includes every user who
+    abandoned a cart in the window, and also users active in the window whose abandoned
+    cart is older.
+    """
+
+    kind: Literal["carted_not_paid"]
+    days: WindowDays
+
+
+Behaviour = Annotated[Performed | Spend | CartedNotPaid, Field(discriminator="kind")]
+
+
+class AudienceFilter(_Strict):
+    """Who is in the audience: every given condition must hold (an empty filter is everyone)."""
+
+    segments: list[int | Label] | None = Field(None, min_length=1, max_length=100, description="segment.id is one of these")
+    layers: list[Layer] | None = Field(None, min_length=1, description="rfm.layer is one of these")
+    lifecycle: list[Stage] | None = Field(None, min_length=1, description="lifecycle is one of these")
+    tags: TagFilter | None = None
+    churn_risk: RiskRange | None = None
+    categories: CategoryFilter | None = None
+    attributes: AttributeFilter | None = None
+    behaviour: list[Behaviour] | None = Field(None, min_length=1, max_length=20, description="Every condition holds")
+
+
+FieldPath = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_\-]+)*$", max_length=200),
+    Field(description="Dotted path into the portrait; list items by position, e.g. top_categories.0.category"),
+]
+
+
+def _known_fields(fields: list[str]) -> list[str]:
+    for path in fields:
+        head = path.split(".", 1)[0]
+        if head not in PORTRAIT_FIELDS:
+            raise ValueError(f"{path!r}: the portrait has no field {head!r}")
+    return list(dict.fromkeys(fields))
+
+
+class AudienceQuery(_Strict):
+    """A page of an audience: who matches ``filter``, with the chosen ``fields``."""
+
+    filter: AudienceFilter = Field(default_factory=AudienceFilter)
+    fields: list[FieldPath] = Field(default_factory=list, max_length=50, examples=[["rfm.layer", "windows.30d.spend"]])
+    limit: int = Field(100, ge=0, le=1000, description="Users per page (0: only the count)")
+    cursor: str | None = Field(None, max_length=1024, description="next_cursor of the previous page")
+
+    @field_validator("fields")
+    @classmethod
+    def _known(cls, fields: list[str]) -> list[str]:
+        return _known_fields(fields)
+
+
+class AudienceExport(_Strict):
+    """The whole audience as CSV: ``user_id`` then the chosen ``fields``."""
+
+    filter: AudienceFilter = Field(default_factory=AudienceFilter)
+    fields: list[FieldPath] = Field(default_factory=list, max_length=100)
+
+    @field_validator("fields")
+    @classmethod
+    def _known(cls, fields: list[str]) -> list[str]:
+        return _known_fields(fields)
+
+
+class AudienceMember(BaseModel):
+    user_id: str
+    fields: dict[str, Any] = Field(default_factory=dict, description="The requested fields by path (null: absent)")
+
+
+class AudiencePlan(BaseModel):
+    """How the audience was found."""
+
+    indexes: list[str] = Field(description="Secondary indexes whose postings were read and intersected")
+    probed: list[str] = Field(default_factory=list, description="Indexes the candidates were looked up in, one by one")
+    driver: str | None = Field(description="The index with the fewest postings, read first")
+    full_scan: bool = Field(description="No condition had an index: every portrait was read")
+    residual: list[str] = Field(description="Conditions checked on the portraits themselves")
+    candidates: int = Field(description="Users left after the index intersection")
+    portraits_read: int = Field(description="Portraits parsed to check residual conditions")
+
+
+class AudienceResult(BaseModel):
+    count: int = Field(description="Users in the whole audience")
+    users: list[AudienceMember] = Field(description="This page, by user id")
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last page")
+    plan: AudiencePlan
+
+
+# ---------------------------------------------------------------------------------------------
+# Group portraits (overview)
+# ---------------------------------------------------------------------------------------------
+
+
+class Share(BaseModel):
+    value: str
+    users: int
+    share: float = Field(description="Share of the users with a known value")
+
+
+class DeviceShare(BaseModel):
+    device: str
+    share: float = Field(description="Mean share of the users' events on this device")
+
+
+class Activity(BaseModel):
+    hours: list[int] = Field(description="Events by hour of day (sums of active_hours)")
+    weekdays: list[int] = Field(description="Events by weekday, Monday first (sums of weekdays)")
+    peak_hour: int | None
+    evening_share: float | None = Field(description="Share of events between 20:00 and 22:00")
+
+
+class CategoryStats(BaseModel):
+    category: str
+    users_top: int = Field(description="Users whose first top category this is")
+    users_any: int = Field(description="Users with it among their top categories")
+    share: float = Field(description="users_any / users")
+
+
+class LayerStats(BaseModel):
+    layer: str
+    users: int
+    share: float
+    gmv_30d: float = Field(description="Spend in the last 30 days (windows.30d.spend)")
+    gmv_30d_share: float | None
+    gmv_lifetime: float
+    gmv_lifetime_share: float | None
+
+
+class SegmentStats(BaseModel):
+    id: str
+    name: str | None
+    users: int
+    share: float
+    gmv_30d: float
+    gmv_30d_share: float | None
+
+
+class Repurchase(BaseModel):
+    buyers_30d: int = Field(description="Users with at least one purchase in 30 days")
+    repeat_buyers_30d: int = Field(description="Users with at least two purchases in 30 days")
+    rate: float | None = Field(description="repeat_buyers_30d / buyers_30d")
+
+
+class ChurnStats(BaseModel):
+    users_scored: int
+    mean_risk: float | None
+    histogram: list[int] = Field(description="Users by churn risk in tenths: [0, 0.1), ..., [0.9, 1]")
+
+
+class HealthMarker(BaseModel):
+    marker: str
+    value: float | None
+    healthy_at: float = Field(description="The value is healthy at or above this")
+    ok: bool | None = Field(description="null when the group has no data for the marker")
+    note: str
+
+
+class Overview(BaseModel):
+    """A group portrait (客群画像)."""
+
+    users: int
+    age_bands: list[Share]
+    genders: list[Share]
+    regions: list[Share] = Field(description="The five largest regions")
+    top5_region_share: float | None
+    city_tiers: list[Share]
+    devices: list[DeviceShare]
+    mobile_share: float | None = Field(description="ios + android + mini_program")
+    ios_share: float | None
+    activity: Activity
+    top_categories: list[CategoryStats]
+    value_layers: list[LayerStats]
+    segments: list[SegmentStats]
+    lifecycle: list[Share]
+    tags: list[Share]
+    repurchase: Repurchase
+    churn: ChurnStats
+    health: list[HealthMarker]
+    warnings: list[str]
+    plan: AudiencePlan | None = Field(None, description="How a filtered group was found")
+
+
+class OverviewQuery(_Strict):
+    filter: AudienceFilter = Field(default_factory=AudienceFilter)
+
+
+# ---------------------------------------------------------------------------------------------
+# Alerts, models, ingestion
+# ---------------------------------------------------------------------------------------------
+
+
+class ChurnAlert(BaseModel):
+    """One churn alert as the worker published it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    alert_id: str
+    user_id: str
+    risk: float
+    threshold: float | None = None
+    layer: str | None = None
+    reasons: list[str] = Field(default_factory=list)
+    ts: str
+    ts_ms: int
+    kind: str | None = None
+
+
+class AlertList(BaseModel):
+    count: int = Field(description="Alerts in this answer")
+    alerts: list[ChurnAlert] = Field(description="Most recent (event time) first")
+
+
+class EventError(BaseModel):
+    index: int = Field(description="Position of the event in the request")
+    reason: str = Field(description="Stable code, as on the dead-letter topic")
+    detail: str
+
+
+class IngestResult(BaseModel):
+    accepted: int = Field(description="Events written to the events topic (acknowledged by every in-sync replica)")
+    rejected: int
+    errors: list[EventError]

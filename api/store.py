@@ -1,10 +1,17 @@
-"""The API's local view of the product's compacted topics, kept in RocksDB.
+"""The API's local view of the product's topics, kept in RocksDB.
 
 A background thread consumes the followed topics with kafka-python and writes
 each record (or deletes its key, on a tombstone) together with the consumed
 offset in one atomic RocksDB write batch, so a restarted API resumes where it
 stopped and a fresh one rebuilds everything from the topics. Every topic lives
 in its own key space (a short prefix).
+
+A key space may have a :class:`SpaceHandler` that decides how a record is
+stored and what else is written with it in the same batch: secondary indexes
+and running aggregates of the portraits (:mod:`api.indexes`), the de-duplicated
+alerts (:mod:`api.alerts`). Handlers read the previous value of a key through
+the batch (:class:`Txn`), so several records for one key in one batch chain
+correctly.
 """
 
 from __future__ import annotations
@@ -12,72 +19,218 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from rocksdict import Options, Rdict, WriteBatch
+import orjson
+from rocksdict import BlockBasedOptions, Cache, Options, Rdict, ReadOptions, WriteBatch
 
 log = logging.getLogger(__name__)
 
 _OFFSET_PREFIX = b"\x00offset:"
+_COUNT_PREFIX = b"\x00count:"
+
+#: Separates the parts of composite keys (index name, value, user id).
+SEP = b"\x1f"
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """The smallest key greater than every key that starts with ``prefix``.
+
+    >>> prefix_end(b"p:"), prefix_end(b"a\\xff")
+    (b'p;', b'b')
+    """
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        raise ValueError("a prefix of only 0xff bytes has no end")
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+def _bounded(lower: bytes, upper: bytes) -> ReadOptions:
+    read = ReadOptions()
+    read.set_iterate_lower_bound(lower)
+    read.set_iterate_upper_bound(upper)
+    return read
+
+
+class Txn:
+    """One atomic write batch that can read its own pending writes."""
+
+    def __init__(self, db: Rdict):
+        self._db = db
+        self.batch = WriteBatch(raw_mode=True)
+        self._pending: dict[bytes, bytes | None] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value ``key`` will have once the batch is written."""
+        if key in self._pending:
+            return self._pending[key]
+        return self._db.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._pending[key] = value
+        self.batch.put(key, value)
+
+    def delete(self, key: bytes) -> None:
+        self._pending[key] = None
+        self.batch.delete(key)
+
+
+class SpaceHandler:
+    """How records of one followed topic are stored in their key space.
+
+    The default stores the record key as is (a tombstone deletes it) and keeps
+    an exact key count. Subclasses add derived keys in the same batch.
+    """
+
+    def __init__(self, space: bytes):
+        self.space = space
+        self.count = 0
+        self._count_delta = 0
+
+    # -- lifecycle -------------------------------------------------------------
+    def open(self, store: "LocalStore") -> None:
+        """Load (or rebuild) what the handler keeps besides the records."""
+        raw = store.db.get(_COUNT_PREFIX + self.space)
+        self.count = int(raw) if raw is not None else sum(1 for _ in store.scan(self.space))
+
+    # -- one batch -------------------------------------------------------------
+    def write(self, txn: Txn, key: bytes, value: bytes | None) -> None:
+        """Stage one record: ``value`` None deletes ``key``."""
+        full = self.space + key
+        existed = txn.get(full) is not None
+        if value is None:
+            if existed:
+                txn.delete(full)
+                self._count_delta -= 1
+        else:
+            txn.put(full, value)
+            self._count_delta += 0 if existed else 1
+
+    def prepare(self, txn: Txn) -> None:
+        """Stage what the handler persists with the batch (called once, before the write)."""
+        txn.put(_COUNT_PREFIX + self.space, str(self.count + self._count_delta).encode())
+
+    def committed(self) -> None:
+        """The batch is durable: make its effects visible in memory."""
+        self.count += self._count_delta
+        self._count_delta = 0
+
+    def rolled_back(self) -> None:
+        """The batch failed: forget what it staged."""
+        self._count_delta = 0
 
 
 class LocalStore:
     """Records of followed topics by key, one key space per topic."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, handlers: Iterable[SpaceHandler] = (), *, cache_mb: int = 256):
         path.mkdir(parents=True, exist_ok=True)
         options = Options(raw_mode=True)
         options.create_if_missing(True)
-        self._db = Rdict(str(path), options=options)
+        table = BlockBasedOptions()
+        table.set_block_cache(Cache(cache_mb << 20))  # index scans read many small keys: keep blocks hot
+        options.set_block_based_table_factory(table)
+        self.db = Rdict(str(path), options=options)
+        self._write_lock = threading.Lock()
+        self.handlers: dict[bytes, SpaceHandler] = {}
+        for handler in handlers:
+            self.handlers[handler.space] = handler
+            handler.open(self)
 
+    def handler(self, space: bytes) -> SpaceHandler:
+        """The handler of a key space (a plain one is made on first use)."""
+        if space not in self.handlers:
+            handler = SpaceHandler(space)
+            handler.open(self)
+            self.handlers[space] = handler
+        return self.handlers[space]
+
+    # -- reads -----------------------------------------------------------------
     def get(self, space: bytes, key: str | bytes) -> bytes | None:
         """The stored value of ``key`` in key space ``space``, or None."""
         raw_key = key.encode() if isinstance(key, str) else key
-        return self._db.get(space + raw_key)
+        return self.db.get(space + raw_key)
+
+    def get_json(self, space: bytes, key: str | bytes):
+        """The stored value parsed as JSON, or None."""
+        raw = self.get(space, key)
+        return None if raw is None else orjson.loads(raw)
+
+    def snapshot(self):
+        """A consistent read-only view (``[key]``, ``keys``, ``items``) of the whole store."""
+        return self.db.snapshot()
+
+    def keys_between(self, lower: bytes, upper: bytes, *, view=None, backwards: bool = False) -> Iterator[bytes]:
+        """Keys ``lower <= key < upper`` in key order (or reverse), from ``view`` or the live store."""
+        source = view if view is not None else self.db
+        read = _bounded(lower, upper)
+        # a generator, so the read options (which own the bounds) live as long as the iteration
+        if backwards:
+            for key in source.keys(backwards=True, from_key=upper, read_opt=read):
+                if key < lower:  # rocksdict does not apply the lower bound backwards
+                    return
+                if key < upper:
+                    yield key
+        else:
+            yield from source.keys(from_key=lower, read_opt=read)
+
+    def items_between(self, lower: bytes, upper: bytes, *, view=None) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) with ``lower <= key < upper`` in key order."""
+        source = view if view is not None else self.db
+        read = _bounded(lower, upper)
+        yield from source.items(from_key=lower, read_opt=read)
 
     def scan(self, space: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Every (key, value) of a key space, in key order."""
-        for key, value in self._db.items(from_key=space):
-            if not key.startswith(space):
-                break
-            yield key[len(space) :], value
+        n = len(space)
+        for key, value in self.items_between(space, prefix_end(space)):
+            yield key[n:], value
 
     def count(self, space: bytes) -> int:
-        """Number of keys in a key space (a scan)."""
-        return sum(1 for _ in self.scan(space))
+        """Number of keys in a key space (kept exactly by its handler)."""
+        return self.handler(space).count
 
     def offsets(self, topic: str) -> dict[int, int]:
         """Next offset to read per partition of ``topic``."""
         prefix = _OFFSET_PREFIX + topic.encode() + b":"
-        return {int(key): int(value) for key, value in self.scan(prefix)}
+        return {int(key[len(prefix) :]): int(value) for key, value in self.items_between(prefix, prefix_end(prefix))}
 
+    # -- writes ----------------------------------------------------------------
     def apply(self, topic: str, space: bytes, records: list[tuple[int, int, bytes | None, bytes | None]]) -> None:
         """Write (partition, offset, key, value) records atomically; a None value deletes the key."""
-        batch = WriteBatch(raw_mode=True)
-        last: dict[int, int] = {}
-        for partition, offset, key, value in records:
-            last[partition] = offset
-            if key is None:
-                continue
-            if value is None:
-                batch.delete(space + key)
-            else:
-                batch.put(space + key, value)
-        for partition, offset in last.items():
-            batch.put(_OFFSET_PREFIX + f"{topic}:{partition}".encode(), str(offset + 1).encode())
-        self._db.write(batch)
+        handler = self.handler(space)
+        with self._write_lock:
+            txn = Txn(self.db)
+            last: dict[int, int] = {}
+            try:
+                for partition, offset, key, value in records:
+                    last[partition] = offset
+                    if key is not None:
+                        handler.write(txn, key, value)
+                for partition, offset in last.items():
+                    txn.put(_OFFSET_PREFIX + f"{topic}:{partition}".encode(), str(offset + 1).encode())
+                handler.prepare(txn)
+                self.db.write(txn.batch)
+            except BaseException:
+                handler.rolled_back()
+                raise
+            handler.committed()
 
     def close(self) -> None:
         """Flush and close the database."""
-        self._db.close()
+        self.db.close()
 
 
 class TopicFollower(threading.Thread):
     """Keeps a :class:`LocalStore` up to date with some topics, from a daemon thread.
 
-    ``spaces`` maps each followed topic to its key space in the store.
+    ``spaces`` maps each followed topic to its key space in the store. A topic
+    that does not exist yet is looked for again every few seconds (the follower
+    never creates topics), while the others are followed.
     """
+
+    RECHECK_SECONDS = 5.0
 
     def __init__(self, store: LocalStore, spaces: dict[str, bytes], bootstrap_servers: list[str]):
         super().__init__(name="topic-follower", daemon=True)
@@ -88,6 +241,7 @@ class TopicFollower(threading.Thread):
         self.caught_up = threading.Event()
         self.lag: int | None = None
         self.error: str | None = None
+        self.missing_topics: list[str] = sorted(spaces)
 
     def stop(self) -> None:
         """Ask the thread to finish its current poll and exit."""
@@ -102,18 +256,24 @@ class TopicFollower(threading.Thread):
                 log.warning("topic follower: %s; retrying", self.error)
                 self._stopping.wait(2.0)
 
-    def _partitions(self, consumer) -> list:
+    def _existing_partitions(self, consumer, topics: Iterable[str]) -> list:
         from kafka import TopicPartition
 
         tps = []
-        for topic in self.spaces:
-            partitions = None
-            while partitions is None and not self._stopping.is_set():
-                partitions = consumer.partitions_for_topic(topic)
-                if partitions is None:
-                    self._stopping.wait(1.0)
+        for topic in topics:
+            partitions = consumer.partitions_for_topic(topic)
             tps += [TopicPartition(topic, p) for p in sorted(partitions or ())]
         return tps
+
+    def _seek_stored(self, consumer, tps: list) -> None:
+        beginning = consumer.beginning_offsets(tps)
+        end = consumer.end_offsets(tps)
+        stored = {topic: self.store.offsets(topic) for topic in {tp.topic for tp in tps}}
+        for tp in tps:
+            offset = stored[tp.topic].get(tp.partition, 0)
+            if offset > end[tp] or offset < beginning[tp]:
+                offset = beginning[tp]  # the topic was recreated or compacted past us
+            consumer.seek(tp, offset)
 
     def _follow(self) -> None:
         from kafka import KafkaConsumer
@@ -125,23 +285,31 @@ class TopicFollower(threading.Thread):
             client_id="portraits-api",
             max_poll_records=5000,
             fetch_max_bytes=32 * 1024 * 1024,
+            allow_auto_create_topics=False,
         )
         try:
-            tps = self._partitions(consumer)
-            if self._stopping.is_set():
-                return
-            consumer.assign(tps)
-            beginning = consumer.beginning_offsets(tps)
-            end = consumer.end_offsets(tps)
-            stored = {topic: self.store.offsets(topic) for topic in self.spaces}
-            for tp in tps:
-                offset = stored[tp.topic].get(tp.partition, 0)
-                if offset > end[tp] or offset < beginning[tp]:
-                    offset = beginning[tp]  # the topic was recreated or compacted past us
-                consumer.seek(tp, offset)
-            self.error = None
+            tps: list = []
+            missing = set(self.spaces)
+            next_check = 0.0
             last_lag_check = 0.0
             while not self._stopping.is_set():
+                now = time.monotonic()
+                if missing and now >= next_check:
+                    found = self._existing_partitions(consumer, sorted(missing))
+                    if found:
+                        positions = {tp: consumer.position(tp) for tp in tps}
+                        tps = tps + found
+                        consumer.assign(tps)
+                        for tp, position in positions.items():
+                            consumer.seek(tp, position)
+                        self._seek_stored(consumer, found)
+                        missing -= {tp.topic for tp in found}
+                    self.missing_topics = sorted(missing)
+                    next_check = now + self.RECHECK_SECONDS
+                    self.error = None
+                if not tps:
+                    self._stopping.wait(0.5)
+                    continue
                 polled = consumer.poll(timeout_ms=200)
                 for tp, batch in polled.items():
                     records = [(r.partition, r.offset, r.key, r.value) for r in batch]

@@ -84,8 +84,12 @@ class PortraitState:
     spend_cents: int = 0
     refunds: int = 0
     refund_cents: int = 0
-    # minute bucket end (ms) -> [events, purchases, spend_cents]; only the last 90 days
-    buckets: dict[int, list[int]] = field(default_factory=dict)
+    # per-minute totals of the last 90 days, as parallel lists sorted by the minute's end
+    # (in whole minutes since the epoch): events, purchases, spend in cents
+    bucket_minutes: list[int] = field(default_factory=list)
+    bucket_events: list[int] = field(default_factory=list)
+    bucket_purchases: list[int] = field(default_factory=list)
+    bucket_cents: list[int] = field(default_factory=list)
     hours: list[int] = field(default_factory=lambda: [0] * 24)
     weekdays: list[int] = field(default_factory=lambda: [0] * 7)
     type_counts: dict[str, int] = field(default_factory=dict)
@@ -119,16 +123,12 @@ class PortraitState:
 
     def to_bytes(self) -> bytes:
         """Compact JSON for the state store."""
-        data = {name: getattr(self, name) for name in self.__slots__}
-        data["buckets"] = [[k, *v] for k, v in self.buckets.items()]
-        return orjson.dumps(data)
+        return orjson.dumps(self)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> "PortraitState":
         """Inverse of :meth:`to_bytes`."""
-        data = orjson.loads(raw)
-        data["buckets"] = {row[0]: row[1:] for row in data["buckets"]}
-        return cls(**data)
+        return cls(**orjson.loads(raw))
 
 
 def _local_hour_weekday(ts_ms: int, zone: str) -> tuple[int, int]:
@@ -184,14 +184,20 @@ def update(state: PortraitState, event: Event, *, watermark: int, config: Portra
     if event.device:
         state.devices[event.device] = state.devices.get(event.device, 0) + 1
 
-    bucket = state.buckets.setdefault(ceil_minute(ts), [0, 0, 0])
-    bucket[0] += 1
+    minute = ceil_minute(ts) // MINUTE_MS
+    i = bisect.bisect_left(state.bucket_minutes, minute)
+    if i == len(state.bucket_minutes) or state.bucket_minutes[i] != minute:
+        state.bucket_minutes.insert(i, minute)
+        state.bucket_events.insert(i, 0)
+        state.bucket_purchases.insert(i, 0)
+        state.bucket_cents.insert(i, 0)
+    state.bucket_events[i] += 1
     if kind == "pay":
         cents = event.amount_cents
         state.purchases += 1
         state.spend_cents += cents
-        bucket[1] += 1
-        bucket[2] += cents
+        state.bucket_purchases[i] += 1
+        state.bucket_cents[i] += cents
         if state.last_purchase is None or ts > state.last_purchase:
             state.last_purchase = ts
         if state.first_purchase is None or ts < state.first_purchase:
@@ -242,17 +248,19 @@ def prune(state: PortraitState, watermark: int, config: PortraitConfig) -> None:
         state.open_carts = keep
     if state.recent_pays and state.recent_pays[0] < watermark:
         del state.recent_pays[: bisect.bisect_left(state.recent_pays, watermark)]
-    # Both maps are filled in roughly event-time order, so their first entry is
-    # (nearly) the oldest: a cheap test for whether a sweep is due.
     memory = watermark - config.purchase_memory_ms
     if state.purchase_times and state.purchase_times[0] < memory:
         del state.purchase_times[: bisect.bisect_left(state.purchase_times, memory)]
+    # ``seen`` fills in roughly event-time order, so its first entry is (nearly)
+    # the oldest: a cheap test for whether a sweep is due.
     horizon = watermark - config.dedupe_horizon_ms
     if state.seen and next(iter(state.seen.values())) < horizon:
         state.seen = {k: v for k, v in state.seen.items() if v >= horizon}
-    oldest_needed = watermark - WINDOW_DAYS[-1] * DAY_MS
-    if state.buckets and next(iter(state.buckets)) <= oldest_needed:
-        state.buckets = {k: v for k, v in state.buckets.items() if k > oldest_needed}
+    oldest_needed = (watermark - WINDOW_DAYS[-1] * DAY_MS) // MINUTE_MS
+    if state.bucket_minutes and state.bucket_minutes[0] <= oldest_needed:
+        cut = bisect.bisect_right(state.bucket_minutes, oldest_needed)
+        for column in (state.bucket_minutes, state.bucket_events, state.bucket_purchases, state.bucket_cents):
+            del column[:cut]
 
 
 def iso(ts_ms: int | None) -> str | None:
@@ -271,14 +279,13 @@ def _ratio(numerator: float, denominator: float, cap: float | None = None) -> fl
 
 def window_totals(state: PortraitState, as_of: int, days: int) -> dict[str, Any]:
     """Events, purchases and spend with ``as_of - days < ts <= as_of`` (``as_of`` on a whole minute)."""
-    start = as_of - days * DAY_MS
-    events = purchases = cents = 0
-    for end, (n, p, c) in state.buckets.items():
-        if start < end <= as_of:
-            events += n
-            purchases += p
-            cents += c
-    return {"events": events, "purchases": purchases, "spend": cents / 100}
+    lo = bisect.bisect_right(state.bucket_minutes, (as_of - days * DAY_MS) // MINUTE_MS)
+    hi = bisect.bisect_right(state.bucket_minutes, as_of // MINUTE_MS)
+    return {
+        "events": sum(state.bucket_events[lo:hi]),
+        "purchases": sum(state.bucket_purchases[lo:hi]),
+        "spend": sum(state.bucket_cents[lo:hi]) / 100,
+    }
 
 
 def category_scores(state: PortraitState, as_of: int, config: PortraitConfig) -> dict[str, float]:

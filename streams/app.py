@@ -78,6 +78,8 @@ for _table in (portrait_table, stream_time_table):
     _table.key_serializer = _table.value_serializer = "raw"
 
 clock = EventClock(lateness_ms=int(settings.lateness_seconds * 1000))
+STREAM_TIME_SAVE_STEP_MS = 60_000
+_stream_time_saved: dict[int, int] = {}
 #: partition -> users by next check time (rebuilt from the table when a partition arrives)
 schedules: dict[int, CheckSchedule] = {}
 #: user id -> partition, for users whose portrait changed since the last publication
@@ -111,9 +113,12 @@ def _take_partition(partition: int) -> None:
     raw = stream_time_table.get(str(partition).encode())
     if raw is not None:
         clock.observe(partition, int(raw))
+        _stream_time_saved[partition] = int(raw)
     schedule = schedules[partition] = CheckSchedule()
     db = portrait_table.data._db_for_partition(partition)  # this partition's RocksDB only
     for key, value in db.items():
+        if key.startswith(b"__faust"):  # Faust's own bookkeeping (changelog offset)
+            continue
         next_check = orjson.loads(value).get("next_check")
         if next_check is not None:
             schedule.set(key.decode(), next_check)
@@ -213,15 +218,24 @@ async def ingest(stream):
             metrics.EVENTS_DUPLICATE.inc()
         after = clock.stream_time[partition]
         if after != before:
-            stream_time_table[str(partition).encode()] = str(after).encode()
+            if after - _stream_time_saved.get(partition, 0) >= STREAM_TIME_SAVE_STEP_MS:
+                # saved every event-time minute: after a restart the watermark may lag that much
+                stream_time_table[str(partition).encode()] = str(after).encode()
+                _stream_time_saved[partition] = after
             await _sweep(partition)
+
+
+#: the publisher never takes more than a fifth of the worker's time: it skips ticks to keep that
+_PUBLISH_SHARE = 0.2
+_publish_not_before = 0.0
 
 
 @app.timer(interval=settings.publish_interval)
 async def publish_portraits() -> None:
     """Publish every portrait that changed since the last tick, once, scored with the latest models."""
-    global _dirty
-    if not _dirty:
+    global _dirty, _publish_not_before
+    started = time.monotonic()
+    if not _dirty or started < _publish_not_before:
         return
     batch, _dirty = _dirty, {}
     now_ms = time.time() * 1000
@@ -237,6 +251,8 @@ async def publish_portraits() -> None:
             portrait = models.enrich(portrait)
         await portraits_topic.send(key=user_id.encode(), value=orjson.dumps(portrait))
         metrics.PORTRAITS_PUBLISHED.inc()
+    spent = time.monotonic() - started
+    _publish_not_before = started + spent / _PUBLISH_SHARE
 
 
 def _resume_models() -> PopulationModels:

@@ -26,7 +26,7 @@ def worker(loglevel: str, web_port: int | None) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     from streams.app import app
 
-    port = web_port or settings.worker_web_port
+    port = settings.worker_web_port if web_port is None else web_port
     sys.argv = [sys.argv[0], "worker", "--loglevel", loglevel, "--web-port", str(port), "--web-host", "127.0.0.1"]
     app.main()
 

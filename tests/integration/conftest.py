@@ -108,6 +108,7 @@ class Stack:
             "PORTRAITS_PARTITIONS": "4",
             "PORTRAITS_PUBLISH_INTERVAL": "0.2",
             "PYTHONUNBUFFERED": "1",
+            "PORTRAITS_API_TOKENS": "test-admin:admin,test-operator:operator,test-reader:reader",
         }
         self.services: list[Service] = []
 
@@ -125,9 +126,14 @@ class Stack:
         return result.stdout
 
     def start(self, name: str, *args: str, **extra_env: str) -> Service:
-        service = Service(name, list(args), {**self.env, **extra_env}, self.tmp).start()
+        env = {**self.env, "PORTRAITS_WORKER_WEB_PORT": str(free_port()), **extra_env}
+        service = Service(name, list(args), env, self.tmp).start()
         self.services.append(service)
         return service
+
+    def auth_headers(self, token: str = "test-admin") -> dict[str, str]:
+        """Authorization header for one of the stack's configured API tokens."""
+        return {"Authorization": f"Bearer {token}"}
 
     @property
     def api(self) -> str:

@@ -37,7 +37,7 @@ def read_dead_letters(bootstrap: str, topic: str, expected: int, timeout: float 
 
 def test_portraits_from_the_api_equal_a_batch_computation(stack, kafka_bootstrap):
     settings = stack.settings()
-    worker = stack.start("worker", "worker", "--web-port", "0")
+    worker = stack.start("worker", "worker")
     api = stack.start("api", "api")
     stack.wait_api()
 
@@ -71,7 +71,7 @@ def test_portraits_from_the_api_equal_a_batch_computation(stack, kafka_bootstrap
     expected_counts = {user: len({e["event_id"] for e in evs}) for user, evs in by_user.items()}
 
     profiles = {p["user_id"]: p for p in simulator.profiles()}
-    client = httpx.Client(base_url=stack.api, timeout=5)
+    client = httpx.Client(base_url=stack.api, timeout=5, headers=stack.auth_headers())
 
     def all_users_complete():
         assert worker.alive(), worker.tail()

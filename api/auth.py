@@ -1,0 +1,161 @@
+"""Bearer-token access control with three roles: reader < operator < admin.
+
+Tokens and their roles come from ``PORTRAITS_API_TOKENS`` (``token1:admin,token2:reader``)
+or from ``create_app(tokens=...)``. With none configured, the API makes up one
+admin token at start and prints it once to stderr. Tokens are kept only as
+SHA-256 digests and never logged; a :class:`Principal` carries a short
+fingerprint that is safe to log.
+
+>>> parse_tokens("alpha-token:admin, beta-token:reader")
+{'alpha-token': <Role.admin: 3>, 'beta-token': <Role.reader: 1>}
+>>> parse_tokens("alpha-token:root")
+Traceback (most recent call last):
+...
+ValueError: PORTRAITS_API_TOKENS entry 1: role 'root' is not one of reader, operator, admin
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Annotated, TextIO
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Role(IntEnum):
+    """What a token may do; each role may do everything the lower ones may."""
+
+    reader = 1  # portraits, audiences, overview, alerts, models
+    operator = 2  # + CSV exports, HTTP ingestion (and erasure)
+    admin = 3  # + administration
+
+
+class ApiSettings(BaseSettings):
+    """The API's own settings (``PORTRAITS_API_*``), besides the shared :class:`~streams.settings.Settings`."""
+
+    model_config = SettingsConfigDict(env_prefix="PORTRAITS_", extra="ignore")
+
+    api_tokens: SecretStr | None = Field(None, description="Bearer tokens and roles: token1:admin,token2:reader")
+    api_max_events: int = Field(1000, ge=1, le=100_000, description="Most events in one POST /v1/events")
+    api_max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest POST /v1/events body, in bytes")
+    api_alert_queue: int = Field(256, ge=1, le=100_000, description="Alerts queued per live subscriber")
+    api_cache_mb: int = Field(256, ge=8, description="RocksDB block cache of the API's store, in MiB")
+
+
+def parse_tokens(spec: str) -> dict[str, Role]:
+    """Tokens and roles from ``token:role`` pairs separated by commas (messages never show a token)."""
+    tokens: dict[str, Role] = {}
+    for position, entry in enumerate((e.strip() for e in spec.split(",")), start=1):
+        if not entry:
+            continue
+        token, sep, role = entry.rpartition(":")
+        token, role = token.strip(), role.strip()
+        if not sep or not token:
+            raise ValueError(f"PORTRAITS_API_TOKENS entry {position}: expected token:role")
+        if role not in Role.__members__:
+            raise ValueError(f"PORTRAITS_API_TOKENS entry {position}: role {role[:20]!r} is not one of reader, operator, admin")
+        tokens[token] = Role[role]
+    return tokens
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the role and a fingerprint of the token (safe to log)."""
+
+    role: Role
+    token_id: str
+
+
+class TokenRegistry:
+    """Known tokens (as digests) and their roles."""
+
+    def __init__(self, tokens: Mapping[str, Role | str]):
+        self._roles: dict[bytes, Role] = {}
+        for token, role in tokens.items():
+            if not token:
+                raise ValueError("an API token must not be empty")
+            self._roles[_digest(token)] = role if isinstance(role, Role) else Role[role]
+
+    def __len__(self) -> int:
+        return len(self._roles)
+
+    def authenticate(self, token: str) -> Principal | None:
+        """The principal of a presented token, or None when it is unknown."""
+        digest = _digest(token)
+        role = self._roles.get(digest)
+        return None if role is None else Principal(role, digest[:4].hex())
+
+    @classmethod
+    def configure(
+        cls,
+        tokens: Mapping[str, Role | str] | None = None,
+        settings: ApiSettings | None = None,
+        *,
+        announce: TextIO | None = None,
+    ) -> "TokenRegistry":
+        """Tokens given, else from ``PORTRAITS_API_TOKENS``, else one fresh admin token printed to stderr."""
+        if tokens is None:
+            settings = settings or ApiSettings()
+            spec = settings.api_tokens.get_secret_value() if settings.api_tokens else ""
+            tokens = parse_tokens(spec)
+        if not tokens:
+            token = secrets.token_urlsafe(24)
+            print(
+                "portraits api: no PORTRAITS_API_TOKENS configured; admin token for this run "
+                f"(not shown again): {token}",
+                file=announce or sys.stderr,
+                flush=True,
+            )
+            tokens = {token: Role.admin}
+        return cls(tokens)
+
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="A token from PORTRAITS_API_TOKENS; its role (reader, operator, admin) decides what it may do.",
+)
+
+
+def require(role: Role) -> Callable[..., Principal]:
+    """A dependency that admits tokens of ``role`` or a higher one (401 without a valid token, 403 below it)."""
+
+    def dependency(
+        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    ) -> Principal:
+        if credentials is None:
+            raise HTTPException(
+                401,
+                "missing bearer token: send the header 'Authorization: Bearer <token>'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        principal = request.app.state.tokens.authenticate(credentials.credentials)
+        if principal is None:
+            raise HTTPException(
+                401, "invalid bearer token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            )
+        if principal.role < role:
+            raise HTTPException(
+                403, f"this needs the {role.name} role or higher; the token has the {principal.role.name} role"
+            )
+        return principal
+
+    dependency.__name__ = f"require_{role.name}"
+    return dependency
+
+
+Reader = Annotated[Principal, Depends(require(Role.reader))]
+Operator = Annotated[Principal, Depends(require(Role.operator))]
+Admin = Annotated[Principal, Depends(require(Role.admin))]

@@ -1,0 +1,452 @@
+"""Secondary indexes and running aggregates of the stored portraits.
+
+Every portrait written to the store (key space ``p:``) also writes, in the same
+RocksDB batch, one *posting* key per indexed value it holds, and adjusts the
+running aggregates by the difference between the old portrait's contribution
+and the new one's. The old portrait is read before the write, so its postings
+are removed exactly; a tombstone removes them all.
+
+Posting keys are ``i:<index>\\x1f<value>\\x1f<user id>`` with an empty value:
+
+============================  ===================================  ==================
+index                         portrait field                       value encoding
+============================  ===================================  ==================
+``all``                       every portrait                       empty
+``layer``                     ``rfm.layer``                        the name
+``life``                      ``lifecycle``                        the name
+``seg``                       ``segment.id``                       ``str(id)``
+``tag``                       each name in ``tags``                the name
+``topcat``                    ``top_categories[0].category``       the name
+``cat``                       every ``top_categories[*].category`` the name
+``attr.<name>``               ``profile.<name>`` for age_band,     ``str(value)``
+                              gender, region, city_tier
+``pay7``/``pay30``/``pay90``  ``windows.<D>d.purchases``           10-digit zero-padded
+``risk``                      ``churn.risk``                       order-preserving hex
+                                                                   of the IEEE double
+============================  ===================================  ==================
+
+Numeric postings sort by value, so a range is one contiguous key range. Values
+are escaped (``%`` and ``\\x1f``) so the separator never occurs inside them;
+the user id is everything after the second separator.
+
+The aggregates are integer counters (money in cents, device shares in 1e-4
+units), so subtracting an old contribution is exact. They hold the posting
+count of every categorical and ``pay<D>`` value (the query planner's size
+estimates) and every figure of the group overview (:mod:`api.overview`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import struct
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+
+from api.store import SEP, LocalStore, SpaceHandler, Txn, prefix_end
+
+log = logging.getLogger(__name__)
+
+PORTRAITS_SPACE = b"p:"
+INDEX_SPACE = b"i:"
+
+#: Bump when postings or aggregates change meaning: the store rebuilds them at open.
+INDEX_VERSION = b"2"
+_VERSION_KEY = b"\x00version:portrait-indexes"
+_AGGREGATES_KEY = b"\x00aggregates:portraits"
+
+ATTRIBUTES = ("age_band", "gender", "region", "city_tier")
+WINDOWS = (7, 30, 90)
+CATEGORICAL_INDEXES = ("layer", "life", "seg", "tag", "topcat", "cat", *(f"attr.{name}" for name in ATTRIBUTES))
+NUMERIC_INDEXES = (*(f"pay{days}" for days in WINDOWS), "risk")
+#: ``all`` lists every user (``i:all\x1f\x1f<user>``): small keys, quicker to list than the portraits.
+INDEXES = ("all",) + CATEGORICAL_INDEXES + NUMERIC_INDEXES
+
+_ASEP = "\x1f"  # separator inside aggregate names
+_MAX_COUNT = 9_999_999_999
+
+
+# -- reading portrait fields defensively (every new field is optional) ---------
+
+
+def field(portrait: Any, *path: str | int) -> Any:
+    """The value at ``path`` or None when any step is missing or of the wrong kind.
+
+    >>> field({"a": {"b": [1, 2]}}, "a", "b", 1), field({"a": None}, "a", "b")
+    (2, None)
+    """
+    value = portrait
+    for step in path:
+        if isinstance(step, int):
+            if not isinstance(value, list) or not -len(value) <= step < len(value):
+                return None
+        elif not isinstance(value, Mapping):
+            return None
+        value = value[step] if isinstance(step, int) else value.get(step)
+        if value is None:
+            return None
+    return value
+
+
+def label(value: Any) -> str | None:
+    """A categorical value as the string that is indexed: strings as is, integers in decimal.
+
+    >>> label("vip"), label(3), label(True), label(2.5), label("")
+    ('vip', '3', None, None, None)
+    """
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def count(value: Any) -> int | None:
+    """A non-negative integer count, or None (integral floats count too).
+
+    >>> count(3), count(2.0), count(-1), count(True), count("3")
+    (3, 2, None, None, None)
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and 0 <= value <= _MAX_COUNT:
+        return value
+    return None
+
+
+def number(value: Any) -> float | None:
+    """A finite number as a float (-0.0 becomes 0.0), or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value) + 0.0
+    return value if math.isfinite(value) else None
+
+
+def top_categories(portrait: Any) -> list[tuple[str, float | None]]:
+    """(category, score) pairs of ``top_categories``, best first, skipping malformed entries."""
+    entries = portrait.get("top_categories") if isinstance(portrait, dict) else None
+    if not isinstance(entries, list):
+        return []
+    result = []
+    for entry in entries:
+        if isinstance(entry, dict):
+            name = label(entry.get("category"))
+            if name is not None:
+                result.append((name, number(entry.get("score"))))
+    return result
+
+
+def tags_of(portrait: Any) -> list[str]:
+    """The distinct tag names of a portrait, in order."""
+    tags = portrait.get("tags") if isinstance(portrait, dict) else None
+    if not isinstance(tags, list):
+        return []
+    return list(dict.fromkeys(name for name in map(label, tags) if name is not None))
+
+
+# -- encodings -------------------------------------------------------------------
+
+
+def encode_label(value: str) -> bytes:
+    """A categorical value as it appears inside a key.
+
+    >>> encode_label("a\\x1fb%")
+    b'a%1Fb%25'
+    """
+    if "%" in value or "\x1f" in value:
+        value = value.replace("%", "%25").replace("\x1f", "%1F")
+    return value.encode()
+
+
+def encode_count(value: int) -> bytes:
+    """A count, zero-padded so keys sort numerically."""
+    return b"%010d" % value
+
+
+def encode_float(value: float) -> bytes:
+    """A finite float as 16 hex digits that sort like the numbers.
+
+    >>> sorted([-1.5, 0.0, 0.25, 1.0, -0.1], key=encode_float)
+    [-1.5, -0.1, 0.0, 0.25, 1.0]
+    """
+    (bits,) = struct.unpack(">Q", struct.pack(">d", value + 0.0))
+    bits = bits ^ 0xFFFF_FFFF_FFFF_FFFF if bits >> 63 else bits | (1 << 63)
+    return b"%016x" % bits
+
+
+def posting_prefix(index: str, value: bytes) -> bytes:
+    """Prefix of every posting of one indexed value."""
+    return INDEX_SPACE + index.encode() + SEP + value + SEP
+
+
+def posting_key(index: str, value: bytes, user: bytes) -> bytes:
+    return posting_prefix(index, value) + user
+
+
+def posting_user(key: bytes) -> bytes:
+    """The user id of a posting key (everything after the second separator)."""
+    return key.split(SEP, 2)[2]
+
+
+def index_bounds(index: str) -> tuple[bytes, bytes]:
+    """[lower, upper) of every posting of an index."""
+    start = INDEX_SPACE + index.encode() + SEP
+    return start, prefix_end(start)
+
+
+def range_bounds(index: str, low: bytes | None, high: bytes | None) -> tuple[bytes, bytes]:
+    """[lower, upper) of the postings with ``low <= value <= high`` (encoded; None: open)."""
+    start, end = index_bounds(index)
+    lower = start + low + SEP if low is not None else start
+    upper = start + high + prefix_end(SEP) if high is not None else end
+    return lower, upper
+
+
+# -- what one portrait puts into the indexes and the aggregates -------------------
+
+
+def postings(portrait: Any) -> set[tuple[str, bytes]]:
+    """Every (index, encoded value) the portrait is listed under."""
+    return entries(portrait)[0]
+
+
+def contribution(portrait: Any) -> dict[str, int]:
+    """The portrait's share of every running aggregate (integers only, zeros left out)."""
+    return entries(portrait, with_postings=False)[1]
+
+
+def agg(*parts: object) -> str:
+    """Name of one aggregate counter."""
+    return _ASEP.join(str(part) for part in parts)
+
+
+def cents(value: Any) -> int:
+    amount = number(value)
+    return 0 if amount is None else int(round(amount * 100))
+
+
+_HOUR_KEYS = tuple(agg("hour", h) for h in range(24))
+_WEEKDAY_KEYS = tuple(agg("weekday", d) for d in range(7))
+_WINDOW_KEYS = tuple((days, f"{days}d", f"pay{days}") for days in WINDOWS)
+_EMPTY: dict = {}
+
+
+def _obj(value: Any) -> dict:
+    return value if isinstance(value, dict) else _EMPTY
+
+
+def _add(c: dict[str, int], key: str, n: int) -> None:
+    c[key] = c.get(key, 0) + n
+
+
+def entries(portrait: Any, *, with_postings: bool = True) -> tuple[set[tuple[str, bytes]], dict[str, int]]:
+    """The portrait's postings and its contribution to the aggregates, in one pass.
+
+    Written for speed (the follower runs it twice per portrait update, a filtered
+    overview once per member): plain dict access, every field optional and type-checked.
+    """
+    p = _obj(portrait)
+    posts: set[tuple[str, bytes]] = {("all", b"")} if with_postings else set()
+    c: dict[str, int] = {"users": 1}
+
+    def categorical(index: str, value: str) -> None:  # each (index, value) comes once per portrait
+        if with_postings:
+            posts.add((index, encode_label(value)))
+        c[f"n{_ASEP}{index}{_ASEP}{value}"] = 1
+
+    layer = label(_obj(p.get("rfm")).get("layer"))
+    if layer is not None:
+        categorical("layer", layer)
+    stage = label(p.get("lifecycle"))
+    if stage is not None:
+        categorical("life", stage)
+    segment_info = _obj(p.get("segment"))
+    segment = label(segment_info.get("id"))
+    if segment is not None:
+        categorical("seg", segment)
+        segment_name = label(segment_info.get("name"))
+        if segment_name is not None:
+            c[f"segname{_ASEP}{segment}{_ASEP}{segment_name}"] = 1
+    for tag in tags_of(p):
+        categorical("tag", tag)
+    seen_categories = set()
+    for position, (name, _) in enumerate(top_categories(p)):
+        if name in seen_categories:
+            continue
+        seen_categories.add(name)
+        categorical("cat", name)
+        if position == 0:
+            categorical("topcat", name)
+    profile = _obj(p.get("profile"))
+    for name in ATTRIBUTES:
+        value = label(profile.get(name))
+        if value is not None:
+            categorical(f"attr.{name}", value)
+    windows = _obj(p.get("windows"))
+    for _, key, index in _WINDOW_KEYS:
+        purchases = count(_obj(windows.get(key)).get("purchases"))
+        if purchases is not None:
+            if with_postings:
+                posts.add((index, encode_count(purchases)))
+            c[f"n{_ASEP}{index}{_ASEP}{purchases}"] = 1
+    risk = number(_obj(p.get("churn")).get("risk"))
+    if risk is not None:
+        if with_postings:
+            posts.add(("risk", encode_float(risk)))
+        c[f"riskbin{_ASEP}{min(99, max(0, int(risk * 100)))}"] = 1
+        c["risk_users"] = 1
+        c["risk_sum_e6"] = int(round(risk * 1_000_000))
+
+    hours = p.get("active_hours")
+    if isinstance(hours, list) and len(hours) == 24:
+        for key, n in zip(_HOUR_KEYS, hours):
+            if type(n) is int and n > 0:
+                c[key] = n
+    weekdays = p.get("weekdays")
+    if isinstance(weekdays, list) and len(weekdays) == 7:
+        for key, n in zip(_WEEKDAY_KEYS, weekdays):
+            if type(n) is int and n > 0:
+                c[key] = n
+    devices = p.get("devices")
+    if isinstance(devices, dict) and devices:
+        c["device_users"] = 1
+        for name, share in devices.items():
+            units = number(share)
+            if units is not None and units > 0:
+                _add(c, f"device{_ASEP}{name}", int(round(units * 10_000)))
+
+    gmv_30d = cents(_obj(windows.get("30d")).get("spend"))
+    gmv_life = cents(_obj(p.get("lifetime")).get("spend"))
+    if gmv_30d:
+        c["gmv_30d"] = gmv_30d
+    if gmv_life:
+        c["gmv_life"] = gmv_life
+    if layer is not None:
+        if gmv_30d:
+            c[f"gmv_30d{_ASEP}layer{_ASEP}{layer}"] = gmv_30d
+        if gmv_life:
+            c[f"gmv_life{_ASEP}layer{_ASEP}{layer}"] = gmv_life
+    if segment is not None and gmv_30d:
+        c[f"gmv_30d{_ASEP}seg{_ASEP}{segment}"] = gmv_30d
+    purchases_30d = count(_obj(windows.get("30d")).get("purchases")) or 0
+    if purchases_30d >= 1:
+        c["buyers_30d"] = 1
+    if purchases_30d >= 2:
+        c["repeat_buyers_30d"] = 1
+    if c.get("risk_sum_e6") == 0:
+        del c["risk_sum_e6"]
+    return posts, c
+
+
+def add_into(total: dict[str, int], delta: Mapping[str, int], sign: int = 1) -> None:
+    """``total += sign * delta``, dropping counters that reach zero."""
+    for key, value in delta.items():
+        new = total.get(key, 0) + sign * value
+        if new:
+            total[key] = new
+        else:
+            total.pop(key, None)
+
+
+def parse_portrait(raw: bytes | None) -> dict | None:
+    """A stored portrait as a dict; None for a missing one, ``{}`` for one that is not a JSON object."""
+    if raw is None:
+        return None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def aggregate(portraits: Iterable[Any]) -> dict[str, int]:
+    """The aggregates of a group of portraits, computed from scratch."""
+    total: dict[str, int] = {}
+    for portrait in portraits:
+        add_into(total, contribution(portrait))
+    return total
+
+
+# -- the key space handler ----------------------------------------------------------
+
+
+class PortraitSpace(SpaceHandler):
+    """Stores portraits with their postings and keeps the running aggregates."""
+
+    def __init__(self, space: bytes = PORTRAITS_SPACE):
+        super().__init__(space)
+        self._lock = threading.Lock()
+        self._aggregates: dict[str, int] = {}
+        self._delta: dict[str, int] = {}
+
+    def aggregates(self) -> dict[str, int]:
+        """A copy of the running aggregates over every stored portrait."""
+        with self._lock:
+            return dict(self._aggregates)
+
+    def open(self, store: LocalStore) -> None:
+        if store.db.get(_VERSION_KEY) != INDEX_VERSION:
+            self.rebuild(store)
+        raw = store.db.get(_AGGREGATES_KEY)
+        self._aggregates = orjson.loads(raw) if raw else {}
+        self.count = self._aggregates.get("users", 0)
+
+    def rebuild(self, store: LocalStore, batch_size: int = 10_000) -> None:
+        """Recompute every posting and aggregate from the stored portraits."""
+        log.info("rebuilding the portrait indexes")
+        for index in INDEXES:
+            lower, upper = index_bounds(index)
+            store.db.delete_range(lower, upper)
+        totals: dict[str, int] = {}
+        txn = Txn(store.db)
+        pending = 0
+        for user, raw in store.scan(self.space):
+            user_postings, share = entries(parse_portrait(raw))
+            for index, value in user_postings:
+                txn.batch.put(posting_key(index, value, user), b"")
+            add_into(totals, share)
+            pending += 1
+            if pending >= batch_size:
+                store.db.write(txn.batch)
+                txn, pending = Txn(store.db), 0
+        txn.batch.put(_AGGREGATES_KEY, orjson.dumps(totals))
+        txn.batch.put(_VERSION_KEY, INDEX_VERSION)
+        store.db.write(txn.batch)
+
+    def write(self, txn: Txn, key: bytes, value: bytes | None) -> None:
+        full = self.space + key
+        old_raw = txn.get(full)
+        if old_raw is None and value is None:
+            return
+        old_postings, old_share = entries(parse_portrait(old_raw)) if old_raw is not None else (set(), {})
+        new_postings, new_share = entries(parse_portrait(value)) if value is not None else (set(), {})
+        for index, encoded in old_postings - new_postings:
+            txn.batch.delete(posting_key(index, encoded, key))
+        for index, encoded in new_postings - old_postings:
+            txn.batch.put(posting_key(index, encoded, key), b"")
+        add_into(self._delta, old_share, -1)
+        add_into(self._delta, new_share)
+        if value is None:
+            txn.delete(full)
+        else:
+            txn.put(full, value)
+
+    def prepare(self, txn: Txn) -> None:
+        with self._lock:
+            totals = dict(self._aggregates)
+        add_into(totals, self._delta)
+        txn.put(_AGGREGATES_KEY, orjson.dumps(totals))
+
+    def committed(self) -> None:
+        with self._lock:
+            add_into(self._aggregates, self._delta)
+            self.count = self._aggregates.get("users", 0)
+        self._delta = {}
+
+    def rolled_back(self) -> None:
+        self._delta = {}

@@ -1,0 +1,139 @@
+"""Decisions on the real broker: layers, tags, segments, churn scores, and alerts that fire once."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import httpx
+import orjson
+from kafka import KafkaConsumer
+
+from streams.producer import make_producer, send_events, send_profiles
+from streams.simulation import ShopSimulator
+from tests.integration.conftest import wait_until
+from tests.reference import parse_iso
+
+USERS = 200
+DAYS = 45
+DAY = 86_400_000
+
+
+def read_topic(bootstrap: str, topic: str, *, idle_s: float = 3.0) -> list:
+    """Every record of ``topic`` from the beginning, until it stays quiet for ``idle_s``."""
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
+        group_id=None, consumer_timeout_ms=int(idle_s * 1000),
+    )
+    try:
+        return list(consumer)
+    finally:
+        consumer.close()
+
+
+def worker_lag_is_zero(stack) -> bool:
+    """Whether the worker group has consumed every event sent so far."""
+    from kafka import KafkaAdminClient, TopicPartition
+
+    settings = stack.settings()
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
+        topic = settings.topic("events")
+        ends = consumer.end_offsets([TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)])
+        return all(tp in committed and committed[tp].offset >= end for tp, end in ends.items() if end > 0)
+    finally:
+        consumer.close()
+        admin.close()
+
+
+def test_layers_segments_churn_and_alerts_survive_a_worker_restart(stack, kafka_bootstrap):
+    settings = stack.settings()
+    start = int(time.time() * 1000) - (DAYS + 1) * DAY
+    simulator = ShopSimulator(n_users=USERS, start_ms=start, seed=3)
+    events = list(simulator.history(DAYS))
+    truth = simulator.ground_truth()
+    stack.env["PORTRAITS_SNAPSHOT_INTERVAL"] = "1"
+    stack.env["PORTRAITS_TIMEZONE"] = "Asia/Shanghai"  # the simulated shop's time zone
+    worker = stack.start("worker", "worker")
+    stack.start("api", "api")
+    stack.wait_api()
+
+    producer = make_producer(settings)
+    send_profiles(producer, settings, simulator.profiles())
+    half = len(events) // 2
+    send_events(producer, settings, events[:half])
+    producer.flush()
+    wait_until(lambda: worker_lag_is_zero(stack), timeout=400, interval=2, what="the first half to be consumed")
+    time.sleep(2)
+    worker.stop()  # a graceful restart mid-replay
+    worker = stack.start("worker-restarted", "worker")
+    send_events(producer, settings, events[half:])
+    producer.flush()
+    producer.close()
+    wait_until(lambda: worker_lag_is_zero(stack), timeout=400, interval=2, what="the second half to be consumed")
+
+    client = httpx.Client(base_url=stack.api, timeout=5, headers=stack.auth_headers())
+    last_user = events[-1]["user_id"]
+    wait_until(
+        lambda: client.get(f"/v1/users/{last_user}/portrait").json().get("segment") is not None,
+        timeout=120,
+        what="scored portraits",
+    )
+
+    # Every portrait carries the decisions.
+    layers, lifecycles, segments = defaultdict(int), defaultdict(int), defaultdict(int)
+    for user in truth:
+        portrait = client.get(f"/v1/users/{user}/portrait").json()
+        assert portrait["rfm"]["layer"] in {"high_value", "potential", "ordinary", "low_value"}
+        assert portrait["lifecycle"] in {"new", "active", "at_risk", "churned", "returning"}
+        assert isinstance(portrait["tags"], list)
+        assert set(portrait["churn"]) >= {"risk", "p_alive", "model", "reasons"}
+        layers[portrait["rfm"]["layer"]] += 1
+        lifecycles[portrait["lifecycle"]] += 1
+        if portrait["segment"] is not None:
+            segments[portrait["segment"]["name"]] += 1
+            if portrait["lifetime"]["purchases"]:
+                assert portrait["rfm"]["r"] in range(1, 6)
+    assert len(layers) >= 3, layers
+    assert len(segments) >= 2, segments
+    night_owls = [u for u, t in truth.items() if t["archetype"] == "night_owl"]
+    tagged = sum("night_owl" in client.get(f"/v1/users/{u}/portrait").json()["tags"] for u in night_owls)
+    assert tagged >= 0.7 * len(night_owls), (tagged, len(night_owls))
+
+    summary = {r.key: r.value for r in read_topic(kafka_bootstrap, settings.topic("models"))}[b"summary"]
+    churn = orjson.loads(summary)["churn"]
+    assert churn["mbgnbd"]["time_unit"] == "days" and churn["mbgnbd"]["n_users"] > 50
+    assert churn["classifier"]["labels"] > 0
+
+    # Alerts: never duplicated (not even across the restart), each at a check time after the last purchase.
+    alerts = [orjson.loads(r.value) for r in read_topic(kafka_bootstrap, settings.topic("churn-alerts"))]
+    assert alerts, "no alert fired"
+    assert len({a["alert_id"] for a in alerts}) == len(alerts), "duplicate alerts"
+    by_user = defaultdict(list)
+    for alert in alerts:
+        by_user[alert["user_id"]].append(alert)
+    purchases = defaultdict(list)
+    for event in events:
+        if event["type"] == "pay":
+            purchases[event["user_id"]].append(event["ts"])
+    for user, user_alerts in by_user.items():
+        user_alerts.sort(key=lambda a: a["ts_ms"])
+        for earlier, later in zip(user_alerts, user_alerts[1:]):
+            assert later["ts_ms"] - earlier["ts_ms"] >= 14 * DAY, "cooldown broken"
+        for alert in user_alerts:
+            assert alert["risk"] >= alert["threshold"]
+            assert alert["layer"] in {"high_value", "potential"}
+            before = [p for p in purchases[user] if p <= alert["ts_ms"]]
+            assert before, "alert for a user who never bought"
+            silent_days = (alert["ts_ms"] - max(before)) / DAY
+            assert alert["reasons"][0].startswith(f"{silent_days:.0f} days since last purchase")
+
+    # Silent valuable users (lapsers) alert exactly once, after they fell silent.
+    lapsed_alerted = [u for u in by_user if truth[u]["lapse_at_ms"] is not None and by_user[u][-1]["ts_ms"] > truth[u]["lapse_at_ms"]]
+    assert lapsed_alerted, "no lapsed user was alerted"
+    for user in lapsed_alerted:
+        after_lapse = [a for a in by_user[user] if a["ts_ms"] > truth[user]["lapse_at_ms"]]
+        assert len(after_lapse) == 1, after_lapse
+        assert parse_iso(after_lapse[0]["ts"]) == after_lapse[0]["ts_ms"]

@@ -1,0 +1,318 @@
+"""Audience queries and CSV exports equal a brute-force filter over the same portraits."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import random
+
+import orjson
+import pytest
+
+from tests.unit.test_api_synthetic import (
+    AGE_BANDS,
+    CATEGORIES,
+    LAYERS,
+    REGIONS,
+    SEGMENTS,
+    STAGES,
+    TAGS,
+    auth,
+    make_client,
+    make_store,
+    records,
+    synthetic_portraits,
+)
+
+# -- an independent, deliberately plain reading of the filter --------------------------------
+
+
+def get(portrait: dict, dotted: str):
+    value = portrait
+    for step in dotted.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(step)
+    return value
+
+
+SOURCES = {
+    ("pay", None): "lifetime.purchases",
+    ("any", None): "lifetime.events",
+    ("view", None): "funnel.views",
+    ("add_to_cart", None): "funnel.add_to_cart",
+    ("favorite", None): "funnel.favorites",
+    ("refund", None): "lifetime.refunds",
+    **{("pay", d): f"windows.{d}d.purchases" for d in (7, 30, 90)},
+    **{("any", d): f"windows.{d}d.events" for d in (7, 30, 90)},
+}
+
+
+def between(value, low, high) -> bool:
+    return value is not None and (low is None or value >= low) and (high is None or value <= high)
+
+
+def brute_match(p: dict, f: dict) -> bool:
+    if "segments" in f and str(get(p, "segment.id")) not in {str(s) for s in f["segments"]}:
+        return False
+    if "layers" in f and get(p, "rfm.layer") not in f["layers"]:
+        return False
+    if "lifecycle" in f and p.get("lifecycle") not in f["lifecycle"]:
+        return False
+    tags = set(p.get("tags") or [])
+    t = f.get("tags", {})
+    if "all" in t and not set(t["all"]) <= tags:
+        return False
+    if "any" in t and not set(t["any"]) & tags:
+        return False
+    if "none" in t and set(t["none"]) & tags:
+        return False
+    if "churn_risk" in f and not between(get(p, "churn.risk"), f["churn_risk"].get("min"), f["churn_risk"].get("max")):
+        return False
+    cats = p.get("top_categories") or []
+    c = f.get("categories", {})
+    if "top_in" in c and not (cats and cats[0]["category"] in c["top_in"]):
+        return False
+    if "score_at_least" in c:
+        want = c["score_at_least"]
+        if not any(e["category"] == want["category"] and e["score"] >= want["at_least"] for e in cats):
+            return False
+    for name, values in f.get("attributes", {}).items():
+        value = (p.get("profile") or {}).get(name)
+        if value is None or str(value) not in {str(v) for v in values}:
+            return False
+    for b in f.get("behaviour", []):
+        if b["kind"] == "performed":
+            value = get(p, SOURCES[(b["event"], b.get("days"))])
+            if not between(value, b.get("at_least", 1), b.get("at_most")):
+                return False
+        elif b["kind"] == "spend":
+            source = f"windows.{b['days']}d.spend" if b.get("days") else "lifetime.spend"
+            if not between(get(p, source), b.get("at_least"), b.get("at_most")):
+                return False
+        elif b["kind"] == "carted_not_paid":
+            d = b["days"]
+            if not (
+                (get(p, "funnel.abandoned_carts") or 0) >= 1
+                and get(p, f"windows.{d}d.purchases") == 0
+                and between(p.get("days_since_last_seen"), None, d)
+            ):
+                return False
+    return True
+
+
+def random_filter(rng: random.Random) -> dict:
+    f: dict = {}
+    maybe = lambda: rng.random() < 0.3  # noqa: E731
+    if maybe():
+        f["segments"] = rng.sample(list(SEGMENTS), rng.randrange(1, 3))
+    if maybe():
+        f["layers"] = rng.sample(LAYERS, rng.randrange(1, 3))
+    if maybe():
+        f["lifecycle"] = rng.sample(STAGES, rng.randrange(1, 3))
+    if maybe():
+        t = {}
+        for part in rng.sample(["all", "any", "none"], rng.randrange(1, 3)):
+            t[part] = rng.sample(TAGS, rng.randrange(1, 3))
+        f["tags"] = t
+    if maybe():
+        low = round(rng.random(), 2)
+        f["churn_risk"] = rng.choice([{"min": low}, {"max": low}, {"min": low / 2, "max": low}])
+    if maybe():
+        c = {}
+        if rng.random() < 0.6:
+            c["top_in"] = rng.sample(CATEGORIES, rng.randrange(1, 4))
+        if not c or rng.random() < 0.5:
+            c["score_at_least"] = {"category": rng.choice(CATEGORIES), "at_least": round(rng.uniform(0, 40), 1)}
+        f["categories"] = c
+    if maybe():
+        a = {}
+        for name in rng.sample(["age_band", "gender", "region", "city_tier"], rng.randrange(1, 3)):
+            a[name] = {
+                "age_band": lambda: rng.sample(AGE_BANDS, 3),
+                "gender": lambda: [rng.choice(["female", "male"])],
+                "region": lambda: rng.sample(REGIONS, 4),
+                "city_tier": lambda: rng.sample([1, 2, "3", 4, 5], 2),
+            }[name]()
+        f["attributes"] = a
+    if maybe():
+        behaviour = []
+        for _ in range(rng.randrange(1, 3)):
+            kind = rng.choice(["performed", "performed", "spend", "carted_not_paid"])
+            if kind == "performed":
+                event, days = rng.choice(list(SOURCES))
+                b = {"kind": kind, "event": event, "at_least": rng.randrange(0, 4)}
+                if days:
+                    b["days"] = days
+                if rng.random() < 0.3:
+                    b["at_most"] = b["at_least"] + rng.randrange(0, 5)
+            elif kind == "spend":
+                b = {"kind": kind, "days": rng.choice([None, 7, 30, 90]), "at_least": round(rng.uniform(0, 500), 2)}
+            else:
+                b = {"kind": kind, "days": rng.choice([7, 30, 90])}
+            behaviour.append({k: v for k, v in b.items() if v is not None})
+        f["behaviour"] = behaviour
+    return f
+
+
+@pytest.fixture(scope="module")
+def population(tmp_path_factory):
+    """A store of 3000 portraits after a round of updates and deletions, and the current portraits."""
+    rng = random.Random(42)
+    portraits = list(synthetic_portraits(3000, seed=4))
+    store = make_store(tmp_path_factory.mktemp("audiences"), portraits)
+    current = {p["user_id"]: p for p in portraits}
+    changed = []
+    for portrait in rng.sample(portraits, 600):
+        replacement = copy.deepcopy(rng.choice(portraits))
+        replacement["user_id"] = portrait["user_id"]
+        changed.append(replacement)
+        current[portrait["user_id"]] = replacement
+    store.apply("portraits", b"p:", records(changed, start_offset=3000))
+    gone = rng.sample(sorted(current), 150)
+    store.apply("portraits", b"p:", [(0, 4000 + i, u.encode(), None) for i, u in enumerate(gone)])
+    for user in gone:
+        del current[user]
+    with make_client(store) as client:
+        yield client, current
+    store.close()
+
+
+def query_all(client, f: dict, limit: int, fields=()) -> tuple[int, list[dict], list[dict]]:
+    """Follow the cursors to the end; (count, every member, every plan)."""
+    members, plans, cursor, count = [], [], None, None
+    while True:
+        body = {"filter": f, "limit": limit, "fields": list(fields)}
+        if cursor:
+            body["cursor"] = cursor
+        response = client.post("/v1/audiences/query", json=body, headers=auth())
+        assert response.status_code == 200, response.text
+        page = response.json()
+        assert count is None or page["count"] == count
+        count = page["count"]
+        members += page["users"]
+        plans.append(page["plan"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return count, members, plans
+
+
+def test_random_filters_count_and_page_like_a_brute_force_filter(population):
+    client, current = population
+    rng = random.Random(7)
+    seen_plans = set()
+    for _ in range(80):
+        f = random_filter(rng)
+        expected = sorted(u for u, p in current.items() if brute_match(p, f))
+        count, members, plans = query_all(client, f, limit=rng.choice([50, 333, 1000]))
+        assert count == len(expected), f
+        assert [m["user_id"] for m in members] == expected, f
+        plan = plans[0]
+        seen_plans.add("full_scan" if plan["full_scan"] else "indexes")
+        seen_plans |= {"probed"} if plan["probed"] else set()
+        seen_plans |= {"residual"} if plan["residual"] and not plan["full_scan"] else set()
+    assert seen_plans == {"full_scan", "indexes", "probed", "residual"}  # every strategy was exercised
+
+
+def test_pages_carry_the_requested_fields(population):
+    client, current = population
+    f = {"layers": ["high_value"], "behaviour": [{"kind": "performed", "event": "pay", "days": 30, "at_least": 2}]}
+    fields = ["rfm.layer", "windows.30d.purchases", "top_categories.0.category", "profile.region", "churn"]
+    count, members, plans = query_all(client, f, limit=40, fields=fields)
+    assert count == len(members) > 40
+    for member in members:
+        p = current[member["user_id"]]
+        assert member["fields"]["rfm.layer"] == "high_value"
+        assert member["fields"]["windows.30d.purchases"] == p["windows"]["30d"]["purchases"] >= 2
+        top = p["top_categories"][0]["category"] if p["top_categories"] else None
+        assert member["fields"]["top_categories.0.category"] == top
+        assert member["fields"]["profile.region"] == p["profile"].get("region")
+        assert member["fields"]["churn"] == p.get("churn")
+    assert plans[0]["indexes"] == [plans[0]["driver"], *[i for i in plans[0]["indexes"] if i != plans[0]["driver"]]]
+    assert set(plans[0]["indexes"]) == {"layer", "pay30"} and plans[0]["residual"] == []
+
+
+def test_the_plan_says_when_it_scans(population):
+    client, current = population
+    f = {"behaviour": [{"kind": "spend", "days": 30, "at_least": 100}]}
+    page = client.post("/v1/audiences/query", json={"filter": f, "limit": 0}, headers=auth()).json()
+    assert page["plan"]["full_scan"] and page["plan"]["residual"] == ["behaviour[0]"]
+    assert page["plan"]["portraits_read"] == len(current)
+    assert page["count"] == sum(brute_match(p, f) for p in current.values())
+    assert page["users"] == [] and page["next_cursor"] is None
+
+    everyone = client.post("/v1/audiences/query", json={"limit": 0}, headers=auth()).json()
+    assert everyone["count"] == len(current) and not everyone["plan"]["full_scan"]
+
+
+def test_the_export_is_the_whole_audience_as_csv(population):
+    client, current = population
+    f = {"lifecycle": ["at_risk", "churned"], "churn_risk": {"min": 0.5}}
+    fields = ["churn.risk", "rfm.layer", "tags", "profile.city_tier"]
+    response = client.post("/v1/audiences/export", json={"filter": f, "fields": fields}, headers=auth("operator"))
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(response.text)))
+    assert rows[0] == ["user_id", *fields]
+    expected = sorted(u for u, p in current.items() if brute_match(p, f))
+    assert [r[0] for r in rows[1:]] == expected
+    assert response.headers["x-audience-count"] == str(len(expected))
+    for row in rows[1:]:
+        p = current[row[0]]
+        assert float(row[1]) == p["churn"]["risk"]
+        assert row[2] == ("" if not p.get("rfm") else p["rfm"]["layer"])
+        assert row[3] == ("" if p.get("tags") is None else orjson.dumps(p["tags"]).decode())
+        assert row[4] == str(p["profile"].get("city_tier", ""))
+
+
+def test_the_export_needs_the_operator_role(population):
+    client, _ = population
+    response = client.post("/v1/audiences/export", json={}, headers=auth("reader"))
+    assert response.status_code == 403
+    assert "operator" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "where", "words"),
+    [
+        (
+            {"filter": {"behaviour": [{"kind": "performed", "event": "add_to_cart", "days": 30}]}},
+            ["body", "filter", "behaviour", 0, "performed"],
+            "over the lifetime only",
+        ),
+        (
+            {"filter": {"behaviour": [{"kind": "performed", "event": "review"}]}},
+            ["body", "filter", "behaviour", 0, "performed", "event"],
+            "does not count 'review'",
+        ),
+        ({"filter": {"behaviour": [{"kind": "performed", "event": "pay", "days": 14}]}}, ["days"], "7, 30 or 90"),
+        ({"filter": {"behaviour": [{"kind": "teleported"}]}}, ["behaviour", 0], "performed"),
+        ({"filter": {"churn_risk": {"min": 0.8, "max": 0.2}}}, ["churn_risk"], "above max"),
+        ({"filter": {"layers": ["vip"]}}, ["layers", 0], "high_value"),
+        ({"filter": {"layers": []}}, ["layers"], "at least 1"),
+        ({"filter": {"segmnts": [1]}}, ["segmnts"], "Extra inputs"),
+        ({"fields": ["rfm.layer", "bogus.field"]}, ["fields"], "no field 'bogus'"),
+        ({"fields": ["rfm..layer"]}, ["fields", 0], "pattern"),
+        ({"limit": 5000}, ["limit"], "1000"),
+    ],
+)
+def test_what_cannot_be_answered_is_a_422_that_names_the_part(population, body, where, words):
+    client, _ = population
+    response = client.post("/v1/audiences/query", json=body, headers=auth())
+    assert response.status_code == 422, response.text
+    errors = response.json()["detail"]
+    assert any(
+        all(part in error["loc"] for part in where) and words.lower() in error["msg"].lower() for error in errors
+    ), errors
+
+
+def test_a_foreign_or_broken_cursor_is_a_400(population):
+    client, _ = population
+    first = client.post("/v1/audiences/query", json={"filter": {"layers": ["potential"]}, "limit": 5}, headers=auth()).json()
+    other = client.post(
+        "/v1/audiences/query", json={"filter": {"layers": ["ordinary"]}, "cursor": first["next_cursor"]}, headers=auth()
+    )
+    assert other.status_code == 400 and "different filter" in other.json()["detail"]
+    broken = client.post("/v1/audiences/query", json={"cursor": "!!!"}, headers=auth())
+    assert broken.status_code == 400 and "cursor" in broken.json()["detail"]
