@@ -62,7 +62,8 @@ app = faust.App(
     producer_max_request_size=topics.MAX_MODEL_BYTES,
 )
 
-source_topic = app.topic(settings.topic(topics.EVENTS), settings.topic(topics.PROFILES))
+source_topic = app.topic(settings.topic(topics.EVENTS), settings.topic(topics.PROFILES), settings.topic(topics.TICKS))
+ticks_topic = app.topic(settings.topic(topics.TICKS))
 dead_letter_topic = app.topic(settings.topic(topics.DEAD_LETTERS))
 portraits_topic = app.topic(settings.topic(topics.PORTRAITS))
 alerts_topic = app.topic(settings.topic(topics.CHURN_ALERTS))
@@ -82,6 +83,8 @@ STREAM_TIME_SAVE_STEP_MS = 60_000
 _stream_time_saved: dict[int, int] = {}
 #: partition -> users by next check time (rebuilt from the table when a partition arrives)
 schedules: dict[int, CheckSchedule] = {}
+#: partition -> wall-clock time of its last record (live mode: idle partitions follow the wall clock)
+_last_record_wall: dict[int, float] = {}
 #: user id -> partition, for users whose portrait changed since the last publication
 _dirty: dict[str, int] = {}
 model_feed = ModelFeed(settings.topic(topics.MODELS), settings.bootstrap_servers)
@@ -181,10 +184,15 @@ async def _sweep(partition: int) -> None:
 async def ingest(stream):
     """Fold each admitted record into its user's portrait state and watch the user."""
     profiles_topic = settings.topic(topics.PROFILES)
+    ticks_name = settings.topic(topics.TICKS)
     async for event in stream.events():
         message = event.message
         partition = message.partition
         _take_partition(partition)
+        if message.topic == ticks_name:
+            await _on_tick(partition, message.value)
+            continue
+        _last_record_wall[partition] = time.time()
         try:
             if message.topic == profiles_topic:
                 profile = admit_profile(message.key, message.value)
@@ -216,13 +224,40 @@ async def ingest(stream):
             metrics.EVENTS_PROCESSED.inc()
         else:
             metrics.EVENTS_DUPLICATE.inc()
-        after = clock.stream_time[partition]
-        if after != before:
-            if after - _stream_time_saved.get(partition, 0) >= STREAM_TIME_SAVE_STEP_MS:
-                # saved every event-time minute: after a restart the watermark may lag that much
-                stream_time_table[str(partition).encode()] = str(after).encode()
-                _stream_time_saved[partition] = after
-            await _sweep(partition)
+        if clock.stream_time[partition] != before:
+            await _time_moved(partition)
+
+
+async def _time_moved(partition: int) -> None:
+    """Save the partition's stream time now and then, and sweep the users now due."""
+    after = clock.stream_time[partition]
+    if after - _stream_time_saved.get(partition, 0) >= STREAM_TIME_SAVE_STEP_MS:
+        # saved every event-time minute: after a restart the watermark may lag that much
+        stream_time_table[str(partition).encode()] = str(after).encode()
+        _stream_time_saved[partition] = after
+    await _sweep(partition)
+
+
+async def _on_tick(partition: int, value: bytes) -> None:
+    """Live mode: a partition without records for a while follows the wall clock."""
+    idle_for = time.time() - _last_record_wall.get(partition, 0.0)
+    if not settings.live_idle_seconds or idle_for < settings.live_idle_seconds:
+        return
+    before = clock.stream_time.get(partition)
+    clock.observe(partition, int(orjson.loads(value)["wall_ms"]))
+    if clock.stream_time.get(partition) != before:
+        await _time_moved(partition)
+
+
+@app.timer(interval=max(0.5, settings.live_idle_seconds / 2) if settings.live_idle_seconds else 60.0)
+async def send_ticks() -> None:
+    """Live mode: a tick to each partition this worker holds, so idle time still moves."""
+    if not settings.live_idle_seconds:
+        return
+    body = orjson.dumps({"wall_ms": int(time.time() * 1000)})
+    for tp in app.assignor.assigned_actives():
+        if tp.topic == settings.topic(topics.EVENTS):
+            await ticks_topic.send(value=body, partition=tp.partition)
 
 
 #: the publisher never takes more than a fifth of the worker's time: it skips ticks to keep that
@@ -235,12 +270,12 @@ async def publish_portraits() -> None:
     """Publish every portrait that changed since the last tick, once, scored with the latest models."""
     global _dirty, _publish_not_before
     started = time.monotonic()
-    if not _dirty or started < _publish_not_before:
-        return
-    batch, _dirty = _dirty, {}
     now_ms = time.time() * 1000
     for partition, high in list(clock.stream_time.items()):
         metrics.WATERMARK_DELAY.labels(str(partition)).set(max(0.0, (now_ms - high) / 1000))
+    if not _dirty or started < _publish_not_before:
+        return
+    batch, _dirty = _dirty, {}
     models = current_models()
     for user_id, partition in batch.items():
         raw = portrait_table.get(user_id.encode())

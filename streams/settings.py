@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     alert_layers: str = Field("high_value,potential", description="Value layers (at last purchase) worth an alert")
     alert_webhook: str | None = Field(None, description="Optional URL that receives every alert (POST, JSON)")
     tag_rules: Path | None = Field(None, description="Tag rules file (YAML); default: the shipped rules")
+    live_idle_seconds: float = Field(
+        0.0, ge=0, description="Live mode: a partition idle this long follows the wall clock (0: off, for replays)"
+    )
     sweep_batch: int = Field(500, gt=0, description="Most users re-scored per processed record")
 
     def topic(self, name: str) -> str:

@@ -14,6 +14,7 @@ PORTRAITS = "portraits"
 CHURN_ALERTS = "churn-alerts"
 MODEL_TRAINING = "model-training"
 MODELS = "models"
+TICKS = "ticks"
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ TOPICS = (
     # one partition: a single trainer sees every sample, in order
     TopicSpec(MODEL_TRAINING, partitions=1, configs={"retention.ms": str(7 * 86_400_000)}),
     TopicSpec(MODELS, partitions=1, configs={**COMPACTED, "max.message.bytes": str(MAX_MODEL_BYTES)}),
+    # wall-clock ticks, co-partitioned with events, that move idle partitions' time in live mode
+    TopicSpec(TICKS, configs={"retention.ms": str(3_600_000)}),
 )
 
 
