@@ -14,14 +14,15 @@ from typing import Annotated
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AwareDatetime
 from sse_starlette.sse import EventSourceResponse
 
 from api import audiences, overview
 from api.alerts import ALERTS_SPACE, AlertHub, AlertSpace, recent_alerts
-from api.auth import ApiSettings, Operator, Reader, Role, TokenRegistry
+from api.auth import ApiSettings, Operator, Reader, Role, StreamReader, TokenRegistry
 from api.indexes import PORTRAITS_SPACE, PortraitSpace, aggregate
 from api.ingest import EventLogUnavailable, EventSink, parse_batch, read_body, validate, wall_clock_ms
 from api.metrics import ApiMetrics, MetricsMiddleware
@@ -48,6 +49,13 @@ ALERTS_TOPIC = "churn-alerts"
 MODELS_TOPIC = "models"
 MODELS_SPACE = b"m:"
 MODEL_SUMMARY_KEY = "summary"
+
+STATIC_DIR = FsPath(__file__).resolve().parent / "static"
+# The dashboard loads nothing from elsewhere: its scripts, styles and charts are all served here.
+DASHBOARD_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'"
+)
 
 USER_ID = Path(min_length=1, max_length=128, description="The user id events are keyed by")
 
@@ -141,6 +149,19 @@ def create_app(
     metrics = ApiMetrics(state)
     app.state.metrics = metrics
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    # -- dashboard (no auth: the page holds no data; it asks for a token and calls the API) --
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        """The ops dashboard: overview charts, user lookup, segments and the live alert feed."""
+        return FileResponse(
+            STATIC_DIR / "index.html",
+            media_type="text/html; charset=utf-8",
+            headers={"Content-Security-Policy": DASHBOARD_CSP, "Cache-Control": "no-cache"},
+        )
 
     # -- operations -------------------------------------------------------------------------
 
@@ -272,13 +293,14 @@ def create_app(
     )
     async def stream_alerts(
         store: Store,
-        _: Reader,
+        _: StreamReader,
         user_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
         layer: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
         min_risk: Annotated[float | None, Query(ge=0, le=1)] = None,
     ) -> EventSourceResponse:
         """Server-sent events: each new alert as it arrives (``event: alert``). A client that
-        falls behind gets ``event: dropped`` with how many alerts it missed."""
+        falls behind gets ``event: dropped`` with how many alerts it missed. Browsers' EventSource
+        cannot send headers, so this endpoint also takes the token as ``?token=``."""
         handler = store.handlers.get(ALERTS_SPACE)
         if not isinstance(handler, AlertSpace):
             raise HTTPException(503, "this store does not follow churn alerts")

@@ -156,6 +156,26 @@ def require(role: Role) -> Callable[..., Principal]:
     return dependency
 
 
+def require_header_or_query(role: Role) -> Callable[..., Principal]:
+    """Like :func:`require`, but also accepts the token as the ``token`` query parameter, for
+    clients that cannot send headers (a browser's ``EventSource``). The header wins when both
+    are sent. Only for read-only streams: a URL may end up in places a header does not."""
+    check = require(role)
+
+    def dependency(
+        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    ) -> Principal:
+        if credentials is None:
+            token = request.query_params.get("token")
+            if token:
+                credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
+        return check(request, credentials)
+
+    dependency.__name__ = f"require_{role.name}_header_or_query"
+    return dependency
+
+
 Reader = Annotated[Principal, Depends(require(Role.reader))]
+StreamReader = Annotated[Principal, Depends(require_header_or_query(Role.reader))]
 Operator = Annotated[Principal, Depends(require(Role.operator))]
 Admin = Annotated[Principal, Depends(require(Role.admin))]
