@@ -238,6 +238,10 @@ def parse_event(raw: bytes | str, *, now_ms: int | None = None, max_future_ms: i
         raise InvalidEvent(FUTURE_TIMESTAMP, f"ts: {event.ts} is more than {max_future_ms} ms ahead of the clock")
     if event.type in ("pay", "refund") and event.amount is None and event.price is None:
         raise InvalidEvent(MISSING_AMOUNT, f"{event.type} events need amount (or price)")
+    try:
+        event.amount_cents  # price x quantity must be plausible too
+    except ValueError as error:
+        raise InvalidEvent(INVALID_FIELD, f"price x quantity: {error}") from None
     return event
 
 
