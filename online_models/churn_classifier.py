@@ -8,6 +8,12 @@ learns: the reported AUC is measured on labels the model had not seen yet.
 
 The default model is ``StandardScaler | LogisticRegression`` (SGD, lr 0.05,
 small L2): sparse dict features such as ``cat:<name>`` need no fixed schema.
+Measured with ``python scripts/evaluate_churn.py`` (1000 simulated users x 60
+days, horizon 14 days, a weekly snapshot of every user seen in the last 30 days
+taken in a daily sweep, about 6,580 labels of which 25% churned, 2 seeds),
+progressive ROC AUC: this default 0.914 [0.911, 0.917]; lr 0.01 0.912;
+GaussianNB 0.840; HoeffdingTreeClassifier 0.842; HoeffdingAdaptiveTreeClassifier
+0.830; ARFClassifier with 10 trees 0.915 at about 11 times the cost per label.
 
 >>> import random
 >>> rng = random.Random(0)
@@ -28,6 +34,7 @@ True
 
 from __future__ import annotations
 
+import math
 import pickle
 
 from river import base, linear_model, metrics, optim, preprocessing
@@ -59,9 +66,17 @@ class ChurnClassifier:
         self.auc = metrics.ROCAUC(n_thresholds=auc_thresholds)
         self.positives = 0
         self.negatives = 0
+        self.rejected = 0
 
     def learn_one(self, x: dict, y: bool) -> None:
-        """Score ``x``, count it in the progressive metrics, then learn ``(x, y)``."""
+        """Score ``x``, count it in the progressive metrics, then learn ``(x, y)``.
+
+        A vector with a non-finite value is ignored (``rejected`` counts them): one bad
+        record must not poison the weights.
+        """
+        if not all(math.isfinite(v) for v in x.values()):
+            self.rejected += 1
+            return
         y = bool(y)
         self.auc.update(y, self.predict_proba_one(x))
         if y:

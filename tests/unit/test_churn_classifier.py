@@ -80,3 +80,14 @@ def test_from_bytes_rejects_other_objects():
 
     with pytest.raises(TypeError):
         ChurnClassifier.from_bytes(pickle.dumps({"not": "a model"}))
+
+
+def test_non_finite_vectors_are_ignored():
+    model = ChurnClassifier()
+    for x, y in separable(random.Random(6), 200):
+        model.learn_one(x, y)
+    before = model.predict_proba_one({"recency": 0.5})
+    model.learn_one({"recency": float("nan")}, True)
+    model.learn_one({"recency": float("inf")}, False)
+    assert model.rejected == 2 and model.report()["labels"] == 200
+    assert model.predict_proba_one({"recency": 0.5}) == before
