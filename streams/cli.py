@@ -55,10 +55,10 @@ def topics() -> None:
 @click.option("--duration", default=0.0, show_default=True, help="Seconds of live traffic after the history")
 @click.option("--speed", default=60.0, show_default=True, help="Simulated seconds per wall second while live")
 @click.option("--rate", default=0.0, show_default=True, help="Cap in events per second (0: no cap)")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", type=int, default=None, help="Seed of the simulated shop (default: a new one each run)")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Also write the events as JSON lines")
 @click.option("--truth", type=click.Path(path_type=Path), default=None, help="Write each user's true habit group")
-def simulate(users: int, days: float, duration: float, speed: float, rate: float, seed: int, out, truth) -> None:
+def simulate(users: int, days: float, duration: float, speed: float, rate: float, seed: int | None, out, truth) -> None:
     """Produce realistic shop traffic: a history, then live events.
 
     The simulated clock ends at "now" when the live phase ends, so no event is
@@ -70,6 +70,8 @@ def simulate(users: int, days: float, duration: float, speed: float, rate: float
     from streams.simulation import ShopSimulator
 
     settings = get_settings()
+    if seed is None:  # a fresh shop each run: event ids never repeat an earlier run's
+        seed = int(time.time())
     live_sim_ms = int(duration * speed * 1000)
     now_ms = int(time.time() * 1000)
     start_ms = now_ms - int(days * 86_400_000) - live_sim_ms
