@@ -36,6 +36,33 @@ def wait_until(predicate: Callable[[], object], *, timeout: float, interval: flo
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last error: {last_error!r}")
 
 
+def read_dead_letters(bootstrap: str, topic: str, expected: int, timeout: float = 60) -> list:
+    """The dead-letter topic from its start: at least ``expected`` records (within ``timeout``), plus any extra."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+    tp = TopicPartition(topic, 0)  # the dead-letter topic has one partition
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    records = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(records) < expected and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        # anything beyond the expected count is a record dead-lettered by mistake
+        for batch in consumer.poll(timeout_ms=1000).values():
+            records.extend(batch)
+    finally:
+        consumer.close()
+    return records
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -12,14 +12,14 @@ import time
 from collections import Counter, defaultdict
 
 import httpx
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 import orjson
 from online_models.admission import admit_event
 from online_models.events import InvalidEvent
 from streams.simulation import ShopSimulator
 from tests.hostile import KNOWN_REASONS, hostile_record
-from tests.integration.conftest import wait_until
+from tests.integration.conftest import read_dead_letters, wait_until
 
 SCALE = max(1, int(os.environ.get("PORTRAITS_HOSTILE_SCALE", "1")))
 N_GOOD = 2000 * SCALE
@@ -37,30 +37,6 @@ def offline_reason(key: bytes | None, value: bytes, now_ms: int) -> str | None:
     except InvalidEvent as error:
         return error.reason
     return None
-
-
-def read_all_dead_letters(bootstrap: str, topic: str, expected: int, timeout: float) -> list:
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=16 * 1024 * 1024,
-        fetch_max_bytes=64 * 1024 * 1024,
-    )
-    tp = TopicPartition(topic, 0)  # the dead-letter topic has one partition
-    consumer.assign([tp])
-    consumer.seek_to_beginning(tp)
-    records = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(records) < expected and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend(batch)
-        # anything beyond the expected count is a record dead-lettered by mistake
-        for batch in consumer.poll(timeout_ms=1000).values():
-            records.extend(batch)
-    finally:
-        consumer.close()
-    return records
 
 
 def test_hostile_records_are_dead_lettered_and_good_events_all_counted(stack, kafka_bootstrap):
@@ -131,7 +107,7 @@ def test_hostile_records_are_dead_lettered_and_good_events_all_counted(stack, ka
 
     wait_until(all_counted, timeout=180 + 60 * SCALE, interval=2, what="every good event to be counted")
 
-    dead = read_all_dead_letters(kafka_bootstrap, settings.topic("events.dlq"), len(hostile), timeout=60 + 30 * SCALE)
+    dead = read_dead_letters(kafka_bootstrap, settings.topic("events.dlq"), len(hostile), timeout=60 + 30 * SCALE)
     assert worker.alive(), worker.tail()
     got = Counter((r.key, r.value, dict(r.headers).get("reason", b"<none>").decode()) for r in dead)
     want = Counter(hostile)

@@ -8,32 +8,14 @@ from collections import defaultdict
 
 import httpx
 import orjson
-from kafka import KafkaConsumer, TopicPartition
 
 from streams.producer import make_producer, send_profiles
 from streams.simulation import ShopSimulator, bad_events
-from tests.integration.conftest import wait_until
+from tests.integration.conftest import read_dead_letters, wait_until
 from tests.reference import batch_portrait, parse_iso
 
 USERS = 250
 DAYS = 6
-
-
-def read_dead_letters(bootstrap: str, topic: str, expected: int, timeout: float = 60) -> list:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1000)
-    tp = TopicPartition(topic, 0)
-    consumer.assign([tp])
-    consumer.seek_to_beginning(tp)
-    records = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(records) < expected and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend(batch)
-    finally:
-        consumer.close()
-    return records
-
 
 def test_portraits_from_the_api_equal_a_batch_computation(stack, kafka_bootstrap):
     settings = stack.settings()
