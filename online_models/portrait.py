@@ -116,6 +116,8 @@ class PortraitState:
     pending_labels: list = field(default_factory=list)
     alert: dict[str, Any] = field(default_factory=dict)
     next_check: int | None = None
+    # the worker's sequence number of the change that left this state (see streams.progress)
+    seq: int = 0
 
     def has_seen(self, event_id: str) -> bool:
         """Whether ``event_id`` was already folded in (within the dedupe horizon)."""
