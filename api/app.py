@@ -42,6 +42,7 @@ from api.models import (
     Problem,
 )
 from api.store import LocalStore, SpaceHandler, TopicFollower
+from api.strict_json import StrictJsonRoute
 from streams import topics
 from streams.settings import Settings, get_settings
 
@@ -132,6 +133,7 @@ def create_app(
         summary="Live customer portraits computed from the behaviour-event stream.",
         lifespan=lifespan,
     )
+    app.router.route_class = StrictJsonRoute  # before any route is added
     app.state.tokens = registry
     app.state.store = store
     app.state.follower = None
