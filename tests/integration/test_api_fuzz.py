@@ -17,7 +17,7 @@ from schemathesis.specs.openapi.checks import (
 
 from streams.producer import make_producer, send_events, send_profiles
 from streams.simulation import ShopSimulator
-from tests.integration.conftest import free_port, wait_until
+from tests.integration.conftest import wait_until
 
 USERS = 30
 DAYS = 3
@@ -62,9 +62,7 @@ def fuzz(operation, mode: GenerationMode, base_url: str, headers: dict[str, str]
 
 
 def test_fuzzing_every_operation_finds_no_server_error(stack):
-    worker = stack.start("worker", "worker", "--web-port", str(free_port()))
-    stack.start("api", "api")
-    stack.wait_api()
+    worker = stack.start_product()
     users = load_shop(stack)
     headers = stack.auth_headers("test-admin")
     client = httpx.Client(base_url=stack.api, timeout=10, headers=headers)
