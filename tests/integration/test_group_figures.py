@@ -4,7 +4,8 @@ The expectation comes from the simulated events and profiles alone (tests/refere
 shares no code with the product). The one thing read from the API is each user's ``as_of``: the
 event-time instant the portrait's figures refer to (its partition's stream time when the user was
 last rendered), which differs between users. Segments and churn risk are what fitted models say,
-so they have no independent recomputation and are left out here.
+so they have no independent recomputation and are left out here; so are the figures built on them
+(segment sizes and GMV, the churn histogram and mean risk).
 """
 
 from __future__ import annotations
@@ -233,6 +234,7 @@ def test_audiences_and_overview_equal_a_batch_computation(stack):
     for row in overview["devices"]:
         assert abs(row["share"] - device_means[row["device"]]) < 2e-4, row
     assert abs(overview["mobile_share"] - sum(device_means.get(d, 0.0) for d in MOBILE)) < 4e-4
+    assert abs(overview["ios_share"] - device_means.get("ios", 0.0)) < 2e-4
 
     tags = share_map(overview["tags"])
     for tag in ("night_owl", "weekend_shopper", "big_spender"):
