@@ -232,6 +232,13 @@ class Stack:
         self.services.append(service)
         return service
 
+    def start_product(self) -> Service:
+        """A worker and the API, once the API answers; the worker."""
+        worker = self.start("worker", "worker", "--web-port", str(free_port()))
+        self.start("api", "api")
+        self.wait_api()
+        return worker
+
     def auth_headers(self, token: str = "test-admin") -> dict[str, str]:
         """Authorization header for one of the stack's configured API tokens."""
         return {"Authorization": f"Bearer {token}"}
