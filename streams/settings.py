@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from online_models.alerts import AlertPolicy
@@ -49,6 +49,9 @@ class Settings(BaseSettings):
         0.0, ge=0, description="Live mode: a partition idle this long follows the wall clock (0: off, for replays)"
     )
     sweep_batch: int = Field(500, gt=0, description="Most users re-scored per processed record")
+    pseudonym_key: SecretStr | None = Field(
+        None, description="Secret for pseudonymous user ids (HMAC-SHA256); unset: ids are kept as sent"
+    )
 
     def topic(self, name: str) -> str:
         """Full name of one of the product's topics."""
@@ -79,6 +82,12 @@ class Settings(BaseSettings):
     def layer_config(self) -> LayerConfig:
         """Value-layer thresholds."""
         return LayerConfig(benchmark_aov=self.benchmark_aov)
+
+    def pseudonym_secret(self) -> bytes | None:
+        """The pseudonym key as bytes, None when pseudonymisation is off."""
+        if self.pseudonym_key is None or not self.pseudonym_key.get_secret_value():
+            return None
+        return self.pseudonym_key.get_secret_value().encode()
 
     @property
     def bootstrap_servers(self) -> list[str]:
