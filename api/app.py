@@ -49,6 +49,7 @@ from api.models import (
     Problem,
 )
 from api.store import LocalStore, SpaceHandler, TopicFollower
+from api.strict_json import StrictJsonRoute
 from online_models.erasure import ErasureRequest
 from online_models.portrait import iso
 from online_models.pseudonym import user_key
@@ -73,6 +74,8 @@ AUTH_ERRORS = {
     401: {"model": Problem, "description": "Missing or invalid bearer token"},
     403: {"model": Problem, "description": "The token's role is too weak"},
 }
+#: Answers of every operation with a JSON request body: bytes that are not JSON text are a 400.
+BODY_ERRORS = {400: {"model": Problem, "description": "The body is not JSON"}, **AUTH_ERRORS}
 
 
 def open_store(path: FsPath, *, alert_queue: int = 256, cache_mb: int = 256) -> LocalStore:
@@ -151,6 +154,7 @@ def create_app(
         summary="Live customer portraits computed from the behaviour-event stream.",
         lifespan=lifespan,
     )
+    app.router.route_class = StrictJsonRoute  # before any route is added
     app.state.tokens = registry
     app.state.store = store
     app.state.follower = None
@@ -276,7 +280,10 @@ def create_app(
     @app.post(
         "/v1/audiences/query",
         response_model=AudienceResult,
-        responses={400: {"model": Problem, "description": "A cursor that does not fit the filter"}, **AUTH_ERRORS},
+        responses={
+            **BODY_ERRORS,
+            400: {"model": Problem, "description": "The body is not JSON, or a cursor that does not fit the filter"},
+        },
         tags=["audiences"],
     )
     def query_audience(query: AudienceQuery, store: Store, _: Reader) -> AudienceResult:
@@ -304,7 +311,7 @@ def create_app(
     @app.post(
         "/v1/audiences/export",
         response_class=StreamingResponse,
-        responses={200: {"content": {"text/csv": {}}, "description": "user_id, then the chosen fields"}, **AUTH_ERRORS},
+        responses={200: {"content": {"text/csv": {}}, "description": "user_id, then the chosen fields"}, **BODY_ERRORS},
         tags=["audiences"],
     )
     def export_audience(export: AudienceExport, store: Store, _: Operator) -> StreamingResponse:
@@ -334,7 +341,7 @@ def create_app(
         """The group portrait of every user, from running aggregates."""
         return _overview(store, AudienceFilter())
 
-    @app.post("/v1/overview", response_model=Overview, responses=AUTH_ERRORS, tags=["overview"])
+    @app.post("/v1/overview", response_model=Overview, responses=BODY_ERRORS, tags=["overview"])
     def post_overview(query: OverviewQuery, store: Store, _: Reader) -> Overview:
         """The group portrait of an audience."""
         return _overview(store, query.filter)
@@ -416,6 +423,7 @@ def create_app(
         responses={
             400: {"model": Problem, "description": "The body is not JSON"},
             413: {"model": Problem, "description": "The body is too large"},
+            422: {"model": Problem, "description": "JSON, but not a batch of events, or too many of them"},
             503: {"model": Problem, "description": "Kafka did not acknowledge the events; retry"},
             **AUTH_ERRORS,
         },
@@ -427,7 +435,11 @@ def create_app(
                         "schema": {
                             "oneOf": [
                                 {"type": "array", "items": {"type": "object"}},
-                                {"type": "object", "properties": {"events": {"type": "array", "items": {"type": "object"}}}},
+                                {
+                                    "type": "object",
+                                    "properties": {"events": {"type": "array", "items": {"type": "object"}}},
+                                    "required": ["events"],
+                                },
                             ]
                         }
                     }

@@ -28,9 +28,10 @@ from typing import Any
 import orjson
 
 from api import indexes as ix
-from api.indexes import PORTRAITS_SPACE, PortraitSpace, count, field, label, number, parse_portrait
+from api.indexes import PORTRAITS_SPACE, PortraitSpace, count, field, instant_ms, label, number, parse_portrait
 from api.models import AudienceFilter, AudiencePlan, CartedNotPaid, Performed, Spend
 from api.store import LocalStore, prefix_end
+from online_models.clock import DAY_MS
 
 
 class BadCursor(ValueError):
@@ -196,10 +197,12 @@ def compile_filter(flt: AudienceFilter) -> list[Term]:
             days = condition.days
 
             def carted_not_paid(p: dict, days: int = days) -> bool:
+                newest, as_of = instant_ms(field(p, "funnel", "last_abandoned_cart")), instant_ms(field(p, "as_of"))
                 return (
-                    (count(field(p, "funnel", "abandoned_carts")) or 0) >= 1
+                    newest is not None
+                    and as_of is not None
+                    and newest > as_of - days * DAY_MS
                     and count(field(p, "windows", f"{days}d", "purchases")) == 0
-                    and _within(number(field(p, "days_since_last_seen")), None, days)
                 )
 
             terms.append(

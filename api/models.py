@@ -42,6 +42,7 @@ class Funnel(BaseModel):
     cart_to_purchase: float | None
     favorite_to_purchase: float | None
     abandoned_carts: int
+    last_abandoned_cart: str | None = Field(None, description="Time of the newest abandoned cart")
 
 
 class Portrait(BaseModel):
@@ -260,14 +261,11 @@ class Spend(_Strict):
 
 
 class CartedNotPaid(_Strict):
-    """Put something in the cart but did not pay in the last ``days`` days.
+    """Abandoned a cart in the last ``days`` days and paid nothing in them.
 
-    The portrait counts carts over the lifetime only, so this is answered as:
-    ``funnel.abandoned_carts >= 1`` (a cart was never paid within the cart timeout) and
-    ``windows.<D>d.purchases == 0`` (no payment in the window, exact) and
-    ``days_since_last_seen <= D`` (active in the window). It includes every user who
-    abandoned a cart in the window, and also users active in the window whose abandoned
-    cart is older.
+    Answered exactly from the portrait: ``funnel.last_abandoned_cart`` (a cart no payment
+    followed within the cart timeout) is after ``as_of - days`` and
+    ``windows.<D>d.purchases == 0``. A cart younger than the timeout is not abandoned yet.
     """
 
     kind: Literal["carted_not_paid"]

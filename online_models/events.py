@@ -61,6 +61,8 @@ LATE_EVENT = "late_event"
 KEY_MISMATCH = "key_mismatch"
 
 MAX_ID_LENGTH = 128
+#: A user id is printable: no control characters (the worker's own table keys start with NUL).
+USER_ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 MAX_TEXT_LENGTH = 4096
 #: Timestamps before this instant (2000-01-01T00:00:00Z) are rejected as nonsense.
 MIN_TS_MS = 946_684_800_000
@@ -125,7 +127,7 @@ class Event(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True, str_max_length=MAX_TEXT_LENGTH)
 
     event_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
-    user_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    user_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=USER_ID_PATTERN)
     type: EventType
     ts: int
     item_id: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
@@ -168,7 +170,7 @@ class Profile(BaseModel):
 
     model_config = ConfigDict(extra="ignore", strict=True, str_max_length=256)
 
-    user_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    user_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=USER_ID_PATTERN)
     ts: int
     age: int | None = Field(default=None, ge=0, le=130)
     age_band: str | None = None

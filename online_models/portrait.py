@@ -102,6 +102,8 @@ class PortraitState:
     open_carts: list[int] = field(default_factory=list)
     recent_pays: list[int] = field(default_factory=list)
     abandoned_carts: int = 0
+    # time of the newest cart settled as abandoned
+    last_abandoned_cart: int | None = None
     # distinct UTC days with a purchase (sorted): repeat-purchase statistics
     purchase_days: list[int] = field(default_factory=list)
     # event_id -> event time, for duplicates within the dedupe horizon
@@ -116,6 +118,8 @@ class PortraitState:
     pending_labels: list = field(default_factory=list)
     alert: dict[str, Any] = field(default_factory=dict)
     next_check: int | None = None
+    # the worker's sequence number of the change that left this state (see streams.progress)
+    seq: int = 0
 
     def has_seen(self, event_id: str) -> bool:
         """Whether ``event_id`` was already folded in (within the dedupe horizon)."""
@@ -243,9 +247,12 @@ def update_profile(state: PortraitState, profile: Profile) -> bool:
 def prune(state: PortraitState, watermark: int, config: PortraitConfig) -> None:
     """Settle and drop what no admissible (``ts >= watermark``) event can change."""
     if state.open_carts and state.open_carts[0] + config.cart_timeout_ms <= watermark:
-        keep = [c for c in state.open_carts if c + config.cart_timeout_ms > watermark]
-        state.abandoned_carts += len(state.open_carts) - len(keep)
-        state.open_carts = keep
+        settled = bisect.bisect_right(state.open_carts, watermark - config.cart_timeout_ms)
+        state.abandoned_carts += settled
+        newest = state.open_carts[settled - 1]
+        if state.last_abandoned_cart is None or newest > state.last_abandoned_cart:
+            state.last_abandoned_cart = newest
+        del state.open_carts[:settled]
     if state.recent_pays and state.recent_pays[0] < watermark:
         del state.recent_pays[: bisect.bisect_left(state.recent_pays, watermark)]
     memory = watermark - config.purchase_memory_ms
@@ -300,7 +307,11 @@ def render(state: PortraitState, *, as_of: int | None, config: PortraitConfig) -
         as_of = ceil_minute(state.last_seen or state.profile_ts or 0)
     counts = state.type_counts
     purchases = state.purchases
-    abandoned = state.abandoned_carts + sum(1 for c in state.open_carts if c + config.cart_timeout_ms <= as_of)
+    overdue = bisect.bisect_right(state.open_carts, as_of - config.cart_timeout_ms)  # abandoned, not yet settled
+    abandoned = state.abandoned_carts + overdue
+    last_abandoned = state.last_abandoned_cart
+    if overdue and (last_abandoned is None or state.open_carts[overdue - 1] > last_abandoned):
+        last_abandoned = state.open_carts[overdue - 1]
     scores = category_scores(state, as_of, config)
     top = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[: config.top_categories]
     device_total = sum(state.devices.values())
@@ -348,6 +359,7 @@ def render(state: PortraitState, *, as_of: int | None, config: PortraitConfig) -
             "cart_to_purchase": _ratio(purchases, counts.get("add_to_cart", 0), cap=1.0),
             "favorite_to_purchase": _ratio(purchases, counts.get("favorite", 0), cap=1.0),
             "abandoned_carts": abandoned,
+            "last_abandoned_cart": iso(last_abandoned),
         },
         "devices": {name: round(n / device_total, 4) for name, n in sorted(state.devices.items())},
         "promo_share": _ratio(state.promo_purchases, purchases),

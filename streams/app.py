@@ -12,6 +12,13 @@
 
 Anything that breaks the contract goes to ``events.dlq`` with its original
 bytes and the reason in the headers.
+
+Crash safety: each partition's :class:`~streams.progress.PartitionProgress`
+(input offsets applied, stream time, change sequence) is written into the state
+table after the changes it covers, so a restarted or rebalanced worker skips
+what the restored state holds and re-applies the rest exactly once; alerts are
+delivered before the state that remembers them; portraits changed after the last
+completed publication are republished when a partition is taken over.
 """
 
 from __future__ import annotations
@@ -28,11 +35,13 @@ from online_models.clock import EventClock
 from online_models.events import InvalidEvent
 from online_models.population import PopulationConfig, PopulationModels
 from online_models.portrait import PortraitState, render, update_profile
+from online_models.retention import due_at, is_expired
 from online_models.schedule import CheckSchedule
 from online_models.tags import TagRules
 from online_models.watch import watch_user
 from streams import metrics, topics
 from streams.model_feed import ModelFeed
+from streams.progress import PROGRESS_KEY, PartitionProgress, is_internal_key
 from streams.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -60,6 +69,9 @@ app = faust.App(
     consumer_auto_offset_reset="earliest",
     producer_acks=-1,
     producer_max_request_size=topics.MAX_MODEL_BYTES,
+    broker_session_timeout=settings.session_timeout_seconds,
+    broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
+    table_standby_replicas=settings.standby_replicas,
 )
 
 source_topic = app.topic(settings.topic(topics.EVENTS), settings.topic(topics.PROFILES), settings.topic(topics.TICKS))
@@ -70,18 +82,22 @@ alerts_topic = app.topic(settings.topic(topics.CHURN_ALERTS))
 training_topic = app.topic(settings.topic(topics.MODEL_TRAINING))
 models_topic = app.topic(settings.topic(topics.MODELS))
 
-#: user id -> PortraitState bytes
-portrait_table = app.Table("portrait-state", partitions=settings.partitions)
-#: partition number -> stream time (ms), so the watermark survives restarts
-stream_time_table = app.Table("stream-time", partitions=settings.partitions)
-for _table in (portrait_table, stream_time_table):
-    # values are our own compact bytes: store them as they are
-    _table.key_serializer = _table.value_serializer = "raw"
+#: user id -> PortraitState bytes, and each partition's progress under PROGRESS_KEY
+# bytes in and out (our own compact JSON), also on the changelog topic that recovery reads
+portrait_table = app.Table("portrait-state", partitions=settings.partitions, key_type=bytes, value_type=bytes)
 
 clock = EventClock(lateness_ms=int(settings.lateness_seconds * 1000))
-STREAM_TIME_SAVE_STEP_MS = 60_000
-_stream_time_saved: dict[int, int] = {}
-#: partition -> users by next check time (rebuilt from the table when a partition arrives)
+retention_ms = int(settings.retention_days * 86_400_000)
+#: a progress record at least every this much stream time, so a replay after a crash spans
+#: far less event time than the dedupe horizon
+PROGRESS_TIME_STEP_MS = 3_600_000
+#: partition -> what its state holds (restored from the table when a partition arrives)
+progress: dict[int, PartitionProgress] = {}
+#: partition -> (records applied, stream time) when its progress was last written
+_progress_written: dict[int, tuple[int, int]] = {}
+#: partition -> sequence number up to which every change is on the portraits topic
+_published_seq: dict[int, int] = {}
+#: partition -> users by their next check or expiry (rebuilt from the table when a partition arrives)
 schedules: dict[int, CheckSchedule] = {}
 #: partition -> wall-clock time of its last record (live mode: idle partitions follow the wall clock)
 _last_record_wall: dict[int, float] = {}
@@ -109,22 +125,52 @@ def current_models() -> PopulationModels | None:
     return _scoring[1]
 
 
-def _take_partition(partition: int) -> None:
-    """On the first record of a newly assigned partition: its stream time and check schedule."""
-    if partition in schedules:
-        return
-    raw = stream_time_table.get(str(partition).encode())
-    if raw is not None:
-        clock.observe(partition, int(raw))
-        _stream_time_saved[partition] = int(raw)
-    schedule = schedules[partition] = CheckSchedule()
+def _take_partition(partition: int) -> PartitionProgress:
+    """On the first record of a newly assigned partition: its progress, clock, schedule, unpublished users."""
+    if partition in progress:
+        return progress[partition]
     db = portrait_table.data._db_for_partition(partition)  # this partition's RocksDB only
+    raw = db.get(PROGRESS_KEY)
+    restored = PartitionProgress.from_bytes(raw) if raw is not None else PartitionProgress()
+    if restored.stream_time is not None:
+        clock.observe(partition, restored.stream_time)
+    schedule = schedules[partition] = CheckSchedule()
+    last_seq = restored.seq
     for key, value in db.items():
-        if key.startswith(b"__faust"):  # Faust's own bookkeeping (changelog offset)
+        if is_internal_key(key):
             continue
-        next_check = orjson.loads(value).get("next_check")
-        if next_check is not None:
-            schedule.set(key.decode(), next_check)
+        state = PortraitState.from_bytes(value)
+        schedule.set(state.user_id, due_at(state, retention_ms))
+        if state.seq > restored.published_seq:  # changed, maybe never published: publish again
+            _dirty[state.user_id] = partition
+        last_seq = max(last_seq, state.seq)
+    restored.seq = last_seq  # changes made after the progress record keep their numbers unique
+    _published_seq[partition] = restored.published_seq
+    _progress_written[partition] = (0, clock.stream_time.get(partition, 0))
+    progress[partition] = restored
+    return restored
+
+
+def _store(state: PortraitState, partition: int) -> None:
+    """Write a changed state (numbered in its partition) and mark it for publication."""
+    state.seq = progress[partition].next_seq()
+    portrait_table[state.user_id.encode()] = state.to_bytes()
+    _dirty[state.user_id] = partition
+
+
+def _save_progress(partition: int, *, force: bool = False) -> None:
+    """Write the partition's progress now and then (after the changes it covers)."""
+    current = progress[partition]
+    applied, written_at = _progress_written[partition]
+    applied += 1
+    stream_time = clock.stream_time.get(partition, 0)
+    if force or applied >= settings.progress_every or stream_time - written_at >= PROGRESS_TIME_STEP_MS:
+        current.stream_time = clock.stream_time.get(partition)
+        current.published_seq = _published_seq.get(partition, current.published_seq)
+        portrait_table[PROGRESS_KEY] = current.to_bytes()
+        _progress_written[partition] = (0, stream_time)
+    else:
+        _progress_written[partition] = (applied, written_at)
 
 
 async def _dead_letter(message, error: InvalidEvent) -> None:
@@ -154,15 +200,25 @@ async def _watch(state: PortraitState, partition: int, as_of: int) -> None:
         await training_topic.send(key=state.user_id.encode(), value=orjson.dumps(sample))
     if outcome.alert is not None:
         body = outcome.alert.to_json_bytes()
-        await alerts_topic.send(key=state.user_id.encode(), value=body)
+        # delivered before the state that remembers it is written: a crash in between sends
+        # it again under the same alert id rather than never
+        await (await alerts_topic.send(key=state.user_id.encode(), value=body))
         metrics.ALERTS_FIRED.inc()
         if _webhook is not None:
             _webhook.submit(body)
-    schedules[partition].set(state.user_id, outcome.next_check)
+    schedules[partition].set(state.user_id, due_at(state, retention_ms))
+
+
+async def _expire(user_id: str, partition: int) -> None:
+    """Forget a user idle past the retention: state, schedule and published portrait."""
+    del portrait_table[user_id.encode()]
+    _dirty.pop(user_id, None)
+    await portraits_topic.send(key=user_id.encode(), value=None)
+    metrics.USERS_EXPIRED.inc()
 
 
 async def _sweep(partition: int) -> None:
-    """Re-score the users whose check time the partition's watermark has passed."""
+    """Re-score (or expire) the users whose check time the partition's watermark has passed."""
     schedule = schedules[partition]
     watermark = clock.watermark(partition)
     for user_id in schedule.pop_due(watermark, limit=settings.sweep_batch):
@@ -170,13 +226,15 @@ async def _sweep(partition: int) -> None:
         if raw is None:
             continue
         state = PortraitState.from_bytes(raw)
+        if is_expired(state, watermark=watermark, retention_ms=retention_ms):
+            await _expire(user_id, partition)
+            continue
         if state.next_check is None or state.next_check > watermark:
-            schedule.set(user_id, state.next_check)  # the entry was stale
+            schedule.set(user_id, due_at(state, retention_ms))  # the entry was stale
             continue
         # valued at the check time itself, so replays alert at the same event time
         await _watch(state, partition, as_of=state.next_check)
-        portrait_table[user_id.encode()] = state.to_bytes()
-        _dirty[user_id] = partition
+        _store(state, partition)
         metrics.USERS_SWEPT.inc()
 
 
@@ -185,56 +243,63 @@ async def ingest(stream):
     """Fold each admitted record into its user's portrait state and watch the user."""
     profiles_topic = settings.topic(topics.PROFILES)
     ticks_name = settings.topic(topics.TICKS)
+    # score from the first record with the models on the topic, as a replay of the same events would
+    await app.loop.run_in_executor(None, model_feed.caught_up.wait, 30.0)
     async for event in stream.events():
+        _last_record_at[0] = time.monotonic()
         message = event.message
         partition = message.partition
-        _take_partition(partition)
+        if _take_partition(partition).covers(message.topic, message.offset):
+            metrics.RECORDS_SKIPPED.inc()  # already in the state restored after a crash or a move
+            continue
         if message.topic == ticks_name:
             await _on_tick(partition, message.value)
             continue
         _last_record_wall[partition] = time.time()
-        try:
-            if message.topic == profiles_topic:
-                profile = admit_profile(message.key, message.value)
-                state = _load(profile.user_id)
-                if update_profile(state, profile):
-                    portrait_table[profile.user_id.encode()] = state.to_bytes()
-                    _dirty[profile.user_id] = partition
-                metrics.PROFILES_PROCESSED.inc()
-                continue
-            before = clock.stream_time.get(partition)
-            admitted = admit_event(
-                message.key,
-                message.value,
-                now_ms=int(time.time() * 1000),
-                max_future_ms=int(settings.max_future_seconds * 1000),
-            )
-            state = _load(admitted.user_id)
-            applied = fold_event(state, admitted, clock=clock, partition=partition, config=config)
-        except InvalidEvent as error:
-            await _dead_letter(message, error)
-            continue
-        if applied:
-            as_of = clock.as_of(partition)
-            # a purchase may lower the risk (re-arming alerts); a new period means a new sample
-            if admitted.type == "pay" or as_of // watch_config.sample_period_ms != state.sample_period:
-                await _watch(state, partition, as_of)
-            portrait_table[admitted.user_id.encode()] = state.to_bytes()
-            _dirty[admitted.user_id] = partition
-            metrics.EVENTS_PROCESSED.inc()
-        else:
-            metrics.EVENTS_DUPLICATE.inc()
-        if clock.stream_time[partition] != before:
+        before = clock.stream_time.get(partition)
+        await _apply(message, partition)
+        progress[partition].offsets[message.topic] = message.offset
+        if clock.stream_time.get(partition) != before:
             await _time_moved(partition)
+        _save_progress(partition)
+
+
+async def _apply(message, partition: int) -> None:
+    """Admit one record of events or profiles and fold it into its user's state (or dead-letter it)."""
+    try:
+        if message.topic == settings.topic(topics.PROFILES):
+            profile = admit_profile(message.key, message.value)
+            state = _load(profile.user_id)
+            if update_profile(state, profile):
+                if state.seq == 0:  # a new user: schedule the expiry
+                    schedules[partition].set(state.user_id, due_at(state, retention_ms))
+                _store(state, partition)
+            metrics.PROFILES_PROCESSED.inc()
+            return
+        admitted = admit_event(
+            message.key,
+            message.value,
+            now_ms=int(time.time() * 1000),
+            max_future_ms=int(settings.max_future_seconds * 1000),
+        )
+        state = _load(admitted.user_id)
+        applied = fold_event(state, admitted, clock=clock, partition=partition, config=config)
+    except InvalidEvent as error:
+        await _dead_letter(message, error)
+        return
+    if applied:
+        as_of = clock.as_of(partition)
+        # a purchase may lower the risk (re-arming alerts); a new period means a new sample
+        if admitted.type == "pay" or as_of // watch_config.sample_period_ms != state.sample_period:
+            await _watch(state, partition, as_of)
+        _store(state, partition)
+        metrics.EVENTS_PROCESSED.inc()
+    else:
+        metrics.EVENTS_DUPLICATE.inc()
 
 
 async def _time_moved(partition: int) -> None:
-    """Save the partition's stream time now and then, and sweep the users now due."""
-    after = clock.stream_time[partition]
-    if after - _stream_time_saved.get(partition, 0) >= STREAM_TIME_SAVE_STEP_MS:
-        # saved every event-time minute: after a restart the watermark may lag that much
-        stream_time_table[str(partition).encode()] = str(after).encode()
-        _stream_time_saved[partition] = after
+    """Sweep the users whose check or expiry the partition's watermark has passed."""
     await _sweep(partition)
 
 
@@ -275,6 +340,8 @@ async def publish_portraits() -> None:
         metrics.WATERMARK_DELAY.labels(str(partition)).set(max(0.0, (now_ms - high) / 1000))
     if not _dirty or started < _publish_not_before:
         return
+    # every change numbered up to here is in this batch or was published before
+    covered = {partition: current.seq for partition, current in progress.items()}
     batch, _dirty = _dirty, {}
     models = current_models()
     for user_id, partition in batch.items():
@@ -286,6 +353,10 @@ async def publish_portraits() -> None:
             portrait = models.enrich(portrait)
         await portraits_topic.send(key=user_id.encode(), value=orjson.dumps(portrait))
         metrics.PORTRAITS_PUBLISHED.inc()
+    await app.producer.flush()
+    for partition, seq in covered.items():
+        if partition in progress:  # still ours: the next progress record carries it
+            _published_seq[partition] = seq
     spent = time.monotonic() - started
     _publish_not_before = started + spent / _PUBLISH_SHARE
 
@@ -309,6 +380,8 @@ _training: dict[str, PopulationModels | int | None] = {"models": None, "publishe
 async def train(stream):
     """Learn the population models from every worker's samples."""
     async for batch in stream.take(1000, within=1.0):
+        if not settings.train_models:
+            continue  # frozen: score with the snapshot on the models topic as it is
         models = _training["models"]
         if models is None:
             models = _training["models"] = await app.loop.run_in_executor(None, _resume_models)
@@ -340,6 +413,33 @@ async def _forget_revoked(app, revoked, **kwargs) -> None:
         elif tp.topic == source_topic.topics[0]:
             schedules.pop(tp.partition, None)
             clock.stream_time.pop(tp.partition, None)
+            progress.pop(tp.partition, None)
+            _published_seq.pop(tp.partition, None)
+            # the next owner republishes what was not published yet
+            for user_id in [u for u, p in _dirty.items() if p == tp.partition]:
+                del _dirty[user_id]
+
+
+#: wall-clock time the ingest agent last took a record
+_last_record_at = [time.monotonic()]
+
+
+@app.timer(interval=2.0)
+async def revive_stalled_partitions() -> None:
+    """Fetch again from partitions Faust's flow control left paused while the agent is idle.
+
+    Faust stops fetching a partition when the agent's buffer is under pressure and
+    resumes it when the pressure drops; after a restart mid-replay the resume can be
+    missed, and the partition stays unread for good (seen on the real broker in
+    tests/integration/test_chaos.py). An idle agent has no pressure: resume them.
+    """
+    consumer = app.consumer
+    stalled = list(getattr(consumer, "_buffered_partitions", ()))
+    if stalled and time.monotonic() - _last_record_at[0] > 2.0:
+        for tp in stalled:
+            consumer.on_buffer_drop(tp)
+        metrics.PARTITIONS_REVIVED.inc(len(stalled))
+        log.warning("resumed fetching from %d partition(s) left paused by flow control: %s", len(stalled), stalled)
 
 
 @app.task

@@ -13,3 +13,10 @@ WATERMARK_DELAY = Gauge(
 ALERTS_FIRED = Counter("portraits_alerts_fired_total", "Churn alerts sent")
 USERS_SWEPT = Counter("portraits_users_swept_total", "Silent users re-scored by the watermark sweep")
 TRAINING_SAMPLES = Counter("portraits_training_samples_total", "Samples learned by the trainer")
+RECORDS_SKIPPED = Counter(
+    "portraits_records_skipped_total", "Records already in the state restored after a crash or a partition move"
+)
+USERS_EXPIRED = Counter("portraits_users_expired_total", "Users forgotten after the retention in event time")
+PARTITIONS_REVIVED = Counter(
+    "portraits_partitions_revived_total", "Partitions resumed after Faust's flow control left them paused"
+)

@@ -49,6 +49,19 @@ class Settings(BaseSettings):
         0.0, ge=0, description="Live mode: a partition idle this long follows the wall clock (0: off, for replays)"
     )
     sweep_batch: int = Field(500, gt=0, description="Most users re-scored per processed record")
+    retention_days: float = Field(
+        400.0, ge=0, description="A user idle this long (event time) is forgotten everywhere (0: keep forever)"
+    )
+    train_models: bool = Field(
+        True, description="Learn the models from the stream; off: score with the snapshot on the models topic as it is"
+    )
+    progress_every: int = Field(
+        200, gt=0, description="Records between two progress records of a partition (crash recovery replays at most this many)"
+    )
+    session_timeout_seconds: float = Field(
+        30.0, gt=0, description="Kafka consumer session timeout: how soon a dead worker's partitions move"
+    )
+    standby_replicas: int = Field(1, ge=0, description="Standby copies of each table partition kept by other workers")
     pseudonym_key: SecretStr | None = Field(
         None, description="Secret for pseudonymous user ids (HMAC-SHA256); unset: ids are kept as sent"
     )

@@ -89,3 +89,84 @@ def batch_portrait(events: list[dict], as_of: int, *, half_life_days: float = 30
             scores[e["category"]] += weight * 0.5 ** ((as_of - e["ts"]) / (half_life_days * DAY))
     out["category_scores"] = dict(scores)
     return out
+
+
+# -- decisions and group figures, from the rules as README.md states them --------------------
+
+BENCHMARK_AOV = 150.0
+NIGHT_HOURS = (23, 0, 1, 2)
+MOBILE = ("ios", "android", "mini_program")
+AGE_BANDS = ((18, "<18"), (25, "18-24"), (30, "25-29"), (35, "30-34"), (40, "35-39"), (50, "40-49"), (55, "50-54"))
+
+
+def age_band_of(age: int) -> str:
+    """The README's bands: <18, 18-24, 25-29, 30-34, 35-39, 40-49, 50-54, 55+."""
+    return next((band for upper, band in AGE_BANDS if age < upper), "55+")
+
+
+def layer_of(figures: dict, benchmark: float = BENCHMARK_AOV) -> str:
+    """Value layer: high_value (>= 2 purchases in 30 days, 30-day order value >= 1.5 x benchmark,
+    purchases on >= 2 distinct days), potential (a 30-day purchase, order value >= benchmark,
+    add-to-cart per view >= 10%), ordinary (another 30-day buyer), low_value (no 30-day purchase)."""
+    window = figures["windows"]["30d"]
+    if window["purchases"] < 1:
+        return "low_value"
+    order_value = window["spend"] / window["purchases"]
+    days = figures["purchase_day_count"]
+    if window["purchases"] >= 2 and order_value >= 1.5 * benchmark and (days - 1) / days >= 0.3:
+        return "high_value"
+    views, carts = figures["funnel"]["views"], figures["funnel"]["add_to_cart"]
+    if order_value >= benchmark and views and carts / views >= 0.1:
+        return "potential"
+    return "ordinary"
+
+
+def lifecycle_of(figures: dict, as_of: int) -> str:
+    """new (first seen <= 14 days ago, or no event), returning (last purchase ended >= 90 silent
+    days and is <= 30 days old), active (silent <= 30 days), at_risk (<= 90), churned; silence from
+    the last purchase, or the last visit for never-buyers."""
+    if figures["first_seen"] is None or (as_of - figures["first_seen"]) / DAY <= 14:
+        return "new"
+    last = figures["last_purchase"] if figures["last_purchase"] is not None else figures["last_seen"]
+    silence = (as_of - last) / DAY
+    days = figures["purchase_day_list"]
+    if figures["last_purchase"] is not None and len(days) >= 2 and days[-1] - days[-2] >= 90 and silence <= 30:
+        return "returning"
+    if silence <= 30:
+        return "active"
+    return "at_risk" if silence <= 90 else "churned"
+
+
+def user_figures(events: list[dict], profile: dict | None, as_of: int) -> dict:
+    """One user's portrait figures plus what the group portrait and the audiences read."""
+    out = batch_portrait(events, as_of)
+    out["as_of"] = as_of
+    unique = list(unique_events(events))
+    pays = sorted(e["ts"] for e in unique if e["type"] == "pay")
+    out["purchase_day_list"] = sorted({ts // DAY for ts in pays})
+    out["purchase_day_count"] = len(out["purchase_day_list"])
+    top = sorted(out["category_scores"].items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+    out["top_categories"] = [name for name, _ in top]
+    out["top_scores"] = dict(top)
+    devices = Counter(e["device"] for e in unique if e.get("device"))
+    total = sum(devices.values())
+    out["device_shares"] = {name: n / total for name, n in devices.items()} if total else {}
+    profile = dict(profile or {})
+    if "age" in profile and "age_band" not in profile:
+        profile["age_band"] = age_band_of(profile["age"])
+    out["profile"] = profile
+    out["layer"] = layer_of(out)
+    out["lifecycle"] = lifecycle_of(out, as_of)
+    hours, weekdays, n = out["active_hours"], out["weekdays"], len(unique)
+    lifetime = out["lifetime"]
+    out["tags"] = {
+        "night_owl": n >= 20 and sum(hours[h] for h in NIGHT_HOURS) / n >= 0.3,
+        "weekend_shopper": n >= 20 and (weekdays[5] + weekdays[6]) / n >= 0.5,
+        "big_spender": out["windows"]["90d"]["spend"] >= 1500
+        or (lifetime["purchases"] >= 2 and lifetime["spend"] / lifetime["purchases"] >= 450),
+    }
+    cart_times = [e["ts"] for e in unique if e["type"] == "add_to_cart"]
+    out["abandoned_cart_times"] = [
+        c for c in cart_times if c + DAY <= as_of and not any(c <= p < c + DAY for p in pays)
+    ]
+    return out

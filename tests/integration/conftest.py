@@ -63,6 +63,80 @@ def read_dead_letters(bootstrap: str, topic: str, expected: int, timeout: float 
     return records
 
 
+def read_topic(bootstrap: str, topic: str, *, idle_s: float = 3.0) -> list:
+    """Every record of ``topic`` from the beginning, until it stays quiet for ``idle_s``."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
+        group_id=None, consumer_timeout_ms=int(idle_s * 1000), max_partition_fetch_bytes=16 * 1024 * 1024,
+    )
+    try:
+        return list(consumer)
+    finally:
+        consumer.close()
+
+
+def latest_by_key(records: list) -> dict:
+    """What a compacted topic holds: the last value of each key (None for a tombstone)."""
+    return {record.key: record.value for record in records}
+
+
+def worker_lag_is_zero(stack, topic_names: tuple[str, ...] = ("events",)) -> bool:
+    """Whether the worker group has consumed (and committed) every record sent so far to ``topic_names``."""
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+    settings = stack.settings()
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
+        partitions = []
+        for name in topic_names:
+            topic = settings.topic(name)
+            partitions += [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        ends = consumer.end_offsets(partitions)
+        return all(tp in committed and committed[tp].offset >= end for tp, end in ends.items() if end > 0)
+    finally:
+        consumer.close()
+        admin.close()
+
+
+def assert_matches_batch(portrait: dict, user_events: list[dict], profile: dict | None = None) -> None:
+    """A served portrait equals the independent batch computation over the user's raw events at its ``as_of``."""
+    from tests.reference import batch_portrait, parse_iso
+
+    user = portrait["user_id"]
+    expected = batch_portrait(user_events, parse_iso(portrait["as_of"]))
+    for key in ("first_seen", "last_seen", "last_purchase"):
+        assert parse_iso(portrait[key]) == expected[key], (user, key)
+    for key, value in expected["lifetime"].items():
+        assert portrait["lifetime"][key] == value, (user, key)
+    assert portrait["windows"] == expected["windows"], user
+    assert portrait["active_hours"] == expected["active_hours"], user
+    assert portrait["weekdays"] == expected["weekdays"], user
+    for key, value in expected["funnel"].items():
+        assert portrait["funnel"][key] == value, (user, key)
+    for key in ("gender", "region", "city_tier", "member_level", "age") if profile else ():
+        assert portrait["profile"].get(key) == profile.get(key), (user, key)
+
+
+def worker_processed(worker: "Service") -> float:
+    """Events folded by this worker process (not counting the ones before it), from its Prometheus page."""
+    text = httpx.get(f"http://127.0.0.1:{worker.env['PORTRAITS_WORKER_WEB_PORT']}/metrics", timeout=5).text
+    line = next(line for line in text.splitlines() if line.startswith("portraits_events_processed_total "))
+    return float(line.split()[1])
+
+
+def portraits_hold(client: httpx.Client, event_counts: dict[str, int]) -> bool:
+    """Whether the API serves every user's portrait with exactly the expected number of events."""
+    for user, count in event_counts.items():
+        response = client.get(f"/v1/users/{user}/portrait")
+        if response.status_code != 200 or response.json()["lifetime"]["events"] != count:
+            return False
+    return True
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -157,6 +231,13 @@ class Stack:
         service = Service(name, list(args), env, self.tmp).start()
         self.services.append(service)
         return service
+
+    def start_product(self) -> Service:
+        """A worker and the API, once the API answers; the worker."""
+        worker = self.start("worker", "worker", "--web-port", str(free_port()))
+        self.start("api", "api")
+        self.wait_api()
+        return worker
 
     def auth_headers(self, token: str = "test-admin") -> dict[str, str]:
         """Authorization header for one of the stack's configured API tokens."""

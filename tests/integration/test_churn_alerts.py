@@ -7,45 +7,15 @@ from collections import defaultdict
 
 import httpx
 import orjson
-from kafka import KafkaConsumer
 
 from streams.producer import make_producer, send_events, send_profiles
 from streams.simulation import ShopSimulator
-from tests.integration.conftest import wait_until
+from tests.integration.conftest import read_topic, wait_until, worker_lag_is_zero
 from tests.reference import parse_iso
 
 USERS = 200
 DAYS = 45
 DAY = 86_400_000
-
-
-def read_topic(bootstrap: str, topic: str, *, idle_s: float = 3.0) -> list:
-    """Every record of ``topic`` from the beginning, until it stays quiet for ``idle_s``."""
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
-        group_id=None, consumer_timeout_ms=int(idle_s * 1000),
-    )
-    try:
-        return list(consumer)
-    finally:
-        consumer.close()
-
-
-def worker_lag_is_zero(stack) -> bool:
-    """Whether the worker group has consumed every event sent so far."""
-    from kafka import KafkaAdminClient, TopicPartition
-
-    settings = stack.settings()
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
-    try:
-        committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
-        topic = settings.topic("events")
-        ends = consumer.end_offsets([TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)])
-        return all(tp in committed and committed[tp].offset >= end for tp, end in ends.items() if end > 0)
-    finally:
-        consumer.close()
-        admin.close()
 
 
 def test_layers_segments_churn_and_alerts_survive_a_worker_restart(stack, kafka_bootstrap):

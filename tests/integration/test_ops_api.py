@@ -9,7 +9,7 @@ import httpx
 
 from streams.producer import make_producer, send_profiles
 from streams.simulation import ShopSimulator
-from tests.integration.conftest import free_port, wait_until
+from tests.integration.conftest import wait_until
 
 USERS = 80
 DAYS = 5
@@ -30,9 +30,7 @@ AUDIENCE = {
 
 
 def test_events_over_http_become_portraits_and_audiences(stack):
-    worker = stack.start("worker", "worker", "--web-port", str(free_port()))
-    stack.start("api", "api")
-    stack.wait_api()
+    worker = stack.start_product()
     settings = stack.settings()
 
     now = int(time.time() * 1000)

@@ -11,8 +11,7 @@ import orjson
 
 from streams.producer import make_producer, send_profiles
 from streams.simulation import ShopSimulator, bad_events
-from tests.integration.conftest import read_dead_letters, wait_until
-from tests.reference import batch_portrait, parse_iso
+from tests.integration.conftest import assert_matches_batch, read_dead_letters, wait_until
 
 USERS = 250
 DAYS = 6
@@ -66,22 +65,7 @@ def test_portraits_from_the_api_equal_a_batch_computation(stack, kafka_bootstrap
     wait_until(all_users_complete, timeout=240, interval=2, what="every portrait to hold all its events")
 
     for user, user_events in by_user.items():
-        portrait = client.get(f"/v1/users/{user}/portrait").json()
-        as_of = parse_iso(portrait["as_of"])
-        expected = batch_portrait(user_events, as_of)
-        assert parse_iso(portrait["first_seen"]) == expected["first_seen"], user
-        assert parse_iso(portrait["last_seen"]) == expected["last_seen"], user
-        assert parse_iso(portrait["last_purchase"]) == expected["last_purchase"], user
-        for key, value in expected["lifetime"].items():
-            assert portrait["lifetime"][key] == value, (user, key)
-        assert portrait["windows"] == expected["windows"], user
-        assert portrait["active_hours"] == expected["active_hours"], user
-        assert portrait["weekdays"] == expected["weekdays"], user
-        for key, value in expected["funnel"].items():
-            assert portrait["funnel"][key] == value, (user, key)
-        profile = profiles[user]
-        for key in ("gender", "region", "city_tier", "member_level", "age"):
-            assert portrait["profile"].get(key) == profile.get(key), (user, key)
+        assert_matches_batch(client.get(f"/v1/users/{user}/portrait").json(), user_events, profiles[user])
 
     missing = client.get("/v1/users/nobody-like-this/portrait")
     assert missing.status_code == 404 and "nobody-like-this" in missing.json()["detail"]

@@ -6,6 +6,7 @@ import copy
 import csv
 import io
 import random
+from datetime import datetime, timedelta
 
 import orjson
 import pytest
@@ -93,10 +94,11 @@ def brute_match(p: dict, f: dict) -> bool:
                 return False
         elif b["kind"] == "carted_not_paid":
             d = b["days"]
+            cart = get(p, "funnel.last_abandoned_cart")
             if not (
-                (get(p, "funnel.abandoned_carts") or 0) >= 1
+                cart is not None
+                and datetime.fromisoformat(cart) > datetime.fromisoformat(p["as_of"]) - timedelta(days=d)
                 and get(p, f"windows.{d}d.purchases") == 0
-                and between(p.get("days_since_last_seen"), None, d)
             ):
                 return False
     return True

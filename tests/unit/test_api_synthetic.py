@@ -130,6 +130,8 @@ def synthetic_portrait(rng: random.Random, user_id: str) -> dict:
         if roll < 0.10:
             continue  # absent
         portrait[name] = None if roll < 0.15 else value
+    if portrait["funnel"]["abandoned_carts"]:  # its own generator, so the fields above stay as they were
+        portrait["funnel"]["last_abandoned_cart"] = iso(random.Random(user_id).uniform(0, 27.9))
     return portrait
 
 

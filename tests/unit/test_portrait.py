@@ -171,6 +171,25 @@ def test_abandoned_carts_settle_in_event_time():
     view = render(states["u"], as_of=clock.as_of(0), config=CONFIG)
     assert view["funnel"]["abandoned_carts"] == 1
     assert view["funnel"]["cart_to_purchase"] == 0.5
+    assert parse_iso(view["funnel"]["last_abandoned_cart"]) == T0
+
+
+def test_the_newest_abandoned_cart_counts_before_the_watermark_settles_it():
+    hour = 3_600_000
+    events = [
+        {"event_id": "1", "user_id": "u", "type": "add_to_cart", "ts": T0},
+        {"event_id": "2", "user_id": "u", "type": "add_to_cart", "ts": T0 + 30 * hour},
+        {"event_id": "3", "user_id": "u", "type": "view", "ts": T0 + 40 * hour},
+    ]
+    states, clock, _ = run_stream(events, lateness_ms=hour)
+    state = states["u"]
+    assert state.last_abandoned_cart == T0 and state.open_carts == [T0 + 30 * hour]  # settled: only the first
+
+    def newest(as_of: int) -> int | None:
+        return parse_iso(render(state, as_of=as_of, config=CONFIG)["funnel"]["last_abandoned_cart"])
+
+    assert newest(T0 + 40 * hour) == T0  # the second cart is 10 hours old: not abandoned yet
+    assert newest(T0 + 54 * hour) == T0 + 30 * hour  # a day without payment: abandoned, not yet settled
 
 
 def test_state_round_trips_through_bytes():

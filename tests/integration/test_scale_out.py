@@ -1,0 +1,102 @@
+"""Scale-out on the real broker: workers join and leave the group while the API keeps answering.
+
+Two workers split the partitions, a third joins mid-replay and one leaves; the
+partitions move with their tables (restored from the changelogs, with a standby
+replica), and at the end every user's portrait equals the batch computation over
+the raw events, whichever worker held the user when.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+
+import httpx
+
+from streams.producer import make_producer, send_events, send_profiles
+from streams.simulation import ShopSimulator
+from tests.integration.conftest import (
+    assert_matches_batch,
+    portraits_hold,
+    wait_until,
+    worker_lag_is_zero,
+    worker_processed,
+)
+
+USERS = 120
+DAYS = 8
+
+
+class Prober(threading.Thread):
+    """Asks the API for one portrait every 0.2 s and keeps every answer that is not a 200."""
+
+    def __init__(self, client: httpx.Client, user: str):
+        super().__init__(daemon=True)
+        self.client, self.user = client, user
+        self.failures: list[str] = []
+        self.answers = 0
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(0.2):
+            try:
+                response = self.client.get(f"/v1/users/{self.user}/portrait")
+                if response.status_code != 200:
+                    self.failures.append(f"{response.status_code} {response.text[:100]}")
+                self.answers += 1
+            except httpx.HTTPError as error:
+                self.failures.append(repr(error))
+
+
+def test_workers_join_and_leave_without_losing_anything(stack, kafka_bootstrap, tmp_path):
+    stack.env.update({"PORTRAITS_SESSION_TIMEOUT_SECONDS": "6", "PORTRAITS_STANDBY_REPLICAS": "1"})
+    settings = stack.settings()
+    now = int(time.time() * 1000)
+    simulator = ShopSimulator(n_users=USERS, start_ms=now - (DAYS + 1) * 86_400_000, seed=21)
+    events = list(simulator.history(DAYS))
+    profiles = {p["user_id"]: p for p in simulator.profiles()}
+    thirds = [events[: len(events) // 3], events[len(events) // 3 : 2 * len(events) // 3], events[2 * len(events) // 3 :]]
+
+    def start_worker(name: str):
+        return stack.start(name, "worker", PORTRAITS_DATA_DIR=str(tmp_path / name))  # a data dir each, as in production
+
+    first, second = start_worker("worker-a"), start_worker("worker-b")
+    stack.start("api", "api")
+    stack.wait_api()
+    producer = make_producer(settings)
+    send_profiles(producer, settings, profiles.values())
+    send_events(producer, settings, thirds[0])
+    producer.flush()
+    wait_until(lambda: worker_lag_is_zero(stack), timeout=300, interval=2, what="the first third consumed by two workers")
+
+    client = httpx.Client(base_url=stack.api, timeout=5, headers=stack.auth_headers())
+    probe_user = thirds[0][0]["user_id"]
+    wait_until(lambda: client.get(f"/v1/users/{probe_user}/portrait").status_code == 200, timeout=60, what="a first portrait")
+    prober = Prober(client, probe_user)
+    prober.start()
+
+    third = start_worker("worker-c")  # joins: the group rebalances
+    send_events(producer, settings, thirds[1])
+    producer.flush()
+    wait_until(lambda: worker_lag_is_zero(stack), timeout=300, interval=2, what="the second third consumed by three workers")
+    busy = {w.name: worker_processed(w) for w in (first, second, third)}
+    first.stop()  # leaves: its partitions move to the other two
+    send_events(producer, settings, thirds[2])
+    producer.flush()
+    producer.close()
+    wait_until(lambda: worker_lag_is_zero(stack), timeout=300, interval=2, what="the last third consumed by two workers")
+
+    by_user = defaultdict(list)
+    for event in events:
+        by_user[event["user_id"]].append(event)
+
+    wait_until(lambda: portraits_hold(client, {u: len(e) for u, e in by_user.items()}), timeout=120, interval=2, what="every portrait to hold all its events")
+    prober.stopping.set()
+    prober.join(5)
+    for user, user_events in by_user.items():
+        assert_matches_batch(client.get(f"/v1/users/{user}/portrait").json(), user_events, profiles[user])
+
+    assert all(count > 0 for count in busy.values()), f"a worker got no partition: {busy}"
+    assert second.alive() and third.alive()
+    assert prober.answers > 10 and not prober.failures, prober.failures[:5]
