@@ -63,6 +63,7 @@ def test_erasure_requests_are_validated_like_any_record():
         request_bytes(user_id=""): "invalid_field",
         request_bytes(requested_at="yesterday"): "invalid_field",
         request_bytes(request_id=7): "invalid_field",
+        request_bytes(user_id="\x00progress"): "invalid_field",  # the worker's own table keys start with NUL
     }
     for raw, reason in cases.items():
         with pytest.raises(InvalidEvent) as error:
