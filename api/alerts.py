@@ -9,6 +9,11 @@ Live subscribers (server-sent events) each own a bounded asyncio queue; the
 follower thread hands every newly stored alert to their event loops with
 ``loop.call_soon_threadsafe`` once the write is durable. A subscriber that falls
 behind loses its oldest queued alerts and is told how many (``dropped``).
+
+An erasure marker on the topic (:func:`online_models.erasure.erasure_marker`,
+keyed by the user like their alerts, so after all of them) removes every stored
+alert of the user with its postings, takes their queued alerts out of the
+subscribers' queues, and confirms that step of the erasure request.
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ from typing import Any
 
 import orjson
 
+from api.erasures import ErasureLedger
 from api.indexes import encode_label
-from api.store import SEP, LocalStore, SpaceHandler, Txn, prefix_end
+from api.store import SEP, Headers, LocalStore, SpaceHandler, Txn, prefix_end
+from online_models.erasure import marker_request
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +74,16 @@ class Subscription:
             self.dropped += 1
         self.queue.put_nowait(alert)
 
+    def forget(self, user_id: str) -> None:
+        """Take the user's alerts out of the queue (runs on the subscriber's loop)."""
+        kept = []
+        while not self.queue.empty():
+            alert = self.queue.get_nowait()
+            if alert.get("user_id") != user_id:
+                kept.append(alert)
+        for alert in kept:
+            self.queue.put_nowait(alert)
+
 
 class AlertHub:
     """Hands newly stored alerts from the follower thread to asyncio subscribers."""
@@ -93,14 +110,19 @@ class AlertHub:
 
     def publish(self, alerts: list[dict]) -> None:
         """Offer alerts to every subscriber (thread-safe, never blocks)."""
-        if not alerts:
-            return
+        self._call_each(lambda subscription: [(subscription.offer, alert) for alert in alerts])
+
+    def forget(self, users: list[str]) -> None:
+        """Remove erased users' alerts still queued for any subscriber (thread-safe, never blocks)."""
+        self._call_each(lambda subscription: [(subscription.forget, user) for user in users])
+
+    def _call_each(self, calls) -> None:
         with self._lock:
             subscribers = list(self._subscribers)
         for subscription in subscribers:
-            for alert in alerts:
+            for method, argument in calls(subscription):
                 try:
-                    subscription.loop.call_soon_threadsafe(subscription.offer, alert)
+                    subscription.loop.call_soon_threadsafe(method, argument)
                 except RuntimeError:  # its loop is closed
                     self.unsubscribe(subscription)
                     break
@@ -109,18 +131,28 @@ class AlertHub:
 class AlertSpace(SpaceHandler):
     """Stores each alert once under its ``alert_id``, with its time postings."""
 
-    def __init__(self, hub: AlertHub, space: bytes = ALERTS_SPACE):
+    def __init__(self, hub: AlertHub, space: bytes = ALERTS_SPACE, erasures: ErasureLedger | None = None):
         super().__init__(space)
         self.hub = hub
+        self.erasures = erasures
         self._new: list[dict] = []
+        self._erased: list[str] = []
 
-    def write(self, txn: Txn, key: bytes, value: bytes | None) -> None:
+    def write(self, txn: Txn, key: bytes, value: bytes | None, headers: Headers = ()) -> None:
         if value is None:
-            return  # a tombstone names a user, not an alert; erasure removes a user's alerts
+            return  # a tombstone names a user, not an alert; an erasure marker removes a user's alerts
         try:
             alert = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            log.warning("skipped a churn alert that is not JSON")
+            return
+        request_id = marker_request(alert)
+        if request_id is not None:
+            self._erase(txn, key.decode("utf-8", errors="replace"), request_id)
+            return
+        try:
             alert_id, user_id, ts_ms = str(alert["alert_id"]), str(alert["user_id"]), int(alert["ts_ms"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError):
             log.warning("skipped a churn alert without alert_id, user_id and ts_ms")
             return
         if not alert_id:
@@ -135,14 +167,33 @@ class AlertSpace(SpaceHandler):
         self._count_delta += 1
         self._new.append(alert)
 
+    def _erase(self, txn: Txn, user_id: str, request_id: str) -> None:
+        """Stage the removal of every alert of ``user_id`` stored so far, and confirm the step."""
+        by_user = _BY_USER + encode_label(user_id) + SEP
+        for posting in txn.keys_with_prefix(by_user):
+            ts, encoded_id = posting[len(by_user) :].split(SEP, 1)
+            if txn.get(self.space + encoded_id) is not None:
+                txn.delete(self.space + encoded_id)
+                self._count_delta -= 1
+            txn.delete(_BY_TIME + ts + SEP + encoded_id)
+            txn.delete(posting)
+        self._new = [alert for alert in self._new if alert.get("user_id") != user_id]
+        self._erased.append(user_id)
+        if self.erasures is not None:
+            self.erasures.confirm(txn, request_id, "alerts")
+
     def committed(self) -> None:
         super().committed()
         new, self._new = self._new, []
-        self.hub.publish(new)
+        erased, self._erased = self._erased, []
+        if erased:
+            self.hub.forget(erased)
+        if new:
+            self.hub.publish(new)
 
     def rolled_back(self) -> None:
         super().rolled_back()
-        self._new = []
+        self._new, self._erased = [], []
 
 
 def recent_alerts(

@@ -1,7 +1,9 @@
 """The query side: a FastAPI service over the materialised portraits, alerts and models.
 
 Every endpoint but ``/healthz`` and ``/metrics`` needs ``Authorization: Bearer <token>``
-(:mod:`api.auth`); readers query, operators also export and ingest.
+(:mod:`api.auth`); readers query, operators also export and ingest, admins erase users.
+With ``PORTRAITS_PSEUDONYM_KEY`` set, a user id given in a path or filter is replaced by
+its pseudonym before it is looked up, as the worker replaced it at admission.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from collections.abc import Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path as FsPath
 from typing import Annotated
+
+import uuid
 
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
@@ -22,7 +26,8 @@ from sse_starlette.sse import EventSourceResponse
 
 from api import audiences, overview
 from api.alerts import ALERTS_SPACE, AlertHub, AlertSpace, recent_alerts
-from api.auth import ApiSettings, Operator, Reader, Role, StreamReader, TokenRegistry
+from api.auth import Admin, ApiSettings, Operator, Reader, Role, StreamReader, TokenRegistry
+from api.erasures import ERASURES_SPACE, ErasureLedger, status
 from api.indexes import PORTRAITS_SPACE, PortraitSpace, aggregate
 from api.ingest import EventLogUnavailable, EventSink, parse_batch, read_body, validate, wall_clock_ms
 from api.metrics import ApiMetrics, MetricsMiddleware
@@ -34,6 +39,8 @@ from api.models import (
     AudienceQuery,
     AudienceResult,
     ChurnAlert,
+    ErasureAccepted,
+    ErasureStatus,
     Health,
     IngestResult,
     Overview,
@@ -43,6 +50,9 @@ from api.models import (
 )
 from api.store import LocalStore, SpaceHandler, TopicFollower
 from api.strict_json import StrictJsonRoute
+from online_models.erasure import ErasureRequest
+from online_models.portrait import iso
+from online_models.pseudonym import user_key
 from streams import topics
 from streams.settings import Settings, get_settings
 
@@ -69,8 +79,14 @@ BODY_ERRORS = {400: {"model": Problem, "description": "The body is not JSON"}, *
 
 
 def open_store(path: FsPath, *, alert_queue: int = 256, cache_mb: int = 256) -> LocalStore:
-    """The API's store with its key spaces: portraits (indexed), churn alerts, models."""
-    handlers = [PortraitSpace(PORTRAITS_SPACE), AlertSpace(AlertHub(alert_queue)), SpaceHandler(MODELS_SPACE)]
+    """The API's store with its key spaces: portraits (indexed), churn alerts, models, erasure requests."""
+    ledger = ErasureLedger(ERASURES_SPACE)
+    handlers = [
+        ledger,
+        PortraitSpace(PORTRAITS_SPACE, erasures=ledger),
+        AlertSpace(AlertHub(alert_queue), erasures=ledger),
+        SpaceHandler(MODELS_SPACE),
+    ]
     return LocalStore(path, handlers, cache_mb=cache_mb)
 
 
@@ -100,6 +116,11 @@ def create_app(
     settings = settings or get_settings()
     api_settings = api_settings or ApiSettings()
     registry = TokenRegistry.configure(tokens, api_settings)
+    secret = settings.pseudonym_secret()
+
+    def stored_id(user_id: str) -> str:
+        """The id the product keeps the user under (the pseudonym when one is configured)."""
+        return user_key(user_id, secret)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -199,10 +220,60 @@ def create_app(
     )
     def get_portrait(store: Store, _: Reader, user_id: str = USER_ID) -> Response:
         """The user's current portrait."""
-        raw = store.get(PORTRAITS_SPACE, user_id)
+        raw = store.get(PORTRAITS_SPACE, stored_id(user_id))
         if raw is None:
             raise HTTPException(404, f"no portrait for user {user_id!r}: no event or profile seen for this id")
         return Response(content=raw, media_type="application/json")
+
+    @app.delete(
+        "/v1/users/{user_id}",
+        status_code=202,
+        response_model=ErasureAccepted,
+        responses={503: {"model": Problem, "description": "Kafka did not confirm the request; retry"}, **AUTH_ERRORS},
+        tags=["portraits"],
+    )
+    async def erase_user(request: Request, store: Store, _: Admin, user_id: str = USER_ID) -> ErasureAccepted:
+        """Erase everything about the user (admin role). The request is in Kafka when this answers;
+        the workers erase the user's state, portrait, profile and alerts, and the request's status
+        turns ``completed`` once this API has dropped them too. Asking again is harmless."""
+        sink: EventSink = request.app.state.sink
+        erasure = ErasureRequest(request_id=uuid.uuid4().hex, user_id=user_id, requested_at=wall_clock_ms())
+
+        def run() -> ErasureAccepted:
+            ErasureLedger.record(store, erasure.request_id, erasure.requested_at)
+            try:
+                sink.write([(user_id.encode(), erasure.to_bytes())], topic=settings.topic(topics.ERASURES))
+            except EventLogUnavailable as error:
+                store.put_local(ERASURES_SPACE, erasure.request_id.encode(), None)
+                raise HTTPException(503, f"{error}; the erasure was not requested: retry") from None
+            return ErasureAccepted(
+                request_id=erasure.request_id, status="pending", status_url=f"/v1/erasures/{erasure.request_id}"
+            )
+
+        return await run_in_threadpool(run)
+
+    @app.get(
+        "/v1/erasures/{request_id}",
+        response_model=ErasureStatus,
+        responses={404: {"model": Problem, "description": "No such erasure request"}, **AUTH_ERRORS},
+        tags=["portraits"],
+    )
+    def get_erasure(store: Store, _: Admin, request_id: str = Path(min_length=1, max_length=128)) -> ErasureStatus:
+        """Where an erasure request stands: ``pending`` until this API has dropped the user's
+        portrait and alerts, then ``completed``."""
+        record = ErasureLedger.lookup(store, request_id)
+        if record is None:
+            raise HTTPException(404, f"no erasure request {request_id!r} is known to this API")
+
+        steps = record.get("steps") or {}
+        return ErasureStatus(
+            request_id=request_id,
+            status=status(record),
+            requested_at=iso(record.get("requested_at")),
+            completed_at=iso(record.get("completed_at")),
+            portrait_removed=iso(steps.get("portraits")),
+            alerts_removed=iso(steps.get("alerts")),
+        )
 
     # -- audiences --------------------------------------------------------------------------
 
@@ -289,6 +360,7 @@ def create_app(
     ) -> AlertList:
         """Stored churn alerts, most recent (event time) first."""
         since_ms = None if since is None else int(since.timestamp() * 1000)
+        user_id = None if user_id is None else stored_id(user_id)
         found = recent_alerts(store, user_id=user_id, layer=layer, min_risk=min_risk, since_ms=since_ms, limit=limit)
         return AlertList(count=len(found), alerts=[ChurnAlert.model_validate(a) for a in found])
 
@@ -312,6 +384,7 @@ def create_app(
         if not isinstance(handler, AlertSpace):
             raise HTTPException(503, "this store does not follow churn alerts")
         hub = handler.hub
+        user_id = None if user_id is None else stored_id(user_id)
         filters = {k: v for k, v in {"user_id": user_id, "layer": layer, "min_risk": min_risk}.items() if v is not None}
         subscription = hub.subscribe(**filters)
 

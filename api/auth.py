@@ -34,8 +34,8 @@ class Role(IntEnum):
     """What a token may do; each role may do everything the lower ones may."""
 
     reader = 1  # portraits, audiences, overview, alerts, models
-    operator = 2  # + CSV exports, HTTP ingestion (and erasure)
-    admin = 3  # + administration
+    operator = 2  # + CSV exports, HTTP ingestion
+    admin = 3  # + erasure of users (and their requests' status)
 
 
 class ApiSettings(BaseSettings):

@@ -47,7 +47,9 @@ from typing import Any
 
 import orjson
 
-from api.store import SEP, LocalStore, SpaceHandler, Txn, prefix_end
+from api.erasures import ErasureLedger
+from api.store import SEP, Headers, LocalStore, SpaceHandler, Txn, header, prefix_end
+from online_models.erasure import ERASURE_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -395,10 +397,16 @@ def aggregate(portraits: Iterable[Any]) -> dict[str, int]:
 
 
 class PortraitSpace(SpaceHandler):
-    """Stores portraits with their postings and keeps the running aggregates."""
+    """Stores portraits with their postings and keeps the running aggregates.
 
-    def __init__(self, space: bytes = PORTRAITS_SPACE):
+    A tombstone removes the portrait, every posting and its share of the
+    aggregates; one with an ``erasure-request`` header also confirms that step
+    of the request in ``erasures``, in the same batch.
+    """
+
+    def __init__(self, space: bytes = PORTRAITS_SPACE, erasures: ErasureLedger | None = None):
         super().__init__(space)
+        self.erasures = erasures
         self._lock = threading.Lock()
         self._aggregates: dict[str, int] = {}
         self._delta: dict[str, int] = {}
@@ -437,8 +445,12 @@ class PortraitSpace(SpaceHandler):
         txn.batch.put(_VERSION_KEY, INDEX_VERSION)
         store.db.write(txn.batch)
 
-    def write(self, txn: Txn, key: bytes, value: bytes | None) -> None:
+    def write(self, txn: Txn, key: bytes, value: bytes | None, headers: Headers = ()) -> None:
         full = self.space + key
+        if value is None and self.erasures is not None:
+            request_id = header(headers, ERASURE_HEADER)
+            if request_id:
+                self.erasures.confirm(txn, request_id, "portraits")
         old_raw = txn.get(full)
         if old_raw is None and value is None:
             return

@@ -24,7 +24,7 @@ from streams.settings import Settings
 
 
 class EventLogUnavailable(Exception):
-    """The events topic did not take (all of) the batch."""
+    """The topic did not take (all of) the batch."""
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -76,7 +76,7 @@ def wall_clock_ms() -> int:
 
 
 class EventSink:
-    """Writes records to the events topic and waits until the broker has acknowledged each one.
+    """Writes records to the events topic (or another) and waits until the broker has acknowledged each one.
 
     ``producer`` is anything with kafka-python's ``send(topic, key=, value=)`` (returning a
     future with ``get(timeout)``) and ``flush(timeout)``; by default a kafka-python producer
@@ -111,24 +111,27 @@ class EventSink:
                     raise EventLogUnavailable(f"cannot reach Kafka: {type(error).__name__}") from None
             return self._producer
 
-    def write(self, records: list[tuple[bytes, bytes]]) -> None:
-        """Send and confirm every record; :class:`EventLogUnavailable` if any is not acknowledged."""
+    def write(self, records: list[tuple[bytes, bytes]], *, topic: str | None = None) -> None:
+        """Send and confirm every record (to ``topic``, default the events topic);
+        :class:`EventLogUnavailable` if any is not acknowledged."""
         if not records:
             return
+        topic = topic or self.topic
         producer = self._get_producer()
         failed = 0
         try:
-            futures = [producer.send(self.topic, key=key, value=value) for key, value in records]
+            futures = [producer.send(topic, key=key, value=value) for key, value in records]
             producer.flush(timeout=self.timeout_s)
         except Exception as error:  # kafka-python raises KafkaTimeoutError and friends
-            raise EventLogUnavailable(f"the events topic did not take the batch: {type(error).__name__}") from None
+            raise EventLogUnavailable(f"the {topic} topic did not take the batch: {type(error).__name__}") from None
         for future in futures:
             try:
                 future.get(timeout=self.timeout_s)
             except Exception:
                 failed += 1
         if failed:
-            raise EventLogUnavailable(f"{failed} of {len(records)} events were not acknowledged by the events topic")
+            noun = "events" if topic == self.topic else "records"
+            raise EventLogUnavailable(f"{failed} of {len(records)} {noun} were not acknowledged by the {topic} topic")
 
     def close(self) -> None:
         with self._lock:

@@ -487,3 +487,24 @@ class IngestResult(BaseModel):
     accepted: int = Field(description="Events written to the events topic (acknowledged by every in-sync replica)")
     rejected: int
     errors: list[EventError]
+
+
+class ErasureAccepted(BaseModel):
+    """An erasure request, written to Kafka and waiting for the workers."""
+
+    request_id: str
+    status: Literal["pending", "completed"]
+    status_url: str = Field(description="GET it (admin) to follow the request")
+
+
+class ErasureStatus(BaseModel):
+    """Where an erasure request stands in this API's view. Times are ISO-8601 UTC."""
+
+    request_id: str
+    status: Literal["pending", "completed"] = Field(
+        description="completed: this API has dropped the user's portrait (with its index entries) and alerts"
+    )
+    requested_at: str | None = Field(description="When the request was made (null if another API instance took it)")
+    completed_at: str | None
+    portrait_removed: str | None = Field(description="When the portrait tombstone of this request was applied")
+    alerts_removed: str | None = Field(description="When the alerts marker of this request was applied")

@@ -11,7 +11,8 @@ stored and what else is written with it in the same batch: secondary indexes
 and running aggregates of the portraits (:mod:`api.indexes`), the de-duplicated
 alerts (:mod:`api.alerts`). Handlers read the previous value of a key through
 the batch (:class:`Txn`), so several records for one key in one batch chain
-correctly.
+correctly. They also see the record's headers (an erasure names its request
+there, :mod:`api.erasures`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import orjson
@@ -32,6 +33,21 @@ _COUNT_PREFIX = b"\x00count:"
 
 #: Separates the parts of composite keys (index name, value, user id).
 SEP = b"\x1f"
+
+#: Kafka record headers as kafka-python gives them.
+Headers = Sequence[tuple[str, bytes]]
+
+
+def header(headers: Headers, name: str) -> str | None:
+    """The first value of header ``name`` as text, or None.
+
+    >>> header([("erasure-request", b"r1")], "erasure-request"), header([], "x")
+    ('r1', None)
+    """
+    for key, value in headers or ():
+        if key == name and value is not None:
+            return value.decode("utf-8", errors="replace")
+    return None
 
 
 def prefix_end(prefix: bytes) -> bytes:
@@ -75,6 +91,17 @@ class Txn:
         self._pending[key] = None
         self.batch.delete(key)
 
+    def keys_with_prefix(self, prefix: bytes) -> list[bytes]:
+        """Keys starting with ``prefix`` once the batch is written, in key order."""
+        keys = set(self._db.keys(from_key=prefix, read_opt=_bounded(prefix, prefix_end(prefix))))
+        for key, value in self._pending.items():
+            if key.startswith(prefix):
+                if value is None:
+                    keys.discard(key)
+                else:
+                    keys.add(key)
+        return sorted(keys)
+
 
 class SpaceHandler:
     """How records of one followed topic are stored in their key space.
@@ -95,7 +122,7 @@ class SpaceHandler:
         self.count = int(raw) if raw is not None else sum(1 for _ in store.scan(self.space))
 
     # -- one batch -------------------------------------------------------------
-    def write(self, txn: Txn, key: bytes, value: bytes | None) -> None:
+    def write(self, txn: Txn, key: bytes, value: bytes | None, headers: Headers = ()) -> None:
         """Stage one record: ``value`` None deletes ``key``."""
         full = self.space + key
         existed = txn.get(full) is not None
@@ -197,18 +224,21 @@ class LocalStore:
         return {int(key[len(prefix) :]): int(value) for key, value in self.items_between(prefix, prefix_end(prefix))}
 
     # -- writes ----------------------------------------------------------------
-    def apply(self, topic: str, space: bytes, records: list[tuple[int, int, bytes | None, bytes | None]]) -> None:
-        """Write (partition, offset, key, value) records atomically; a None value deletes the key."""
+    def apply(self, topic: str | None, space: bytes, records: Sequence[tuple]) -> None:
+        """Write (partition, offset, key, value[, headers]) records atomically; a None value deletes the key.
+
+        ``topic`` None writes records of the API's own (no offset is kept).
+        """
         handler = self.handler(space)
         with self._write_lock:
             txn = Txn(self.db)
             last: dict[int, int] = {}
             try:
-                for partition, offset, key, value in records:
+                for partition, offset, key, value, *rest in records:
                     last[partition] = offset
                     if key is not None:
-                        handler.write(txn, key, value)
-                for partition, offset in last.items():
+                        handler.write(txn, key, value, rest[0] if rest else ())
+                for partition, offset in last.items() if topic is not None else ():
                     txn.put(_OFFSET_PREFIX + f"{topic}:{partition}".encode(), str(offset + 1).encode())
                 handler.prepare(txn)
                 self.db.write(txn.batch)
@@ -216,6 +246,10 @@ class LocalStore:
                 handler.rolled_back()
                 raise
             handler.committed()
+
+    def put_local(self, space: bytes, key: bytes, value: bytes | None) -> None:
+        """Write one record of the API's own, through the key space's handler."""
+        self.apply(None, space, [(0, 0, key, value)])
 
     def close(self) -> None:
         """Flush and close the database."""
@@ -312,7 +346,7 @@ class TopicFollower(threading.Thread):
                     continue
                 polled = consumer.poll(timeout_ms=200)
                 for tp, batch in polled.items():
-                    records = [(r.partition, r.offset, r.key, r.value) for r in batch]
+                    records = [(r.partition, r.offset, r.key, r.value, r.headers) for r in batch]
                     self.store.apply(tp.topic, self.spaces[tp.topic], records)
                 now = time.monotonic()
                 if now - last_lag_check > 1.0 or not polled:

@@ -17,6 +17,11 @@ False
 Traceback (most recent call last):
 ...
 online_models.events.InvalidEvent: key_mismatch: record key 'u2' differs from user_id 'u1'
+
+With a pseudonym key, the admitted record carries the pseudonym instead of the id:
+
+>>> admit_event(b"u1", raw, now_ms=1714536000000, pseudonym_key=b"secret").user_id
+'8a629605d37d74d6c872140bed892da5'
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ from online_models.events import (
     parse_event,
     parse_profile,
 )
+from online_models.erasure import ErasureRequest, parse_erasure
 from online_models.portrait import PortraitConfig, PortraitState, update
+from online_models.pseudonym import user_key
 
 
 def _check_key(key: bytes | None, user_id: str) -> None:
@@ -52,10 +59,13 @@ def admit_event(
     *,
     now_ms: int,
     max_future_ms: int = 86_400_000,
+    pseudonym_key: bytes | None = None,
 ) -> Event:
-    """Validate a record of the events topic (contract and key)."""
+    """Validate a record of the events topic (contract and key); with ``pseudonym_key``, pseudonymise it."""
     event = parse_event(value, now_ms=now_ms, max_future_ms=max_future_ms)
     _check_key(key, event.user_id)
+    if pseudonym_key is not None:
+        event = event.model_copy(update={"user_id": user_key(event.user_id, pseudonym_key)})
     return event
 
 
@@ -82,8 +92,21 @@ def fold_event(state: PortraitState, event: Event, *, clock: EventClock, partiti
     return update(state, event, watermark=clock.watermark(partition), config=config)
 
 
-def admit_profile(key: bytes | None, value: bytes) -> Profile:
-    """Validate a record of the profiles topic."""
+def admit_profile(key: bytes | None, value: bytes, *, pseudonym_key: bytes | None = None) -> Profile:
+    """Validate a record of the profiles topic; with ``pseudonym_key``, pseudonymise it."""
     profile = parse_profile(value)
     _check_key(key, profile.user_id)
+    if pseudonym_key is not None:
+        profile = profile.model_copy(update={"user_id": user_key(profile.user_id, pseudonym_key)})
     return profile
+
+
+def admit_erasure(key: bytes | None, value: bytes, *, pseudonym_key: bytes | None = None) -> tuple[ErasureRequest, str]:
+    """Validate a record of the erasures topic: the request, and the id the user's state is kept under.
+
+    The request keeps the id as sent (the profiles topic is keyed by it); the
+    second value is its pseudonym when ``pseudonym_key`` is given.
+    """
+    request = parse_erasure(value)
+    _check_key(key, request.user_id)
+    return request, user_key(request.user_id, pseudonym_key)

@@ -223,6 +223,11 @@ def _reason_for(error: ValidationError) -> InvalidEvent:
     return InvalidEvent(INVALID_FIELD, f"{loc}: {msg.removeprefix('Value error, ')}"[:300])
 
 
+def invalid_record(error: ValidationError) -> InvalidEvent:
+    """The dead-letter reason for a record that failed validation against one of the contracts."""
+    return _reason_for(error)
+
+
 def parse_event(raw: bytes | str, *, now_ms: int | None = None, max_future_ms: int = 86_400_000) -> Event:
     """Validate one raw event; raise :class:`InvalidEvent` with the reason if it breaks the contract.
 

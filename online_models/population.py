@@ -77,7 +77,11 @@ class PopulationModels:
 
     # ---------------------------------------------------------------- learning
     def learn(self, sample: dict[str, Any]) -> None:
-        """Learn one sample: ``{"kind": "user", "ts", "portrait"}`` or ``{"kind": "label", "ts", "features", "label"}``."""
+        """Learn one sample: ``{"kind": "user", "ts", "portrait"}`` or ``{"kind": "label", "ts", "features", "label"}``;
+        ``{"kind": "forget", "user_id"}`` erases a user instead (:meth:`forget`)."""
+        if sample["kind"] == "forget":
+            self.forget(str(sample["user_id"]))
+            return
         ts = int(sample["ts"])
         self.trained_until_ms = max(self.trained_until_ms, ts)
         self.version += 1
@@ -103,6 +107,18 @@ class PopulationModels:
         if user_id not in sample and len(sample) >= self.config.churn_fit_sample:
             del sample[self._rng.choice(list(sample))]  # bounded: evict a random user
         sample[user_id] = stats
+
+    def forget(self, user_id: str) -> bool:
+        """Drop the user from the purchase sample the churn fits are made on; True if they were in it.
+
+        Only the purchase sample names users. The RFM sketches, the segment
+        centres and the classifier's weights are aggregates over many users and
+        keep no trace of one id, so they stay. The version moves either way, so
+        the next snapshot (which replaces the older ones on the compacted models
+        topic) no longer holds the user.
+        """
+        self.version += 1
+        return self.purchase_sample.pop(user_id, None) is not None
 
     def refit_churn(self) -> None:
         """Refit BG/NBD and MBG/NBD by maximum likelihood on the bounded sample (time unit: days)."""

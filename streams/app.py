@@ -13,6 +13,11 @@
 Anything that breaks the contract goes to ``events.dlq`` with its original
 bytes and the reason in the headers.
 
+Erasure: a record of ``erasures`` (co-partitioned, keyed like the user's
+events) makes the agent send the tombstones and markers of
+:func:`online_models.erasure.erasure_records`, wait until Kafka has them, then
+drop the user from its schedule and publication queue and delete their state.
+
 Crash safety: each partition's :class:`~streams.progress.PartitionProgress`
 (input offsets applied, stream time, change sequence) is written into the state
 table after the changes it covers, so a restarted or rebalanced worker skips
@@ -30,8 +35,9 @@ import faust
 import orjson
 from prometheus_client import generate_latest
 
-from online_models.admission import admit_event, admit_profile, fold_event
+from online_models.admission import admit_erasure, admit_event, admit_profile, fold_event
 from online_models.clock import EventClock
+from online_models.erasure import erasure_records, forget_local
 from online_models.events import InvalidEvent
 from online_models.population import PopulationConfig, PopulationModels
 from online_models.portrait import PortraitState, render, update_profile
@@ -74,13 +80,21 @@ app = faust.App(
     table_standby_replicas=settings.standby_replicas,
 )
 
-source_topic = app.topic(settings.topic(topics.EVENTS), settings.topic(topics.PROFILES), settings.topic(topics.TICKS))
+source_topic = app.topic(
+    settings.topic(topics.EVENTS), settings.topic(topics.PROFILES), settings.topic(topics.TICKS), settings.topic(topics.ERASURES)
+)
 ticks_topic = app.topic(settings.topic(topics.TICKS))
 dead_letter_topic = app.topic(settings.topic(topics.DEAD_LETTERS))
 portraits_topic = app.topic(settings.topic(topics.PORTRAITS))
 alerts_topic = app.topic(settings.topic(topics.CHURN_ALERTS))
 training_topic = app.topic(settings.topic(topics.MODEL_TRAINING))
 models_topic = app.topic(settings.topic(topics.MODELS))
+#: where an erasure's records go, by short topic name
+erasure_topics = {
+    name: app.topic(settings.topic(name)) for name in (topics.PORTRAITS, topics.PROFILES, topics.CHURN_ALERTS, topics.MODEL_TRAINING)
+}
+#: with a secret, user ids are replaced by their pseudonyms at admission
+pseudonym_key = settings.pseudonym_secret()
 
 #: user id -> PortraitState bytes, and each partition's progress under PROGRESS_KEY
 # bytes in and out (our own compact JSON), also on the changelog topic that recovery reads
@@ -103,6 +117,8 @@ schedules: dict[int, CheckSchedule] = {}
 _last_record_wall: dict[int, float] = {}
 #: user id -> partition, for users whose portrait changed since the last publication
 _dirty: dict[str, int] = {}
+#: users being erased: the publisher leaves them alone
+_erasing: set[str] = set()
 model_feed = ModelFeed(settings.topic(topics.MODELS), settings.bootstrap_servers)
 _scoring: tuple[bytes | None, PopulationModels | None] = (None, None)
 _webhook = None
@@ -217,6 +233,30 @@ async def _expire(user_id: str, partition: int) -> None:
     metrics.USERS_EXPIRED.inc()
 
 
+async def _erase(message, partition: int) -> None:
+    """Erase a user on request: tombstones and markers first, delivered, then the state.
+
+    A crash before the state is deleted repeats the whole erasure on restart
+    (the request's offset is not covered yet); erasing an absent user sends the
+    same records, so a repeated request is harmless.
+    """
+    request, user_id = admit_erasure(message.key, message.value, pseudonym_key=pseudonym_key)
+    _erasing.add(user_id)
+    try:
+        forget_local(user_id, schedule=schedules.get(partition), pending=_dirty)
+        deliveries = [
+            await erasure_topics[record.topic].send(key=record.key, value=record.value, headers=list(record.headers))
+            for record in erasure_records(request, user_id)
+        ]
+        for delivery in deliveries:
+            await delivery
+        if portrait_table.get(user_id.encode()) is not None:
+            del portrait_table[user_id.encode()]  # the changelog gets the tombstone
+    finally:
+        _erasing.discard(user_id)
+    metrics.USERS_ERASED.inc()
+
+
 async def _sweep(partition: int) -> None:
     """Re-score (or expire) the users whose check time the partition's watermark has passed."""
     schedule = schedules[partition]
@@ -241,8 +281,8 @@ async def _sweep(partition: int) -> None:
 @app.agent(source_topic)
 async def ingest(stream):
     """Fold each admitted record into its user's portrait state and watch the user."""
-    profiles_topic = settings.topic(topics.PROFILES)
     ticks_name = settings.topic(topics.TICKS)
+    erasures_name = settings.topic(topics.ERASURES)
     # score from the first record with the models on the topic, as a replay of the same events would
     await app.loop.run_in_executor(None, model_feed.caught_up.wait, 30.0)
     async for event in stream.events():
@@ -261,14 +301,20 @@ async def ingest(stream):
         progress[partition].offsets[message.topic] = message.offset
         if clock.stream_time.get(partition) != before:
             await _time_moved(partition)
-        _save_progress(partition)
+        # an erasure is recorded as applied at once, so a replay never brings back what it erased
+        _save_progress(partition, force=message.topic == erasures_name)
 
 
 async def _apply(message, partition: int) -> None:
-    """Admit one record of events or profiles and fold it into its user's state (or dead-letter it)."""
+    """Admit one record of events, profiles or erasures and apply it to its user's state (or dead-letter it)."""
     try:
+        if message.topic == settings.topic(topics.ERASURES):
+            await _erase(message, partition)
+            return
         if message.topic == settings.topic(topics.PROFILES):
-            profile = admit_profile(message.key, message.value)
+            if message.value is None:  # a tombstone (an erasure writes them): nothing to apply
+                return
+            profile = admit_profile(message.key, message.value, pseudonym_key=pseudonym_key)
             state = _load(profile.user_id)
             if update_profile(state, profile):
                 if state.seq == 0:  # a new user: schedule the expiry
@@ -281,6 +327,7 @@ async def _apply(message, partition: int) -> None:
             message.value,
             now_ms=int(time.time() * 1000),
             max_future_ms=int(settings.max_future_seconds * 1000),
+            pseudonym_key=pseudonym_key,
         )
         state = _load(admitted.user_id)
         applied = fold_event(state, admitted, clock=clock, partition=partition, config=config)
@@ -346,7 +393,7 @@ async def publish_portraits() -> None:
     models = current_models()
     for user_id, partition in batch.items():
         raw = portrait_table.get(user_id.encode())
-        if raw is None:  # partition moved to another worker meanwhile
+        if raw is None or user_id in _erasing:  # moved to another worker meanwhile, or being erased
             continue
         portrait = render(PortraitState.from_bytes(raw), as_of=clock.as_of(partition), config=config)
         if models is not None:

@@ -16,6 +16,7 @@ TRAINING_SAMPLES = Counter("portraits_training_samples_total", "Samples learned 
 RECORDS_SKIPPED = Counter(
     "portraits_records_skipped_total", "Records already in the state restored after a crash or a partition move"
 )
+USERS_ERASED = Counter("portraits_users_erased_total", "Erasure requests carried out (users forgotten on request)")
 USERS_EXPIRED = Counter("portraits_users_expired_total", "Users forgotten after the retention in event time")
 PARTITIONS_REVIVED = Counter(
     "portraits_partitions_revived_total", "Partitions resumed after Faust's flow control left them paused"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from online_models.alerts import AlertPolicy
@@ -62,6 +62,9 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Kafka consumer session timeout: how soon a dead worker's partitions move"
     )
     standby_replicas: int = Field(1, ge=0, description="Standby copies of each table partition kept by other workers")
+    pseudonym_key: SecretStr | None = Field(
+        None, description="Secret for pseudonymous user ids (HMAC-SHA256); unset: ids are kept as sent"
+    )
 
     def topic(self, name: str) -> str:
         """Full name of one of the product's topics."""
@@ -92,6 +95,12 @@ class Settings(BaseSettings):
     def layer_config(self) -> LayerConfig:
         """Value-layer thresholds."""
         return LayerConfig(benchmark_aov=self.benchmark_aov)
+
+    def pseudonym_secret(self) -> bytes | None:
+        """The pseudonym key as bytes, None when pseudonymisation is off."""
+        if self.pseudonym_key is None or not self.pseudonym_key.get_secret_value():
+            return None
+        return self.pseudonym_key.get_secret_value().encode()
 
     @property
     def bootstrap_servers(self) -> list[str]:

@@ -15,6 +15,7 @@ CHURN_ALERTS = "churn-alerts"
 MODEL_TRAINING = "model-training"
 MODELS = "models"
 TICKS = "ticks"
+ERASURES = "erasures"
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,9 @@ TOPICS = (
     TopicSpec(MODELS, partitions=1, configs={**COMPACTED, "max.message.bytes": str(MAX_MODEL_BYTES)}),
     # wall-clock ticks, co-partitioned with events, that move idle partitions' time in live mode
     TopicSpec(TICKS, configs={"retention.ms": str(3_600_000)}),
+    # erasure requests, keyed and partitioned like events so each reaches the worker holding the user;
+    # kept a week (they name the user), long enough for a stopped worker to come back and act on them
+    TopicSpec(ERASURES, configs={"retention.ms": str(7 * 86_400_000)}),
 )
 
 
