@@ -286,7 +286,6 @@ async def ingest(stream):
     # score from the first record with the models on the topic, as a replay of the same events would
     await app.loop.run_in_executor(None, model_feed.caught_up.wait, 30.0)
     async for event in stream.events():
-        _last_record_at[0] = time.monotonic()
         message = event.message
         partition = message.partition
         if _take_partition(partition).covers(message.topic, message.offset):
@@ -425,20 +424,24 @@ _training: dict[str, PopulationModels | int | None] = {"models": None, "publishe
 
 @app.agent(training_topic)
 async def train(stream):
-    """Learn the population models from every worker's samples."""
-    async for batch in stream.take(1000, within=1.0):
+    """Learn the population models from every worker's samples.
+
+    One record at a time: with ``stream.take`` (Faust 0.15.3) a backlog on this topic after
+    a restart could leave the take buffer waiting forever, and since one fetcher feeds every
+    agent, all partitions stopped with it (found by tests/integration/test_chaos.py).
+    """
+    async for raw in stream:
         if not settings.train_models:
             continue  # frozen: score with the snapshot on the models topic as it is
         models = _training["models"]
         if models is None:
             models = _training["models"] = await app.loop.run_in_executor(None, _resume_models)
             _training["published"] = models.version
-        for raw in batch:
-            try:
-                models.learn(orjson.loads(raw))
-            except (KeyError, TypeError, ValueError) as error:
-                log.warning("skipping a malformed training sample: %s", error)
-        metrics.TRAINING_SAMPLES.inc(len(batch))
+        try:
+            models.learn(orjson.loads(raw))
+        except (KeyError, TypeError, ValueError) as error:
+            log.warning("skipping a malformed training sample: %s", error)
+        metrics.TRAINING_SAMPLES.inc()
 
 
 @app.timer(interval=settings.snapshot_interval)
@@ -465,28 +468,6 @@ async def _forget_revoked(app, revoked, **kwargs) -> None:
             # the next owner republishes what was not published yet
             for user_id in [u for u, p in _dirty.items() if p == tp.partition]:
                 del _dirty[user_id]
-
-
-#: wall-clock time the ingest agent last took a record
-_last_record_at = [time.monotonic()]
-
-
-@app.timer(interval=2.0)
-async def revive_stalled_partitions() -> None:
-    """Fetch again from partitions Faust's flow control left paused while the agent is idle.
-
-    Faust stops fetching a partition when the agent's buffer is under pressure and
-    resumes it when the pressure drops; after a restart mid-replay the resume can be
-    missed, and the partition stays unread for good (seen on the real broker in
-    tests/integration/test_chaos.py). An idle agent has no pressure: resume them.
-    """
-    consumer = app.consumer
-    stalled = list(getattr(consumer, "_buffered_partitions", ()))
-    if stalled and time.monotonic() - _last_record_at[0] > 2.0:
-        for tp in stalled:
-            consumer.on_buffer_drop(tp)
-        metrics.PARTITIONS_REVIVED.inc(len(stalled))
-        log.warning("resumed fetching from %d partition(s) left paused by flow control: %s", len(stalled), stalled)
 
 
 @app.task

@@ -18,6 +18,3 @@ RECORDS_SKIPPED = Counter(
 )
 USERS_ERASED = Counter("portraits_users_erased_total", "Erasure requests carried out (users forgotten on request)")
 USERS_EXPIRED = Counter("portraits_users_expired_total", "Users forgotten after the retention in event time")
-PARTITIONS_REVIVED = Counter(
-    "portraits_partitions_revived_total", "Partitions resumed after Faust's flow control left them paused"
-)
