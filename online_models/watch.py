@@ -89,7 +89,8 @@ def watch_user(state: PortraitState, *, as_of: int, watermark: int, models, conf
             alert_state,
             user_id=state.user_id,
             risk=churn["risk"],
-            layer=layer_when_last_bought(state, models, config),
+            # only a firing step reads the layer: spare the extra render below the threshold
+            layer=layer_when_last_bought(state, models, config) if churn["risk"] >= config.alerts.threshold else None,
             spend=state.spend_cents / 100,
             reasons=churn.get("reasons", []),
             ts_ms=as_of,

@@ -22,13 +22,23 @@ def main() -> None:
 @click.option("--web-port", type=int, default=None, help="Worker web port (default PORTRAITS_WORKER_WEB_PORT)")
 def worker(loglevel: str, web_port: int | None) -> None:
     """Run a Faust stream worker (join the consumer group)."""
+    from streams.local_state import close_local_state, open_local_state
+
     settings = get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    local = settings.data_dir / "worker"
+    if open_local_state(local):
+        click.echo("the last run did not stop cleanly: rebuilding the tables from their changelogs", err=True)
     from streams.app import app
 
     port = settings.worker_web_port if web_port is None else web_port
     sys.argv = [sys.argv[0], "worker", "--loglevel", loglevel, "--web-port", str(port), "--web-host", "127.0.0.1"]
-    app.main()
+    try:
+        app.main()
+    except SystemExit as stop:
+        if stop.code in (0, None):
+            close_local_state(local)
+        raise
+    close_local_state(local)
 
 
 @main.command()

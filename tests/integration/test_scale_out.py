@@ -17,6 +17,7 @@ import httpx
 from streams.producer import make_producer, send_events, send_profiles
 from streams.simulation import ShopSimulator
 from tests.integration.conftest import (
+    Stack,
     assert_matches_batch,
     portraits_hold,
     wait_until,
@@ -49,8 +50,36 @@ class Prober(threading.Thread):
                 self.failures.append(repr(error))
 
 
-def test_workers_join_and_leave_without_losing_anything(stack, kafka_bootstrap, tmp_path):
-    stack.env.update({"PORTRAITS_SESSION_TIMEOUT_SECONDS": "6", "PORTRAITS_STANDBY_REPLICAS": "1"})
+def group_members(stack) -> int:
+    """Members of the worker group once it is stable (0 while it rebalances)."""
+    from kafka import KafkaAdminClient
+
+    settings = stack.settings()
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        group = admin.describe_groups([settings.app_id])[settings.app_id]
+    finally:
+        admin.close()
+    return len(group["members"]) if group["group_state"] == "Stable" else 0
+
+
+def test_workers_join_and_leave_without_losing_anything(kafka_bootstrap, tmp_path):
+    # six partitions, so that Faust's sticky assignor has one to give each of three workers
+    stack = Stack(kafka_bootstrap, tmp_path)
+    stack.env.update(
+        {"PORTRAITS_PARTITIONS": "6", "PORTRAITS_SESSION_TIMEOUT_SECONDS": "6", "PORTRAITS_STANDBY_REPLICAS": "1"}
+    )
+    stack.run("topics")
+    try:
+        _join_and_leave(stack, kafka_bootstrap, tmp_path)
+    except BaseException:
+        print(stack.logs())
+        raise
+    finally:
+        stack.close()
+
+
+def _join_and_leave(stack: Stack, kafka_bootstrap: str, tmp_path) -> None:
     settings = stack.settings()
     now = int(time.time() * 1000)
     simulator = ShopSimulator(n_users=USERS, start_ms=now - (DAYS + 1) * 86_400_000, seed=21)
@@ -77,6 +106,7 @@ def test_workers_join_and_leave_without_losing_anything(stack, kafka_bootstrap, 
     prober.start()
 
     third = start_worker("worker-c")  # joins: the group rebalances
+    wait_until(lambda: group_members(stack) == 3, timeout=120, what="three workers in the group")
     send_events(producer, settings, thirds[1])
     producer.flush()
     wait_until(lambda: worker_lag_is_zero(stack), timeout=300, interval=2, what="the second third consumed by three workers")
