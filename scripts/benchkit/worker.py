@@ -53,8 +53,17 @@ class RunningWorker:
         return None if values[0] is None else sum(v or 0.0 for v in values)
 
 
-def start_worker(stack: contextlib.ExitStack, deployment: Deployment, name: str, *, loglevel: str = "warn") -> RunningWorker:
-    """Start one worker (stopped when ``stack`` closes) and wait for its web page."""
+def start_workers(stack: contextlib.ExitStack, deployment: Deployment, names: list[str]) -> list[RunningWorker]:
+    """Start several workers of the group at once, then wait for each one's web page."""
+    workers = [start_worker(stack, deployment, name, wait=False) for name in names]
+    for worker in workers:
+        wait_http(worker.metrics_url, worker.process, timeout_s=120)
+    return workers
+
+
+def start_worker(stack: contextlib.ExitStack, deployment: Deployment, name: str, *, loglevel: str = "warn",
+                 wait: bool = True) -> RunningWorker:
+    """Start one worker (stopped when ``stack`` closes) and wait for its web page unless told not to."""
     port = free_port()
     data_dir = deployment.workdir / name
     process = stack.enter_context(
@@ -62,7 +71,8 @@ def start_worker(stack: contextlib.ExitStack, deployment: Deployment, name: str,
                  deployment.workdir / f"{name}.log")
     )
     worker = RunningWorker(process, port, data_dir)
-    wait_http(worker.metrics_url, process, timeout_s=120)
+    if wait:
+        wait_http(worker.metrics_url, process, timeout_s=120)
     return worker
 
 
@@ -74,6 +84,7 @@ class Progress:
     started: float
     first_progress_s: float | None
     capped: bool
+    all_active: bool = True
 
     @property
     def handled(self) -> float:
@@ -90,15 +101,21 @@ class Progress:
             "measured_seconds": round(self.samples[-1][0] - self.samples[0][0], 1) if self.samples else 0,
             "rate": round(self.rate(warmup_s), 1),
             "capped": self.capped,
+            "every_worker_handled_records": self.all_active,
         }
 
 
 def follow_progress(workers: list[RunningWorker], *, target: float, cap_s: float, startup_s: float = 180.0,
                     every_s: float = 1.0, quiet: bool = False) -> Progress:
-    """Sample the workers' counters until ``target`` records are handled, or ``cap_s`` after the first one."""
+    """Sample the workers' counters until ``target`` records are handled, or for ``cap_s``.
+
+    The measurement starts once every worker has handled a record (the group has settled its
+    partitions), or ``startup_s`` after the start if some never does; samples before it are dropped.
+    """
     started = time.monotonic()
     samples: list[tuple[float, float]] = []
     first: float | None = None
+    all_active = True
     while True:
         for worker in workers:
             if not worker.process.alive():
@@ -106,15 +123,16 @@ def follow_progress(workers: list[RunningWorker], *, target: float, cap_s: float
         counts = [w.handled() for w in workers]
         now = time.monotonic() - started
         total = sum(c or 0.0 for c in counts)
+        if first is None and total > 0 and (all(counts) or now > startup_s):
+            first, all_active = now, all(counts)
+            samples = samples[-1:]  # the sample just before: the window starts there
         samples.append((now, total))
-        if first is None and total > 0:
-            first = now
         if not quiet and len(samples) % 10 == 0:
             print(f"  t={now:6.1f}s handled={total:,.0f}", flush=True)
         if total >= target:
-            return Progress(samples, started, first, capped=False)
+            return Progress(samples, started, first, capped=False, all_active=all_active)
         if first is not None and now - first >= cap_s:
-            return Progress(samples, started, first, capped=True)
-        if first is None and now > startup_s:
+            return Progress(samples, started, first, capped=True, all_active=all_active)
+        if first is None and total == 0 and now > startup_s:
             raise TimeoutError(f"no record handled within {startup_s:.0f} s")
         time.sleep(every_s)
