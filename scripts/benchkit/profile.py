@@ -8,19 +8,18 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-#: areas of the worker, matched on a frame's "function (file)" text; the first match wins
+#: areas of the worker, in priority order: a sample belongs to the first area any of its frames matches
 AREAS = (
-    ("JSON (de)serialisation of state", ("from_bytes", "to_bytes", "orjson")),
-    ("portrait fold", ("online_models/portrait.py", "online_models/admission.py", "online_models/clock.py")),
-    ("watch, scoring, schedule", ("online_models/watch.py", "online_models/schedule.py", "online_models/churn", "population.py",
-                                  "online_models/rfm.py", "online_models/quantiles.py", "online_models/segments.py",
-                                  "online_models/tags.py", "online_models/features.py", "mbgnbd", "bgnbd")),
+    ("JSON (de)serialisation of state", ("PortraitState.from_bytes", "PortraitState.to_bytes")),
+    ("publication (render + send)", ("publish_portraits",)),
+    ("watch: scoring, tags, samples, alerts", ("watch_user", "online_models/watch.py", "population.py", "online_models/tags.py",
+                                               "online_models/features.py", "online_models/churn", "schedule.py")),
     ("event contract (pydantic)", ("online_models/events.py", "pydantic")),
-    ("publish + render", ("publish_portraits", "render")),
-    ("table writes + changelog", ("faust/tables", "faust/stores", "rocksdict", "__setitem__", "faust/transport/producer",
-                                  "faust/transport/drivers/aiokafka.py", "aiokafka/producer")),
-    ("stream + consumer machinery", ("faust/", "aiokafka/", "mode/")),
-    ("event loop, idle", ("asyncio", "selectors", "epoll")),
+    ("portrait fold", ("fold_event", "online_models/portrait.py", "online_models/admission.py", "online_models/clock.py")),
+    ("table writes + changelog", ("faust/tables", "faust/stores", "rocksdict")),
+    ("Kafka sends and fetches", ("_SelectorSocketTransport", "aiokafka/producer", "faust/transport/producer", "aiokafka/conn")),
+    ("stream + consumer machinery", ("faust/streams", "faust/transport", "faust/agents", "aiokafka/")),
+    ("event loop (scheduling, select)", ("asyncio", "selectors")),
 )
 
 #: frames worth an inclusive figure: the product's code and the table machinery under it
@@ -44,7 +43,7 @@ def record(pid: int, seconds: float, out: Path, rate: int = 100) -> Path:
 
 
 def summarise(collapsed: Path, top: int = 15) -> dict:
-    """Self and inclusive shares of functions, and the share of each area (by innermost matching frame)."""
+    """Self and inclusive shares of functions, and the share of each area (see :data:`AREAS`)."""
     self_time: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     areas: Counter[str] = Counter()
@@ -69,10 +68,9 @@ def summarise(collapsed: Path, top: int = 15) -> dict:
 
 
 def _area(frames: list[str]) -> str:
-    for frame in reversed(frames):  # innermost first
-        for name, needles in AREAS:
-            if any(needle in frame for needle in needles):
-                return name
+    for name, needles in AREAS:
+        if any(needle in frame for frame in frames for needle in needles):
+            return name
     return "other"
 
 
