@@ -87,12 +87,14 @@ def python_module(module: str, *args: str) -> list[str]:
 
 
 def stop_on_sigterm() -> None:
-    """Turn SIGTERM into KeyboardInterrupt, so ``finally`` blocks stop the children."""
+    """Turn SIGTERM, SIGHUP and SIGINT (even when inherited as ignored) into KeyboardInterrupt,
+    so ``finally`` blocks stop the children."""
 
     def handler(signum, frame):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, handler)
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, handler)
 
 
 def http_get(url: str, timeout_s: float = 2.0, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
