@@ -1,0 +1,1 @@
+"""Benchmarks of customer portraits: worker throughput, freshness, API latency, footprint, scaling."""

@@ -1,0 +1,79 @@
+"""API latency: portrait lookups and an audience query at a fixed rate over many stored portraits.
+
+The portraits go straight into the API's store (``LocalStore.apply``, indexes included), then
+the real server (``portraits api``) serves them and :mod:`benchkit.loadgen` loads it from a
+second process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import time
+from pathlib import Path
+
+from benchkit.apiserver import TOKEN, start_api
+from benchkit.common import Run
+from benchkit.procs import dir_bytes, python_module
+
+BATCH = 2_000
+#: closed-loop requests, one at a time, before the loaded phases (a tenth of them for audiences)
+UNLOADED_REQUESTS = 200
+
+
+def fill_store(data_dir: Path, portraits: int) -> dict:
+    """``portraits`` synthetic portraits in ``data_dir/api/store`` (kept between runs); figures of the load."""
+    from api.app import open_store
+    from api.indexes import PORTRAITS_SPACE
+    from tests.unit.test_api_synthetic import records, synthetic_portraits
+
+    path = data_dir / "api" / "store"
+    store = open_store(path)
+    try:
+        present = store.count(PORTRAITS_SPACE)
+        if present >= portraits:
+            print(f"{path} already holds {present:,} portraits")
+            return {"portraits": present, "loaded_now": 0}
+        start = time.monotonic()
+        batch: list[dict] = []
+        for i, portrait in enumerate(synthetic_portraits(portraits, seed=11)):
+            batch.append(portrait)
+            if len(batch) == BATCH:
+                store.apply("portraits", PORTRAITS_SPACE, records(batch, start_offset=i + 1 - BATCH))
+                batch = []
+                if (i + 1) % 100_000 == 0:
+                    print(f"  stored {i + 1:,} portraits ({time.monotonic() - start:.0f} s)", flush=True)
+        if batch:
+            store.apply("portraits", PORTRAITS_SPACE, records(batch, start_offset=portraits - len(batch)))
+        seconds = time.monotonic() - start
+        return {"portraits": store.count(PORTRAITS_SPACE), "loaded_now": portraits, "load_seconds": round(seconds, 1),
+                "load_rate": round(portraits / seconds)}
+    finally:
+        store.close()
+
+
+def run_api(run: Run, *, portraits: int, store_dir: Path | None, rate: float, audience_rate: float, seconds: float) -> None:
+    """Fill (or reuse) the store, start the API over it, then one load phase per request kind."""
+    data_dir = store_dir or run.workdir / "api-data"
+    run.record("store", fill_store(data_dir, portraits))
+    run.figures["store"]["bytes"] = dir_bytes(data_dir / "api" / "store")
+    with contextlib.ExitStack() as stack:
+        # topics that do not exist under this prefix: the API serves the store and follows nothing
+        api = start_api(stack, kafka=run.kafka, prefix=f"{run.prefix}none-", data_dir=data_dir,
+                        log=run.workdir / "api.log")
+        run.record("api_rss_bytes", api.process.rss_bytes())
+        phases = [
+            ("portrait_unloaded", "portrait", 0, UNLOADED_REQUESTS),
+            ("audience_unloaded", "audience", 0, UNLOADED_REQUESTS // 10),
+            ("portrait", "portrait", rate, seconds),
+            ("audience", "audience", audience_rate, seconds),
+        ]
+        for name, kind, kind_rate, length in phases:
+            args = python_module("benchkit.loadgen", "--url", api.url, "--token", TOKEN, "--kind", kind, "--rate",
+                                 str(kind_rate), "--seconds", str(length), "--users", str(portraits))
+            done = subprocess.run(args, capture_output=True, text=True, timeout=length * 3 + 300)
+            if done.returncode != 0:
+                raise RuntimeError(f"load generator failed: {done.stderr[-2000:]}")
+            run.record(name, json.loads(done.stdout.strip().splitlines()[-1]))
+        run.record("api_rss_bytes_after", api.process.rss_bytes())

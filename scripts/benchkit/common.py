@@ -1,0 +1,78 @@
+"""What every benchmark shares: its run directory, topic prefix, the event topic and the report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchkit import kafka_io
+from benchkit.events import synthetic_events
+
+DAY_MS = 86_400_000
+
+
+@dataclass
+class Run:
+    """One benchmark run: a fresh directory and topic prefix, and the figures it reports."""
+
+    kafka: str
+    name: str
+    workdir: Path
+    prefix: str
+    partitions: int = 8
+    figures: dict = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, kafka: str, name: str, root: Path, prefix: str | None, partitions: int) -> "Run":
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        workdir = root / f"{name}-{stamp}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        run = cls(kafka, name, workdir, prefix or f"bench-{stamp}-", partitions)
+        print(f"{name}: run directory {workdir}, topic prefix {run.prefix!r}, broker {kafka}", flush=True)
+        return run
+
+    def topic(self, short: str) -> str:
+        return f"{self.prefix}{short}"
+
+    def app_id(self, label: str) -> str:
+        """A consumer group never used before."""
+        return f"{self.prefix}{label}-{time.monotonic_ns() % 10**9}"
+
+    def record(self, key: str, value) -> None:
+        """Keep a figure for the JSON report and print it."""
+        self.figures[key] = value
+        print(f"{key}: {json.dumps(value)}", flush=True)
+
+    def write(self, path: Path | None) -> None:
+        if path is not None:
+            path.write_text(json.dumps({"benchmark": self.name, "prefix": self.prefix, **self.figures}, indent=2) + "\n")
+            print(f"wrote {path}")
+
+    def clean(self, keep: bool) -> None:
+        """Drop the RocksDB directories (logs stay) unless asked to keep them."""
+        if keep:
+            return
+        for path in self.workdir.iterdir():
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def ensure_events(run: Run, *, events: int, users: int, days: float, seed: int = 1) -> int:
+    """Topics under the run's prefix and at least ``events`` records in its events topic; returns the count there."""
+    kafka_io.ensure_topics(run.kafka, run.prefix, run.partitions)
+    topic = run.topic("events")
+    present = sum(kafka_io.end_offsets(run.kafka, topic).values())
+    if present >= events:
+        print(f"{topic} already holds {present:,} events; producing none")
+        return present
+    span = int(days * DAY_MS)
+    start = int(time.time() * 1000) - span - 60_000
+    records = synthetic_events(events - present, users=users, start_ms=start, span_ms=span, seed=seed + present,
+                               id_prefix=f"{run.prefix}{present}-")
+    count, seconds = kafka_io.produce(run.kafka, topic, records)
+    run.record("produce", {"events": count, "users": users, "event_time_days": days, "seconds": round(seconds, 1),
+                           "rate": round(count / seconds)})
+    return present + count

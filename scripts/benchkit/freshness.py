@@ -1,0 +1,187 @@
+"""Freshness: events at a steady rate, stamped with their send time; how long until their effect shows.
+
+Two views of "visible": every event's first portrait on the ``portraits`` topic whose
+``last_seen`` covers it (exact), and a sample of events polled through the API's
+``GET /v1/users/{id}/portrait`` every ``POLL_S`` seconds (end to end, within the poll step).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import defaultdict, deque
+from datetime import datetime
+
+import orjson
+
+from benchkit import kafka_io
+from benchkit.apiserver import RunningApi, start_api
+from benchkit.common import Run
+from benchkit.events import make_event, user_id
+from benchkit.stats import summary
+from benchkit.worker import Deployment, RunningWorker, start_worker
+
+POLL_S = 0.1
+API_SAMPLE_EVERY = 200  # one event in this many is also followed through the API
+TICK_S = 0.01
+
+
+def _ms(iso: str | None) -> int:
+    return int(datetime.fromisoformat(iso).timestamp() * 1000) if iso else -1
+
+
+class Tracker:
+    """Sent events waiting for a portrait that covers them, and the delays measured so far."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, deque[int]] = defaultdict(deque)
+        self.topic_delays: list[float] = []
+        self.api_delays: list[float] = []
+        self.api_timeouts = 0
+        self.sent = 0
+
+    def sent_event(self, user: str, ts_ms: int) -> None:
+        self.pending[user].append(ts_ms)
+        self.sent += 1
+
+    def portrait_seen(self, user: str, last_seen_ms: int, now_ms: float) -> None:
+        waiting = self.pending.get(user)
+        while waiting and waiting[0] <= last_seen_ms:
+            self.topic_delays.append((now_ms - waiting.popleft()) / 1000)
+
+    @property
+    def unseen(self) -> int:
+        return sum(len(q) for q in self.pending.values())
+
+
+async def _send(kafka: str, topic: str, tracker: Tracker, *, rate: float, seconds: float, users: int, api_queue: asyncio.Queue) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks=1, linger_ms=5)
+    await producer.start()
+    rng = random.Random(7)
+    try:
+        start = time.monotonic()
+        while (elapsed := time.monotonic() - start) < seconds:
+            due = int(elapsed * rate) - tracker.sent
+            for _ in range(due):
+                ts = int(time.time() * 1000)
+                user = user_id(rng.randrange(users))
+                event = make_event(rng, f"f{ts}-{tracker.sent}", user, "view", ts)
+                await producer.send(topic, key=user.encode(), value=orjson.dumps(event))
+                tracker.sent_event(user, ts)
+                if tracker.sent % API_SAMPLE_EVERY == 0:
+                    api_queue.put_nowait((user, ts))
+            await asyncio.sleep(TICK_S)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _follow_portraits(kafka: str, topic: str, tracker: Tracker, stop: asyncio.Event) -> None:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(kafka_io.end_offsets(kafka, topic))]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=100)
+            now_ms = time.time() * 1000
+            for records in batches.values():
+                for record in records:
+                    portrait = orjson.loads(record.value)
+                    tracker.portrait_seen(portrait["user_id"], _ms(portrait.get("last_seen")), now_ms)
+    finally:
+        await consumer.stop()
+
+
+async def _poll_api(api: RunningApi, tracker: Tracker, queue: asyncio.Queue, stop: asyncio.Event, timeout_s: float) -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession(headers=api.headers) as session:
+
+        async def follow(user: str, ts: int) -> None:
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                async with session.get(f"{api.url}/v1/users/{user}/portrait") as response:
+                    if response.status == 200 and _ms((await response.json()).get("last_seen")) >= ts:
+                        tracker.api_delays.append(time.time() - ts / 1000)
+                        return
+                await asyncio.sleep(POLL_S)
+            tracker.api_timeouts += 1
+
+        tasks = []
+        while not (stop.is_set() and queue.empty()):
+            try:
+                user, ts = await asyncio.wait_for(queue.get(), 0.2)
+            except asyncio.TimeoutError:
+                continue
+            tasks.append(asyncio.create_task(follow(user, ts)))
+        await asyncio.gather(*tasks)
+
+
+async def _measure(run: Run, api: RunningApi, worker: RunningWorker, *, rate: float, seconds: float, users: int,
+                   drain_s: float) -> dict:
+    tracker = Tracker()
+    stop = asyncio.Event()
+    queue: asyncio.Queue = asyncio.Queue()
+    follower = asyncio.create_task(_follow_portraits(run.kafka, run.topic("portraits"), tracker, stop))
+    poller = asyncio.create_task(_poll_api(api, tracker, queue, stop, timeout_s=seconds + drain_s))
+    await asyncio.sleep(1.0)  # the follower is at the topic's end
+    handled_before = worker.handled() or 0.0
+    started = time.monotonic()
+    await _send(run.kafka, run.topic("events"), tracker, rate=rate, seconds=seconds, users=users, api_queue=queue)
+    send_seconds = time.monotonic() - started
+    handled = (worker.handled() or 0.0) - handled_before
+    backlog = tracker.sent - handled
+    drain_end = time.monotonic() + drain_s
+    while tracker.unseen and time.monotonic() < drain_end:
+        await asyncio.sleep(0.5)
+    stop.set()
+    await asyncio.gather(follower, poller)
+    return {
+        "target_rate": rate,
+        "sent": tracker.sent,
+        "send_rate": round(tracker.sent / send_seconds),
+        "worker_rate_while_sending": round(handled / send_seconds),
+        "backlog_at_end_of_sending": int(backlog),
+        "keeps_up": backlog <= rate * 5,
+        "topic_freshness_ms": summary(tracker.topic_delays, 1000),
+        "not_visible_after_drain": tracker.unseen,
+        "api_freshness_ms": summary(tracker.api_delays, 1000),
+        "api_sampled_timeouts": tracker.api_timeouts,
+        "seconds": seconds,
+        "users": users,
+    }
+
+
+def one_rate(run: Run, label: str, *, rate: float, seconds: float, users: int, drain_s: float) -> dict:
+    """A fresh deployment (topics, worker, API) measured at one rate."""
+    prefix = f"{run.prefix}{label}-"
+    kafka_io.ensure_topics(run.kafka, prefix, run.partitions)
+    deployment = Deployment(run.kafka, prefix, run.app_id(label), run.workdir, run.partitions)
+    with contextlib.ExitStack() as stack:
+        worker = start_worker(stack, deployment, f"{label}-worker")
+        api = start_api(stack, kafka=run.kafka, prefix=prefix, data_dir=run.workdir / f"{label}-api",
+                        log=run.workdir / f"{label}-api.log")
+        time.sleep(5.0)  # the worker has its partitions
+        figures = asyncio.run(_measure(Run(run.kafka, run.name, run.workdir, prefix, run.partitions), api, worker,
+                                       rate=rate, seconds=seconds, users=users, drain_s=drain_s))
+    run.record(f"freshness_at_{rate:.0f}", figures)
+    return figures
+
+
+def run_freshness(run: Run, *, rate: float, seconds: float, users: int, drain_s: float, fallback: float) -> None:
+    """Measure at ``rate``; if the worker falls behind, again at ``fallback`` x the rate it managed."""
+    first = one_rate(run, "r1", rate=rate, seconds=seconds, users=users, drain_s=drain_s)
+    if first["keeps_up"]:
+        return
+    sustainable = first["worker_rate_while_sending"]
+    run.record("max_sustainable_rate", sustainable)
+    lower = max(10.0, round(sustainable * fallback, -1))
+    one_rate(run, "r2", rate=lower, seconds=seconds, users=users, drain_s=drain_s)

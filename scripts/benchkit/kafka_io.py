@@ -1,0 +1,123 @@
+"""Kafka for the benchmarks: topics, a fast producer, the bare-consumer floor, consumer-group progress."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+
+import orjson
+
+from streams.settings import Settings
+from streams.topics import create_topics
+
+
+def settings_for(kafka: str, prefix: str, partitions: int) -> Settings:
+    """Settings of a deployment with its own topic prefix."""
+    return Settings(kafka=kafka, topic_prefix=prefix, partitions=partitions)
+
+
+def ensure_topics(kafka: str, prefix: str, partitions: int) -> None:
+    """Create the product's topics under ``prefix`` (idempotent)."""
+    create_topics(settings_for(kafka, prefix, partitions))
+
+
+async def _produce(kafka: str, topic: str, records: Iterable[tuple[bytes, bytes]]) -> int:
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.partitioner import DefaultPartitioner
+
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks=1, max_batch_size=1024 * 1024, linger_ms=50)
+    await producer.start()
+    try:
+        partitions = sorted(await producer.partitions_for(topic))
+        choose = DefaultPartitioner()
+        batches: dict[int, object] = {}
+        pending: list[asyncio.Future] = []
+        count = 0
+
+        async def submit(partition: int) -> None:
+            pending.append(await producer.send_batch(batches.pop(partition), topic, partition=partition))
+            if len(pending) > 64:  # bound what is in flight
+                await asyncio.gather(*pending)
+                pending.clear()
+
+        for key, value in records:
+            partition = choose(key, partitions, partitions)
+            batch = batches.get(partition) or batches.setdefault(partition, producer.create_batch())
+            if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
+                await submit(partition)
+                batch = batches.setdefault(partition, producer.create_batch())
+                batch.append(key=key, value=value, timestamp=None)
+            count += 1
+        for partition in list(batches):
+            await submit(partition)
+        await asyncio.gather(*pending)
+        return count
+    finally:
+        await producer.stop()
+
+
+def produce(kafka: str, topic: str, records: Iterable[tuple[bytes, bytes]]) -> tuple[int, float]:
+    """Send every record in full batches per partition (key-hashed like Kafka's default); (count, seconds)."""
+    start = time.monotonic()
+    count = asyncio.run(_produce(kafka, topic, records))
+    return count, time.monotonic() - start
+
+
+def end_offsets(kafka: str, topic: str) -> dict[int, int]:
+    """Log-end offset per partition of ``topic``."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=kafka.split(","), group_id=None)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        return {tp.partition: offset for tp, offset in consumer.end_offsets(tps).items()}
+    finally:
+        consumer.close()
+
+
+def group_offsets(kafka: str, group: str, topic: str) -> dict[int, int]:
+    """Committed offset per partition of ``topic`` for consumer group ``group`` (missing: none committed)."""
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka.split(","), client_id="portraits-bench-admin")
+    try:
+        answer = admin.list_group_offsets(group).get(group, {})  # {group: {tp: OffsetAndMetadata}}
+    except KafkaError:  # no coordinator yet: nothing committed
+        return {}
+    finally:
+        admin.close()
+    return {tp.partition: meta.offset for tp, meta in answer.items() if tp.topic == topic and meta.offset >= 0}
+
+
+async def _floor(kafka: str, topic: str, limit: int, timeout_s: float) -> tuple[int, float]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
+        fetch_max_bytes=32 * 1024 * 1024, max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(end_offsets(kafka, topic))]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        target = min(limit, sum(ends.values()))
+        count = 0
+        start = time.monotonic()
+        while count < target and time.monotonic() - start < timeout_s:
+            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for records in batches.values():
+                for record in records:
+                    orjson.loads(record.value)
+                count += len(records)
+        return count, time.monotonic() - start
+    finally:
+        await consumer.stop()
+
+
+def floor(kafka: str, topic: str, *, limit: int, timeout_s: float = 600.0) -> tuple[int, float]:
+    """A bare aiokafka consumer reading and JSON-decoding ``topic`` from the start: (records, seconds)."""
+    return asyncio.run(_floor(kafka, topic, limit, timeout_s))

@@ -1,0 +1,36 @@
+"""Throughput: a bare consumer's floor against one product worker catching up on the same topic."""
+
+from __future__ import annotations
+
+import contextlib
+
+from benchkit import kafka_io, profile
+from benchkit.common import Run, ensure_events
+from benchkit.worker import Deployment, follow_progress, start_worker
+
+
+def run_throughput(run: Run, *, events: int, users: int, days: float, cap_s: float, warmup_s: float,
+                   profile_s: float) -> None:
+    """Produce (if needed), measure the floor, then one worker for at most ``cap_s`` after its first record."""
+    total = ensure_events(run, events=events, users=users, days=days)
+    count, seconds = kafka_io.floor(run.kafka, run.topic("events"), limit=total)
+    floor_rate = count / seconds
+    run.record("floor", {"events": count, "seconds": round(seconds, 2), "rate": round(floor_rate)})
+
+    deployment = Deployment(run.kafka, run.prefix, run.app_id("throughput"), run.workdir, run.partitions)
+    with contextlib.ExitStack() as stack:
+        worker = start_worker(stack, deployment, "worker-1")
+        progress = follow_progress([worker], target=total, cap_s=cap_s)
+        figures = progress.to_json(warmup_s)
+        figures.update(events_in_topic=total, cap_seconds=cap_s, warmup_seconds=warmup_s)
+        figures["rss_bytes"] = worker.process.rss_bytes()
+        if profile_s > 0 and progress.capped:
+            out = profile.record(worker.process.pid, profile_s, run.workdir / "worker-1.pyspy.txt")
+            summary = profile.summarise(out)
+            profile.print_summary(summary)
+            run.figures["profile"] = {"seconds": profile_s, **summary}
+        committed = kafka_io.group_offsets(run.kafka, deployment.app_id, run.topic("events"))
+        figures["committed_offsets"] = sum(committed.values())
+    run.record("worker", figures)
+    ratio = floor_rate / figures["rate"] if figures["rate"] else None
+    run.record("floor_to_worker_ratio", round(ratio, 1) if ratio else None)
