@@ -18,3 +18,6 @@ RECORDS_SKIPPED = Counter(
 )
 USERS_ERASED = Counter("portraits_users_erased_total", "Erasure requests carried out (users forgotten on request)")
 USERS_EXPIRED = Counter("portraits_users_expired_total", "Users forgotten after the retention in event time")
+PARTITIONS_UNSTALLED = Counter(
+    "portraits_partitions_unstalled_total", "Assigned partitions read again after they stopped delivering records"
+)

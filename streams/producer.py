@@ -25,7 +25,7 @@ def make_producer(settings: Settings, *, timeout_s: float = 60.0):
                 linger_ms=20,
                 batch_size=256 * 1024,
                 max_request_size=4 * 1024 * 1024,
-                retries=10,
+                # retried until delivery_timeout_ms (2 minutes): a broker restart loses nothing
                 client_id="portraits-producer",
             )
         except KafkaError:
@@ -35,11 +35,19 @@ def make_producer(settings: Settings, *, timeout_s: float = 60.0):
 
 
 def send_records(producer, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> int:
-    """Send raw (key, value) records to ``topic``; return how many were sent."""
+    """Send raw (key, value) records to ``topic`` and wait until Kafka has them all; return how many.
+
+    A record Kafka never acknowledged (after the producer's retries) raises its error
+    here rather than being lost without a word.
+    """
+    failures: list[Exception] = []
     sent = 0
     for key, value in records:
-        producer.send(topic, key=key, value=value)
+        producer.send(topic, key=key, value=value).add_errback(failures.append)
         sent += 1
+    producer.flush()
+    if failures:
+        raise failures[0]
     return sent
 
 
