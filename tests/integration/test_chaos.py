@@ -24,14 +24,13 @@ from collections import defaultdict
 import httpx
 import orjson
 
-from online_models.population import PopulationModels
-from online_models.portrait import PortraitState
+from online_models.portrait import PortraitState, render
 from online_models.replay import replay_history
 from streams.producer import make_producer, send_events, send_profiles
 from streams.progress import is_internal_key
 from streams.simulation import ShopSimulator
 from tests.integration.conftest import Stack, latest_by_key, read_topic, wait_until, worker_lag_is_zero, worker_processed
-from tests.reference import cents, unique_events
+from tests.reference import cents, parse_iso, unique_events
 
 USERS = int(os.environ.get("PORTRAITS_CHAOS_USERS", "60"))
 DAYS = int(os.environ.get("PORTRAITS_CHAOS_DAYS", "40"))
