@@ -299,6 +299,7 @@ async def ingest(stream):
         before = clock.stream_time.get(partition)
         await _apply(message, partition)
         progress[partition].offsets[message.topic] = message.offset
+        metrics.APPLIED_OFFSET.labels(message.topic, str(partition)).set(message.offset)
         if clock.stream_time.get(partition) != before:
             await _time_moved(partition)
         # an erasure is recorded as applied at once, so a replay never brings back what it erased
@@ -504,10 +505,13 @@ async def unstall_partitions() -> None:
     Seeking to the first record the partition's progress does not cover makes Faust
     deliver them again; what is delivered twice is skipped or recognised as usual.
     """
-    if app.rebalancing or getattr(app, "in_recovery", False):
+    idle = time.monotonic() - _last_record_at[0]
+    busy = app.rebalancing or getattr(app, "in_recovery", False)
+    # a rebalance or recovery gets three times as long before it counts as stuck too
+    if idle < (3 * STALL_SECONDS if busy else STALL_SECONDS):
         return
-    if time.monotonic() - _last_record_at[0] < STALL_SECONDS:
-        return
+    if busy:
+        log.warning("idle for %.0f s with the rebalance or recovery not over", idle)
     consumer = app.consumer
     source = [
         tp

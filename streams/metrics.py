@@ -21,3 +21,8 @@ USERS_EXPIRED = Counter("portraits_users_expired_total", "Users forgotten after 
 PARTITIONS_UNSTALLED = Counter(
     "portraits_partitions_unstalled_total", "Assigned partitions read again after they stopped delivering records"
 )
+APPLIED_OFFSET = Gauge(
+    "portraits_applied_offset",
+    "Offset of the last record applied to the state, by input topic and partition (Faust's committed offset may lag it)",
+    ["topic", "partition"],
+)

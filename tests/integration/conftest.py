@@ -137,6 +137,30 @@ def portraits_hold(client: httpx.Client, event_counts: dict[str, int]) -> bool:
     return True
 
 
+def worker_applied_everything(stack: "Stack", worker: "Service", topic_names: tuple[str, ...] = ("events",)) -> bool:
+    """Whether ``worker`` has applied every record sent so far to ``topic_names`` (from its /metrics)."""
+    import re
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    text = httpx.get(f"http://127.0.0.1:{worker.env['PORTRAITS_WORKER_WEB_PORT']}/metrics", timeout=5).text
+    applied = {}
+    for labels, value in re.findall(r"portraits_applied_offset\{([^}]*)\} (\S+)", text):
+        label = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        applied[(label["topic"], int(label["partition"]))] = float(value)
+    settings = stack.settings()
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        partitions = []
+        for name in topic_names:
+            topic = settings.topic(name)
+            partitions += [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        ends = consumer.end_offsets(partitions)
+    finally:
+        consumer.close()
+    return all(applied.get((tp.topic, tp.partition), -1) + 1 >= end for tp, end in ends.items() if end > 0)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
