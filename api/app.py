@@ -51,6 +51,7 @@ from api.models import (
 from api.store import LocalStore, SpaceHandler, TopicFollower
 from api.strict_json import StrictJsonRoute
 from online_models.erasure import ErasureRequest
+from online_models.events import MAX_ID_LENGTH, USER_ID_PATTERN
 from online_models.portrait import iso
 from online_models.pseudonym import user_key
 from streams import topics
@@ -68,7 +69,9 @@ DASHBOARD_CSP = (
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'"
 )
 
-USER_ID = Path(min_length=1, max_length=128, description="The user id events are keyed by")
+USER_ID = Path(
+    min_length=1, max_length=MAX_ID_LENGTH, pattern=USER_ID_PATTERN, description="The user id events are keyed by (no control characters)"
+)
 
 AUTH_ERRORS = {
     401: {"model": Problem, "description": "Missing or invalid bearer token"},
