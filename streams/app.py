@@ -162,6 +162,8 @@ def _take_partition(partition: int) -> PartitionProgress:
         last_seq = max(last_seq, state.seq)
     restored.seq = last_seq  # changes made after the progress record keep their numbers unique
     _published_seq[partition] = restored.published_seq
+    for topic, offset in restored.offsets.items():
+        metrics.APPLIED_OFFSET.labels(topic, str(partition)).set(offset)
     _progress_written[partition] = (0, clock.stream_time.get(partition, 0))
     progress[partition] = restored
     return restored
