@@ -70,6 +70,7 @@ def final_states(stack: Stack, bootstrap: str) -> dict[str, dict]:
     return states
 
 
+@pytest.mark.chaos
 @pytest.mark.timeout(1800)  # two replays of the same history on two shared cores
 def test_sigkilled_worker_ends_like_an_uninterrupted_one(stack, kafka_bootstrap, tmp_path):
     start = int(time.time() * 1000) - (DAYS + 1) * DAY
