@@ -29,6 +29,7 @@ from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
 
 PARAM_NAMES = ("r", "alpha", "a", "b")
 _LOG_BOUNDS = (-20.0, 20.0)  # on log-parameters: keeps the optimiser finite
+_NUMBERS = (int, float)
 
 
 def _as_arrays(*values: Any) -> tuple[bool, list[np.ndarray]]:
@@ -208,10 +209,27 @@ class BetaGeoBase:
 
     def p_alive(self, x, t_x, T):
         """Probability that a customer with history ``(x, t_x, T)`` is still alive at ``T``."""
+        if type(x) in _NUMBERS and type(t_x) in _NUMBERS and type(T) in _NUMBERS:
+            return self._p_alive_one(float(x), float(t_x), float(T))
         scalar, (x, t_x, T) = _as_arrays(x, t_x, T)
         _check_history(x, t_x, T)
         out = expit(self._log_odds_alive(x, t_x, T))
         return float(out) if scalar else out
+
+    def _p_alive_one(self, x: float, t_x: float, T: float) -> float:
+        """:meth:`p_alive` of one customer in plain floats: what scoring a portrait needs, without array overhead."""
+        if not (math.isfinite(x) and math.isfinite(t_x) and math.isfinite(T)):
+            raise ValueError("x, t_x and T must be finite")
+        if x < 0 or t_x < 0:
+            raise ValueError("x and t_x must be non-negative")
+        if t_x > T:
+            raise ValueError("t_x (recency) cannot exceed T (age)")
+        r, alpha, a, b = self._params()
+        if not (x > 0 or self._k == 1):
+            return 1.0  # no dropout is possible before the first repeat purchase
+        log_alive = -(r + x) * math.log(alpha + T)
+        log_dead = math.log(a) - math.log(b + x + self._k - 1) - (r + x) * math.log(alpha + t_x)
+        return float(expit(log_alive - log_dead))
 
     def expected_purchases(self, t, x, t_x, T):
         """Expected number of purchases in the next ``t`` periods given the history.

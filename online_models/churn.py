@@ -18,11 +18,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 DAY_MS = 86_400_000
 
 
+@lru_cache(maxsize=1 << 16)  # portraits repeat the same instants
 def _ms(text: str | None) -> int | None:
     if text is None:
         return None

@@ -161,15 +161,22 @@ class PopulationModels:
         else:
             out["segment"] = None
         out["tags"] = self.rules.evaluate(portrait)
-        out["churn"] = churn_scores(
+        out["churn"] = self.churn(portrait, features)
+        return out
+
+    def churn(self, portrait: dict[str, Any], features: dict[str, float] | None = None) -> dict[str, Any]:
+        """The portrait's ``churn`` part alone (what a check of a silent user needs), as :meth:`enrich` gives it."""
+        ready = self.classifier_ready()
+        if ready and features is None:
+            features = behaviour_features(portrait)
+        return churn_scores(
             portrait,
             bgnbd=self.bgnbd,
             mbgnbd=self.mbgnbd,
             classifier=self.classifier,
             features=features,
-            classifier_ready=self.classifier_ready(),
+            classifier_ready=ready,
         )
-        return out
 
     def summary(self) -> dict[str, Any]:
         """What ``GET /v1/models`` shows: fitted parameters, sample sizes, AUC, segments."""

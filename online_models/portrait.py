@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -270,6 +271,7 @@ def prune(state: PortraitState, watermark: int, config: PortraitConfig) -> None:
             del column[:cut]
 
 
+@lru_cache(maxsize=1 << 16)  # the same instants recur: check times, first and last visits
 def iso(ts_ms: int | None) -> str | None:
     """ISO-8601 UTC with milliseconds, e.g. ``2024-05-01T04:00:00.000Z``; None stays None."""
     if ts_ms is None:

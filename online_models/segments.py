@@ -59,6 +59,7 @@ import pickle
 import random
 from typing import Any
 
+import numpy as np
 from river import cluster
 
 from online_models.features import CATEGORY_PREFIX
@@ -371,10 +372,31 @@ class SegmentModel:
     # ------------------------------------------------------------------ scoring
 
     def predict_one(self, x: dict) -> int:
-        """The id of the nearest segment (0 before the warm-up is complete)."""
+        """The id of the nearest segment (0 before the warm-up is complete).
+
+        The same nearest centre as River's ``KMeans.predict_one``, computed over the
+        centres as one array (rebuilt after any learning): a feature no centre has is
+        the same distance from every centre, so it cannot change which is nearest.
+        """
         if not self.seeded:
             return 0
-        return self.kmeans.predict_one(self._weigh(x))
+        scorer = self.__dict__.get("_scorer")
+        if scorer is None or scorer[0] != (self.n_learned, self.restarts):
+            scorer = self._scorer = self._centre_array()
+        _, ids, column, centres = scorer
+        point = np.zeros(len(column))
+        for key, value in self._weigh(x).items():
+            at = column.get(key)
+            if at is not None:
+                point[at] = value
+        distances = (np.abs(centres - point) ** self.kmeans.p).sum(axis=1)
+        return ids[int(distances.argmin())]
+
+    def _centre_array(self) -> tuple[tuple[int, int], list[int], dict[str, int], np.ndarray]:
+        ids = list(self.kmeans.centers)
+        features = sorted({key for centre in self.kmeans.centers.values() for key in centre})
+        centres = np.array([[self.kmeans.centers[i][key] for key in features] for i in ids], dtype=float).reshape(len(ids), -1)
+        return (self.n_learned, self.restarts), ids, {key: at for at, key in enumerate(features)}, centres
 
     def population_mean(self) -> dict[str, float]:
         """The forgotten mean of every feature seen (missing features count as 0)."""
@@ -457,6 +479,9 @@ class SegmentModel:
         ]
 
     # ------------------------------------------------------------------ snapshots
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_scorer"}  # the array is rebuilt on demand
 
     def to_bytes(self) -> bytes:
         """A snapshot for the scoring processes (pickle)."""

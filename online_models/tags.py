@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import operator
 import re
 from collections.abc import Callable, Mapping
 from importlib import resources
@@ -486,15 +487,44 @@ def _compare(op: str, actual: Any, value: Any) -> bool:
     return inside if op == "in" else not inside
 
 
+_ORDER_TESTS: dict[str, Callable[[float, float], bool]] = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+
+
 def _compile(condition: Condition) -> _Compiled:
+    """A test of ``get`` (field -> value) equivalent to ``condition``, with the ordering's bound parsed once."""
     if condition.all is not None:
-        parts = [_compile(c) for c in condition.all]
-        return lambda get: all(part(get) for part in parts)
+        parts = tuple(_compile(c) for c in condition.all)
+
+        def all_of(get: Callable[[str], Any]) -> bool:
+            for part in parts:
+                if not part(get):
+                    return False
+            return True
+
+        return all_of
     if condition.any is not None:
-        parts = [_compile(c) for c in condition.any]
-        return lambda get: any(part(get) for part in parts)
+        parts = tuple(_compile(c) for c in condition.any)
+
+        def any_of(get: Callable[[str], Any]) -> bool:
+            for part in parts:
+                if part(get):
+                    return True
+            return False
+
+        return any_of
     field, op, value = condition.field, condition.op, condition.value
     assert field is not None and op is not None
+    if op in _ORDER_TESTS:
+        order, bound = _ORDER_TESTS[op], _num(value)
+
+        def ordered(get: Callable[[str], Any]) -> bool:
+            actual = get(field)
+            if actual is None or bound is None:
+                return False
+            actual = _num(actual)
+            return actual is not None and order(actual, bound)
+
+        return ordered
     return lambda get: _compare(op, get(field), value)
 
 

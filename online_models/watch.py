@@ -45,9 +45,9 @@ class WatchConfig:
 
 @dataclass
 class WatchOutcome:
-    """What one look at a user produced."""
+    """What one look at a user produced: the churn scores (None without models), samples, alert, next check."""
 
-    portrait: dict[str, Any]
+    churn: dict[str, Any] | None
     samples: list[dict[str, Any]]
     alert: Alert | None
     next_check: int | None
@@ -66,10 +66,11 @@ def watch_user(state: PortraitState, *, as_of: int, watermark: int, models, conf
     """Score ``state`` as of ``as_of`` and move its sampling, labels, alert and schedule on.
 
     ``models`` is the latest :class:`online_models.population.PopulationModels`
-    snapshot, or None before the first one: then the portrait goes out unscored.
+    snapshot, or None before the first one: then there is no churn score and no alert.
     """
     portrait = render(state, as_of=as_of, config=config.portrait)
-    scored = models.enrich(portrait) if models is not None else portrait
+    # a check needs the churn risk only: segments, tags and RFM scores are the publication's
+    churn = models.churn(portrait) if models is not None else None
     samples: list[dict[str, Any]] = []
     delay = config.label_delay()
 
@@ -82,8 +83,7 @@ def watch_user(state: PortraitState, *, as_of: int, watermark: int, models, conf
     samples += [{"kind": "label", "ts": as_of, "features": x, "label": y} for x, y in labelled]
 
     alert = None
-    churn = scored.get("churn") or {}
-    if churn.get("risk") is not None:
+    if churn is not None and churn.get("risk") is not None:
         alert_state = AlertState.from_json(state.alert)
         alert = step(
             alert_state,
@@ -106,4 +106,4 @@ def watch_user(state: PortraitState, *, as_of: int, watermark: int, models, conf
         label_due = state.pending_labels[0][0] + config.label_horizon_ms + 1
         next_check = label_due if next_check is None else min(next_check, label_due)
     state.next_check = next_check
-    return WatchOutcome(portrait=scored, samples=samples, alert=alert, next_check=next_check)
+    return WatchOutcome(churn=churn, samples=samples, alert=alert, next_check=next_check)

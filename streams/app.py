@@ -74,16 +74,22 @@ app = faust.App(
     web_in_thread=False,
     consumer_auto_offset_reset="earliest",
     producer_acks=-1,
+    # a few ms of batching: changelog, sample and portrait records leave in shared produce requests
+    producer_linger=0.005,
     producer_max_request_size=topics.MAX_MODEL_BYTES,
     broker_session_timeout=settings.session_timeout_seconds,
     broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
     table_standby_replicas=settings.standby_replicas,
 )
 
-source_topic = app.topic(
-    settings.topic(topics.EVENTS), settings.topic(topics.PROFILES), settings.topic(topics.TICKS), settings.topic(topics.ERASURES)
+#: full names of the topics the agent tells its records apart by
+EVENTS_NAME, PROFILES_NAME, TICKS_NAME, ERASURES_NAME = (
+    settings.topic(name) for name in (topics.EVENTS, topics.PROFILES, topics.TICKS, topics.ERASURES)
 )
-ticks_topic = app.topic(settings.topic(topics.TICKS))
+#: the co-partitioned inputs whose offsets a partition's progress records
+SOURCE_NAMES = (EVENTS_NAME, PROFILES_NAME, ERASURES_NAME)
+source_topic = app.topic(EVENTS_NAME, PROFILES_NAME, TICKS_NAME, ERASURES_NAME)
+ticks_topic = app.topic(TICKS_NAME)
 dead_letter_topic = app.topic(settings.topic(topics.DEAD_LETTERS))
 portraits_topic = app.topic(settings.topic(topics.PORTRAITS))
 alerts_topic = app.topic(settings.topic(topics.CHURN_ALERTS))
@@ -227,7 +233,7 @@ async def _watch(state: PortraitState, partition: int, as_of: int) -> None:
     schedules[partition].set(state.user_id, due_at(state, retention_ms))
 
 
-async def _expire(user_id: str, partition: int) -> None:
+async def _expire(user_id: str) -> None:
     """Forget a user idle past the retention: state, schedule and published portrait."""
     del portrait_table[user_id.encode()]
     _dirty.pop(user_id, None)
@@ -269,7 +275,7 @@ async def _sweep(partition: int) -> None:
             continue
         state = PortraitState.from_bytes(raw)
         if is_expired(state, watermark=watermark, retention_ms=retention_ms):
-            await _expire(user_id, partition)
+            await _expire(user_id)
             continue
         if state.next_check is None or state.next_check > watermark:
             schedule.set(user_id, due_at(state, retention_ms))  # the entry was stale
@@ -283,8 +289,6 @@ async def _sweep(partition: int) -> None:
 @app.agent(source_topic)
 async def ingest(stream):
     """Fold each admitted record into its user's portrait state and watch the user."""
-    ticks_name = settings.topic(topics.TICKS)
-    erasures_name = settings.topic(topics.ERASURES)
     # score from the first record with the models on the topic, as a replay of the same events would
     await app.loop.run_in_executor(None, model_feed.caught_up.wait, 30.0)
     async for event in stream.events():
@@ -294,7 +298,7 @@ async def ingest(stream):
         if _take_partition(partition).covers(message.topic, message.offset):
             metrics.RECORDS_SKIPPED.inc()  # already in the state restored after a crash or a move
             continue
-        if message.topic == ticks_name:
+        if message.topic == TICKS_NAME:
             await _on_tick(partition, message.value)
             continue
         _last_record_wall[partition] = time.time()
@@ -303,18 +307,18 @@ async def ingest(stream):
         progress[partition].offsets[message.topic] = message.offset
         metrics.APPLIED_OFFSET.labels(message.topic, str(partition)).set(message.offset)
         if clock.stream_time.get(partition) != before:
-            await _time_moved(partition)
+            await _sweep(partition)
         # an erasure is recorded as applied at once, so a replay never brings back what it erased
-        _save_progress(partition, force=message.topic == erasures_name)
+        _save_progress(partition, force=message.topic == ERASURES_NAME)
 
 
 async def _apply(message, partition: int) -> None:
     """Admit one record of events, profiles or erasures and apply it to its user's state (or dead-letter it)."""
     try:
-        if message.topic == settings.topic(topics.ERASURES):
+        if message.topic == ERASURES_NAME:
             await _erase(message, partition)
             return
-        if message.topic == settings.topic(topics.PROFILES):
+        if message.topic == PROFILES_NAME:
             if message.value is None:  # a tombstone (an erasure writes them): nothing to apply
                 return
             profile = admit_profile(message.key, message.value, pseudonym_key=pseudonym_key)
@@ -348,11 +352,6 @@ async def _apply(message, partition: int) -> None:
         metrics.EVENTS_DUPLICATE.inc()
 
 
-async def _time_moved(partition: int) -> None:
-    """Sweep the users whose check or expiry the partition's watermark has passed."""
-    await _sweep(partition)
-
-
 async def _on_tick(partition: int, value: bytes) -> None:
     """Live mode: a partition without records for a while follows the wall clock."""
     idle_for = time.time() - _last_record_wall.get(partition, 0.0)
@@ -361,7 +360,7 @@ async def _on_tick(partition: int, value: bytes) -> None:
     before = clock.stream_time.get(partition)
     clock.observe(partition, int(orjson.loads(value)["wall_ms"]))
     if clock.stream_time.get(partition) != before:
-        await _time_moved(partition)
+        await _sweep(partition)
 
 
 @app.timer(interval=max(0.5, settings.live_idle_seconds / 2) if settings.live_idle_seconds else 60.0)
@@ -371,7 +370,7 @@ async def send_ticks() -> None:
         return
     body = orjson.dumps({"wall_ms": int(time.time() * 1000)})
     for tp in app.assignor.assigned_actives():
-        if tp.topic == settings.topic(topics.EVENTS):
+        if tp.topic == EVENTS_NAME:
             await ticks_topic.send(value=body, partition=tp.partition)
 
 
@@ -474,7 +473,7 @@ async def publish_models() -> None:
 
 @app.on_partitions_revoked.connect
 async def _forget_revoked(app, revoked, **kwargs) -> None:
-    leaving = {tp.partition for tp in revoked if tp.topic == source_topic.topics[0]}
+    leaving = {tp.partition for tp in revoked if tp.topic == EVENTS_NAME}
     # publish what changed here before the partitions move (or come straight back after a
     # broker restart, with no new record to make us look at them again)
     unpublished = {user_id: p for user_id, p in _dirty.items() if p in leaving}
@@ -497,34 +496,43 @@ _last_record_at = [time.monotonic()]
 STALL_SECONDS = 20.0
 
 
-@app.timer(interval=5.0)
-async def unstall_partitions() -> None:
-    """Read again from where the state stands when an assigned partition stops delivering.
+@app.timer(interval=2.0)
+async def mind_assigned_partitions() -> None:
+    """Take over newly assigned partitions at once, and read a stalled one again from its progress.
+
+    A partition that comes back after a rebalance (a broker restart, a worker joining)
+    may get no new record for a long time; its users changed since the last completed
+    publication must still be published, and its silent users swept: it is taken over
+    without waiting for a record.
 
     Faust 0.15.3 tracks a read offset per partition and silently drops fetched records
     below it; after restarts and rebalances mid-replay it could leave a partition with
     unread records and an idle agent for good (seen in tests/integration/test_chaos.py).
-    Seeking to the first record the partition's progress does not cover makes Faust
-    deliver them again; what is delivered twice is skipped or recognised as usual.
+    When the agent has been idle for :data:`STALL_SECONDS` (three times that while a
+    rebalance or recovery is not over), seeking to the first record the partition's
+    progress does not cover makes Faust deliver them again; what is delivered twice is
+    skipped or recognised as usual.
     """
-    idle = time.monotonic() - _last_record_at[0]
     busy = app.rebalancing or getattr(app, "in_recovery", False)
-    # a rebalance or recovery gets three times as long before it counts as stuck too
-    if idle < (3 * STALL_SECONDS if busy else STALL_SECONDS):
+    idle = time.monotonic() - _last_record_at[0]
+    stalled = idle >= (3 * STALL_SECONDS if busy else STALL_SECONDS)
+    if busy and not stalled:
         return
+    source = [tp for tp in app.assignor.assigned_actives() if tp.topic in SOURCE_NAMES]
+    for tp in source:
+        _take_partition(tp.partition)  # at once, or the first time after a stall
+    if stalled:
+        await _read_stalled_again(source, idle=idle, busy=busy)
+
+
+async def _read_stalled_again(source: list, *, idle: float, busy: bool) -> None:
     if busy:
         log.warning("idle for %.0f s with the rebalance or recovery not over", idle)
     consumer = app.consumer
-    source = [
-        tp
-        for tp in app.assignor.assigned_actives()
-        if tp.topic in source_topic.topics and tp.topic != settings.topic(topics.TICKS)
-    ]
     # end offsets asked of the broker: a partition that is not fetched has no highwater of its own
     ends = await consumer.highwaters(*source) if source else {}
     for tp in source:
-        current = _take_partition(tp.partition)  # it may have delivered nothing since it came
-        applied = current.offsets.get(tp.topic)
+        applied = progress[tp.partition].offsets.get(tp.topic)
         resume_at = 0 if applied is None else applied + 1
         end = ends.get(tp)
         if end is not None and end > resume_at:
@@ -533,22 +541,6 @@ async def unstall_partitions() -> None:
             await consumer.seek(tp, resume_at)
             consumer.resume_partitions({tp})
     _last_record_at[0] = time.monotonic()  # give the seeks time to deliver
-
-
-@app.timer(interval=2.0)
-async def take_assigned_partitions() -> None:
-    """Take over newly assigned partitions without waiting for their next record.
-
-    A partition that comes back after a rebalance (a broker restart, a worker joining)
-    may get no new record for a long time; its users changed since the last completed
-    publication must still be published, and its silent users swept.
-    """
-    if app.rebalancing or getattr(app, "in_recovery", False):
-        return
-    events_topic = settings.topic(topics.EVENTS)
-    for tp in app.assignor.assigned_actives():
-        if tp.topic == events_topic and tp.partition not in progress:
-            _take_partition(tp.partition)
 
 
 @app.task

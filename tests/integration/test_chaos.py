@@ -122,10 +122,10 @@ def test_sigkilled_worker_ends_like_an_uninterrupted_one(stack, kafka_bootstrap,
 
         # The two runs hold the same state for every user, and it is the batch count of the raw events.
         calm_states = wait_until(
-            lambda: (s := final_states(calm, kafka_bootstrap)) and len(s) == USERS and s, timeout=60, what="calm states"
+            lambda: (s := final_states(calm, kafka_bootstrap)) and len(s) == USERS and s, timeout=180, what="calm states"
         )
         chaos_states = wait_until(
-            lambda: (s := final_states(chaos, kafka_bootstrap)) and len(s) == USERS and s, timeout=60, what="chaos states"
+            lambda: (s := final_states(chaos, kafka_bootstrap)) and len(s) == USERS and s, timeout=180, what="chaos states"
         )
         assert chaos_states.keys() == calm_states.keys()
         differing = [u for u in calm_states if calm_states[u] != chaos_states[u]]
@@ -151,7 +151,7 @@ def test_sigkilled_worker_ends_like_an_uninterrupted_one(stack, kafka_bootstrap,
         client = httpx.Client(base_url=chaos.api, timeout=10, headers=chaos.auth_headers())
         served = wait_until(
             lambda: (body := client.get("/v1/alerts", params={"limit": 1000}).json())["count"] == len(calm_alerts) and body,
-            timeout=60,
+            timeout=180,
             what="every alert in the API",
         )
         assert sorted(a["alert_id"] for a in served["alerts"]) == sorted(a["alert_id"] for a in calm_alerts)
@@ -165,7 +165,7 @@ def test_sigkilled_worker_ends_like_an_uninterrupted_one(stack, kafka_bootstrap,
                     return False
             return True
 
-        wait_until(all_fresh, timeout=60, interval=2, what="latest portraits in the API")
+        wait_until(all_fresh, timeout=180, interval=2, what="latest portraits in the API")
         # ...and each served portrait (layer, lifecycle, tags, segment, churn) is the uninterrupted run's
         portrait_config = calm.settings().portrait_config()
         for user, state in calm_states.items():
