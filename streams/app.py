@@ -60,8 +60,24 @@ watch_config = settings.watch_config()
 rules = TagRules.load(settings.tag_rules) if settings.tag_rules else TagRules.default()
 population_config = PopulationConfig(layers=settings.layer_config())
 
+
+
+class Worker(faust.Worker):
+    """Faust's worker without its terminal spinner.
+
+    The spinner sets the root logger to DEBUG and spins on every record, so every
+    library's debug message (several per record sent) was built and handled even
+    with ``--loglevel warn``: about 4,500 log records a second while catching up.
+    """
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        self.spinner = None
+        super().on_setup_root_logger(logger, level)
+
+
 app = faust.App(
     settings.app_id,
+    Worker=Worker,
     broker=";".join(f"kafka://{server}" for server in settings.bootstrap_servers),
     store="rocksdb://",
     datadir=str(settings.data_dir / "worker"),
