@@ -10,7 +10,19 @@ import click
 from benchkit.common import Run
 from benchkit.procs import stop_on_sigterm
 
-common = [
+
+def options(*decorators):
+    """One decorator applying ``decorators`` in order, the first outermost (listed first in --help)."""
+
+    def decorate(command):
+        for option in reversed(decorators):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+common = options(
     click.option("--kafka", default="127.0.0.1:19092", show_default=True, help="Bootstrap server of the benchmark broker"),
     click.option("--workdir", type=click.Path(path_type=Path), default=Path("/tmp/portraits-bench"), show_default=True,
                  help="Where run directories (data, logs) go"),
@@ -18,7 +30,16 @@ common = [
     click.option("--partitions", default=8, show_default=True, help="Partitions of fresh topics"),
     click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Also write the figures here"),
     click.option("--keep", is_flag=True, help="Keep the RocksDB directories of the run"),
-]
+)
+
+
+def workload(events: int, users: int):
+    """The --events, --users and --days options of a benchmark that produces its own events."""
+    return options(
+        click.option("--events", default=events, show_default=True),
+        click.option("--users", default=users, show_default=True),
+        click.option("--days", default=30.0, show_default=True, help="Event-time span of the produced events"),
+    )
 
 
 def benchmark(name: str):
@@ -35,9 +56,7 @@ def benchmark(name: str):
                 run.write(json_out)
                 run.clean(keep or options.get("store_dir") is not None)
 
-        for option in reversed(common):
-            command = option(command)
-        return command
+        return common(command)
 
     return decorate
 
@@ -48,9 +67,7 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--events", default=1_000_000, show_default=True)
-@click.option("--users", default=100_000, show_default=True)
-@click.option("--days", default=30.0, show_default=True, help="Event-time span of the produced events")
+@workload(events=1_000_000, users=100_000)
 @click.option("--cap", default=120.0, show_default=True, help="Seconds the worker is measured after its first record")
 @click.option("--warmup", default=10.0, show_default=True, help="Seconds after the first record left out of the rate")
 @click.option("--profile", "profile_s", default=0.0, show_default=True, help="Then sample the worker with py-spy this long")
@@ -92,9 +109,7 @@ def api(run: Run, portraits, store_dir, rate, audience_rate, seconds) -> None:
 
 
 @main.command()
-@click.option("--events", default=100_000, show_default=True)
-@click.option("--users", default=10_000, show_default=True)
-@click.option("--days", default=30.0, show_default=True, help="Event-time span of the produced events")
+@workload(events=100_000, users=10_000)
 @click.option("--timeout", "timeout_s", default=1200.0, show_default=True, help="Most seconds the worker may take to fill")
 @click.option("--rebuild-timeout", default=300.0, show_default=True, help="Most seconds the rebuild may take")
 @benchmark("footprint")
@@ -106,9 +121,7 @@ def footprint(run: Run, events, users, days, timeout_s, rebuild_timeout) -> None
 
 
 @main.command()
-@click.option("--events", default=1_000_000, show_default=True)
-@click.option("--users", default=100_000, show_default=True)
-@click.option("--days", default=30.0, show_default=True)
+@workload(events=1_000_000, users=100_000)
 @click.option("--workers", "counts", default="1,2,3", show_default=True, help="Worker counts, comma separated")
 @click.option("--cap", default=90.0, show_default=True, help="Seconds each group is measured once every worker is busy")
 @click.option("--warmup", default=15.0, show_default=True, help="Seconds at the start of the window left out")

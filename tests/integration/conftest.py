@@ -82,24 +82,33 @@ def latest_by_key(records: list) -> dict:
     return {record.key: record.value for record in records}
 
 
-def worker_lag_is_zero(stack, topic_names: tuple[str, ...] = ("events",)) -> bool:
-    """Whether the worker group has consumed (and committed) every record sent so far to ``topic_names``."""
-    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+def end_offsets(settings, topic_names: tuple[str, ...]) -> dict:
+    """The end offset of every partition of ``topic_names`` (by ``TopicPartition``), as the broker has it now."""
+    from kafka import KafkaConsumer, TopicPartition
 
-    settings = stack.settings()
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
     try:
-        committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
         partitions = []
         for name in topic_names:
             topic = settings.topic(name)
             partitions += [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        ends = consumer.end_offsets(partitions)
-        return all(tp in committed and committed[tp].offset >= end for tp, end in ends.items() if end > 0)
+        return consumer.end_offsets(partitions)
     finally:
         consumer.close()
+
+
+def worker_lag_is_zero(stack, topic_names: tuple[str, ...] = ("events",)) -> bool:
+    """Whether the worker group has consumed (and committed) every record sent so far to ``topic_names``."""
+    from kafka import KafkaAdminClient
+
+    settings = stack.settings()
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
+    finally:
         admin.close()
+    ends = end_offsets(settings, topic_names)
+    return all(tp in committed and committed[tp].offset >= end for tp, end in ends.items() if end > 0)
 
 
 def assert_matches_batch(portrait: dict, user_events: list[dict], profile: dict | None = None) -> None:
@@ -121,9 +130,14 @@ def assert_matches_batch(portrait: dict, user_events: list[dict], profile: dict 
         assert portrait["profile"].get(key) == profile.get(key), (user, key)
 
 
+def worker_metrics(worker: "Service") -> str:
+    """The Prometheus page of a worker process."""
+    return httpx.get(f"http://127.0.0.1:{worker.env['PORTRAITS_WORKER_WEB_PORT']}/metrics", timeout=5).text
+
+
 def worker_processed(worker: "Service") -> float:
     """Events folded by this worker process (not counting the ones before it), from its Prometheus page."""
-    text = httpx.get(f"http://127.0.0.1:{worker.env['PORTRAITS_WORKER_WEB_PORT']}/metrics", timeout=5).text
+    text = worker_metrics(worker)
     line = next(line for line in text.splitlines() if line.startswith("portraits_events_processed_total "))
     return float(line.split()[1])
 
@@ -141,23 +155,12 @@ def worker_applied_everything(stack: "Stack", worker: "Service", topic_names: tu
     """Whether ``worker`` has applied every record sent so far to ``topic_names`` (from its /metrics)."""
     import re
 
-    from kafka import KafkaConsumer, TopicPartition
-
-    text = httpx.get(f"http://127.0.0.1:{worker.env['PORTRAITS_WORKER_WEB_PORT']}/metrics", timeout=5).text
+    text = worker_metrics(worker)
     applied = {}
     for labels, value in re.findall(r"portraits_applied_offset\{([^}]*)\} (\S+)", text):
         label = dict(re.findall(r'(\w+)="([^"]*)"', labels))
         applied[(label["topic"], int(label["partition"]))] = float(value)
-    settings = stack.settings()
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
-    try:
-        partitions = []
-        for name in topic_names:
-            topic = settings.topic(name)
-            partitions += [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        ends = consumer.end_offsets(partitions)
-    finally:
-        consumer.close()
+    ends = end_offsets(stack.settings(), topic_names)
     return all(applied.get((tp.topic, tp.partition), -1) + 1 >= end for tp, end in ends.items() if end > 0)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from api.alerts import ALERTS_SPACE, AlertHub
 from api.app import MODELS_SPACE
-from tests.unit.test_api_synthetic import auth, make_client, make_store
+from tests.unit.test_api_synthetic import auth, make_client
 
 DAY = 86_400_000
 T0 = 1_714_521_600_000  # 2024-05-01T00:00:00Z
@@ -43,13 +43,6 @@ ALERTS = [
     alert(4, "u3", risk=0.72, day=4, layer="potential"),
     alert(5, "u2", risk=0.9, day=5),
 ]
-
-
-@pytest.fixture
-def store(tmp_path):
-    store = make_store(tmp_path)
-    yield store
-    store.close()
 
 
 def test_alerts_are_stored_once_and_listed_newest_first(store):

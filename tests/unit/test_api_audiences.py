@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import random
@@ -20,10 +19,7 @@ from tests.unit.test_api_synthetic import (
     STAGES,
     TAGS,
     auth,
-    make_client,
-    make_store,
-    records,
-    synthetic_portraits,
+    churned_population,
 )
 
 # -- an independent, deliberately plain reading of the filter --------------------------------
@@ -161,24 +157,9 @@ def random_filter(rng: random.Random) -> dict:
 @pytest.fixture(scope="module")
 def population(tmp_path_factory):
     """A store of 3000 portraits after a round of updates and deletions, and the current portraits."""
-    rng = random.Random(42)
-    portraits = list(synthetic_portraits(3000, seed=4))
-    store = make_store(tmp_path_factory.mktemp("audiences"), portraits)
-    current = {p["user_id"]: p for p in portraits}
-    changed = []
-    for portrait in rng.sample(portraits, 600):
-        replacement = copy.deepcopy(rng.choice(portraits))
-        replacement["user_id"] = portrait["user_id"]
-        changed.append(replacement)
-        current[portrait["user_id"]] = replacement
-    store.apply("portraits", b"p:", records(changed, start_offset=3000))
-    gone = rng.sample(sorted(current), 150)
-    store.apply("portraits", b"p:", [(0, 4000 + i, u.encode(), None) for i, u in enumerate(gone)])
-    for user in gone:
-        del current[user]
-    with make_client(store) as client:
-        yield client, current
-    store.close()
+    path = tmp_path_factory.mktemp("audiences")
+    with churned_population(path, size=3000, seed=4, rng_seed=42, changed=600, gone=150, offset=3000) as both:
+        yield both
 
 
 def query_all(client, f: dict, limit: int, fields=()) -> tuple[int, list[dict], list[dict]]:

@@ -7,14 +7,7 @@ import re
 import pytest
 
 from api.app import STATIC_DIR
-from tests.unit.test_api_synthetic import auth, make_client, make_store
-
-
-@pytest.fixture
-def store(tmp_path):
-    store = make_store(tmp_path)
-    yield store
-    store.close()
+from tests.unit.test_api_synthetic import auth, make_client
 
 
 def test_the_page_and_its_assets_need_no_token_and_load_nothing_from_elsewhere(store):

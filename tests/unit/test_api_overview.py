@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import copy
-import random
 from collections import Counter
 
 import pytest
 
-from tests.unit.test_api_synthetic import auth, make_client, make_store, records, synthetic_portraits
+from tests.unit.test_api_synthetic import auth, churned_population, make_client, make_store, records, synthetic_portraits
 
 AGE_BANDS = ("<18", "18-24", "25-29", "30-34", "35-39", "40-49", "50-54", "55+")
 
@@ -125,24 +124,9 @@ def check(overview: dict, expected: dict) -> None:
 
 @pytest.fixture(scope="module")
 def population(tmp_path_factory):
-    rng = random.Random(3)
-    portraits = list(synthetic_portraits(1500, seed=8))
-    store = make_store(tmp_path_factory.mktemp("overview"), portraits)
-    current = {p["user_id"]: p for p in portraits}
-    changed = []
-    for portrait in rng.sample(portraits, 300):
-        replacement = copy.deepcopy(rng.choice(portraits))
-        replacement["user_id"] = portrait["user_id"]
-        changed.append(replacement)
-        current[portrait["user_id"]] = replacement
-    store.apply("portraits", b"p:", records(changed, start_offset=2000))
-    gone = rng.sample(sorted(current), 100)
-    store.apply("portraits", b"p:", [(0, 3000 + i, u.encode(), None) for i, u in enumerate(gone)])
-    for user in gone:
-        del current[user]
-    with make_client(store) as client:
-        yield client, current
-    store.close()
+    path = tmp_path_factory.mktemp("overview")
+    with churned_population(path, size=1500, seed=8, rng_seed=3, changed=300, gone=100, offset=2000) as both:
+        yield both
 
 
 def test_the_overview_of_everyone_equals_a_brute_force_computation(population):

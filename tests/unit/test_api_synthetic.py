@@ -7,8 +7,10 @@ portraits lack or carry as null, as real ones may.
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -171,6 +173,33 @@ def make_client(store, **kwargs) -> TestClient:
 
     settings = Settings(data_dir=store_path_placeholder, kafka="127.0.0.1:1")
     return TestClient(create_app(settings, tokens=TOKENS, store=store, follow=False, **kwargs))
+
+
+@contextmanager
+def churned_population(path: Path, *, size: int, seed: int, rng_seed: int, changed: int, gone: int, offset: int):
+    """A client over a store of ``size`` portraits after ``changed`` replacements and ``gone`` deletions.
+
+    Yields ``(client, current)``, ``current`` the portraits the store should now hold by user id.
+    The replacements are written from ``offset`` on and the deletions from ``offset + 1000``.
+    """
+    rng = random.Random(rng_seed)
+    portraits = list(synthetic_portraits(size, seed=seed))
+    store = make_store(path, portraits)
+    current = {p["user_id"]: p for p in portraits}
+    replacements = []
+    for portrait in rng.sample(portraits, changed):
+        replacement = copy.deepcopy(rng.choice(portraits))
+        replacement["user_id"] = portrait["user_id"]
+        replacements.append(replacement)
+        current[portrait["user_id"]] = replacement
+    store.apply("portraits", b"p:", records(replacements, start_offset=offset))
+    deleted = rng.sample(sorted(current), gone)
+    store.apply("portraits", b"p:", [(0, offset + 1000 + i, u.encode(), None) for i, u in enumerate(deleted)])
+    for user in deleted:
+        del current[user]
+    with make_client(store) as client:
+        yield client, current
+    store.close()
 
 
 def test_synthetic_portraits_fit_the_portrait_contract():
