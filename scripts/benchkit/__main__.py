@@ -1,4 +1,4 @@
-"""``scripts/bench``: throughput, freshness, api, footprint and scaling benchmarks (run by hand)."""
+"""``scripts/bench``: throughput, freshness, api, footprint, scaling, core and ceiling benchmarks (run by hand)."""
 
 from __future__ import annotations
 
@@ -138,6 +138,39 @@ def scaling(run: Run, events, users, days, counts, cap, warmup, target_users, ta
     run_scaling(run, events=events, users=users, days=days, counts=[int(c) for c in counts.split(",")], cap_s=cap,
                 warmup_s=warmup, target_users=target_users, target_rate=target_rate, headroom=headroom,
                 footprint=footprint)
+
+
+@main.command()
+@workload(events=100_000, users=10_000)
+@click.option("--seed", default=3, show_default=True)
+@click.option("--against", "checkouts", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Another checkout to measure on the same events in the same run (repeatable), e.g. a git worktree of an older commit")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Also write the figures here")
+def core(events, users, days, seed, checkouts, json_out) -> None:
+    """The pure core without Kafka: replay rate with frozen models, and the cost of each step of a portrait."""
+    import json
+
+    from benchkit.core import compare
+
+    this = Path(__file__).resolve().parents[2]
+    figures = compare([*checkouts, this], events=events, users=users, days=days, seed=seed)
+    rates = {path: f["replay_events_per_second"] for path, f in figures.items()}
+    for path, rate in rates.items():
+        print(f"{rate:>10,.1f} events/s  {rate / rates[str(this)]:.2f}x of this checkout  {path}")
+    if json_out is not None:
+        json_out.write_text(json.dumps(figures, indent=2))
+
+
+@main.command()
+@workload(events=1_000_000, users=100_000)
+@click.option("--records", default=50_000, show_default=True, help="Records each probe reads")
+@click.option("--timeout", "timeout_s", default=300.0, show_default=True, help="Most seconds a probe may take")
+@benchmark("ceiling")
+def ceiling(run: Run, events, users, days, records, timeout_s) -> None:
+    """Faust's per-record cost here: bare agents that read, send one record, or write one table entry per record."""
+    from benchkit.ceiling import run_ceiling
+
+    run_ceiling(run, events=events, users=users, days=days, records=records, timeout_s=timeout_s)
 
 
 if __name__ == "__main__":

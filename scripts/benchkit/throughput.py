@@ -6,7 +6,23 @@ import contextlib
 
 from benchkit import kafka_io, profile
 from benchkit.common import Run, ensure_events
-from benchkit.worker import Deployment, follow_progress, start_worker
+from benchkit.procs import scrape
+from benchkit.worker import Deployment, RunningWorker, follow_progress, start_worker
+
+#: counters of the worker whose ratio to the events folded says how much Kafka work an event causes
+WORK_COUNTERS = {
+    "checks of silent users (each a state write)": "portraits_users_swept_total",
+    "portraits published": "portraits_published_total",
+    "training samples learned": "portraits_training_samples_total",
+}
+
+
+def work_per_event(worker: RunningWorker) -> dict[str, float] | None:
+    """Each of :data:`WORK_COUNTERS` per event folded so far (None when the page does not answer)."""
+    folded = scrape(worker.metrics_url, "portraits_events_processed_total")
+    if not folded:
+        return None
+    return {label: round((scrape(worker.metrics_url, name) or 0.0) / folded, 2) for label, name in WORK_COUNTERS.items()}
 
 
 def run_throughput(run: Run, *, events: int, users: int, days: float, cap_s: float, warmup_s: float,
@@ -24,6 +40,7 @@ def run_throughput(run: Run, *, events: int, users: int, days: float, cap_s: flo
         figures = progress.to_json(warmup_s)
         figures.update(events_in_topic=total, cap_seconds=cap_s, warmup_seconds=warmup_s)
         figures["rss_bytes"] = worker.process.rss_bytes()
+        figures["per_event_folded"] = work_per_event(worker)
         if profile_s > 0 and progress.capped:
             out = profile.record(worker.process.pid, profile_s, run.workdir / "worker-1.pyspy.txt")
             summary = profile.summarise(out)

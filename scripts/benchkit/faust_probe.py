@@ -1,0 +1,70 @@
+"""A bare Faust app for :mod:`benchkit.ceiling`: reads a topic and does one fixed thing per record.
+
+Run as ``python -m benchkit.faust_probe worker`` with ``PROBE_*`` variables: ``PROBE_MODE`` is
+``read`` (nothing), ``send`` (one record sent per record read) or ``table`` (one RocksDB table
+write, with its changelog record, per record read). It writes ``<count> <seconds>`` to
+``PROBE_OUT`` after ``PROBE_RECORDS`` records, counted from the first, and exits. Same
+settings as the product's worker where they matter (raw serialisers, acks=-1, no spinner).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import faust
+
+MODE = os.environ.get("PROBE_MODE", "read")
+RECORDS = int(os.environ.get("PROBE_RECORDS", "50000"))
+OUT = Path(os.environ.get("PROBE_OUT", "probe.out"))
+
+
+class Worker(faust.Worker):
+    """No terminal spinner (it turns every library's debug logging on)."""
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        self.spinner = None
+        super().on_setup_root_logger(logger, level)
+
+
+app = faust.App(
+    os.environ["PROBE_APP_ID"],
+    Worker=Worker,
+    broker=f"kafka://{os.environ['PROBE_KAFKA']}",
+    store="rocksdb://",
+    datadir=os.environ["PROBE_DATA"],
+    key_serializer="raw",
+    value_serializer="raw",
+    consumer_auto_offset_reset="earliest",
+    producer_acks=-1,
+    producer_linger=0.005,
+    topic_partitions=int(os.environ.get("PROBE_PARTITIONS", "8")),
+    web_port=int(os.environ["PROBE_WEB_PORT"]),
+    web_host="127.0.0.1",
+)
+source = app.topic(os.environ["PROBE_TOPIC"])
+sink = app.topic(os.environ["PROBE_SINK"])
+table = app.Table("probe", partitions=int(os.environ.get("PROBE_PARTITIONS", "8")), key_type=bytes, value_type=bytes)
+_seen = {"count": 0, "first": 0.0}
+
+
+@app.agent(source)
+async def probe(stream):
+    async for event in stream.events():
+        if not _seen["count"]:
+            _seen["first"] = time.monotonic()
+        _seen["count"] += 1
+        message = event.message
+        if MODE == "send":
+            await sink.send(key=message.key, value=message.value)
+        elif MODE == "table":
+            table[message.key] = message.value
+        if _seen["count"] >= RECORDS:
+            OUT.write_text(f"{_seen['count']} {time.monotonic() - _seen['first']}")
+            os._exit(0)
+
+
+if __name__ == "__main__":
+    app.main()
