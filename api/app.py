@@ -28,6 +28,7 @@ from api import audiences, overview
 from api.alerts import ALERTS_SPACE, AlertHub, AlertSpace, recent_alerts
 from api.auth import Admin, ApiSettings, Operator, Reader, Role, StreamReader, TokenRegistry
 from api.erasures import ERASURES_SPACE, ErasureLedger, status
+from api.fastpath import PortraitFastPath
 from api.indexes import PORTRAITS_SPACE, PortraitSpace, aggregate
 from api.ingest import EventLogUnavailable, EventSink, parse_batch, read_body, validate, wall_clock_ms
 from api.metrics import ApiMetrics, MetricsMiddleware
@@ -177,6 +178,9 @@ def create_app(
 
     metrics = ApiMetrics(state)
     app.state.metrics = metrics
+    # the stack is built at the first request, when every route exists; the last added runs first
+    if api_settings.api_fast_lookups:
+        app.add_middleware(PortraitFastPath, api=app, stored_id=stored_id)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     # -- dashboard (no auth: the page holds no data; it asks for a token and calls the API) --

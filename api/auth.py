@@ -48,6 +48,9 @@ class ApiSettings(BaseSettings):
     api_max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest POST /v1/events body, in bytes")
     api_alert_queue: int = Field(256, ge=1, le=100_000, description="Alerts queued per live subscriber")
     api_cache_mb: int = Field(256, ge=8, description="RocksDB block cache of the API's store, in MiB")
+    api_fast_lookups: bool = Field(
+        True, description="Answer plain portrait lookups before FastAPI's routing (api/fastpath.py); false: all in FastAPI"
+    )
 
 
 def parse_tokens(spec: str) -> dict[str, Role]:
