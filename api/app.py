@@ -298,25 +298,26 @@ def create_app(
         tags=["audiences"],
     )
     def query_audience(query: AudienceQuery, store: Store, _: Reader) -> AudienceResult:
-        """Count the users matching a filter and return a page of them with the chosen fields."""
+        """A page of the users matching a filter, with the chosen fields; the exact size of the whole
+        audience when asked (``exact_count``) or found anyway, else an estimate."""
         try:
             after = audiences.decode_cursor(query.filter, query.cursor) if query.cursor else None
         except audiences.BadCursor as error:
             raise HTTPException(400, str(error)) from None
-        selection = audiences.select(store, query.filter)
-        chosen, last = audiences.page(selection.users, after, query.limit)
+        found = audiences.query_page(store, query.filter, after, query.limit, exact_count=query.exact_count)
         members = [
             AudienceMember(
                 user_id=audiences.user_text(user),
-                fields=audiences.project(selection.portrait(user), query.fields) if query.fields else {},
+                fields=audiences.project(found.portrait(user), query.fields) if query.fields else {},
             )
-            for user in chosen
+            for user in found.users
         ]
         return AudienceResult(
-            count=len(selection.users),
+            count=found.count,
+            estimated_count=found.estimate,
             users=members,
-            next_cursor=audiences.encode_cursor(query.filter, last) if last is not None else None,
-            plan=selection.plan,
+            next_cursor=audiences.encode_cursor(query.filter, found.after) if found.after is not None else None,
+            plan=found.plan,
         )
 
     @app.post(
