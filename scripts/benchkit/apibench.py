@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import resource
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchkit.apiserver import TOKEN, start_api
@@ -53,6 +56,39 @@ def fill_store(data_dir: Path, portraits: int) -> dict:
         store.close()
 
 
+@dataclass
+class CpuUse:
+    """CPU time so far: the whole machine's (busy, ``/proc/stat``), the API's, and that of this
+    process's finished children (the load generators)."""
+
+    at: float
+    machine_busy: float
+    api: float
+    children: float
+
+    @classmethod
+    def now(cls, api_pid: int) -> "CpuUse":
+        tick = os.sysconf("SC_CLK_TCK")
+        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        busy = (sum(ticks) - ticks[3] - ticks[4]) / tick  # all but idle and iowait
+        try:
+            fields = Path(f"/proc/{api_pid}/stat").read_text().rsplit(")", 1)[1].split()
+            api = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        except OSError:
+            api = 0.0
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return cls(time.monotonic(), busy, api, usage.ru_utime + usage.ru_stime)
+
+    def since(self, start: "CpuUse") -> dict:
+        """Cores in use on average between ``start`` and this: by the API, the load generator, everything else."""
+        seconds = max(1e-9, self.at - start.at)
+        busy = (self.machine_busy - start.machine_busy) / seconds
+        api = (self.api - start.api) / seconds
+        loadgen = (self.children - start.children) / seconds
+        return {"machine": round(busy, 2), "api": round(api, 2), "load_generator": round(loadgen, 2),
+                "others": round(max(0.0, busy - api - loadgen), 2), "cores": os.cpu_count()}
+
+
 def run_api(run: Run, *, portraits: int, store_dir: Path | None, rate: float, audience_rate: float, seconds: float,
             compare_fast_path: bool = False) -> None:
     """Fill (or reuse) the store, start the API over it, then one load phase per request kind.
@@ -86,8 +122,11 @@ def serve_phases(run: Run, label: str, phases: list[tuple], *, data_dir: Path, p
         for name, kind, kind_rate, length in phases:
             args = python_module("benchkit.loadgen", "--url", api.url, "--token", TOKEN, "--kind", kind, "--rate",
                                  str(kind_rate), "--seconds", str(length), "--users", str(portraits))
+            before = CpuUse.now(api.process.pid)
             done = subprocess.run(args, capture_output=True, text=True, timeout=length * 3 + 300)
             if done.returncode != 0:
                 raise RuntimeError(f"load generator failed: {done.stderr[-2000:]}")
-            run.record(label + name, json.loads(done.stdout.strip().splitlines()[-1]))
+            figures = json.loads(done.stdout.strip().splitlines()[-1])
+            figures["cpu_cores"] = CpuUse.now(api.process.pid).since(before)
+            run.record(label + name, figures)
         run.record(f"{label}api_rss_bytes_after", api.process.rss_bytes())

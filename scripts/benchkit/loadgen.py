@@ -125,7 +125,8 @@ async def load(url: str, token: str, kind: str, rate: float, seconds: float, use
     in_flight = 0
     pool = Pool(url)
     host = urlsplit(url).netloc
-    audience_body = json.dumps({**AUDIENCE_QUERY, "exact_count": kind == "audience_count"}).encode()
+    # the plain query as a client sends it (and as the API before exact_count took it), or with exact_count
+    audience_body = json.dumps(AUDIENCE_QUERY if kind == "audience" else {**AUDIENCE_QUERY, "exact_count": True}).encode()
     try:
 
         async def one(due: float) -> None:
