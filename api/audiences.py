@@ -472,8 +472,10 @@ def query_page(store: LocalStore, flt: AudienceFilter, after: bytes | None, limi
     view = store.snapshot()
     # with the portrait at hand every condition is checked on it (the definitions); else by seeks,
     # the rarest first so most users fail at the first
-    probes = [] if needs_portrait else sorted((t for t in others if not t.negative), key=estimates.__getitem__)
-    probes += [] if needs_portrait else [t for t in others if t.negative]
+    probes: list[Term] = []
+    if not needs_portrait:
+        probes = sorted((t for t in others if not t.negative), key=estimates.__getitem__)
+        probes += [t for t in others if t.negative]
     iterator = None if needs_portrait else view.iter()
     found: list[bytes] = []
     parsed: dict[bytes, dict | None] = {}
@@ -505,7 +507,7 @@ def query_page(store: LocalStore, flt: AudienceFilter, after: bytes | None, limi
     )
     count = len(found) if after is None and not more else None
     if count is None and (not terms or (terms == [driver] and driver.index in SINGLE_VALUED and driver.exact)):
-        count = estimate  # the running counts are exact for everyone and for one value of a one-value field
+        count = estimate  # the running counts are exact for everyone and for values of a field users have one of
     return Page(found, found[-1] if more else None, count, estimate if count is None else count, plan, view, parsed)
 
 
