@@ -90,22 +90,26 @@ class CpuUse:
 
 
 def run_api(run: Run, *, portraits: int, store_dir: Path | None, rate: float, audience_rate: float, seconds: float,
-            compare_fast_path: bool = False) -> None:
+            mixed_audience_rate: float = 0.0, compare_fast_path: bool = False) -> None:
     """Fill (or reuse) the store, start the API over it, then one load phase per request kind.
 
-    ``compare_fast_path``: then the portrait phases again on an API with the fast path off
-    (``PORTRAITS_API_FAST_LOOKUPS=false``), in the same run, for a side-by-side ratio.
+    ``mixed_audience_rate``: then a phase of lookups at ``rate`` and audience queries at this
+    rate at the same time (two load generators). ``compare_fast_path``: then the portrait phases
+    again on an API with the fast path off (``PORTRAITS_API_FAST_LOOKUPS=false``), in the same
+    run, for a side-by-side ratio.
     """
     data_dir = store_dir or run.workdir / "api-data"
     run.record("store", fill_store(data_dir, portraits))
     run.figures["store"]["bytes"] = dir_bytes(data_dir / "api" / "store")
     phases = [
-        ("portrait_unloaded", "portrait", 0, UNLOADED_REQUESTS),
-        ("audience_unloaded", "audience", 0, UNLOADED_REQUESTS // 10),
-        ("audience_count_unloaded", "audience_count", 0, UNLOADED_REQUESTS // 20),
-        ("portrait", "portrait", rate, seconds),
-        ("audience", "audience", audience_rate, seconds),
+        ("portrait_unloaded", [("portrait", 0)], UNLOADED_REQUESTS),
+        ("audience_unloaded", [("audience", 0)], UNLOADED_REQUESTS // 10),
+        ("audience_count_unloaded", [("audience_count", 0)], UNLOADED_REQUESTS // 20),
+        ("portrait", [("portrait", rate)], seconds),
+        ("audience", [("audience", audience_rate)], seconds),
     ]
+    if mixed_audience_rate:
+        phases.append(("mixed", [("portrait", rate), ("audience", mixed_audience_rate)], seconds))
     serve_phases(run, "", phases, data_dir=data_dir, portraits=portraits, env={})
     if compare_fast_path:
         serve_phases(run, "no_fast_path_", phases[:1] + phases[3:4], data_dir=data_dir, portraits=portraits,
@@ -113,20 +117,26 @@ def run_api(run: Run, *, portraits: int, store_dir: Path | None, rate: float, au
 
 
 def serve_phases(run: Run, label: str, phases: list[tuple], *, data_dir: Path, portraits: int, env: dict) -> None:
-    """Start the API (with ``env``), run the load phases against it one after the other, stop it."""
+    """Start the API (with ``env``), run the load phases against it one after the other, stop it.
+    A phase of several (kind, rate) runs one load generator per kind at the same time."""
     with contextlib.ExitStack() as stack:
         # topics that do not exist under this prefix: the API serves the store and follows nothing
         api = start_api(stack, kafka=run.kafka, prefix=f"{run.prefix}none-", data_dir=data_dir,
                         log=run.workdir / f"{label}api.log", env=env)
         run.record(f"{label}api_rss_bytes", api.process.rss_bytes())
-        for name, kind, kind_rate, length in phases:
-            args = python_module("benchkit.loadgen", "--url", api.url, "--token", TOKEN, "--kind", kind, "--rate",
-                                 str(kind_rate), "--seconds", str(length), "--users", str(portraits))
+        for name, loads, length in phases:
             before = CpuUse.now(api.process.pid)
-            done = subprocess.run(args, capture_output=True, text=True, timeout=length * 3 + 300)
-            if done.returncode != 0:
-                raise RuntimeError(f"load generator failed: {done.stderr[-2000:]}")
-            figures = json.loads(done.stdout.strip().splitlines()[-1])
-            figures["cpu_cores"] = CpuUse.now(api.process.pid).since(before)
-            run.record(label + name, figures)
+            generators = [
+                subprocess.Popen(python_module("benchkit.loadgen", "--url", api.url, "--token", TOKEN, "--kind", kind,
+                                               "--rate", str(kind_rate), "--seconds", str(length), "--users",
+                                               str(portraits)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for kind, kind_rate in loads
+            ]
+            outputs = [generator.communicate(timeout=length * 3 + 300) for generator in generators]
+            cpu = CpuUse.now(api.process.pid).since(before)
+            for (kind, _), generator, (out, err) in zip(loads, generators, outputs):
+                if generator.returncode != 0:
+                    raise RuntimeError(f"load generator failed: {err[-2000:]}")
+                figures = {**json.loads(out.strip().splitlines()[-1]), "cpu_cores": cpu}
+                run.record(label + (name if len(loads) == 1 else f"{name}_{kind}"), figures)
         run.record(f"{label}api_rss_bytes_after", api.process.rss_bytes())
