@@ -278,6 +278,9 @@ def _probe(view, term: Term, candidates: list[bytes]) -> set[bytes]:
     return found
 
 
+#: Indexes that list each user under at most one value: their per-value counts add up exactly.
+SINGLE_VALUED = frozenset({"layer", "life", "seg", "topcat", *(f"attr.{name}" for name in ix.ATTRIBUTES)})
+
 #: Rough costs in microseconds (measured on 100k portraits): reading one posting key, one seek
 #: to test a candidate against one value, reading and parsing a portrait, checking a predicate.
 COST_READ, COST_PROBE, COST_PARSE, COST_CHECK = 2.5, 8.0, 50.0, 3.0
@@ -363,6 +366,149 @@ def select(store: LocalStore, flt: AudienceFilter) -> Selection:
         portraits_read=read,
     )
     return Selection(users, plan, view)
+
+
+# -- one page without counting the audience ---------------------------------------------------
+
+
+@dataclass
+class Page:
+    """One page of an audience (``users``, sorted by id) and how it was found.
+
+    ``count`` is the size of the whole audience when the query found it (a full selection, or a
+    walk from the start that reached the end); None when the page was found without it.
+    ``estimate`` is the planner's estimate of that size from the running aggregates.
+    """
+
+    users: list[bytes]
+    after: bytes | None  # continue after this user (None: this is the last page)
+    count: int | None
+    estimate: int
+    plan: AudiencePlan
+    view: Any = dataclass_field(repr=False)
+    parsed: dict[bytes, dict | None] = dataclass_field(default_factory=dict, repr=False)
+
+    def portrait(self, user: bytes) -> dict | None:
+        if user not in self.parsed:
+            self.parsed[user] = read_portrait(self.view, user)
+        return self.parsed[user]
+
+
+def _walk_postings(store: LocalStore, view, term: Term, after: bytes | None) -> Iterator[bytes]:
+    """The users in a categorical term's postings after ``after``, in id order, lazily."""
+
+    def users(prefix: bytes) -> Iterator[bytes]:
+        lower = prefix if after is None else prefix + after + b"\x00"  # the first key past ``after``
+        for key in store.keys_between(lower, prefix_end(prefix), view=view):
+            yield key[len(prefix) :]
+
+    runs = [users(prefix) for prefix in term.prefixes()]
+    previous = None
+    for user in runs[0] if len(runs) == 1 else heapq.merge(*runs):
+        if user != previous:
+            yield user
+        previous = user
+
+
+def _listed(iterator, term: Term, user: bytes) -> bool:
+    """Whether ``user`` is in a categorical term's postings (one seek per value)."""
+    for prefix in term.prefixes():
+        key = prefix + user
+        iterator.seek(key)
+        if iterator.valid() and iterator.key() == key:
+            return True
+    return False
+
+
+def _selection_cost(terms: list[Term], estimates: dict[Term, int], users: int) -> float:
+    """Rough microseconds :func:`select` spends: every indexed term's postings read, or every portrait."""
+    indexed = sorted(estimates[t] for t in terms if t.index is not None and not t.negative)
+    if not indexed:
+        return users * (COST_PARSE if terms else COST_READ)
+    driver = indexed[0]
+    cost = driver * COST_READ + sum(min(n * COST_READ, driver * COST_PROBE) for n in indexed[1:])
+    if any(t.index is None or not t.exact for t in terms):
+        cost += driver * (COST_PARSE + COST_CHECK)
+    return cost
+
+
+def query_page(store: LocalStore, flt: AudienceFilter, after: bytes | None, limit: int, *, exact_count: bool = False) -> Page:
+    """The page of ``limit`` users after ``after``, by the cheaper of two plans.
+
+    *Walk*: read a categorical driver's postings (or the ``all`` index) in user-id order from
+    the cursor and test each user against the other conditions (by seeks in their postings, or
+    on the portrait when a condition needs it), stopping at the first user past the page. It
+    costs about ``limit / share of the driver's users who match`` tests, whatever the size of the
+    audience, and does not count it. *Select*: find the whole audience (:func:`select`) and cut
+    the page out of it; it counts the audience. The walk is taken when it is estimated to be
+    cheaper and no exact count is asked (``exact_count``, or ``limit`` 0: only the count).
+    """
+    handler = store.handler(PORTRAITS_SPACE)
+    aggregates = handler.aggregates() if isinstance(handler, PortraitSpace) else {}
+    total = aggregates.get("users", store.count(PORTRAITS_SPACE))
+    terms = compile_filter(flt)
+    estimates = {t: t.estimate(aggregates) for t in terms if t.index is not None}
+    share = 1.0
+    for term in terms:  # conditions taken as independent; one without an index as everyone
+        if term.index is not None:
+            part = min(1.0, estimates[term] / max(1, total))
+            share *= 1.0 - part if term.negative else part
+    estimate = round(total * share)
+
+    drivers = [t for t in terms if t.index is not None and not t.ranged and not t.negative]
+    driver = min(drivers, key=estimates.__getitem__) if drivers else Term("everyone", lambda p: True, index="all", values=("",))
+    driver_size = estimates.get(driver, total)
+    others = [t for t in terms if t is not driver]
+    on_portrait = [t for t in others if t.index is None or t.ranged or not t.exact] + ([] if driver.exact else [driver])
+    needs_portrait = bool(on_portrait)
+    per_user = COST_READ + (COST_PARSE + COST_CHECK * len(terms) if needs_portrait else
+                            COST_PROBE * sum(len(t.values) for t in others))
+    walked = driver_size if estimate <= 0 else min(driver_size, (limit + 1) * driver_size / estimate)
+    if exact_count or limit == 0 or walked * per_user >= _selection_cost(terms, estimates, total):
+        selection = select(store, flt)
+        chosen, last = page(selection.users, after, limit)
+        return Page(chosen, last, len(selection.users), len(selection.users), selection.plan, selection.view)
+
+    view = store.snapshot()
+    # with the portrait at hand every condition is checked on it (the definitions); else by seeks,
+    # the rarest first so most users fail at the first
+    probes: list[Term] = []
+    if not needs_portrait:
+        probes = sorted((t for t in others if not t.negative), key=estimates.__getitem__)
+        probes += [t for t in others if t.negative]
+    iterator = None if needs_portrait else view.iter()
+    found: list[bytes] = []
+    parsed: dict[bytes, dict | None] = {}
+    read = candidates = 0
+    more = False
+    for user in _walk_postings(store, view, driver, after):
+        candidates += 1
+        if needs_portrait:
+            portrait = read_portrait(view, user)
+            read += 1
+            if portrait is None or not all(t.predicate(portrait) for t in others + [driver]):
+                continue
+            parsed[user] = portrait
+        elif not all(_listed(iterator, t, user) != t.negative for t in probes):
+            continue
+        if len(found) == limit:
+            more = True
+            break
+        found.append(user)
+    plan = AudiencePlan(
+        indexes=[driver.index],
+        probed=[] if needs_portrait else list(dict.fromkeys(t.index for t in probes)),
+        driver=driver.index,
+        full_scan=False,
+        residual=[t.label for t in (others if needs_portrait else [])],
+        candidates=candidates,
+        portraits_read=read,
+        walked=True,
+    )
+    count = len(found) if after is None and not more else None
+    if count is None and (not terms or (terms == [driver] and driver.index in SINGLE_VALUED and driver.exact)):
+        count = estimate  # the running counts are exact for everyone and for values of a field users have one of
+    return Page(found, found[-1] if more else None, count, estimate if count is None else count, plan, view, parsed)
 
 
 # -- pages and projections ---------------------------------------------------------------------

@@ -48,6 +48,9 @@ class ApiSettings(BaseSettings):
     api_max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest POST /v1/events body, in bytes")
     api_alert_queue: int = Field(256, ge=1, le=100_000, description="Alerts queued per live subscriber")
     api_cache_mb: int = Field(256, ge=8, description="RocksDB block cache of the API's store, in MiB")
+    api_fast_lookups: bool = Field(
+        True, description="Answer plain portrait lookups before FastAPI's routing (api/fastpath.py); false: all in FastAPI"
+    )
 
 
 def parse_tokens(spec: str) -> dict[str, Role]:
@@ -132,9 +135,7 @@ bearer = HTTPBearer(
 def require(role: Role) -> Callable[..., Principal]:
     """A dependency that admits tokens of ``role`` or a higher one (401 without a valid token, 403 below it)."""
 
-    def dependency(
-        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-    ) -> Principal:
+    def check(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
         if credentials is None:
             raise HTTPException(
                 401,
@@ -152,7 +153,15 @@ def require(role: Role) -> Callable[..., Principal]:
             )
         return principal
 
+    # async, although it does not wait: FastAPI runs a plain function dependency on a worker
+    # thread, and that hop costs more than the check itself
+    async def dependency(
+        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    ) -> Principal:
+        return check(request, credentials)
+
     dependency.__name__ = f"require_{role.name}"
+    dependency.check = check
     return dependency
 
 
@@ -160,9 +169,9 @@ def require_header_or_query(role: Role) -> Callable[..., Principal]:
     """Like :func:`require`, but also accepts the token as the ``token`` query parameter, for
     clients that cannot send headers (a browser's ``EventSource``). The header wins when both
     are sent. Only for read-only streams: a URL may end up in places a header does not."""
-    check = require(role)
+    check = require(role).check
 
-    def dependency(
+    async def dependency(
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
     ) -> Principal:
         if credentials is None:

@@ -310,6 +310,13 @@ class AudienceQuery(_Strict):
     fields: list[FieldPath] = Field(default_factory=list, max_length=50, examples=[["rfm.layer", "windows.30d.spend"]])
     limit: int = Field(100, ge=0, le=1000, description="Users per page (0: only the count)")
     cursor: str | None = Field(None, max_length=1024, description="next_cursor of the previous page")
+    exact_count: bool = Field(
+        False,
+        description="Count the whole audience exactly. Without it a page may be found by reading only as many "
+        "users as the page needs, and count is then null (see estimated_count); with it the whole audience is "
+        "found, which costs time in proportion to the postings of its conditions (about a second for a broad "
+        "audience of a million portraits)",
+    )
 
     @field_validator("fields")
     @classmethod
@@ -344,10 +351,23 @@ class AudiencePlan(BaseModel):
     residual: list[str] = Field(description="Conditions checked on the portraits themselves")
     candidates: int = Field(description="Users left after the index intersection")
     portraits_read: int = Field(description="Portraits parsed to check residual conditions")
+    walked: bool = Field(
+        False,
+        description="The driver's postings were read in user-id order from the cursor only until the page was "
+        "full (candidates counts the users tested); the audience was not counted",
+    )
 
 
 class AudienceResult(BaseModel):
-    count: int = Field(description="Users in the whole audience")
+    count: int | None = Field(
+        description="Users in the whole audience, exact. Given when the query asks for it (exact_count, or "
+        "limit 0), when the plan counted the audience anyway, or when a first page is the whole audience; "
+        "null when the page was found without counting (plan.walked)"
+    )
+    estimated_count: int = Field(
+        description="The count when it is given; otherwise an estimate from the running per-condition counts, "
+        "taking the conditions as independent (a condition without an index counts as everyone)"
+    )
     users: list[AudienceMember] = Field(description="This page, by user id")
     next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last page")
     plan: AudiencePlan

@@ -100,12 +100,16 @@ def freshness(run: Run, rate, seconds, users, drain, fallback) -> None:
 @click.option("--rate", default=1000.0, show_default=True, help="Portrait lookups per second")
 @click.option("--audience-rate", default=1000.0, show_default=True, help="Audience queries per second")
 @click.option("--seconds", default=30.0, show_default=True, help="Length of each load phase")
+@click.option("--mixed-audience-rate", default=0.0, show_default=True,
+              help="Then lookups at --rate and audience queries at this rate at the same time (0: no such phase)")
+@click.option("--compare-fast-path", is_flag=True, help="Then the portrait phases again with the lookup fast path off")
 @benchmark("api")
-def api(run: Run, portraits, store_dir, rate, audience_rate, seconds) -> None:
+def api(run: Run, portraits, store_dir, rate, audience_rate, seconds, mixed_audience_rate, compare_fast_path) -> None:
     """p50/p99 of portrait lookups and of an audience query at a fixed rate (open loop, second process)."""
     from benchkit.apibench import run_api
 
-    run_api(run, portraits=portraits, store_dir=store_dir, rate=rate, audience_rate=audience_rate, seconds=seconds)
+    run_api(run, portraits=portraits, store_dir=store_dir, rate=rate, audience_rate=audience_rate, seconds=seconds,
+            mixed_audience_rate=mixed_audience_rate, compare_fast_path=compare_fast_path)
 
 
 @main.command()

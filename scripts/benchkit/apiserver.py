@@ -24,8 +24,10 @@ class RunningApi:
         return scrape(f"{self.url}/metrics", "portraits_api_portraits_stored")
 
 
-def start_api(stack: contextlib.ExitStack, *, kafka: str, prefix: str, data_dir: Path, log: Path) -> RunningApi:
-    """Start the API over ``data_dir/api/store`` following the topics under ``prefix``; wait for /healthz."""
+def start_api(stack: contextlib.ExitStack, *, kafka: str, prefix: str, data_dir: Path, log: Path,
+              env: dict[str, str] | None = None) -> RunningApi:
+    """Start the API over ``data_dir/api/store`` following the topics under ``prefix``; wait for /healthz.
+    ``env`` adds to (or overrides) its environment."""
     port = free_port()
     env = {
         "PORTRAITS_KAFKA": kafka,
@@ -33,6 +35,7 @@ def start_api(stack: contextlib.ExitStack, *, kafka: str, prefix: str, data_dir:
         "PORTRAITS_DATA_DIR": str(data_dir),
         "PORTRAITS_API_PORT": str(port),
         "PORTRAITS_API_TOKENS": f"{TOKEN}:reader",
+        **(env or {}),
     }
     process = stack.enter_context(managed("api", python_module("streams.cli", "api"), env, log))
     api = RunningApi(process, f"http://127.0.0.1:{port}")

@@ -100,7 +100,7 @@ def test_events_over_http_become_portraits_and_audiences(stack):
         expected = sorted(u for u, p in portraits.items() if portrait_matches(p))
         members, cursor, count = [], None, None
         while True:
-            body = {"filter": AUDIENCE, "limit": 7, "fields": ["windows.30d.purchases", "profile.gender"]}
+            body = {"filter": AUDIENCE, "limit": 7, "fields": ["windows.30d.purchases", "profile.gender"], "exact_count": True}
             if cursor:
                 body["cursor"] = cursor
             page = reader.post("/v1/audiences/query", json=body)

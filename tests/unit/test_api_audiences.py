@@ -162,18 +162,23 @@ def population(tmp_path_factory):
         yield both
 
 
-def query_all(client, f: dict, limit: int, fields=()) -> tuple[int, list[dict], list[dict]]:
-    """Follow the cursors to the end; (count, every member, every plan)."""
+def query_all(client, f: dict, limit: int, fields=(), exact_count: bool = True) -> tuple[int | None, list[dict], list[dict]]:
+    """Follow the cursors to the end; (count, every member, every plan). With ``exact_count``
+    every page carries the same count; without, the count given on any page is the same too."""
     members, plans, cursor, count = [], [], None, None
     while True:
-        body = {"filter": f, "limit": limit, "fields": list(fields)}
+        body = {"filter": f, "limit": limit, "fields": list(fields), "exact_count": exact_count}
         if cursor:
             body["cursor"] = cursor
         response = client.post("/v1/audiences/query", json=body, headers=auth())
         assert response.status_code == 200, response.text
         page = response.json()
-        assert count is None or page["count"] == count
-        count = page["count"]
+        if exact_count:
+            assert page["count"] is not None and not page["plan"]["walked"]
+        if page["count"] is not None:
+            assert count is None or page["count"] == count
+            assert page["estimated_count"] == page["count"]
+            count = page["count"]
         members += page["users"]
         plans.append(page["plan"])
         cursor = page["next_cursor"]
@@ -181,14 +186,19 @@ def query_all(client, f: dict, limit: int, fields=()) -> tuple[int, list[dict], 
             return count, members, plans
 
 
-def test_random_filters_count_and_page_like_a_brute_force_filter(population):
+def random_audiences(population, seed: int, limits: list[int], exact_count: bool):
+    """80 random filters, each queried page by page: (filter, expected users, count, members, plans)."""
     client, current = population
-    rng = random.Random(7)
-    seen_plans = set()
+    rng = random.Random(seed)
     for _ in range(80):
         f = random_filter(rng)
         expected = sorted(u for u, p in current.items() if brute_match(p, f))
-        count, members, plans = query_all(client, f, limit=rng.choice([50, 333, 1000]))
+        yield f, expected, *query_all(client, f, limit=rng.choice(limits), exact_count=exact_count)
+
+
+def test_random_filters_count_and_page_like_a_brute_force_filter(population):
+    seen_plans = set()
+    for f, expected, count, members, plans in random_audiences(population, 7, [50, 333, 1000], exact_count=True):
         assert count == len(expected), f
         assert [m["user_id"] for m in members] == expected, f
         plan = plans[0]
@@ -198,11 +208,66 @@ def test_random_filters_count_and_page_like_a_brute_force_filter(population):
     assert seen_plans == {"full_scan", "indexes", "probed", "residual"}  # every strategy was exercised
 
 
+def test_pages_without_an_exact_count_list_the_same_users(population):
+    """Without exact_count the planner may walk instead of counting: the same members, page by
+    page, and a count only where it is exact."""
+    walks = set()
+    for f, expected, count, members, plans in random_audiences(population, 8, [10, 50, 333], exact_count=False):
+        assert [m["user_id"] for m in members] == expected, f
+        assert count is None or count == len(expected), f
+        if plans[0]["walked"]:
+            walks.add("probed" if plans[0]["probed"] else "on portraits" if plans[0]["residual"] else "driver only")
+            assert all(p["walked"] and p["candidates"] >= 1 for p in plans), f
+    assert walks == {"probed", "on portraits", "driver only"}  # every way of walking was exercised
+
+
+def test_a_walked_page_reads_only_what_the_page_needs(population):
+    """A broad audience's first page: a walk that stops after the page, with an estimate instead
+    of a count; asked for, the exact count comes from a full selection."""
+    client, current = population
+    f = {"layers": ["high_value", "potential"], "churn_risk": {"min": 0.5}}
+    expected = sorted(u for u, p in current.items() if brute_match(p, f))
+    assert len(expected) > 200
+    body = {"filter": f, "fields": ["rfm.layer", "churn.risk"], "limit": 20}
+    page = client.post("/v1/audiences/query", json=body, headers=auth()).json()
+    plan = page["plan"]
+    assert plan["walked"] and plan["driver"] == "layer" and plan["residual"] == ["churn_risk"]
+    assert page["count"] is None and [m["user_id"] for m in page["users"]] == expected[:20]
+    # the users tested are those of the driver up to the 21st match, and no more
+    layer_users = sorted(u for u, p in current.items() if brute_match(p, {"layers": f["layers"]}))
+    assert plan["candidates"] == layer_users.index(expected[20]) + 1 == plan["portraits_read"]
+    for member in page["users"]:
+        p = current[member["user_id"]]
+        assert member["fields"] == {"rfm.layer": get(p, "rfm.layer"), "churn.risk": get(p, "churn.risk")}
+    # the estimate: users x the share of each condition, from counts of the stored portraits
+    share_layer = len(layer_users) / len(current)
+    share_risk = sum(brute_match(p, {"churn_risk": {"min": 0.5}}) for p in current.values()) / len(current)
+    assert abs(page["estimated_count"] - len(current) * share_layer * share_risk) <= 0.02 * len(current)
+
+    exact = client.post("/v1/audiences/query", json={**body, "exact_count": True}, headers=auth()).json()
+    assert exact["count"] == exact["estimated_count"] == len(expected) and not exact["plan"]["walked"]
+    assert exact["users"] == page["users"] and exact["next_cursor"] == page["next_cursor"]
+
+
+def test_exact_counts_that_cost_nothing_are_given(population):
+    """Everyone, and one value of a field every user has at most one of, are counted by the running
+    aggregates; a walk from the start that reaches the end has counted its audience."""
+    client, current = population
+    everyone = client.post("/v1/audiences/query", json={"limit": 5}, headers=auth()).json()
+    assert everyone["plan"]["walked"] and everyone["count"] == len(current)
+    layer = client.post("/v1/audiences/query", json={"filter": {"layers": ["low_value"]}, "limit": 5}, headers=auth()).json()
+    assert layer["plan"]["walked"] and layer["count"] == sum(get(p, "rfm.layer") == "low_value" for p in current.values())
+    f = {"layers": ["high_value"], "lifecycle": ["new"], "tags": {"all": ["night_owl"]}}
+    expected = [u for u, p in current.items() if brute_match(p, f)]
+    small = client.post("/v1/audiences/query", json={"filter": f, "limit": 1000}, headers=auth()).json()
+    assert small["next_cursor"] is None and small["count"] == len(expected)
+
+
 def test_pages_carry_the_requested_fields(population):
     client, current = population
     f = {"layers": ["high_value"], "behaviour": [{"kind": "performed", "event": "pay", "days": 30, "at_least": 2}]}
     fields = ["rfm.layer", "windows.30d.purchases", "top_categories.0.category", "profile.region", "churn"]
-    count, members, plans = query_all(client, f, limit=40, fields=fields)
+    count, members, plans = query_all(client, f, limit=40, fields=fields)  # exact_count: the selection's plan
     assert count == len(members) > 40
     for member in members:
         p = current[member["user_id"]]
