@@ -80,6 +80,33 @@ def create_topics(settings: Settings, *, timeout_s: float = 60.0) -> list[str]:
                 created.append(topic.name)
             except TopicAlreadyExistsError:
                 pass
+        _wait_until_served(admin, [settings.topic(spec.name) for spec in TOPICS], deadline)
         return created
     finally:
         admin.close()
+
+
+def _wait_until_served(admin, names: list[str], deadline: float) -> None:
+    """Wait until the broker's metadata has every topic with a leader for each partition.
+
+    A consumer that subscribes earlier (on a broker that has just started, metadata lags the
+    creation) is told the topic is missing, and Faust then ignores it for good.
+    """
+    from kafka.errors import KafkaError
+
+    while True:
+        try:
+            described = admin.describe_topics(names)
+            ready = {
+                topic.get("name", topic.get("topic"))
+                for topic in described
+                if not topic.get("error_code") and topic.get("partitions")
+                and all(p.get("leader_id", p.get("leader", -1)) >= 0 for p in topic["partitions"])
+            }
+        except KafkaError:
+            ready = set()
+        if ready >= set(names):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics not served by the broker in time: {sorted(set(names) - ready)}")
+        time.sleep(0.5)

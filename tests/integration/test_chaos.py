@@ -9,7 +9,8 @@ equal, both equal an independent count over the raw events, the chaos run's API
 serves each user's latest portrait, and the alerts are the same, each once.
 
 ``PORTRAITS_CHAOS_USERS``, ``PORTRAITS_CHAOS_DAYS`` and ``PORTRAITS_CHAOS_KILLS``
-make it longer (``scripts/chaos``).
+make it longer (``scripts/chaos``); ``PORTRAITS_CHAOS_SEED`` and ``PORTRAITS_CHAOS_START_MS``
+pick another history.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import dataclasses
 import os
 import random
 import signal
-import time
 from collections import defaultdict
 
 import httpx
@@ -44,7 +44,10 @@ USERS = int(os.environ.get("PORTRAITS_CHAOS_USERS", "60"))
 DAYS = int(os.environ.get("PORTRAITS_CHAOS_DAYS", "40"))
 KILLS = int(os.environ.get("PORTRAITS_CHAOS_KILLS", "3"))
 SEED = int(os.environ.get("PORTRAITS_CHAOS_SEED", "11"))
-DAY = 86_400_000
+# a fixed start (2026-09-01 00:00 UTC): the simulated history, and so the alerts it fires, do not
+# depend on the day the test runs (a start relative to now fired none on some days); the workers
+# run on event time only, so an old history replays as it would have lived
+START_MS = int(os.environ.get("PORTRAITS_CHAOS_START_MS", "1788307200000"))
 SOURCE_TOPICS = ("events", "profiles")
 # frozen models, and alert settings that make a small shop alert a few times
 RUN_ENV = {
@@ -73,8 +76,7 @@ def final_states(stack: Stack, bootstrap: str) -> dict[str, dict]:
 @pytest.mark.chaos
 @pytest.mark.timeout(1800)  # two replays of the same history on two shared cores
 def test_sigkilled_worker_ends_like_an_uninterrupted_one(stack, kafka_bootstrap, tmp_path):
-    start = int(time.time() * 1000) - (DAYS + 1) * DAY
-    simulator = ShopSimulator(n_users=USERS, start_ms=start, seed=SEED)
+    simulator = ShopSimulator(n_users=USERS, start_ms=START_MS, seed=SEED)
     events = list(simulator.history(DAYS))
     profiles = list(simulator.profiles())
 
