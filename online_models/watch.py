@@ -69,16 +69,19 @@ def watch_user(state: PortraitState, *, as_of: int, watermark: int, models, conf
     snapshot, or None before the first one: then there is no churn score and no alert.
     """
     portrait = render(state, as_of=as_of, config=config.portrait)
+    period = as_of // config.sample_period_ms
+    new_period = period != state.sample_period  # each user counts once per period, however busy
+    # the label snapshot and a ready classifier read the same features: compute them once
+    features = behaviour_features(portrait) if new_period else None
     # a check needs the churn risk only: segments, tags and RFM scores are the publication's
-    churn = models.churn(portrait) if models is not None else None
+    churn = models.churn(portrait, features) if models is not None else None
     samples: list[dict[str, Any]] = []
     delay = config.label_delay()
 
-    period = as_of // config.sample_period_ms
-    if period != state.sample_period:  # each user counts once per period, however busy
+    if new_period:
         state.sample_period = period
         samples.append({"kind": "user", "ts": as_of, "portrait": portrait})
-        state.pending_labels = delay.maybe_snapshot(state.pending_labels, as_of, behaviour_features(portrait))
+        state.pending_labels = delay.maybe_snapshot(state.pending_labels, as_of, features)
     state.pending_labels, labelled = delay.release(state.pending_labels, watermark, state.purchase_times)
     samples += [{"kind": "label", "ts": as_of, "features": x, "label": y} for x, y in labelled]
 

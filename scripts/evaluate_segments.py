@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from river import cluster  # noqa: E402
 
-from online_models.clock import DAY_MS, ceil_minute  # noqa: E402
+from online_models.clock import DAY_MS  # noqa: E402
 from online_models.events import Event  # noqa: E402
 from online_models.features import behaviour_features  # noqa: E402
 from online_models.portrait import PortraitConfig, PortraitState, render, update  # noqa: E402

@@ -28,6 +28,7 @@ completed publication are republished when a partition is taken over.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -48,6 +49,7 @@ from online_models.watch import watch_user
 from streams import metrics, topics
 from streams.model_feed import ModelFeed
 from streams.progress import PROGRESS_KEY, PartitionProgress, is_internal_key
+from streams.quiet_worker import QuietWorker
 from streams.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -61,23 +63,9 @@ rules = TagRules.load(settings.tag_rules) if settings.tag_rules else TagRules.de
 population_config = PopulationConfig(layers=settings.layer_config())
 
 
-
-class Worker(faust.Worker):
-    """Faust's worker without its terminal spinner.
-
-    The spinner sets the root logger to DEBUG and spins on every record, so every
-    library's debug message (several per record sent) was built and handled even
-    with ``--loglevel warn``: about 4,500 log records a second while catching up.
-    """
-
-    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
-        self.spinner = None
-        super().on_setup_root_logger(logger, level)
-
-
 app = faust.App(
     settings.app_id,
-    Worker=Worker,
+    Worker=QuietWorker,
     broker=";".join(f"kafka://{server}" for server in settings.bootstrap_servers),
     store="rocksdb://",
     datadir=str(settings.data_dir / "worker"),
@@ -90,8 +78,6 @@ app = faust.App(
     web_in_thread=False,
     consumer_auto_offset_reset="earliest",
     producer_acks=-1,
-    # a few ms of batching: changelog, sample and portrait records leave in shared produce requests
-    producer_linger=0.005,
     producer_max_request_size=topics.MAX_MODEL_BYTES,
     broker_session_timeout=settings.session_timeout_seconds,
     broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
@@ -141,8 +127,14 @@ _last_record_wall: dict[int, float] = {}
 _dirty: dict[str, int] = {}
 #: users being erased: the publisher leaves them alone
 _erasing: set[str] = set()
+#: held from reading a user's state to handing its record to the producer, by everyone who
+#: writes to the portraits topic: a send may wait for room in a full batch while a smaller
+#: record (a tombstone) of the same partition overtakes it, which would bring a forgotten
+#: user back (found by tests/integration/test_resilience.py)
+_portraits_order = asyncio.Lock()
 model_feed = ModelFeed(settings.topic(topics.MODELS), settings.bootstrap_servers)
 _scoring: tuple[bytes | None, PopulationModels | None] = (None, None)
+_unfitted_models = PopulationModels(population_config, rules)
 _webhook = None
 if settings.alert_webhook:
     from online_models.webhook import WebhookSender
@@ -150,8 +142,13 @@ if settings.alert_webhook:
     _webhook = WebhookSender(settings.alert_webhook)
 
 
-def current_models() -> PopulationModels | None:
-    """The latest model snapshot (reloaded when the feed brings a new one)."""
+def current_models() -> PopulationModels:
+    """The latest model snapshot (reloaded when the feed brings a new one).
+
+    Before the first snapshot, unfitted models: the rule-based parts of a portrait (value
+    layer, lifecycle, tags) need no fit, so a portrait published early has them too; its
+    segment and churn risk stay empty until a snapshot fits them.
+    """
     global _scoring
     raw = model_feed.latest.get(b"snapshot")
     if raw is not None and raw is not _scoring[0]:
@@ -160,7 +157,7 @@ def current_models() -> PopulationModels | None:
         except Exception as error:  # a bad snapshot must not stop scoring with the last good one
             log.warning("ignoring a model snapshot that does not load: %s", error)
             _scoring = (raw, _scoring[1])
-    return _scoring[1]
+    return _scoring[1] or _unfitted_models
 
 
 def _take_partition(partition: int) -> PartitionProgress:
@@ -251,9 +248,10 @@ async def _watch(state: PortraitState, partition: int, as_of: int) -> None:
 
 async def _expire(user_id: str) -> None:
     """Forget a user idle past the retention: state, schedule and published portrait."""
-    del portrait_table[user_id.encode()]
-    _dirty.pop(user_id, None)
-    await portraits_topic.send(key=user_id.encode(), value=None)
+    async with _portraits_order:
+        del portrait_table[user_id.encode()]
+        _dirty.pop(user_id, None)
+        await portraits_topic.send(key=user_id.encode(), value=None)
     metrics.USERS_EXPIRED.inc()
 
 
@@ -268,10 +266,11 @@ async def _erase(message, partition: int) -> None:
     _erasing.add(user_id)
     try:
         forget_local(user_id, schedule=schedules.get(partition), pending=_dirty)
-        deliveries = [
-            await erasure_topics[record.topic].send(key=record.key, value=record.value, headers=list(record.headers))
-            for record in erasure_records(request, user_id)
-        ]
+        async with _portraits_order:  # after any portrait of the user already on its way
+            deliveries = [
+                await erasure_topics[record.topic].send(key=record.key, value=record.value, headers=list(record.headers))
+                for record in erasure_records(request, user_id)
+            ]
         for delivery in deliveries:
             await delivery
         if portrait_table.get(user_id.encode()) is not None:
@@ -424,16 +423,15 @@ async def _publish(batch: dict[str, int]) -> float:
     models = current_models()
     rendering = 0.0
     for user_id, partition in batch.items():
-        started = time.monotonic()
-        raw = portrait_table.get(user_id.encode())
-        if raw is None or user_id in _erasing:  # moved to another worker meanwhile, or being erased
-            continue
-        portrait = render(PortraitState.from_bytes(raw), as_of=clock.as_of(partition), config=config)
-        if models is not None:
-            portrait = models.enrich(portrait)
-        body = orjson.dumps(portrait)
-        rendering += time.monotonic() - started
-        await portraits_topic.send(key=user_id.encode(), value=body)
+        async with _portraits_order:
+            started = time.monotonic()
+            raw = portrait_table.get(user_id.encode())
+            if raw is None or user_id in _erasing:  # moved to another worker meanwhile, or being erased
+                continue
+            portrait = models.enrich(render(PortraitState.from_bytes(raw), as_of=clock.as_of(partition), config=config))
+            body = orjson.dumps(portrait)
+            rendering += time.monotonic() - started
+            await portraits_topic.send(key=user_id.encode(), value=body)
         metrics.PORTRAITS_PUBLISHED.inc()
     await app.producer.flush()
     return rendering

@@ -9,29 +9,22 @@ settings as the product's worker where they matter (raw serialisers, acks=-1, no
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from pathlib import Path
 
 import faust
 
+from streams.quiet_worker import QuietWorker
+
 MODE = os.environ.get("PROBE_MODE", "read")
 RECORDS = int(os.environ.get("PROBE_RECORDS", "50000"))
 OUT = Path(os.environ.get("PROBE_OUT", "probe.out"))
 
 
-class Worker(faust.Worker):
-    """No terminal spinner (it turns every library's debug logging on)."""
-
-    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
-        self.spinner = None
-        super().on_setup_root_logger(logger, level)
-
-
 app = faust.App(
     os.environ["PROBE_APP_ID"],
-    Worker=Worker,
+    Worker=QuietWorker,
     broker=f"kafka://{os.environ['PROBE_KAFKA']}",
     store="rocksdb://",
     datadir=os.environ["PROBE_DATA"],

@@ -12,7 +12,6 @@ import csv
 import io
 import threading
 
-import orjson
 import pytest
 from fastapi.testclient import TestClient
 
