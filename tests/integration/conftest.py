@@ -171,14 +171,23 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap() -> str:
-    """A real single-node KRaft broker, started (and afterwards stopped) by scripts/kafka."""
+def kafka_bootstrap(tmp_path_factory) -> str:
+    """A real single-node KRaft broker, started (and afterwards stopped) by scripts/kafka.
+
+    A broker already running on the test port is used as it is. Otherwise the session's
+    broker gets a data directory of its own, so no test run inherits the topics of earlier
+    ones (thousands of leftover partitions once made a broker restart outlast its timeout).
+    """
     env = {**os.environ, "KAFKA_PORT": str(KAFKA_PORT)}
     was_running = subprocess.run([str(ROOT / "scripts/kafka"), "status"], env=env, capture_output=True).returncode == 0
+    if not was_running:
+        # also seen by the tests that stop and start the broker themselves (os.environ)
+        os.environ["PORTRAITS_KAFKA_DATA"] = env["PORTRAITS_KAFKA_DATA"] = str(tmp_path_factory.mktemp("kafka-data"))
     subprocess.run([str(ROOT / "scripts/kafka"), "up"], env=env, check=True, timeout=900)
     yield f"127.0.0.1:{KAFKA_PORT}"
     if not was_running:
         subprocess.run([str(ROOT / "scripts/kafka"), "down"], env=env, timeout=120)
+        subprocess.run([str(ROOT / "scripts/kafka"), "reset"], env=env, timeout=120, capture_output=True)
 
 
 class Service:
