@@ -25,6 +25,10 @@ def worker(loglevel: str, web_port: int | None) -> None:
     from streams.local_state import close_local_state, open_local_state
 
     settings = get_settings()
+    # before Faust makes its loop (Faust's own ``--loop`` option does the same)
+    import mode.loop
+
+    mode.loop.use(settings.worker_loop)
     local = settings.data_dir / "worker"
     if open_local_state(local):
         click.echo("the last run did not stop cleanly: rebuilding the tables from their changelogs", err=True)

@@ -21,6 +21,10 @@ USERS_EXPIRED = Counter("portraits_users_expired_total", "Users forgotten after 
 PARTITIONS_UNSTALLED = Counter(
     "portraits_partitions_unstalled_total", "Assigned partitions read again after they stopped delivering records"
 )
+HOLES_REREAD = Counter(
+    "portraits_holes_reread_total",
+    "Times a record arrived past one never applied (Faust skipped it): the partition was read again from the hole",
+)
 APPLIED_OFFSET = Gauge(
     "portraits_applied_offset",
     "Offset of the last record applied to the state, by input topic and partition (Faust's committed offset may lag it)",

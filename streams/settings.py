@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,6 +63,9 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Kafka consumer session timeout: how soon a dead worker's partitions move"
     )
     standby_replicas: int = Field(1, ge=0, description="Standby copies of each table partition kept by other workers")
+    worker_loop: Literal["uvloop", "aio"] = Field(
+        "uvloop", description="Event loop of the worker: uvloop, or asyncio's own (aio)"
+    )
     pseudonym_key: SecretStr | None = Field(
         None, description="Secret for pseudonymous user ids (HMAC-SHA256); unset: ids are kept as sent"
     )

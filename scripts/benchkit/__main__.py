@@ -71,12 +71,15 @@ def main() -> None:
 @click.option("--cap", default=120.0, show_default=True, help="Seconds the worker is measured after its first record")
 @click.option("--warmup", default=10.0, show_default=True, help="Seconds after the first record left out of the rate")
 @click.option("--profile", "profile_s", default=0.0, show_default=True, help="Then sample the worker with py-spy this long")
+@click.option("--variant", "variants", multiple=True, metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+              help="Then a worker with these settings on the same topic (repeatable), e.g. aio:PORTRAITS_WORKER_LOOP=aio")
 @benchmark("throughput")
-def throughput(run: Run, events, users, days, cap, warmup, profile_s) -> None:
+def throughput(run: Run, events, users, days, cap, warmup, profile_s, variants) -> None:
     """Floor (bare consumer + JSON decode) against one worker catching up on the same topic."""
-    from benchkit.throughput import run_throughput
+    from benchkit.throughput import parse_variant, run_throughput
 
-    run_throughput(run, events=events, users=users, days=days, cap_s=cap, warmup_s=warmup, profile_s=profile_s)
+    run_throughput(run, events=events, users=users, days=days, cap_s=cap, warmup_s=warmup, profile_s=profile_s,
+                   variants=[parse_variant(v) for v in variants])
 
 
 @main.command()

@@ -25,29 +25,61 @@ def work_per_event(worker: RunningWorker) -> dict[str, float] | None:
     return {label: round((scrape(worker.metrics_url, name) or 0.0) / folded, 2) for label, name in WORK_COUNTERS.items()}
 
 
+def measure_worker(run: Run, *, name: str, total: int, cap_s: float, warmup_s: float, profile_s: float,
+                   extra_env: dict[str, str]) -> dict:
+    """One worker of a fresh group (its own settings on top of ``extra_env``) catching up on the run's topic."""
+    deployment = Deployment(run.kafka, run.prefix, run.app_id(name), run.workdir, run.partitions, extra_env)
+    with contextlib.ExitStack() as stack:
+        worker = start_worker(stack, deployment, name)
+        progress = follow_progress([worker], target=total, cap_s=cap_s)
+        figures = progress.to_json(warmup_s)
+        figures.update(events_in_topic=total, cap_seconds=cap_s, warmup_seconds=warmup_s, settings=extra_env)
+        figures["rss_bytes"] = worker.process.rss_bytes()
+        figures["per_event_folded"] = work_per_event(worker)
+        if profile_s > 0 and progress.capped:
+            out = profile.record(worker.process.pid, profile_s, run.workdir / f"{name}.pyspy.txt")
+            summary = profile.summarise(out)
+            profile.print_summary(summary)
+            figures["profile"] = {"seconds": profile_s, **summary}
+        committed = kafka_io.group_offsets(run.kafka, deployment.app_id, run.topic("events"))
+        figures["committed_offsets"] = sum(committed.values())
+    return figures
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    """``NAME:KEY=VALUE,KEY=VALUE`` -> (NAME, {KEY: VALUE}).
+
+    >>> parse_variant("aio:PORTRAITS_WORKER_LOOP=aio,PORTRAITS_PUBLISH_INTERVAL=1")
+    ('aio', {'PORTRAITS_WORKER_LOOP': 'aio', 'PORTRAITS_PUBLISH_INTERVAL': '1'})
+    """
+    name, _, assignments = text.partition(":")
+    if not name or not assignments:
+        raise ValueError(f"a variant is NAME:KEY=VALUE[,KEY=VALUE...], not {text!r}")
+    env = dict(item.split("=", 1) for item in assignments.split(","))
+    return name, env
+
+
 def run_throughput(run: Run, *, events: int, users: int, days: float, cap_s: float, warmup_s: float,
-                   profile_s: float) -> None:
-    """Produce (if needed), measure the floor, then one worker for at most ``cap_s`` after its first record."""
+                   profile_s: float, variants: list[tuple[str, dict[str, str]]] = ()) -> None:
+    """Produce (if needed), measure the floor, then one worker for at most ``cap_s`` after its first record.
+
+    Each of ``variants`` (name, extra ``PORTRAITS_*`` settings) is then measured the same way
+    on the same topic, with a fresh group, so settings compare side by side in one run.
+    """
     total = ensure_events(run, events=events, users=users, days=days)
     count, seconds = kafka_io.floor(run.kafka, run.topic("events"), limit=total)
     floor_rate = count / seconds
     run.record("floor", {"events": count, "seconds": round(seconds, 2), "rate": round(floor_rate)})
 
-    deployment = Deployment(run.kafka, run.prefix, run.app_id("throughput"), run.workdir, run.partitions)
-    with contextlib.ExitStack() as stack:
-        worker = start_worker(stack, deployment, "worker-1")
-        progress = follow_progress([worker], target=total, cap_s=cap_s)
-        figures = progress.to_json(warmup_s)
-        figures.update(events_in_topic=total, cap_seconds=cap_s, warmup_seconds=warmup_s)
-        figures["rss_bytes"] = worker.process.rss_bytes()
-        figures["per_event_folded"] = work_per_event(worker)
-        if profile_s > 0 and progress.capped:
-            out = profile.record(worker.process.pid, profile_s, run.workdir / "worker-1.pyspy.txt")
-            summary = profile.summarise(out)
-            profile.print_summary(summary)
-            run.figures["profile"] = {"seconds": profile_s, **summary}
-        committed = kafka_io.group_offsets(run.kafka, deployment.app_id, run.topic("events"))
-        figures["committed_offsets"] = sum(committed.values())
+    figures = measure_worker(run, name="worker-1", total=total, cap_s=cap_s, warmup_s=warmup_s,
+                             profile_s=profile_s, extra_env={})
+    if "profile" in figures:
+        run.figures["profile"] = figures.pop("profile")
     run.record("worker", figures)
     ratio = floor_rate / figures["rate"] if figures["rate"] else None
     run.record("floor_to_worker_ratio", round(ratio, 1) if ratio else None)
+    for name, env in variants:
+        other = measure_worker(run, name=f"worker-{name}", total=total, cap_s=cap_s, warmup_s=warmup_s,
+                               profile_s=0.0, extra_env=env)
+        other["worker_to_variant_ratio"] = round(figures["rate"] / other["rate"], 2) if other["rate"] else None
+        run.record(f"variant {name}", other)

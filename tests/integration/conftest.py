@@ -19,8 +19,18 @@ ROOT = Path(__file__).resolve().parents[2]
 KAFKA_PORT = int(os.environ.get("PORTRAITS_TEST_KAFKA_PORT", "29092"))
 
 
-def wait_until(predicate: Callable[[], object], *, timeout: float, interval: float = 0.5, what: str = "condition"):
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+def wait_until(
+    predicate: Callable[[], object],
+    *,
+    timeout: float,
+    interval: float = 0.5,
+    what: str = "condition",
+    explain: Callable[[], str] | None = None,
+):
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds.
+
+    ``explain`` says, when it fails, what was still wrong.
+    """
     deadline = time.monotonic() + timeout
     last_error = None
     while time.monotonic() < deadline:
@@ -33,7 +43,8 @@ def wait_until(predicate: Callable[[], object], *, timeout: float, interval: flo
         except Exception as error:  # the service may not be up yet
             last_error = error
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last error: {last_error!r}")
+    detail = f"; {explain()}" if explain is not None else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last error: {last_error!r}{detail}")
 
 
 def read_dead_letters(bootstrap: str, topic: str, expected: int, timeout: float = 60) -> list:
@@ -151,15 +162,31 @@ def portraits_hold(client: httpx.Client, event_counts: dict[str, int]) -> bool:
     return True
 
 
-def worker_applied_everything(stack: "Stack", worker: "Service", topic_names: tuple[str, ...] = ("events",)) -> bool:
-    """Whether ``worker`` has applied every record sent so far to ``topic_names`` (from its /metrics)."""
+def portrait_mismatches(client: httpx.Client, event_counts: dict[str, int]) -> str:
+    """The users whose served portrait does not hold the expected number of events (served / expected)."""
+    wrong = {}
+    for user, count in event_counts.items():
+        response = client.get(f"/v1/users/{user}/portrait")
+        served = response.json()["lifetime"]["events"] if response.status_code == 200 else response.status_code
+        if served != count:
+            wrong[user] = f"{served}/{count}"
+    return f"{len(wrong)} of {len(event_counts)} portraits differ (served/expected): {dict(list(wrong.items())[:20])}"
+
+
+def applied_offsets(worker: "Service") -> dict[tuple[str, int], float]:
+    """(topic, partition) -> the last input offset ``worker`` has applied, from its /metrics."""
     import re
 
-    text = worker_metrics(worker)
     applied = {}
-    for labels, value in re.findall(r"portraits_applied_offset\{([^}]*)\} (\S+)", text):
+    for labels, value in re.findall(r"portraits_applied_offset\{([^}]*)\} (\S+)", worker_metrics(worker)):
         label = dict(re.findall(r'(\w+)="([^"]*)"', labels))
         applied[(label["topic"], int(label["partition"]))] = float(value)
+    return applied
+
+
+def worker_applied_everything(stack: "Stack", worker: "Service", topic_names: tuple[str, ...] = ("events",)) -> bool:
+    """Whether ``worker`` has applied every record sent so far to ``topic_names`` (from its /metrics)."""
+    applied = applied_offsets(worker)
     ends = end_offsets(stack.settings(), topic_names)
     return all(applied.get((tp.topic, tp.partition), -1) + 1 >= end for tp, end in ends.items() if end > 0)
 

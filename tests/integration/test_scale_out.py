@@ -18,7 +18,10 @@ from streams.producer import make_producer, send_events, send_profiles
 from streams.simulation import ShopSimulator
 from tests.integration.conftest import (
     Stack,
+    applied_offsets,
     assert_matches_batch,
+    end_offsets,
+    portrait_mismatches,
     portraits_hold,
     wait_until,
     worker_lag_is_zero,
@@ -121,7 +124,14 @@ def _join_and_leave(stack: Stack, kafka_bootstrap: str, tmp_path) -> None:
     for event in events:
         by_user[event["user_id"]].append(event)
 
-    wait_until(lambda: portraits_hold(client, {u: len(e) for u, e in by_user.items()}), timeout=120, interval=2, what="every portrait to hold all its events")
+    counts = {u: len(e) for u, e in by_user.items()}
+
+    def explain() -> str:
+        ends = end_offsets(settings, ("events", "profiles"))
+        applied = {w.name: applied_offsets(w) for w in (second, third) if w.alive()}
+        return f"{portrait_mismatches(client, counts)}; end offsets {ends}; applied {applied}"
+
+    wait_until(lambda: portraits_hold(client, counts), timeout=120, interval=2, what="every portrait to hold all its events", explain=explain)
     prober.stopping.set()
     prober.join(5)
     for user, user_events in by_user.items():
