@@ -1,8 +1,9 @@
 """Faust's own ceiling on this machine: bare agents on the benchmark's events topic.
 
-Three apps read the same topic with one fresh consumer group each: one does nothing per
-record, one sends one record per record read, one writes one table entry (RocksDB plus its
-changelog record) per record read. Their rates, next to the worker's records produced per
+Four apps read the same topic with one fresh consumer group each: one does nothing per
+record, one sends one record per record read through ``Topic.send``, one the same through the
+app's producer (``app.producer.send``), one writes one table entry (RocksDB plus its changelog
+record) per record read. Their rates, next to the worker's records produced per
 event, say how much of the worker's time is Faust's per-record machinery.
 """
 
@@ -16,7 +17,7 @@ from benchkit import kafka_io
 from benchkit.common import Run, ensure_events
 from benchkit.procs import free_port, managed, python_module
 
-MODES = ("read", "send", "table")
+MODES = ("read", "send", "rawsend", "table")
 
 
 def run_ceiling(run: Run, *, events: int, users: int, days: float, records: int, timeout_s: float) -> None:
@@ -48,7 +49,7 @@ def run_ceiling(run: Run, *, events: int, users: int, days: float, records: int,
         run.record(f"probe_{mode}", {"records": int(done), "seconds": round(float(took), 2),
                                      "rate": round(int(done) / float(took))})
     read = rates.get("faust agent: read")
-    for mode in ("send", "table"):
+    for mode in ("send", "rawsend", "table"):
         rate = rates.get(f"faust agent: {mode}")
         if read and rate:
             run.record(f"cost_of_one_{mode}_us", round((1 / rate - 1 / read) * 1e6))

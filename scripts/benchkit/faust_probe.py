@@ -1,8 +1,9 @@
 """A bare Faust app for :mod:`benchkit.ceiling`: reads a topic and does one fixed thing per record.
 
 Run as ``python -m benchkit.faust_probe worker`` with ``PROBE_*`` variables: ``PROBE_MODE`` is
-``read`` (nothing), ``send`` (one record sent per record read) or ``table`` (one RocksDB table
-write, with its changelog record, per record read). It writes ``<count> <seconds>`` to
+``read`` (nothing), ``send`` (one record sent per record read with ``Topic.send``), ``rawsend``
+(the same through the app's producer itself, ``app.producer.send``) or ``table`` (one RocksDB
+table write, with its changelog record, per record read). It writes ``<count> <seconds>`` to
 ``PROBE_OUT`` after ``PROBE_RECORDS`` records, counted from the first, and exits. Same
 settings as the product's worker where they matter (raw serialisers, acks=-1, no spinner).
 """
@@ -38,7 +39,8 @@ app = faust.App(
     web_host="127.0.0.1",
 )
 source = app.topic(os.environ["PROBE_TOPIC"])
-sink = app.topic(os.environ["PROBE_SINK"])
+SINK_NAME = os.environ["PROBE_SINK"]
+sink = app.topic(SINK_NAME)
 table = app.Table("probe", partitions=int(os.environ.get("PROBE_PARTITIONS", "8")), key_type=bytes, value_type=bytes)
 _seen = {"count": 0, "first": 0.0}
 
@@ -52,6 +54,8 @@ async def probe(stream):
         message = event.message
         if MODE == "send":
             await sink.send(key=message.key, value=message.value)
+        elif MODE == "rawsend":
+            await app.producer.send(SINK_NAME, message.key, message.value, None, None, None)
         elif MODE == "table":
             table[message.key] = message.value
         if _seen["count"] >= RECORDS:
