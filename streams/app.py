@@ -57,6 +57,9 @@ from streams.settings import get_settings
 log = logging.getLogger(__name__)
 # Table writes are buffered while the conductor drains them; Faust warns on every full buffer.
 logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
+# The publisher's timer waits for the broker's acknowledgements by design, so it overlaps its
+# interval whenever a batch is large; a warning on each overlap says nothing.
+logging.getLogger("mode.timers").setLevel(logging.ERROR)
 
 settings = get_settings()
 config = settings.portrait_config()
@@ -108,7 +111,16 @@ pseudonym_key = settings.pseudonym_secret()
 
 #: user id -> PortraitState bytes, and each partition's progress under PROGRESS_KEY
 # bytes in and out (our own compact JSON), also on the changelog topic that recovery reads
-portrait_table = app.Table("portrait-state", partitions=settings.partitions, key_type=bytes, value_type=bytes)
+# the changelog is compacted (Faust's default for tables), but Kafka compacts closed segments only:
+# rolled every 10 minutes, it keeps about one record per user plus the last minutes of changes, so a
+# worker rebuilding its partitions reads that rather than every change since the topic began
+portrait_table = app.Table(
+    "portrait-state",
+    partitions=settings.partitions,
+    key_type=bytes,
+    value_type=bytes,
+    extra_topic_configs=topics.CHANGELOG_CONFIGS,
+)
 
 clock = EventClock(lateness_ms=int(settings.lateness_seconds * 1000))
 retention_ms = int(settings.retention_days * 86_400_000)

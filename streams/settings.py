@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     timezone: str = Field("UTC", description="Shop time zone for active hours and weekdays")
     lateness_seconds: float = Field(300.0, ge=0, le=86_400, description="Allowed event-time lateness")
     max_future_seconds: float = Field(86_400.0, ge=0, description="How far ahead of the wall clock an event may be")
-    publish_interval: float = Field(0.5, gt=0, description="Seconds between publications of changed portraits")
+    publish_interval: float = Field(0.1, gt=0, description="Seconds between publications of changed portraits")
     category_half_life_days: float = Field(30.0, gt=0, description="Half-life of category interest")
     cart_timeout_hours: float = Field(24.0, gt=0, description="A cart with no payment within this time is abandoned")
 

@@ -85,3 +85,21 @@ def test_portraits_from_the_api_equal_a_batch_computation(stack, kafka_bootstrap
     stack.start("api-restarted", "api")
     stack.wait_api()
     wait_until(all_users_complete, timeout=60, interval=1, what="restarted API to serve every portrait")
+
+    # The state's changelog is compacted and rolls its segments early, so a rebuild reads about
+    # one record per user (streams.topics.CHANGELOG_CONFIGS), not every change since the start.
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    from streams.topics import CHANGELOG_CONFIGS
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        changelog = f"{settings.app_id}-portrait-state-changelog"
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, changelog)])
+    finally:
+        admin.close()
+    entries = {name: entry["value"] for name, entry in described["topic"][changelog].items()}
+    assert entries.get("cleanup.policy") == "compact", entries
+    for name, value in CHANGELOG_CONFIGS.items():
+        assert entries.get(name) == value, (name, entries)
