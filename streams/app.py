@@ -31,11 +31,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 
 import faust
 import orjson
-from faust.types import TP
 from prometheus_client import generate_latest
 
 from online_models.admission import admit_erasure, admit_event, admit_profile, fold_event
@@ -328,89 +326,82 @@ async def ingest(stream):
         if current.covers(message.topic, message.offset):
             metrics.RECORDS_SKIPPED.inc()  # already in the state restored after a crash or a move
             continue
-        if message.topic in CONTIGUOUS_NAMES and await _past_a_hole(message, current):
-            continue  # comes again once the hole is read
         if message.topic == TICKS_NAME:
             await _on_tick(partition, message.value)
             continue
-        _last_record_wall[partition] = time.time()
-        before = clock.stream_time.get(partition)
-        await _apply(message, partition)
-        progress[partition].offsets[message.topic] = message.offset
-        metrics.APPLIED_OFFSET.labels(message.topic, str(partition)).set(message.offset)
-        if clock.stream_time.get(partition) != before:
-            await _sweep(partition)
-        # an erasure is recorded as applied at once, so a replay never brings back what it erased
-        _save_progress(partition, force=message.topic == ERASURES_NAME)
+        applied = current.offsets.get(message.topic)
+        if message.topic in CONTIGUOUS_NAMES and applied is not None and message.offset > applied + 1:
+            for missed in await _records_skipped_by_faust(message, applied + 1):
+                await _handle(missed, partition)
+        await _handle(message, partition)
+
+
+async def _handle(message, partition: int) -> None:
+    """Apply one record of events, profiles or erasures and move the partition's progress past it."""
+    _last_record_wall[partition] = time.time()
+    before = clock.stream_time.get(partition)
+    await _apply(message, partition)
+    progress[partition].offsets[message.topic] = message.offset
+    metrics.APPLIED_OFFSET.labels(message.topic, str(partition)).set(message.offset)
+    if clock.stream_time.get(partition) != before:
+        await _sweep(partition)
+    # an erasure is recorded as applied at once, so a replay never brings back what it erased
+    _save_progress(partition, force=message.topic == ERASURES_NAME)
 
 
 #: inputs whose offsets have no holes (not compacted): a record past an unapplied offset means
 #: Faust skipped one (profiles are compacted, so holes there are normal)
 CONTIGUOUS_NAMES = (EVENTS_NAME, ERASURES_NAME)
-#: seconds a partition with a hole stays paused before it is sent back: records Faust fetched
-#: before the pause, still on their way, must not move its read offset past the hole again
-REREAD_PAUSE_SECONDS = 1.5
-#: seconds a partition sent back to a hole gets to deliver it before it is sent back again
-REREAD_RETRY_SECONDS = 10.0
+#: most seconds the records of one hole may take to read (the broker may be restarting)
+HOLE_READ_TIMEOUT_SECONDS = 120.0
+#: a consumer of no group, for the records Faust skipped (made on the first hole)
+_hole_reader: list = []
 
 
-@dataclass
-class HoleReread:
-    """A partition paused at a hole, to be read again from ``offset``."""
-
-    offset: int
-    paused_at: float
-    sought_at: float | None = None
-
-
-#: partition (TP) being read again from a hole
-_rereading: dict = {}
-
-
-async def _past_a_hole(message, current: PartitionProgress) -> bool:
-    """Whether ``message`` lies past an offset of its partition that was never applied.
+async def _records_skipped_by_faust(message, first: int) -> list:
+    """The records of ``message``'s partition from ``first`` up to before ``message``, from the broker.
 
     Faust 0.15.3 can skip records: a record whose hand-over to the stream is cut short by
     a rebalance is dropped while its partition's read offset moves on, a jump in offsets
     is acknowledged as a gap (so it can even be committed), and a worker taking over a
-    partition starts at the committed offset, which can be past the last progress record.
-    The partition's progress knows the last offset applied: a record beyond the next one
-    pauses the partition, and :func:`reread_holes` sends it back there (records in between
-    that were applied after all are skipped or recognised by event id, as after a crash).
+    partition starts at the committed offset, which can lie past the last progress record.
+    The partition's progress knows the last offset applied; the records in between are
+    read here by a consumer of no group (sending Faust's own consumer back would upset its
+    acknowledgements and stall its commits), and applied in order before ``message``.
+    Records that were applied after all are recognised by event id, as after a crash.
     Offsets the broker no longer holds (retention) are not waited for.
     """
-    applied = current.offsets.get(message.topic)
-    tp = TP(message.topic, message.partition)  # Faust's own, as its consumer expects
-    if applied is None or message.offset <= applied + 1:
-        _rereading.pop(tp, None)
-        return False
-    if tp in _rereading:
-        return True  # fetched before the pause, or before the seek took effect: it comes again
-    wanted = applied + 1
-    start = (await app.consumer.earliest_offsets(tp)).get(tp, 0)
-    if start > wanted:
-        log.warning("%s: offsets %s to %s are gone from the broker (retention); carrying on", tp, wanted, start - 1)
-        return False
-    log.warning("%s: record %s arrived with %s the next to apply: reading again from there", tp, message.offset, wanted)
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    if not _hole_reader:
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=settings.bootstrap_servers, group_id=None, enable_auto_commit=False,
+            auto_offset_reset="earliest", client_id=f"{settings.app_id}-holes",
+        )
+        await reader.start()
+        _hole_reader.append(reader)
+    reader = _hole_reader[0]
+    tp = TopicPartition(message.topic, message.partition)
+    reader.assign([tp])
+    start = (await reader.beginning_offsets([tp]))[tp]
+    last = message.offset - 1
+    if start > first:
+        log.warning("%s: offsets %s to %s are gone from the broker (retention)", tp, first, start - 1)
+        first = start
+    log.warning("%s: record %s arrived with %s the next to apply: reading %s to %s directly", tp, message.offset, first, first, last)
     metrics.HOLES_REREAD.inc()
-    app.consumer.pause_partitions({tp})
-    _rereading[tp] = HoleReread(wanted, time.monotonic())
-    return True
-
-
-@app.timer(interval=0.5)
-async def reread_holes() -> None:
-    """Send each partition paused at a hole back to it, and again if the hole does not arrive."""
-    now = time.monotonic()
-    for tp, hole in list(_rereading.items()):
-        if hole.sought_at is None and now - hole.paused_at >= REREAD_PAUSE_SECONDS:
-            await app.consumer.seek(tp, hole.offset)  # also resets Faust's read offset there
-            app.consumer.resume_partitions({tp})
-            hole.sought_at = now
-        elif hole.sought_at is not None and now - hole.sought_at >= REREAD_RETRY_SECONDS:
-            log.warning("%s: offset %s not delivered yet: reading again from it", tp, hole.offset)
-            app.consumer.pause_partitions({tp})
-            _rereading[tp] = HoleReread(hole.offset, now)
+    reader.seek(tp, first)
+    records: list = []
+    deadline = time.monotonic() + HOLE_READ_TIMEOUT_SECONDS
+    while first <= last and (not records or records[-1].offset < last):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{tp}: could not read offsets {first} to {last} within {HOLE_READ_TIMEOUT_SECONDS} s")
+        batch = await reader.getmany(tp, timeout_ms=1000)
+        for record in batch.get(tp, []):
+            if record.offset > last:
+                return records
+            records.append(record)
+    return records
 
 
 async def _apply(message, partition: int) -> None:
@@ -583,9 +574,6 @@ async def _forget_revoked(app, revoked, **kwargs) -> None:
     for tp in revoked:
         if tp.topic == training_topic.get_topic_name():
             _training["models"] = None  # another worker resumes from the last snapshot
-    for tp in [tp for tp in _rereading if tp.partition in leaving]:
-        del _rereading[tp]
-        app.consumer.resume_partitions({tp})  # not left paused should it come straight back
     for partition in leaving:
         schedules.pop(partition, None)
         clock.stream_time.pop(partition, None)

@@ -23,7 +23,7 @@ PARTITIONS_UNSTALLED = Counter(
 )
 HOLES_REREAD = Counter(
     "portraits_holes_reread_total",
-    "Times a record arrived past one never applied (Faust skipped it): the partition was read again from the hole",
+    "Times a record arrived past one never applied (Faust skipped some): the missing ones were read from the broker and applied first",
 )
 APPLIED_OFFSET = Gauge(
     "portraits_applied_offset",
