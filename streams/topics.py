@@ -28,10 +28,10 @@ class TopicSpec:
 
 
 MAX_MODEL_BYTES = 32 * 1024 * 1024
-COMPACTED = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"}
-#: extra configs of the state table's changelog (Faust makes it compacted): closed segments every
-#: 10 minutes, compacted early, so a rebuild reads about one record per user
+#: segments closed every 10 minutes and compacted early: a compacted topic then holds about one
+#: record per key; the state table's changelog gets these too (Faust makes it compacted itself)
 CHANGELOG_CONFIGS = {"min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"}
+COMPACTED = {"cleanup.policy": "compact", **CHANGELOG_CONFIGS}
 
 TOPICS = (
     TopicSpec(EVENTS),

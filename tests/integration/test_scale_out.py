@@ -129,7 +129,9 @@ def _join_and_leave(stack: Stack, kafka_bootstrap: str, tmp_path) -> None:
     def explain() -> str:
         ends = end_offsets(settings, ("events", "profiles"))
         applied = {w.name: applied_offsets(w) for w in (second, third) if w.alive()}
-        return f"{portrait_mismatches(client, counts)}; end offsets {ends}; applied {applied}"
+        wrong = portrait_mismatches(client, counts)
+        shown = dict(list(wrong.items())[:20])
+        return f"{len(wrong)} of {len(counts)} portraits differ (served/expected): {shown}; end offsets {ends}; applied {applied}"
 
     wait_until(lambda: portraits_hold(client, counts), timeout=120, interval=2, what="every portrait to hold all its events", explain=explain)
     prober.stopping.set()
