@@ -46,7 +46,7 @@ from online_models.retention import due_at, is_expired
 from online_models.schedule import CheckSchedule
 from online_models.tags import TagRules
 from online_models.watch import watch_user
-from streams import metrics, topics
+from streams import holes, metrics, topics
 from streams.model_feed import ModelFeed
 from streams.progress import PROGRESS_KEY, PartitionProgress, is_internal_key
 from streams.quiet_worker import QuietWorker
@@ -331,8 +331,7 @@ async def ingest(stream):
             continue
         applied = current.offsets.get(message.topic)
         if message.topic in CONTIGUOUS_NAMES and applied is not None and message.offset > applied + 1:
-            for missed in await _records_skipped_by_faust(message, applied + 1):
-                await _handle(missed, partition)
+            await _fill_hole(message, applied + 1, partition)
         await _handle(message, partition)
 
 
@@ -352,56 +351,29 @@ async def _handle(message, partition: int) -> None:
 #: inputs whose offsets have no holes (not compacted): a record past an unapplied offset means
 #: Faust skipped one (profiles are compacted, so holes there are normal)
 CONTIGUOUS_NAMES = (EVENTS_NAME, ERASURES_NAME)
-#: most seconds the records of one hole may take to read (the broker may be restarting)
-HOLE_READ_TIMEOUT_SECONDS = 120.0
-#: a consumer of no group, for the records Faust skipped (made on the first hole)
-_hole_reader: list = []
+#: reads the records Faust skipped (see :mod:`streams.holes`)
+skipped_records = holes.SkippedRecordReader(settings.bootstrap_servers, client_id=f"{settings.app_id}-holes")
 
 
-async def _records_skipped_by_faust(message, first: int) -> list:
-    """The records of ``message``'s partition from ``first`` up to before ``message``, from the broker.
+async def _fill_hole(message, first: int, partition: int) -> None:
+    """Apply the records from ``first`` up to before ``message`` that Faust skipped, read from the broker.
 
-    Faust 0.15.3 can skip records: a record whose hand-over to the stream is cut short by
-    a rebalance is dropped while its partition's read offset moves on, a jump in offsets
-    is acknowledged as a gap (so it can even be committed), and a worker taking over a
-    partition starts at the committed offset, which can lie past the last progress record.
-    The partition's progress knows the last offset applied; the records in between are
-    read here by a consumer of no group (sending Faust's own consumer back would upset its
-    acknowledgements and stall its commits), and applied in order before ``message``.
     Records that were applied after all are recognised by event id, as after a crash.
-    Offsets the broker no longer holds (retention) are not waited for.
     """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    if not _hole_reader:
-        reader = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers, group_id=None, enable_auto_commit=False,
-            auto_offset_reset="earliest", client_id=f"{settings.app_id}-holes",
-        )
-        await reader.start()
-        _hole_reader.append(reader)
-    reader = _hole_reader[0]
-    tp = TopicPartition(message.topic, message.partition)
-    reader.assign([tp])
-    start = (await reader.beginning_offsets([tp]))[tp]
     last = message.offset - 1
-    if start > first:
-        log.warning("%s: offsets %s to %s are gone from the broker (retention)", tp, first, start - 1)
-        first = start
-    log.warning("%s: record %s arrived with %s the next to apply: reading %s to %s directly", tp, message.offset, first, first, last)
+    log.warning(
+        "%s[%s]: record %s arrived with %s the next to apply: reading %s to %s directly",
+        message.topic, partition, message.offset, first, first, last,
+    )
     metrics.HOLES_REREAD.inc()
-    reader.seek(tp, first)
-    records: list = []
-    deadline = time.monotonic() + HOLE_READ_TIMEOUT_SECONDS
-    while first <= last and (not records or records[-1].offset < last):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{tp}: could not read offsets {first} to {last} within {HOLE_READ_TIMEOUT_SECONDS} s")
-        batch = await reader.getmany(tp, timeout_ms=1000)
-        for record in batch.get(tp, []):
-            if record.offset > last:
-                return records
-            records.append(record)
-    return records
+    for missed in await skipped_records.read(message.topic, partition, first, last):
+        await _handle(missed, partition)
+    await holes.settle(app.consumer, message.tp, first, last)
+
+
+@app.on_before_shutdown.connect
+async def _close_skipped_records(app, **kwargs) -> None:
+    await skipped_records.stop()
 
 
 async def _apply(message, partition: int) -> None:

@@ -68,7 +68,7 @@ def end_offsets(kafka: str, topic: str) -> dict[int, int]:
     """Log-end offset per partition of ``topic``."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=kafka.split(","), group_id=None)
+    consumer = KafkaConsumer(bootstrap_servers=kafka.split(","), group_id=None, enable_auto_commit=False)
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         return {tp.partition: offset for tp, offset in consumer.end_offsets(tps).items()}

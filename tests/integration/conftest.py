@@ -97,7 +97,7 @@ def end_offsets(settings, topic_names: tuple[str, ...]) -> dict:
     """The end offset of every partition of ``topic_names`` (by ``TopicPartition``), as the broker has it now."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
     try:
         partitions = []
         for name in topic_names:
@@ -108,18 +108,33 @@ def end_offsets(settings, topic_names: tuple[str, ...]) -> dict:
         consumer.close()
 
 
-def worker_lag_is_zero(stack, topic_names: tuple[str, ...] = ("events",)) -> bool:
-    """Whether the worker group has consumed (and committed) every record sent so far to ``topic_names``."""
+def committed_offsets(stack) -> dict:
+    """The worker group's committed offset of every partition it has committed (by ``TopicPartition``)."""
     from kafka import KafkaAdminClient
 
     settings = stack.settings()
     admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     try:
         committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
+        return {tp: meta.offset for tp, meta in committed.items()}
     finally:
         admin.close()
-    ends = end_offsets(settings, topic_names)
-    return all(tp in committed and committed[tp].offset >= end for tp, end in ends.items() if end > 0)
+
+
+def worker_lag_is_zero(stack, topic_names: tuple[str, ...] = ("events",)) -> bool:
+    """Whether the worker group has consumed (and committed) every record sent so far to ``topic_names``."""
+    committed = committed_offsets(stack)
+    ends = end_offsets(stack.settings(), topic_names)
+    return all(committed.get(tp, -1) >= end for tp, end in ends.items() if end > 0)
+
+
+def lag_report(stack, workers: "list[Service]", topic_names: tuple[str, ...] = ("events",)) -> str:
+    """Where each partition stands: committed offset / end offset, and what each live worker applied."""
+    committed = committed_offsets(stack)
+    ends = end_offsets(stack.settings(), topic_names)
+    stands = {f"{tp.topic.rsplit('-', 1)[-1]}[{tp.partition}]": f"{committed.get(tp)}/{end}" for tp, end in sorted(ends.items())}
+    applied = {w.name: applied_offsets(w) for w in workers if w.alive()}
+    return f"committed/end {stands}; applied by worker {applied}"
 
 
 def assert_matches_batch(portrait: dict, user_events: list[dict], profile: dict | None = None) -> None:

@@ -21,6 +21,7 @@ from tests.integration.conftest import (
     applied_offsets,
     assert_matches_batch,
     end_offsets,
+    lag_report,
     portrait_mismatches,
     portraits_hold,
     wait_until,
@@ -82,6 +83,13 @@ def test_workers_join_and_leave_without_losing_anything(kafka_bootstrap, tmp_pat
         stack.close()
 
 
+def wait_consumed(stack: Stack, what: str, workers: list) -> None:
+    """Wait until the group has committed every event sent; say where each partition stands if not."""
+    wait_until(
+        lambda: worker_lag_is_zero(stack), timeout=300, interval=2, what=what, explain=lambda: lag_report(stack, workers)
+    )
+
+
 def _join_and_leave(stack: Stack, kafka_bootstrap: str, tmp_path) -> None:
     settings = stack.settings()
     now = int(time.time() * 1000)
@@ -100,7 +108,7 @@ def _join_and_leave(stack: Stack, kafka_bootstrap: str, tmp_path) -> None:
     send_profiles(producer, settings, profiles.values())
     send_events(producer, settings, thirds[0])
     producer.flush()
-    wait_until(lambda: worker_lag_is_zero(stack), timeout=300, interval=2, what="the first third consumed by two workers")
+    wait_consumed(stack, "the first third consumed by two workers", [first, second])
 
     client = httpx.Client(base_url=stack.api, timeout=5, headers=stack.auth_headers())
     probe_user = thirds[0][0]["user_id"]
@@ -112,13 +120,13 @@ def _join_and_leave(stack: Stack, kafka_bootstrap: str, tmp_path) -> None:
     wait_until(lambda: group_members(stack) == 3, timeout=120, what="three workers in the group")
     send_events(producer, settings, thirds[1])
     producer.flush()
-    wait_until(lambda: worker_lag_is_zero(stack), timeout=300, interval=2, what="the second third consumed by three workers")
+    wait_consumed(stack, "the second third consumed by three workers", [first, second, third])
     busy = {w.name: worker_processed(w) for w in (first, second, third)}
     first.stop()  # leaves: its partitions move to the other two
     send_events(producer, settings, thirds[2])
     producer.flush()
     producer.close()
-    wait_until(lambda: worker_lag_is_zero(stack), timeout=300, interval=2, what="the last third consumed by two workers")
+    wait_consumed(stack, "the last third consumed by two workers", [second, third])
 
     by_user = defaultdict(list)
     for event in events:
