@@ -119,12 +119,16 @@ def api(run: Run, portraits, store_dir, rate, audience_rate, seconds, mixed_audi
 @workload(events=100_000, users=10_000)
 @click.option("--timeout", "timeout_s", default=1200.0, show_default=True, help="Most seconds the worker may take to fill")
 @click.option("--rebuild-timeout", default=300.0, show_default=True, help="Most seconds the rebuild may take")
+@click.option("--segment-seconds", default=5.0, show_default=True,
+              help="Segment span of the state changelog (the product's: 600), so the fill gets compacted")
+@click.option("--compact-timeout", default=300.0, show_default=True, help="Most seconds to wait for the compaction")
 @benchmark("footprint")
-def footprint(run: Run, events, users, days, timeout_s, rebuild_timeout) -> None:
-    """Bytes per user (worker RocksDB, API store, RSS) and the rebuild time of a worker from its changelog."""
+def footprint(run: Run, events, users, days, timeout_s, rebuild_timeout, segment_seconds, compact_timeout) -> None:
+    """Bytes per user (worker RocksDB, API store, RSS), the changelog compaction keeps, and the rebuild time from it."""
     from benchkit.footprint import run_footprint
 
-    run_footprint(run, events=events, users=users, days=days, timeout_s=timeout_s, rebuild_timeout_s=rebuild_timeout)
+    run_footprint(run, events=events, users=users, days=days, timeout_s=timeout_s, rebuild_timeout_s=rebuild_timeout,
+                  segment_s=segment_seconds, compact_timeout_s=compact_timeout)
 
 
 @main.command()

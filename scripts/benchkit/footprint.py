@@ -14,6 +14,7 @@ from benchkit.events import synthetic_events
 from benchkit.procs import dir_bytes
 from benchkit.stats import summary
 from benchkit.worker import Deployment, follow_progress, start_worker
+from streams.topics import CHANGELOG_CONFIGS
 
 READY = re.compile(r"Worker ready")
 REMAINING = re.compile(r"total remaining=(\d+)")
@@ -52,10 +53,36 @@ def last_remaining(log: Path) -> int | None:
     return int(found[-1]) if found else None
 
 
-def run_footprint(run: Run, *, events: int, users: int, days: float, timeout_s: float, rebuild_timeout_s: float) -> None:
-    """Fill one worker and the API with ``users`` users, measure them, then rebuild a fresh worker from the changelog."""
+def wait_compacted(kafka: str, topic: str, *, timeout_s: float, every_s: float = 20.0) -> tuple[int, float]:
+    """Count ``topic``'s records until the log cleaner stops taking any away: (records kept, seconds waited).
+
+    The broker's cleaner looks for work every 15 s, so two counts in a row, ``every_s``
+    apart, that did not fall mean it has compacted every closed segment.
+    """
+    started = time.monotonic()
+    kept = kafka_io.count_records(kafka, topic)
+    unchanged = 0
+    while unchanged < 2 and time.monotonic() - started < timeout_s:
+        time.sleep(every_s)
+        now = kafka_io.count_records(kafka, topic)
+        unchanged = unchanged + 1 if now >= kept else 0
+        kept = min(kept, now)
+    return kept, time.monotonic() - started
+
+
+def run_footprint(run: Run, *, events: int, users: int, days: float, timeout_s: float, rebuild_timeout_s: float,
+                  segment_s: float, compact_timeout_s: float) -> None:
+    """Fill one worker and the API with ``users`` users, measure them, then rebuild a fresh worker from the changelog.
+
+    The state changelog is made beforehand with segments of ``segment_s`` seconds
+    (the product's are 10 minutes), so that the broker compacts it during a fill of
+    minutes as it does over hours in production; the rebuild reads what compaction kept.
+    """
     kafka_io.ensure_topics(run.kafka, run.prefix, run.partitions)
     deployment = Deployment(run.kafka, run.prefix, run.app_id("footprint"), run.workdir, run.partitions)
+    changelog = f"{deployment.app_id}-{TABLE}-changelog"
+    kafka_io.create_compacted(run.kafka, changelog, run.partitions,
+                              {**CHANGELOG_CONFIGS, "segment.ms": str(int(segment_s * 1000))})
     with contextlib.ExitStack() as stack:
         started = time.monotonic()
         worker = start_worker(stack, deployment, "worker-a", loglevel="info")
@@ -90,14 +117,17 @@ def run_footprint(run: Run, *, events: int, users: int, days: float, timeout_s: 
     run.record("rss_bytes_per_user", {name: round((rss_after[name] - rss[name]) / n) for name in rss})
     run.record("rss_bytes", {"before": rss, "after": rss_after})
 
-    changelog = f"{deployment.app_id}-{TABLE}-changelog"
     changelog_records = sum(kafka_io.end_offsets(run.kafka, changelog).values())
+    kept, waited = wait_compacted(run.kafka, changelog, timeout_s=compact_timeout_s)
+    run.record("changelog", {"records_written": changelog_records, "records_kept": kept,
+                             "records_kept_per_user": round(kept / n, 2), "segment_seconds": segment_s,
+                             "compaction_wait_seconds": round(waited, 1)})
     with contextlib.ExitStack() as stack:
         started = time.monotonic()
         fresh = start_worker(stack, deployment, "worker-b", loglevel="info")
         rebuild = wait_ready(fresh.process.log, started, rebuild_timeout_s)
         rebuilt_disk = dir_bytes(fresh.data_dir)
-    figures = {"changelog_records": changelog_records, "users": n, "cold_start_seconds": round(cold_start, 1),
+    figures = {"changelog_records": kept, "users": n, "cold_start_seconds": round(cold_start, 1),
                "rebuilt_disk_bytes": rebuilt_disk}
     if rebuild is None:
         figures.update(finished=False, gave_up_after_seconds=rebuild_timeout_s,

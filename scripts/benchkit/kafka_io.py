@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterable
 
@@ -76,6 +77,56 @@ def end_offsets(kafka: str, topic: str) -> dict[int, int]:
         consumer.close()
 
 
+def create_compacted(kafka: str, topic: str, partitions: int, configs: dict[str, str]) -> None:
+    """Create ``topic`` compacted with ``configs`` before anything else makes it."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka.split(","), client_id="portraits-bench-admin")
+    try:
+        admin.create_topics([NewTopic(topic, partitions, 1, topic_configs={"cleanup.policy": "compact", **configs})])
+    finally:
+        admin.close()
+
+
+def count_records(kafka: str, topic: str, *, timeout_s: float = 300.0) -> int:
+    """Records ``topic`` holds now, read from its start (what a compacted topic kept)."""
+    return asyncio.run(_count_records(kafka, topic, timeout_s))
+
+
+async def _count_records(kafka: str, topic: str, timeout_s: float) -> int:
+    async with _from_start(kafka, topic) as (consumer, ends):
+        left = {tp for tp, end in ends.items() if end > 0}
+        count = 0
+        deadline = time.monotonic() + timeout_s
+        while left and time.monotonic() < deadline:
+            for tp, records in (await consumer.getmany(*left, timeout_ms=500, max_records=10_000)).items():
+                count += len(records)
+                if records and records[-1].offset >= ends[tp] - 1:
+                    left.discard(tp)
+        if left:
+            raise TimeoutError(f"{topic}: could not read to the end within {timeout_s:.0f} s")
+        return count
+
+
+@contextlib.asynccontextmanager
+async def _from_start(kafka: str, topic: str):
+    """A consumer of no group on every partition of ``topic``, at its start, and the end offsets."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
+        fetch_max_bytes=32 * 1024 * 1024, max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(end_offsets(kafka, topic))]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        yield consumer, await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+
+
 def group_offsets(kafka: str, group: str, topic: str) -> dict[int, int]:
     """Committed offset per partition of ``topic`` for consumer group ``group`` (missing: none committed)."""
     from kafka.admin import KafkaAdminClient
@@ -92,18 +143,7 @@ def group_offsets(kafka: str, group: str, topic: str) -> dict[int, int]:
 
 
 async def _floor(kafka: str, topic: str, limit: int, timeout_s: float) -> tuple[int, float]:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
-        fetch_max_bytes=32 * 1024 * 1024, max_partition_fetch_bytes=4 * 1024 * 1024,
-    )
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(end_offsets(kafka, topic))]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
+    async with _from_start(kafka, topic) as (consumer, ends):
         target = min(limit, sum(ends.values()))
         count = 0
         start = time.monotonic()
@@ -114,8 +154,6 @@ async def _floor(kafka: str, topic: str, limit: int, timeout_s: float) -> tuple[
                     orjson.loads(record.value)
                 count += len(records)
         return count, time.monotonic() - start
-    finally:
-        await consumer.stop()
 
 
 def floor(kafka: str, topic: str, *, limit: int, timeout_s: float = 600.0) -> tuple[int, float]:
