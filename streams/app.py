@@ -317,7 +317,8 @@ async def _sweep(partition: int) -> None:
 async def ingest(stream):
     """Fold each admitted record into its user's portrait state and watch the user."""
     # score from the first record with the models on the topic, as a replay of the same events would
-    await app.loop.run_in_executor(None, model_feed.caught_up.wait, 30.0)
+    if not await app.loop.run_in_executor(None, model_feed.caught_up.wait, 30.0):
+        log.warning("the models topic was not read within 30 s: scoring with unfitted models until it is")
     async for event in stream.events():
         _last_record_at[0] = time.monotonic()
         message = event.message
