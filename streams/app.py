@@ -317,8 +317,7 @@ async def _sweep(partition: int) -> None:
 async def ingest(stream):
     """Fold each admitted record into its user's portrait state and watch the user."""
     # score from the first record with the models on the topic, as a replay of the same events would
-    if not await app.loop.run_in_executor(None, model_feed.caught_up.wait, 30.0):
-        log.warning("the models topic was not read within 30 s: scoring with unfitted models until it is")
+    await _wait_for_models()
     async for event in stream.events():
         _last_record_at[0] = time.monotonic()
         message = event.message
@@ -330,10 +329,34 @@ async def ingest(stream):
         if message.topic == TICKS_NAME:
             await _on_tick(partition, message.value)
             continue
-        applied = current.offsets.get(message.topic)
-        if message.topic in CONTIGUOUS_NAMES and applied is not None and message.offset > applied + 1:
-            await _fill_hole(message, applied + 1, partition)
+        if message.topic in CONTIGUOUS_NAMES:
+            applied = current.offsets.get(message.topic)
+            # with no progress yet, everything the broker holds of the partition is still to apply
+            first = applied + 1 if applied is not None else await skipped_records.log_start(message.topic, partition)
+            if message.offset > first:
+                await _fill_hole(message, first, partition)
         await _handle(message, partition)
+
+
+#: how often a worker waiting for the models topic says so
+MODEL_WAIT_WARNING_SECONDS = 30.0
+
+
+async def _wait_for_models() -> None:
+    """Wait, without a deadline, until the models topic has been read to its end.
+
+    Portraits folded or checked before would score with unfitted models, where a replay
+    of the same events scores with the snapshot: an alert could fire a check later.
+    The feed starts here, not in an app task: Faust starts those only after the tables
+    are recovered, which after a crash can take longer than the agents wait.
+    """
+    model_feed.ensure_started()
+    waited = 0.0
+    while not await app.loop.run_in_executor(None, model_feed.caught_up.wait, 1.0):
+        waited += 1.0
+        _last_record_at[0] = time.monotonic()  # waiting is not a stall
+        if waited % MODEL_WAIT_WARNING_SECONDS == 0:
+            log.warning("waiting %.0f s for the models topic to be read before applying any record", waited)
 
 
 async def _handle(message, partition: int) -> None:
@@ -367,7 +390,7 @@ async def _fill_hole(message, first: int, partition: int) -> None:
         message.topic, partition, message.offset, first, first, last,
     )
     metrics.HOLES_REREAD.inc()
-    for missed in await skipped_records.read(message.topic, partition, first, last):
+    async for missed in skipped_records.read(message.topic, partition, first, last):
         await _handle(missed, partition)
     await holes.settle(app.consumer, message.tp, first, last)
 
@@ -488,7 +511,6 @@ async def _publish(batch: dict[str, int]) -> float:
 
 
 def _resume_models() -> PopulationModels:
-    model_feed.caught_up.wait(timeout=30)
     raw = model_feed.latest.get(b"snapshot")
     if raw is not None:
         try:
@@ -515,6 +537,7 @@ async def train(stream):
             continue  # frozen: score with the snapshot on the models topic as it is
         models = _training["models"]
         if models is None:
+            await _wait_for_models()
             models = _training["models"] = await app.loop.run_in_executor(None, _resume_models)
             _training["published"] = models.version
         try:
@@ -605,12 +628,6 @@ async def _read_stalled_again(source: list, *, idle: float, busy: bool) -> None:
             await consumer.seek(tp, resume_at)
             consumer.resume_partitions({tp})
     _last_record_at[0] = time.monotonic()  # give the seeks time to deliver
-
-
-@app.task
-async def _start_model_feed() -> None:
-    if not model_feed.is_alive():
-        model_feed.start()
 
 
 @app.page("/metrics")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -28,16 +29,16 @@ HOLE_READ_TIMEOUT_SECONDS = 120.0
 class SkippedRecordReader:
     """Reads given offsets of a partition from the broker, outside any consumer group.
 
-    The consumer is made on the first hole; offsets the broker no longer holds
-    (retention) are not waited for.
+    The consumer is made on first use; offsets the broker no longer holds
+    (retention) are not waited for. Records come one by one, so a long hole (a
+    partition read from its start) is never held in memory.
     """
 
     def __init__(self, bootstrap_servers: str | list[str], client_id: str, timeout_s: float = HOLE_READ_TIMEOUT_SECONDS):
         self.bootstrap_servers, self.client_id, self.timeout_s = bootstrap_servers, client_id, timeout_s
         self._consumer: AIOKafkaConsumer | None = None
 
-    async def read(self, topic: str, partition: int, first: int, last: int) -> list:
-        """The records at offsets ``first`` to ``last`` (inclusive) that the broker still holds, in order."""
+    async def _consumer_of(self, tp: TopicPartition) -> AIOKafkaConsumer:
         if self._consumer is None:
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap_servers,
@@ -48,25 +49,38 @@ class SkippedRecordReader:
             )
             await consumer.start()
             self._consumer = consumer
-        consumer = self._consumer
+        self._consumer.assign([tp])
+        return self._consumer
+
+    async def log_start(self, topic: str, partition: int) -> int:
+        """The first offset of the partition the broker still holds."""
         tp = TopicPartition(topic, partition)
-        consumer.assign([tp])
+        consumer = await self._consumer_of(tp)
+        return (await consumer.beginning_offsets([tp]))[tp]
+
+    async def read(self, topic: str, partition: int, first: int, last: int) -> AsyncIterator:
+        """The records at offsets ``first`` to ``last`` (inclusive) that the broker still holds, in order.
+
+        Fails when no record comes for ``timeout_s`` while some are still to read.
+        """
+        tp = TopicPartition(topic, partition)
+        consumer = await self._consumer_of(tp)
         start = (await consumer.beginning_offsets([tp]))[tp]
         if start > first:
             log.warning("%s: offsets %s to %s are gone from the broker (retention)", tp, first, start - 1)
             first = start
         consumer.seek(tp, first)
-        records: list = []
         deadline = time.monotonic() + self.timeout_s
-        while first <= last and (not records or records[-1].offset < last):
+        # the position, not the last record, tells the end: offsets may hold no record (transaction markers)
+        while first <= last and await consumer.position(tp) <= last:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{tp}: could not read offsets {first} to {last} within {self.timeout_s} s")
+                raise RuntimeError(f"{tp}: no record of offsets {first} to {last} came within {self.timeout_s} s")
             batch = await consumer.getmany(tp, timeout_ms=1000)
             for record in batch.get(tp, []):
                 if record.offset > last:
-                    return records
-                records.append(record)
-        return records
+                    return
+                deadline = time.monotonic() + self.timeout_s
+                yield record
 
     async def stop(self) -> None:
         """Close the consumer, if one was made."""

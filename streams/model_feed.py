@@ -18,6 +18,13 @@ class ModelFeed(threading.Thread):
         self.latest: dict[bytes, bytes] = {}
         self.caught_up = threading.Event()
         self._stopping = threading.Event()
+        self._starting = threading.Lock()
+
+    def ensure_started(self) -> None:
+        """Start the thread unless it runs already (any caller, any number of times)."""
+        with self._starting:
+            if self.ident is None:  # never started
+                self.start()
 
     def stop(self) -> None:
         """Ask the thread to exit after its current poll."""

@@ -137,12 +137,14 @@ def test_sigkilled_worker_ends_like_an_uninterrupted_one(stack, kafka_bootstrap,
         assert len(calm_states) == USERS
         assert chaos_states.keys() == calm_states.keys()
         differing = [u for u in calm_states if calm_states[u] != chaos_states[u]]
-        for user in differing[:3]:  # in full: the assertion message below is cut short
-            print(f"{user} differs:", {k: (v, chaos_states[user][k]) for k, v in calm_states[user].items() if v != chaos_states[user][k]})
-        assert not differing, {
-            u: {k: (calm_states[u][k], chaos_states[u][k]) for k in calm_states[u] if calm_states[u][k] != chaos_states[u][k]}
+        # (calm, chaos) of each differing field of the first few users
+        differences = {
+            u: {k: (v, chaos_states[u][k]) for k, v in calm_states[u].items() if v != chaos_states[u][k]}
             for u in differing[:3]
         }
+        if differing:  # in full: the assertion message is cut short
+            print("differing states (calm, chaos):", differences)
+        assert not differing, (f"{len(differing)} of {USERS} users differ", differences)
         by_user = defaultdict(list)
         for event in unique_events(events):
             by_user[event["user_id"]].append(event)
