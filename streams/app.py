@@ -34,6 +34,7 @@ import time
 
 import faust
 import orjson
+import tenacity
 from prometheus_client import generate_latest
 
 from online_models.admission import admit_erasure, admit_event, admit_profile, fold_event
@@ -113,7 +114,7 @@ pseudonym_key = settings.pseudonym_secret()
 # rolled every 10 minutes, it keeps about one record per user plus the last minutes of changes, so a
 # worker rebuilding its partitions reads that rather than every change since the topic began
 portrait_table = app.Table(
-    "portrait-state",
+    topics.STATE_TABLE,
     partitions=settings.partitions,
     key_type=bytes,
     value_type=bytes,
@@ -363,7 +364,7 @@ async def _handle(message, partition: int) -> None:
     """Apply one record of events, profiles or erasures and move the partition's progress past it."""
     _last_record_wall[partition] = time.time()
     before = clock.stream_time.get(partition)
-    await _apply(message, partition)
+    await _apply_or_dead_letter(message, partition)
     progress[partition].offsets[message.topic] = message.offset
     metrics.APPLIED_OFFSET.labels(message.topic, str(partition)).set(message.offset)
     if clock.stream_time.get(partition) != before:
@@ -398,6 +399,32 @@ async def _fill_hole(message, first: int, partition: int) -> None:
 @app.on_before_shutdown.connect
 async def _close_skipped_records(app, **kwargs) -> None:
     await skipped_records.stop()
+
+
+#: tries at applying one record that fails for an unexpected reason, and the longest pause between two
+APPLY_ATTEMPTS, APPLY_MAX_PAUSE_SECONDS = 5, 8.0
+
+
+async def _apply_or_dead_letter(message, partition: int) -> None:
+    """Apply a record, trying again when that fails unexpectedly; in the end dead-letter it.
+
+    An exception would crash the agent, and Faust goes on with the next record: the one in
+    hand would be lost (a table write fails while the worker's view of its changelog is
+    stale, say). Applying again is safe: events are recognised by id, profiles and
+    erasures are idempotent. The last failure sends the record to the dead-letter topic
+    with reason ``apply_failed``, from where it can be sent again.
+    """
+    retrying = tenacity.AsyncRetrying(
+        stop=tenacity.stop_after_attempt(APPLY_ATTEMPTS),
+        wait=tenacity.wait_exponential(multiplier=1.0, max=APPLY_MAX_PAUSE_SECONDS),
+        before_sleep=tenacity.before_sleep_log(log, logging.WARNING),
+        reraise=True,
+    )
+    try:
+        await retrying(_apply, message, partition)
+    except Exception as error:
+        log.exception("%s[%s]@%s: applying failed %s times; dead-lettered", message.topic, partition, message.offset, APPLY_ATTEMPTS)
+        await _dead_letter(message, InvalidEvent("apply_failed", f"{type(error).__name__}: {error}"))
 
 
 async def _apply(message, partition: int) -> None:

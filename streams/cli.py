@@ -29,6 +29,10 @@ def worker(loglevel: str, web_port: int | None) -> None:
     import mode.loop
 
     mode.loop.use(settings.worker_loop)
+    from streams.topics import create_topics
+
+    # its state changelog before Faust starts (see create_topics); the broker may still be starting
+    create_topics(settings, timeout_s=120.0)
     local = settings.data_dir / "worker"
     if open_local_state(local):
         click.echo("the last run did not stop cleanly: rebuilding the tables from their changelogs", err=True)

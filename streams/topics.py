@@ -33,6 +33,15 @@ MAX_MODEL_BYTES = 32 * 1024 * 1024
 CHANGELOG_CONFIGS = {"min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"}
 COMPACTED = {"cleanup.policy": "compact", **CHANGELOG_CONFIGS}
 
+#: the workers' state table; Faust names its changelog topic ``{app_id}-{table}-changelog``
+STATE_TABLE = "portrait-state"
+
+
+def state_changelog(settings: Settings) -> str:
+    """The full name of the state table's changelog topic."""
+    return f"{settings.app_id}-{STATE_TABLE}-changelog"
+
+
 TOPICS = (
     TopicSpec(EVENTS),
     TopicSpec(PROFILES, configs=COMPACTED),
@@ -50,8 +59,13 @@ TOPICS = (
 )
 
 
-def create_topics(settings: Settings, *, timeout_s: float = 60.0) -> list[str]:
-    """Create the missing topics; return the names created. Waits for the broker up to ``timeout_s``."""
+def create_topics(settings: Settings, *, timeout_s: float = 60.0, with_state_changelog: bool = True) -> list[str]:
+    """Create the missing topics; return the names created. Waits for the broker up to ``timeout_s``.
+
+    The state changelog is made here too, as Faust would make it: a worker whose consumer
+    read the cluster's metadata just before Faust made it sees it with no partitions
+    until that metadata is refreshed (5 minutes), and every table write fails meanwhile.
+    """
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -66,15 +80,18 @@ def create_topics(settings: Settings, *, timeout_s: float = 60.0) -> list[str]:
             time.sleep(1.0)
     try:
         existing = set(admin.list_topics())
+        specs = {settings.topic(spec.name): spec for spec in TOPICS}
+        if with_state_changelog:
+            specs[state_changelog(settings)] = TopicSpec(STATE_TABLE, configs=COMPACTED)
         wanted = [
             NewTopic(
-                name=settings.topic(spec.name),
+                name=name,
                 num_partitions=spec.partitions or settings.partitions,
                 replication_factor=1,
                 topic_configs=spec.configs,
             )
-            for spec in TOPICS
-            if settings.topic(spec.name) not in existing
+            for name, spec in specs.items()
+            if name not in existing
         ]
         created = []
         for topic in wanted:
@@ -83,7 +100,7 @@ def create_topics(settings: Settings, *, timeout_s: float = 60.0) -> list[str]:
                 created.append(topic.name)
             except TopicAlreadyExistsError:
                 pass
-        _wait_until_served(admin, [settings.topic(spec.name) for spec in TOPICS], deadline)
+        _wait_until_served(admin, list(specs), deadline)
         return created
     finally:
         admin.close()

@@ -14,11 +14,10 @@ from benchkit.events import synthetic_events
 from benchkit.procs import dir_bytes
 from benchkit.stats import summary
 from benchkit.worker import Deployment, follow_progress, start_worker
-from streams.topics import CHANGELOG_CONFIGS
+from streams.topics import CHANGELOG_CONFIGS, STATE_TABLE
 
 READY = re.compile(r"Worker ready")
 REMAINING = re.compile(r"total remaining=(\d+)")
-TABLE = "portrait-state"
 
 
 def state_values(worker_dir: Path) -> dict:
@@ -26,7 +25,7 @@ def state_values(worker_dir: Path) -> dict:
     from rocksdict import AccessType, Options, Rdict
 
     sizes: list[float] = []
-    for db_path in sorted(worker_dir.rglob(f"*{TABLE}*")):
+    for db_path in sorted(worker_dir.rglob(f"*{STATE_TABLE}*")):
         if not (db_path / "CURRENT").exists():
             continue
         db = Rdict(str(db_path), options=Options(raw_mode=True), access_type=AccessType.read_only())
@@ -80,7 +79,7 @@ def run_footprint(run: Run, *, events: int, users: int, days: float, timeout_s: 
     """
     kafka_io.ensure_topics(run.kafka, run.prefix, run.partitions)
     deployment = Deployment(run.kafka, run.prefix, run.app_id("footprint"), run.workdir, run.partitions)
-    changelog = f"{deployment.app_id}-{TABLE}-changelog"
+    changelog = f"{deployment.app_id}-{STATE_TABLE}-changelog"
     kafka_io.create_compacted(run.kafka, changelog, run.partitions,
                               {**CHANGELOG_CONFIGS, "segment.ms": str(int(segment_s * 1000))})
     with contextlib.ExitStack() as stack:

@@ -19,8 +19,8 @@ def settings_for(kafka: str, prefix: str, partitions: int) -> Settings:
 
 
 def ensure_topics(kafka: str, prefix: str, partitions: int) -> None:
-    """Create the product's topics under ``prefix`` (idempotent)."""
-    create_topics(settings_for(kafka, prefix, partitions))
+    """Create the product's topics under ``prefix`` (idempotent); each worker makes its own state changelog."""
+    create_topics(settings_for(kafka, prefix, partitions), with_state_changelog=False)
 
 
 async def _produce(kafka: str, topic: str, records: Iterable[tuple[bytes, bytes]]) -> int:

@@ -30,6 +30,7 @@ from online_models.replay import replay_history
 from streams.producer import make_producer, send_events, send_profiles
 from streams.progress import is_internal_key
 from streams.simulation import ShopSimulator
+from streams.topics import state_changelog
 from tests.integration.conftest import (
     Stack,
     latest_by_key,
@@ -62,7 +63,7 @@ RUN_ENV = {
 
 def final_states(stack: Stack, bootstrap: str) -> dict[str, dict]:
     """Each user's last state on the worker's changelog, without the worker's change numbering."""
-    changelog = f"{stack.settings().app_id}-portrait-state-changelog"
+    changelog = state_changelog(stack.settings())
     states = {}
     for key, value in latest_by_key(read_topic(bootstrap, changelog)).items():
         if is_internal_key(key) or value is None:

@@ -11,6 +11,7 @@ import orjson
 
 from streams.producer import make_producer, send_profiles
 from streams.simulation import ShopSimulator, bad_events
+from streams.topics import state_changelog
 from tests.integration.conftest import assert_matches_batch, read_dead_letters, wait_until
 
 USERS = 250
@@ -95,7 +96,7 @@ def test_portraits_from_the_api_equal_a_batch_computation(stack, kafka_bootstrap
 
     admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     try:
-        changelog = f"{settings.app_id}-portrait-state-changelog"
+        changelog = state_changelog(settings)
         described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, changelog)])
     finally:
         admin.close()
@@ -103,3 +104,17 @@ def test_portraits_from_the_api_equal_a_batch_computation(stack, kafka_bootstrap
     assert entries.get("cleanup.policy") == "compact", entries
     for name, value in CHANGELOG_CONFIGS.items():
         assert entries.get(name) == value, (name, entries)
+
+
+def test_the_topics_command_makes_the_state_changelog_before_any_worker_runs(stack):
+    """A worker never meets its changelog half made (seen with no partitions, its table writes fail)."""
+    from kafka import KafkaConsumer
+
+    settings = stack.settings()  # the fixture ran ``portraits topics``; no worker has started
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
+    try:
+        changelog = consumer.partitions_for_topic(state_changelog(settings))
+        events = consumer.partitions_for_topic(settings.topic("events"))
+    finally:
+        consumer.close()
+    assert changelog and changelog == events, (changelog, events)

@@ -11,6 +11,7 @@ import httpx
 
 from streams.producer import make_producer, send_events, send_profiles
 from streams.simulation import ShopSimulator
+from streams.topics import state_changelog
 from tests.integration.conftest import (
     ROOT,
     assert_matches_batch,
@@ -114,7 +115,7 @@ def test_users_idle_past_the_retention_are_forgotten(stack, kafka_bootstrap):
         assert body["rfm"]["layer"] == "low_value" and body["lifecycle"] == "new", body  # six days of views, no payment
         assert body["segment"] is None and body["churn"]["risk"] is None and isinstance(body["tags"], list), body
 
-    changelog = latest_by_key(read_topic(kafka_bootstrap, f"{settings.app_id}-portrait-state-changelog"))
+    changelog = latest_by_key(read_topic(kafka_bootstrap, state_changelog(settings)))
     portraits = latest_by_key(read_topic(kafka_bootstrap, settings.topic("portraits")))
     for user in gone:
         assert changelog[user.encode()] is None, f"{user} still in the worker's state"
