@@ -330,7 +330,7 @@ async def ingest(stream):
         if message.topic == TICKS_NAME:
             await _on_tick(partition, message.value)
             continue
-        if message.topic in CONTIGUOUS_NAMES:
+        if message.topic in CONTIGUOUS_NAMES or _first_profiles_since_rebalance(message.topic, partition):
             applied = current.offsets.get(message.topic)
             # with no progress yet, everything the broker holds of the partition is still to apply
             first = applied + 1 if applied is not None else await skipped_records.log_start(message.topic, partition)
@@ -374,8 +374,25 @@ async def _handle(message, partition: int) -> None:
 
 
 #: inputs whose offsets have no holes (not compacted): a record past an unapplied offset means
-#: Faust skipped one (profiles are compacted, so holes there are normal)
+#: Faust skipped one (profiles are compacted: checked only on the first record after a rebalance)
 CONTIGUOUS_NAMES = (EVENTS_NAME, ERASURES_NAME)
+#: partitions whose next profiles record is checked for a hole like the contiguous inputs: Faust skips
+#: records around rebalances, and elsewhere a gap in a compacted topic is compaction's
+_profiles_unchecked: set[int] = set()
+
+
+def _first_profiles_since_rebalance(topic: str, partition: int) -> bool:
+    if topic != PROFILES_NAME or partition not in _profiles_unchecked:
+        return False
+    _profiles_unchecked.discard(partition)
+    return True
+
+
+@app.on_partitions_assigned.connect
+async def _check_profiles_after_rebalance(app, assigned, **kwargs) -> None:
+    _profiles_unchecked.update(tp.partition for tp in assigned if tp.topic == PROFILES_NAME)
+
+
 #: reads the records Faust skipped (see :mod:`streams.holes`)
 skipped_records = holes.SkippedRecordReader(settings.bootstrap_servers, client_id=f"{settings.app_id}-holes")
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from streams.holes import SkippedRecordReader
-from streams.producer import make_producer, send_events
+from streams.producer import make_producer, send_events, send_profiles
 from streams.simulation import ShopSimulator
 from tests.integration.conftest import (
     assert_matches_batch,
@@ -93,11 +93,13 @@ def test_reader_yields_what_the_broker_holds_and_stops_at_a_marker(kafka_bootstr
     assert values == [str(n).encode() for n in range(18, 25)]
 
 
-def test_worker_applies_records_before_the_committed_offset_of_a_partition_with_no_progress(stack):
+def test_worker_applies_records_before_the_committed_offsets_of_partitions_with_no_progress(stack):
     settings = stack.settings()
     simulator = ShopSimulator(n_users=40, start_ms=int(time.time() * 1000) - 5 * DAY, seed=47)
     events = list(simulator.history(4))
+    profiles = {p["user_id"]: p for p in simulator.profiles()}
     producer = make_producer(settings)
+    send_profiles(producer, settings, profiles.values())
     send_events(producer, settings, events)
     producer.flush()
     producer.close()
@@ -107,23 +109,26 @@ def test_worker_applies_records_before_the_committed_offset_of_a_partition_with_
     from kafka import KafkaConsumer, TopicPartition
     from kafka.structs import OffsetAndMetadata
 
-    records = read_topic(settings.bootstrap_servers, settings.topic("events"))
-    assert len(records) == len(events)
-    ends: dict[int, int] = defaultdict(int)
-    for record in records:
-        ends[record.partition] = max(ends[record.partition], record.offset + 1)
+    halves = {}
+    for name, sent in (("events", len(events)), ("profiles", len(profiles))):
+        records = read_topic(settings.bootstrap_servers, settings.topic(name))
+        assert len(records) == sent
+        ends: dict[int, int] = defaultdict(int)
+        for record in records:
+            ends[record.partition] = max(ends[record.partition], record.offset + 1)
+        halves.update({TopicPartition(settings.topic(name), p): OffsetAndMetadata(end // 2, "", -1) for p, end in ends.items()})
     committer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=settings.app_id, enable_auto_commit=False)
     try:
-        halves = {TopicPartition(settings.topic("events"), p): OffsetAndMetadata(end // 2, "", -1) for p, end in ends.items()}
         committer.commit(halves)
     finally:
         committer.close()
-    assert all(meta.offset > 0 for meta in halves.values())
+    assert all(meta.offset > 0 for tp, meta in halves.items() if tp.topic == settings.topic("events"))
+    assert any(meta.offset > 0 for tp, meta in halves.items() if tp.topic == settings.topic("profiles"))
 
     worker = stack.start("worker", "worker")
     stack.start("api", "api")
     stack.wait_api()
-    wait_until(lambda: worker_applied_everything(stack, worker), timeout=240, interval=2, what="every event applied")
+    wait_until(lambda: worker_applied_everything(stack, worker, ("events", "profiles")), timeout=240, interval=2, what="every event applied")
     by_user = defaultdict(list)
     for event in events:
         by_user[event["user_id"]].append(event)
@@ -134,5 +139,5 @@ def test_worker_applies_records_before_the_committed_offset_of_a_partition_with_
         what="every portrait with all its events", explain=lambda: str(portrait_mismatches(client, counts)),
     )
     for user, user_events in by_user.items():
-        assert_matches_batch(client.get(f"/v1/users/{user}/portrait").json(), user_events)
+        assert_matches_batch(client.get(f"/v1/users/{user}/portrait").json(), user_events, profiles[user])
     assert "reading 0 to" in worker.log_path.read_text(errors="replace"), "no partition was read from its start"
