@@ -440,7 +440,9 @@ async def _apply_or_dead_letter(message, partition: int) -> None:
     try:
         await retrying(_apply, message, partition)
     except Exception as error:
-        log.exception("%s[%s]@%s: applying failed %s times; dead-lettered", message.topic, partition, message.offset, APPLY_ATTEMPTS)
+        log.exception(
+            "%s[%s]@%s: applying failed %s times; dead-lettered", message.topic, partition, message.offset, APPLY_ATTEMPTS,
+        )
         await _dead_letter(message, InvalidEvent("apply_failed", f"{type(error).__name__}: {error}"))
 
 

@@ -6,10 +6,11 @@ offset moves on, records fetched before a rebalance are skipped as of an old
 generation, a jump in offsets is acknowledged as a gap, and a worker taking over
 a partition starts at the committed offset, which can lie past the last progress
 record (or, with no progress yet, past the partition's start). The partition's
-progress knows the last offset applied, so a record past it reveals the hole; :class:`SkippedRecordReader` reads the records in between
-with a consumer of no group (sending Faust's own consumer back would upset its
-acknowledgements), and :func:`settle` tells Faust's commit bookkeeping they are
-handled, or its commits would stop at the first record it never acknowledged.
+progress knows the last offset applied, so a record past it reveals the hole;
+:class:`SkippedRecordReader` reads the records in between with a consumer of no
+group (sending Faust's own consumer back would upset its acknowledgements), and
+:func:`settle` tells Faust's commit bookkeeping they are handled, or its commits
+would stop at the first record it never acknowledged.
 """
 
 from __future__ import annotations
