@@ -65,8 +65,8 @@ class SkippedRecordReader:
         Fails when no record comes for ``timeout_s`` while some are still to read.
         """
         tp = TopicPartition(topic, partition)
-        consumer = await self._consumer_of(tp)
-        start = (await consumer.beginning_offsets([tp]))[tp]
+        start = await self.log_start(topic, partition)
+        consumer = self._consumer
         if start > first:
             log.warning("%s: offsets %s to %s are gone from the broker (retention)", tp, first, start - 1)
             first = start

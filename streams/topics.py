@@ -37,9 +37,9 @@ COMPACTED = {"cleanup.policy": "compact", **CHANGELOG_CONFIGS}
 STATE_TABLE = "portrait-state"
 
 
-def state_changelog(settings: Settings) -> str:
-    """The full name of the state table's changelog topic."""
-    return f"{settings.app_id}-{STATE_TABLE}-changelog"
+def state_changelog(app_id: str) -> str:
+    """The full name of the state table's changelog topic of the deployment ``app_id``."""
+    return f"{app_id}-{STATE_TABLE}-changelog"
 
 
 TOPICS = (
@@ -82,7 +82,7 @@ def create_topics(settings: Settings, *, timeout_s: float = 60.0, with_state_cha
         existing = set(admin.list_topics())
         specs = {settings.topic(spec.name): spec for spec in TOPICS}
         if with_state_changelog:
-            specs[state_changelog(settings)] = TopicSpec(STATE_TABLE, configs=COMPACTED)
+            specs[state_changelog(settings.app_id)] = TopicSpec(STATE_TABLE, configs=COMPACTED)
         wanted = [
             NewTopic(
                 name=name,

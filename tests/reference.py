@@ -27,6 +27,14 @@ def cents(event: dict) -> int:
     return int(Decimal(repr(float(amount))).scaleb(2).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
 
 
+def events_by_user(events) -> defaultdict[str, list[dict]]:
+    """user id -> the user's events, in the given order."""
+    by_user: defaultdict[str, list[dict]] = defaultdict(list)
+    for event in events:
+        by_user[event["user_id"]].append(event)
+    return by_user
+
+
 def unique_events(events):
     """First occurrence of each event_id per user (what the stream must count)."""
     seen = set()

@@ -14,7 +14,7 @@ from benchkit.events import synthetic_events
 from benchkit.procs import dir_bytes
 from benchkit.stats import summary
 from benchkit.worker import Deployment, follow_progress, start_worker
-from streams.topics import CHANGELOG_CONFIGS, STATE_TABLE
+from streams.topics import CHANGELOG_CONFIGS, STATE_TABLE, state_changelog
 
 READY = re.compile(r"Worker ready")
 REMAINING = re.compile(r"total remaining=(\d+)")
@@ -79,7 +79,7 @@ def run_footprint(run: Run, *, events: int, users: int, days: float, timeout_s: 
     """
     kafka_io.ensure_topics(run.kafka, run.prefix, run.partitions)
     deployment = Deployment(run.kafka, run.prefix, run.app_id("footprint"), run.workdir, run.partitions)
-    changelog = f"{deployment.app_id}-{STATE_TABLE}-changelog"
+    changelog = state_changelog(deployment.app_id)
     kafka_io.create_compacted(run.kafka, changelog, run.partitions,
                               {**CHANGELOG_CONFIGS, "segment.ms": str(int(segment_s * 1000))})
     with contextlib.ExitStack() as stack:

@@ -88,6 +88,18 @@ def read_topic(bootstrap: str, topic: str, *, idle_s: float = 3.0) -> list:
         consumer.close()
 
 
+def send_history(settings, *, profiles=(), events=()) -> None:
+    """Send ``profiles``, then ``events``, with a producer of their own; Kafka has them all on return."""
+    from streams.producer import make_producer, send_events, send_profiles
+
+    producer = make_producer(settings)
+    try:
+        send_profiles(producer, settings, profiles)
+        send_events(producer, settings, events)
+    finally:
+        producer.close()
+
+
 def latest_by_key(records: list) -> dict:
     """What a compacted topic holds: the last value of each key (None for a tombstone)."""
     return {record.key: record.value for record in records}

@@ -15,9 +15,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from streams.producer import make_producer, send_events, send_profiles
 from streams.simulation import ShopSimulator
-from tests.integration.conftest import wait_until
+from tests.integration.conftest import send_history, wait_until
 
 USERS = 30
 DAYS = 3
@@ -35,11 +34,7 @@ def load_shop(stack) -> int:
     settings_ = stack.settings()
     now = int(time.time() * 1000)
     simulator = ShopSimulator(n_users=USERS, start_ms=now - (DAYS + 1) * 86_400_000, seed=5)
-    producer = make_producer(settings_)
-    send_profiles(producer, settings_, simulator.profiles())
-    send_events(producer, settings_, simulator.history(DAYS))
-    producer.flush()
-    producer.close()
+    send_history(settings_, profiles=simulator.profiles(), events=simulator.history(DAYS))
     return len(simulator.profiles())
 
 

@@ -19,7 +19,6 @@ import dataclasses
 import os
 import random
 import signal
-from collections import defaultdict
 
 import httpx
 import orjson
@@ -39,7 +38,7 @@ from tests.integration.conftest import (
     worker_applied_everything,
     worker_processed,
 )
-from tests.reference import cents, parse_iso, unique_events
+from tests.reference import cents, events_by_user, parse_iso, unique_events
 
 USERS = int(os.environ.get("PORTRAITS_CHAOS_USERS", "60"))
 DAYS = int(os.environ.get("PORTRAITS_CHAOS_DAYS", "40"))
@@ -63,7 +62,7 @@ RUN_ENV = {
 
 def final_states(stack: Stack, bootstrap: str) -> dict[str, dict]:
     """Each user's last state on the worker's changelog, without the worker's change numbering."""
-    changelog = state_changelog(stack.settings())
+    changelog = state_changelog(stack.settings().app_id)
     states = {}
     for key, value in latest_by_key(read_topic(bootstrap, changelog)).items():
         if is_internal_key(key) or value is None:
@@ -146,9 +145,7 @@ def test_sigkilled_worker_ends_like_an_uninterrupted_one(stack, kafka_bootstrap,
         if differing:  # in full: the assertion message is cut short
             print("differing states (calm, chaos):", differences)
         assert not differing, (f"{len(differing)} of {USERS} users differ", differences)
-        by_user = defaultdict(list)
-        for event in unique_events(events):
-            by_user[event["user_id"]].append(event)
+        by_user = events_by_user(unique_events(events))
         for user, user_events in by_user.items():
             state = chaos_states[user]
             assert state["events"] == len(user_events)

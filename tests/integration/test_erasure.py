@@ -111,7 +111,7 @@ def test_an_erased_user_leaves_no_trace_and_a_later_event_starts_afresh(stack, k
         assert record.value is None, topic
         assert dict(record.headers).get(ERASURE_HEADER) == request_id.encode(), topic
         assert all(latest[user.encode()].value is not None for user in USERS if user != ERASED), topic
-    changelog = latest_records(read_topic(kafka_bootstrap, state_changelog(settings)))
+    changelog = latest_records(read_topic(kafka_bootstrap, state_changelog(settings.app_id)))
     assert changelog[ERASED.encode()].value is None
     assert all(changelog[user.encode()].value is not None for user in USERS if user != ERASED)
     markers = [orjson.loads(r.value) for r in read_topic(kafka_bootstrap, settings.topic("churn-alerts")) if r.key == ERASED.encode()]
@@ -166,7 +166,7 @@ def test_with_a_pseudonym_key_nothing_stored_holds_the_real_id(stack, kafka_boot
     portraits = read_topic(kafka_bootstrap, settings.topic("portraits"))
     assert {r.key for r in portraits} == {a.encode() for a in alias.values()}
     assert not any(user.encode() in (r.value or b"") for r in portraits for user in USERS)
-    changelog = read_topic(kafka_bootstrap, state_changelog(settings))
+    changelog = read_topic(kafka_bootstrap, state_changelog(settings.app_id))
     users_in_changelog = {r.key for r in changelog if not r.key.startswith(b"\x00")}  # NUL: the worker's bookkeeping
     assert users_in_changelog == {a.encode() for a in alias.values()}
 

@@ -11,14 +11,13 @@ so they have no independent recomputation and are left out here; so are the figu
 from __future__ import annotations
 
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 
 import httpx
 
-from streams.producer import make_producer, send_events, send_profiles
 from streams.simulation import ShopSimulator
-from tests.integration.conftest import wait_until
-from tests.reference import DAY, MOBILE, parse_iso, user_figures
+from tests.integration.conftest import send_history, wait_until
+from tests.reference import DAY, MOBILE, events_by_user, parse_iso, user_figures
 
 USERS = 60
 DAYS = 40  # long enough for users older than 14 days (not new) and silent for more than 30 (at risk)
@@ -93,15 +92,9 @@ def test_audiences_and_overview_equal_a_batch_computation(stack):
     simulator = ShopSimulator(n_users=USERS, start_ms=now - (DAYS + 1) * DAY, seed=31)
     events = sorted([*simulator.history(DAYS), *lifecycle_users(now)], key=lambda e: e["ts"])
     profiles = {p["user_id"]: p for p in simulator.profiles()}
-    producer = make_producer(settings)
-    send_profiles(producer, settings, profiles.values())
-    send_events(producer, settings, events)
-    producer.flush()
-    producer.close()
+    send_history(settings, profiles=profiles.values(), events=events)
 
-    by_user: dict[str, list[dict]] = defaultdict(list)
-    for event in events:
-        by_user[event["user_id"]].append(event)
+    by_user = events_by_user(events)
     users = sorted(set(profiles) | set(by_user))
     client = httpx.Client(base_url=stack.api, timeout=30, headers=stack.auth_headers("test-reader"))
     assert worker.alive(), worker.tail()

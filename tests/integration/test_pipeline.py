@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections import defaultdict
 
 import httpx
 import orjson
@@ -13,6 +12,7 @@ from streams.producer import make_producer, send_profiles
 from streams.simulation import ShopSimulator, bad_events
 from streams.topics import state_changelog
 from tests.integration.conftest import assert_matches_batch, read_dead_letters, wait_until
+from tests.reference import events_by_user
 
 USERS = 250
 DAYS = 6
@@ -47,9 +47,7 @@ def test_portraits_from_the_api_equal_a_batch_computation(stack, kafka_bootstrap
     producer.flush()
     producer.close()
 
-    by_user = defaultdict(list)
-    for event in events:
-        by_user[event["user_id"]].append(event)
+    by_user = events_by_user(events)
     expected_counts = {user: len({e["event_id"] for e in evs}) for user, evs in by_user.items()}
 
     profiles = {p["user_id"]: p for p in simulator.profiles()}
@@ -96,7 +94,7 @@ def test_portraits_from_the_api_equal_a_batch_computation(stack, kafka_bootstrap
 
     admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     try:
-        changelog = state_changelog(settings)
+        changelog = state_changelog(settings.app_id)
         described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, changelog)])
     finally:
         admin.close()
@@ -113,7 +111,7 @@ def test_the_topics_command_makes_the_state_changelog_before_any_worker_runs(sta
     settings = stack.settings()  # the fixture ran ``portraits topics``; no worker has started
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
     try:
-        changelog = consumer.partitions_for_topic(state_changelog(settings))
+        changelog = consumer.partitions_for_topic(state_changelog(settings.app_id))
         events = consumer.partitions_for_topic(settings.topic("events"))
     finally:
         consumer.close()

@@ -5,11 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections import defaultdict
 
 import httpx
 
-from streams.producer import make_producer, send_events, send_profiles
 from streams.simulation import ShopSimulator
 from streams.topics import state_changelog
 from tests.integration.conftest import (
@@ -18,10 +16,12 @@ from tests.integration.conftest import (
     latest_by_key,
     portraits_hold,
     read_topic,
+    send_history,
     wait_until,
     worker_applied_everything,
     worker_lag_is_zero,
 )
+from tests.reference import events_by_user
 
 DAY = 86_400_000
 
@@ -41,11 +41,7 @@ def test_worker_carries_on_after_a_broker_restart(stack, kafka_bootstrap):
     stack.start("api", "api")
     stack.wait_api()
 
-    producer = make_producer(settings)
-    send_profiles(producer, settings, profiles.values())
-    send_events(producer, settings, events[: len(events) // 2])
-    producer.flush()
-    producer.close()
+    send_history(settings, profiles=profiles.values(), events=events[: len(events) // 2])
 
     def applied() -> bool:
         # the worker's own applied offsets, not the group's committed ones: once, the group
@@ -58,16 +54,11 @@ def test_worker_carries_on_after_a_broker_restart(stack, kafka_bootstrap):
     time.sleep(3)  # the worker and the API see the broker gone
     kafka("up", kafka_bootstrap)
 
-    producer = make_producer(settings)
-    send_events(producer, settings, events[len(events) // 2 :])
-    producer.flush()
-    producer.close()
+    send_history(settings, events=events[len(events) // 2 :])
     wait_until(applied, timeout=300, interval=2, what="the second half applied after the restart")
     assert worker.alive(), worker.tail()
 
-    by_user = defaultdict(list)
-    for event in events:
-        by_user[event["user_id"]].append(event)
+    by_user = events_by_user(events)
     client = httpx.Client(base_url=stack.api, timeout=5, headers=stack.auth_headers())
 
     wait_until(lambda: portraits_hold(client, {u: len(e) for u, e in by_user.items()}), timeout=120, interval=2, what="every portrait after the broker restart")
@@ -95,10 +86,7 @@ def test_users_idle_past_the_retention_are_forgotten(stack, kafka_bootstrap):
     stack.start("worker", "worker")
     stack.start("api", "api")
     stack.wait_api()
-    producer = make_producer(settings)
-    send_events(producer, settings, events)
-    producer.flush()
-    producer.close()
+    send_history(settings, events=events)
     wait_until(lambda: worker_lag_is_zero(stack), timeout=300, interval=2, what="events consumed")
 
     client = httpx.Client(base_url=stack.api, timeout=5, headers=stack.auth_headers())
@@ -115,7 +103,7 @@ def test_users_idle_past_the_retention_are_forgotten(stack, kafka_bootstrap):
         assert body["rfm"]["layer"] == "low_value" and body["lifecycle"] == "new", body  # six days of views, no payment
         assert body["segment"] is None and body["churn"]["risk"] is None and isinstance(body["tags"], list), body
 
-    changelog = latest_by_key(read_topic(kafka_bootstrap, state_changelog(settings)))
+    changelog = latest_by_key(read_topic(kafka_bootstrap, state_changelog(settings.app_id)))
     portraits = latest_by_key(read_topic(kafka_bootstrap, settings.topic("portraits")))
     for user in gone:
         assert changelog[user.encode()] is None, f"{user} still in the worker's state"
@@ -124,11 +112,8 @@ def test_users_idle_past_the_retention_are_forgotten(stack, kafka_bootstrap):
         assert changelog[user.encode()] is not None and portraits[user.encode()] is not None
 
     # a returning user starts afresh
-    producer = make_producer(settings)
     back = {"event_id": "gone-0-back", "user_id": "gone-0", "type": "view", "ts": start + 7 * DAY, "category": "tea"}
-    send_events(producer, settings, [back])
-    producer.flush()
-    producer.close()
+    send_history(settings, events=[back])
     returned = wait_until(
         lambda: (r := client.get("/v1/users/gone-0/portrait")).status_code == 200 and r.json(), timeout=60, what="a fresh portrait"
     )

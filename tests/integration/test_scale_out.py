@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import defaultdict
 
 import httpx
 
@@ -28,6 +27,7 @@ from tests.integration.conftest import (
     worker_lag_is_zero,
     worker_processed,
 )
+from tests.reference import events_by_user
 
 USERS = 120
 DAYS = 8
@@ -128,9 +128,7 @@ def _join_and_leave(stack: Stack, kafka_bootstrap: str, tmp_path) -> None:
     producer.close()
     wait_consumed(stack, "the last third consumed by two workers", [second, third])
 
-    by_user = defaultdict(list)
-    for event in events:
-        by_user[event["user_id"]].append(event)
+    by_user = events_by_user(events)
 
     counts = {u: len(e) for u, e in by_user.items()}
 

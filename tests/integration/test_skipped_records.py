@@ -16,15 +16,16 @@ import httpx
 import pytest
 
 from streams.holes import SkippedRecordReader
-from streams.producer import make_producer, send_events, send_profiles
 from streams.simulation import ShopSimulator
 from tests.integration.conftest import (
     assert_matches_batch,
     portrait_mismatches,
     read_topic,
+    send_history,
     wait_until,
     worker_applied_everything,
 )
+from tests.reference import events_by_user
 
 DAY = 86_400_000
 
@@ -98,11 +99,7 @@ def test_worker_applies_records_before_the_committed_offsets_of_partitions_with_
     simulator = ShopSimulator(n_users=40, start_ms=int(time.time() * 1000) - 5 * DAY, seed=47)
     events = list(simulator.history(4))
     profiles = {p["user_id"]: p for p in simulator.profiles()}
-    producer = make_producer(settings)
-    send_profiles(producer, settings, profiles.values())
-    send_events(producer, settings, events)
-    producer.flush()
-    producer.close()
+    send_history(settings, profiles=profiles.values(), events=events)
 
     # the group has committed half of every partition, the worker's state has nothing: Faust starts
     # each partition at the committed offset, and the records before it must be read all the same
@@ -129,9 +126,7 @@ def test_worker_applies_records_before_the_committed_offsets_of_partitions_with_
     stack.start("api", "api")
     stack.wait_api()
     wait_until(lambda: worker_applied_everything(stack, worker, ("events", "profiles")), timeout=240, interval=2, what="every event applied")
-    by_user = defaultdict(list)
-    for event in events:
-        by_user[event["user_id"]].append(event)
+    by_user = events_by_user(events)
     counts = {user: len(user_events) for user, user_events in by_user.items()}
     client = httpx.Client(base_url=stack.api, timeout=5, headers=stack.auth_headers())
     wait_until(
