@@ -74,18 +74,37 @@ def read_dead_letters(bootstrap: str, topic: str, expected: int, timeout: float 
     return records
 
 
-def read_topic(bootstrap: str, topic: str, *, idle_s: float = 3.0) -> list:
-    """Every record of ``topic`` from the beginning, until it stays quiet for ``idle_s``."""
-    from kafka import KafkaConsumer
+def read_topic(bootstrap: str, topic: str, *, stuck_after: float = 60.0) -> list:
+    """Every record of ``topic`` from its start up to its end offsets when called, partition by partition.
+
+    Read to the end offsets, not until the topic stays quiet: on a loaded machine a consumer
+    can take longer than any quiet spell to fetch its first record, and would return nothing
+    (an empty alerts topic, once). Fails when no record has come for ``stuck_after`` seconds.
+    """
+    from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
-        group_id=None, consumer_timeout_ms=int(idle_s * 1000), max_partition_fetch_bytes=16 * 1024 * 1024,
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+        max_partition_fetch_bytes=16 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
     )
     try:
-        return list(consumer)
+        partitions = wait_until(lambda: consumer.partitions_for_topic(topic), timeout=stuck_after, what=f"{topic}'s partitions")
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        by_partition: dict[int, list] = {tp.partition: [] for tp in tps}
+        last_progress = time.monotonic()
+        # the position passes the end offset too when the last offsets hold transaction markers
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            if time.monotonic() - last_progress > stuck_after:
+                raise AssertionError(f"no record of {topic} for {stuck_after}s before its end offsets {ends}")
+            for tp, batch in consumer.poll(timeout_ms=500, max_records=5000).items():
+                by_partition[tp.partition].extend(r for r in batch if r.offset < ends[tp])
+                last_progress = time.monotonic()
     finally:
         consumer.close()
+    return [record for tp in tps for record in by_partition[tp.partition]]
 
 
 def send_history(settings, *, profiles=(), events=()) -> None:
