@@ -17,8 +17,8 @@ USERS = 200
 DAYS = 45
 DAY = 86_400_000
 
-# a fixed start (2026-09-01 00:00 UTC): which checks alert must not depend on the day and hour of the run
-# (a start relative to now fired no alert at all at some hours); the workers run on event time only
+# a fixed start (2026-09-01 00:00 UTC), as in the chaos test: the workers run on event time only,
+# so the same history gives the same checks whatever the day and hour of the run
 START_MS = 1788307200000
 
 
