@@ -59,12 +59,20 @@ TOPICS = (
 )
 
 
-def create_topics(settings: Settings, *, timeout_s: float = 60.0, with_state_changelog: bool = True) -> list[str]:
+def create_topics(
+    settings: Settings,
+    *,
+    timeout_s: float = 60.0,
+    with_state_changelog: bool = True,
+    changelog_segment_ms: int | None = None,
+) -> list[str]:
     """Create the missing topics; return the names created. Waits for the broker up to ``timeout_s``.
 
-    The state changelog is made here too, as Faust would make it: a worker whose consumer
-    read the cluster's metadata just before Faust made it sees it with no partitions
-    until that metadata is refreshed (5 minutes), and every table write fails meanwhile.
+    The state changelog of ``settings.app_id`` is made here too, as Faust would make it: a
+    worker whose consumer read the cluster's metadata just before Faust made it sees it
+    with no partitions until that metadata is refreshed (5 minutes), and every table write
+    fails meanwhile. ``changelog_segment_ms`` rolls its segments faster than the product's
+    10 minutes (the footprint benchmark has the broker compact it within a run).
     """
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -82,7 +90,8 @@ def create_topics(settings: Settings, *, timeout_s: float = 60.0, with_state_cha
         existing = set(admin.list_topics())
         specs = {settings.topic(spec.name): spec for spec in TOPICS}
         if with_state_changelog:
-            specs[state_changelog(settings.app_id)] = TopicSpec(STATE_TABLE, configs=COMPACTED)
+            configs = COMPACTED if changelog_segment_ms is None else {**COMPACTED, "segment.ms": str(changelog_segment_ms)}
+            specs[state_changelog(settings.app_id)] = TopicSpec(STATE_TABLE, configs=configs)
         wanted = [
             NewTopic(
                 name=name,

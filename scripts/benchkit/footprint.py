@@ -14,7 +14,7 @@ from benchkit.events import synthetic_events
 from benchkit.procs import dir_bytes
 from benchkit.stats import summary
 from benchkit.worker import Deployment, follow_progress, start_worker
-from streams.topics import CHANGELOG_CONFIGS, STATE_TABLE, state_changelog
+from streams.topics import STATE_TABLE, create_topics, state_changelog
 
 READY = re.compile(r"Worker ready")
 REMAINING = re.compile(r"total remaining=(\d+)")
@@ -77,11 +77,10 @@ def run_footprint(run: Run, *, events: int, users: int, days: float, timeout_s: 
     (the product's are 10 minutes), so that the broker compacts it during a fill of
     minutes as it does over hours in production; the rebuild reads what compaction kept.
     """
-    kafka_io.ensure_topics(run.kafka, run.prefix, run.partitions)
     deployment = Deployment(run.kafka, run.prefix, run.app_id("footprint"), run.workdir, run.partitions)
     changelog = state_changelog(deployment.app_id)
-    kafka_io.create_compacted(run.kafka, changelog, run.partitions,
-                              {**CHANGELOG_CONFIGS, "segment.ms": str(int(segment_s * 1000))})
+    create_topics(kafka_io.settings_for(run.kafka, run.prefix, run.partitions, app_id=deployment.app_id),
+                  changelog_segment_ms=int(segment_s * 1000))
     with contextlib.ExitStack() as stack:
         started = time.monotonic()
         worker = start_worker(stack, deployment, "worker-a", loglevel="info")

@@ -13,9 +13,9 @@ from streams.settings import Settings
 from streams.topics import create_topics
 
 
-def settings_for(kafka: str, prefix: str, partitions: int) -> Settings:
-    """Settings of a deployment with its own topic prefix."""
-    return Settings(kafka=kafka, topic_prefix=prefix, partitions=partitions)
+def settings_for(kafka: str, prefix: str, partitions: int, app_id: str = "portraits") -> Settings:
+    """Settings of a deployment with its own topic prefix (and consumer group ``app_id``)."""
+    return Settings(kafka=kafka, topic_prefix=prefix, partitions=partitions, app_id=app_id)
 
 
 def ensure_topics(kafka: str, prefix: str, partitions: int) -> None:
@@ -75,17 +75,6 @@ def end_offsets(kafka: str, topic: str) -> dict[int, int]:
         return {tp.partition: offset for tp, offset in consumer.end_offsets(tps).items()}
     finally:
         consumer.close()
-
-
-def create_compacted(kafka: str, topic: str, partitions: int, configs: dict[str, str]) -> None:
-    """Create ``topic`` compacted with ``configs`` before anything else makes it."""
-    from kafka.admin import KafkaAdminClient, NewTopic
-
-    admin = KafkaAdminClient(bootstrap_servers=kafka.split(","), client_id="portraits-bench-admin")
-    try:
-        admin.create_topics([NewTopic(topic, partitions, 1, topic_configs={"cleanup.policy": "compact", **configs})])
-    finally:
-        admin.close()
 
 
 def count_records(kafka: str, topic: str, *, timeout_s: float = 300.0) -> int:

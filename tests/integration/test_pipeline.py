@@ -116,3 +116,30 @@ def test_the_topics_command_makes_the_state_changelog_before_any_worker_runs(sta
     finally:
         consumer.close()
     assert changelog and changelog == events, (changelog, events)
+
+
+def test_create_topics_makes_the_changelog_compacted_with_its_segment_override(stack):
+    """The footprint benchmark rolls the changelog's segments fast; every other caller gets the product's."""
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+    from streams.topics import CHANGELOG_CONFIGS, create_topics
+
+    settings = stack.settings()
+    fast = settings.model_copy(update={"app_id": f"{settings.app_id}-fast"})
+    created = create_topics(fast, changelog_segment_ms=5_000)
+    assert created == [state_changelog(fast.app_id)]  # the product's topics were there already
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        described = admin.describe_configs([
+            ConfigResource(ConfigResourceType.TOPIC, state_changelog(app_id), configs=None)
+            for app_id in (settings.app_id, fast.app_id)
+        ])
+    finally:
+        admin.close()
+    configs = {name: {key: entry["value"] for key, entry in keys.items()} for name, keys in described["topic"].items()}
+    product, bench = configs[state_changelog(settings.app_id)], configs[state_changelog(fast.app_id)]
+    assert product["cleanup.policy"] == bench["cleanup.policy"] == "compact"
+    assert product["segment.ms"] == CHANGELOG_CONFIGS["segment.ms"]
+    assert bench["segment.ms"] == "5000"
+    assert bench["min.cleanable.dirty.ratio"] == CHANGELOG_CONFIGS["min.cleanable.dirty.ratio"]
