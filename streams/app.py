@@ -31,8 +31,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 
 import faust
+import faust.streams
 import orjson
 import tenacity
 from prometheus_client import generate_latest
@@ -67,7 +69,22 @@ rules = TagRules.load(settings.tag_rules) if settings.tag_rules else TagRules.de
 population_config = PopulationConfig(layers=settings.layer_config())
 
 
-app = faust.App(
+class PortraitsApp(faust.App):
+    """Faust's app, writing every partition's progress once its streams are drained.
+
+    Faust drains the agents (waits until every record taken is processed and acked)
+    before a graceful stop and before partitions are revoked in a rebalance, then
+    commits. Progress written right there covers exactly what is committed, so the
+    worker that takes the partitions next (or this one, restarted) finds nothing it
+    must read again; only a crash leaves up to ``progress_every`` records for that.
+    """
+
+    async def _consumer_wait_empty(self, consumer, logger) -> None:
+        await super()._consumer_wait_empty(consumer, logger)
+        _save_progress_after_drain()
+
+
+app = PortraitsApp(
     settings.app_id,
     Worker=QuietWorker,
     broker=";".join(f"kafka://{server}" for server in settings.bootstrap_servers),
@@ -223,6 +240,24 @@ def _save_progress(partition: int, *, force: bool = False) -> None:
         _progress_written[partition] = (applied, written_at)
 
 
+#: partition -> the last event the ingest agent took from it (a drained partition's progress is
+#: written in its name: Faust's table writes go to the partition of the event in hand)
+_last_event: dict[int, faust.types.EventT] = {}
+
+
+def _save_progress_after_drain() -> None:
+    """Write every held partition's progress, with the agent idle and Faust about to commit."""
+    for partition, event in list(_last_event.items()):
+        if partition not in progress:
+            continue
+        # Faust keeps the event in hand in this context variable (``faust.current_event()`` reads it)
+        token = faust.streams._current_event.set(weakref.ref(event))
+        try:
+            _save_progress(partition, force=True)
+        finally:
+            faust.streams._current_event.reset(token)
+
+
 async def _dead_letter(message, error: InvalidEvent) -> None:
     metrics.EVENTS_REJECTED.labels(error.reason).inc()
     await dead_letter_topic.send(
@@ -324,6 +359,7 @@ async def ingest(stream):
         message = event.message
         partition = message.partition
         current = _take_partition(partition)
+        _last_event[partition] = event
         if current.covers(message.topic, message.offset):
             metrics.RECORDS_SKIPPED.inc()  # already in the state restored after a crash or a move
             continue
@@ -617,6 +653,7 @@ async def _forget_revoked(app, revoked, **kwargs) -> None:
         if tp.topic == training_topic.get_topic_name():
             _training["models"] = None  # another worker resumes from the last snapshot
     for partition in leaving:
+        _last_event.pop(partition, None)
         schedules.pop(partition, None)
         clock.stream_time.pop(partition, None)
         progress.pop(partition, None)

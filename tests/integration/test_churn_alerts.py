@@ -10,7 +10,9 @@ import orjson
 
 from streams.producer import make_producer, send_events, send_profiles
 from streams.simulation import ShopSimulator
-from tests.integration.conftest import read_topic, wait_until, worker_lag_is_zero
+from streams.progress import PROGRESS_KEY, PartitionProgress
+from streams.topics import state_changelog
+from tests.integration.conftest import committed_offsets, read_topic, wait_until, worker_lag_is_zero
 from tests.reference import parse_iso
 
 USERS = 200
@@ -42,6 +44,14 @@ def test_layers_segments_churn_and_alerts_survive_a_worker_restart(stack, kafka_
     wait_until(lambda: worker_lag_is_zero(stack), timeout=400, interval=2, what="the first half to be consumed")
     time.sleep(2)
     worker.stop()  # a graceful restart mid-replay
+    # the stop wrote each partition's progress after its last record: the restart re-reads none
+    committed = {tp.partition: offset for tp, offset in committed_offsets(stack).items() if tp.topic == settings.topic("events")}
+    assert committed, "the worker committed nothing"
+    written = {}
+    for record in read_topic(kafka_bootstrap, state_changelog(settings.app_id)):
+        if record.key == PROGRESS_KEY:
+            written[record.partition] = PartitionProgress.from_bytes(record.value).offsets[settings.topic("events")] + 1
+    assert written == committed, (written, committed)
     worker = stack.start("worker-restarted", "worker")
     send_events(producer, settings, events[half:])
     producer.flush()
