@@ -70,18 +70,20 @@ population_config = PopulationConfig(layers=settings.layer_config())
 
 
 class PortraitsApp(faust.App):
-    """Faust's app, writing every partition's progress once its streams are drained.
+    """Faust's app, writing every partition's progress at a graceful stop, once the streams are drained.
 
-    Faust drains the agents (waits until every record taken is processed and acked)
-    before a graceful stop and before partitions are revoked in a rebalance, then
-    commits. Progress written right there covers exactly what is committed, so the
-    worker that takes the partitions next (or this one, restarted) finds nothing it
-    must read again; only a crash leaves up to ``progress_every`` records for that.
+    Before it stops, Faust drains the agents (waits until every record taken is
+    processed and acknowledged) and commits. Progress written right there covers
+    exactly what is committed, so the worker that takes the partitions next (or this
+    one, restarted) finds nothing to read again; a crash leaves up to
+    ``progress_every`` records for that. Not in a rebalance's drain: a table write
+    there left the next owner's changelog recovery stuck (tests/integration/test_scale_out.py).
     """
 
     async def _consumer_wait_empty(self, consumer, logger) -> None:
         await super()._consumer_wait_empty(consumer, logger)
-        _save_progress_after_drain()
+        if self.should_stop:  # stopping, not revoking partitions in a rebalance
+            _save_progress_after_drain()
 
 
 app = PortraitsApp(
@@ -702,7 +704,10 @@ async def _read_stalled_again(source: list, *, idle: float, busy: bool) -> None:
     # end offsets asked of the broker: a partition that is not fetched has no highwater of its own
     ends = await consumer.highwaters(*source) if source else {}
     for tp in source:
-        applied = progress[tp.partition].offsets.get(tp.topic)
+        held = progress.get(tp.partition)
+        if held is None:  # revoked by a rebalance while the broker answered
+            continue
+        applied = held.offsets.get(tp.topic)
         resume_at = 0 if applied is None else applied + 1
         end = ends.get(tp)
         if end is not None and end > resume_at:
