@@ -119,6 +119,14 @@ def send_history(settings, *, profiles=(), events=()) -> None:
         producer.close()
 
 
+def send_models(producer, settings, models) -> None:
+    """Put a model snapshot and its summary on the models topic, as the trainer publishes them."""
+    import orjson
+
+    producer.send(settings.topic("models"), key=b"snapshot", value=models.to_bytes())
+    producer.send(settings.topic("models"), key=b"summary", value=orjson.dumps(models.summary()))
+
+
 def latest_by_key(records: list) -> dict:
     """What a compacted topic holds: the last value of each key (None for a tombstone)."""
     return {record.key: record.value for record in records}

@@ -34,6 +34,7 @@ from tests.integration.conftest import (
     Stack,
     latest_by_key,
     read_topic,
+    send_models,
     wait_until,
     worker_applied_everything,
     worker_processed,
@@ -89,8 +90,7 @@ def test_sigkilled_worker_ends_like_an_uninterrupted_one(stack, kafka_bootstrap,
     for deployment in (calm, chaos):
         settings = deployment.settings()
         producer = make_producer(settings)
-        producer.send(settings.topic("models"), key=b"snapshot", value=frozen.to_bytes())
-        producer.send(settings.topic("models"), key=b"summary", value=orjson.dumps(frozen.summary()))
+        send_models(producer, settings, frozen)
         send_profiles(producer, settings, profiles)
         send_events(producer, settings, events)
         producer.flush()

@@ -13,7 +13,7 @@ from streams.producer import make_producer, send_events, send_profiles
 from streams.simulation import ShopSimulator
 from streams.progress import PROGRESS_KEY, PartitionProgress
 from streams.topics import state_changelog
-from tests.integration.conftest import committed_offsets, read_topic, wait_until, worker_lag_is_zero
+from tests.integration.conftest import committed_offsets, read_topic, send_models, wait_until, worker_lag_is_zero
 from tests.reference import parse_iso
 
 USERS = 200
@@ -38,8 +38,7 @@ def test_layers_segments_churn_and_alerts_survive_a_worker_restart(stack, kafka_
     # the workers train on from them, so alerts fire from the first checks (110-115 in this test).
     warm = replay_history(events[:half], config=settings.watch_config()).snapshot()
     producer = make_producer(settings)
-    producer.send(settings.topic("models"), key=b"snapshot", value=warm.to_bytes())
-    producer.send(settings.topic("models"), key=b"summary", value=orjson.dumps(warm.summary()))
+    send_models(producer, settings, warm)
     producer.flush()
     worker = stack.start("worker", "worker")
     stack.start("api", "api")
