@@ -119,7 +119,7 @@ class PortraitState:
     pending_labels: list = field(default_factory=list)
     alert: dict[str, Any] = field(default_factory=dict)
     next_check: int | None = None
-    # the worker's sequence number of the change that left this state (see streams.progress)
+    # the worker's sequence number of the change that left this state (see online_models.processor)
     seq: int = 0
 
     def has_seen(self, event_id: str) -> bool:

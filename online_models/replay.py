@@ -1,9 +1,11 @@
-"""A whole history through the pure core in one process: what the workers compute, without Kafka.
+"""A whole history through the partition engine in one process: what the workers compute, without Kafka.
 
-Admission, folding, watching (samples, labels, alerts), watermark sweeps and
-central training with snapshots, on a single partition. Used to evaluate the
-models against ground truth and to train a model snapshot offline (for example
-to score a replay with frozen models).
+The same :class:`~online_models.processor.PartitionProcessor` the workers run
+folds the events over an in-memory store, on one partition, and the trainer's
+models learn its samples as they come, with a snapshot for scoring every
+``snapshot_every`` events. Used to evaluate the models against ground truth, to
+train a model snapshot offline (for example to score a replay with frozen
+models) and to measure the engine.
 
 >>> history = [
 ...     {"event_id": f"e{i}", "user_id": f"u{i % 3}", "type": "pay" if i % 4 == 0 else "view",
@@ -22,25 +24,26 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from online_models.admission import admit_event, fold_event
 from online_models.alerts import Alert
-from online_models.clock import EventClock
-from online_models.events import InvalidEvent
 from online_models.population import PopulationModels
 from online_models.portrait import PortraitState
-from online_models.schedule import CheckSchedule
-from online_models.watch import WatchConfig, watch_user
+from online_models.processor import EVENTS, EngineConfig, PartitionProcessor, Record, Send, apply_to
+from online_models.watch import WatchConfig
 
 
 @dataclass
 class ReplayResult:
-    """Final states, the trained models, the alerts fired and the end of event time."""
+    """Final states, the trained models, the alerts fired, the end of event time and the engine's counts."""
 
     states: dict[str, PortraitState]
     models: PopulationModels
     alerts: list[Alert] = field(default_factory=list)
     events: int = 0
     as_of: int = 0
+    #: looks at users (after an event or at a scheduled check)
+    checks: int = 0
+    #: records the engine dead-lettered
+    rejected: int = 0
 
     def snapshot(self) -> PopulationModels:
         """The models as a scorer would load them from the ``models`` topic."""
@@ -55,43 +58,47 @@ def replay_history(
     lateness_ms: int = 300_000,
     snapshot_every: int = 5000,
     frozen: PopulationModels | None = None,
+    engine: EngineConfig | None = None,
 ) -> ReplayResult:
     """Fold ``events`` (contract dicts, in delivery order) and train ``models`` as the workers would.
 
     With ``frozen`` models, score with them throughout and learn nothing (a worker with
-    ``PORTRAITS_TRAIN_MODELS=false``).
+    ``PORTRAITS_TRAIN_MODELS=false``). ``engine`` overrides the engine's settings
+    (by default: no retention, every due user looked at per record).
     """
     config = config or WatchConfig()
+    engine = engine or EngineConfig(watch=config, lateness_ms=lateness_ms, retention_ms=0, sweep_batch=None)
     models = models if models is not None else PopulationModels()
-    clock = EventClock(lateness_ms=lateness_ms)
-    states: dict[str, PortraitState] = {}
-    schedule = CheckSchedule()
-    result = ReplayResult(states=states, models=models)
+    store: dict[bytes, bytes] = {}
+    processor = PartitionProcessor(0, store, engine)
+    result = ReplayResult(states={}, models=models)
     scorer = frozen
-    for event in events:
-        try:
-            admitted = admit_event(event["user_id"].encode(), orjson.dumps(event), now_ms=event["ts"])
-            state = states.get(admitted.user_id) or PortraitState(admitted.user_id)
-            if not fold_event(state, admitted, clock=clock, partition=0, config=config.portrait):
-                continue
-        except InvalidEvent:
-            continue
-        states[admitted.user_id] = state
-        result.events += 1
-        as_of = clock.as_of(0)
-        due = [(state, as_of)] if admitted.type == "pay" or as_of // config.sample_period_ms != state.sample_period else []
-        for user_id in schedule.pop_due(clock.watermark(0)):
-            swept = states[user_id]
-            if swept.next_check is not None and swept.next_check <= clock.watermark(0):
-                due.append((swept, swept.next_check))
-        for user_state, instant in due:
-            outcome = watch_user(user_state, as_of=instant, watermark=clock.watermark(0), models=scorer, config=config)
-            for sample in outcome.samples if frozen is None else ():
-                models.learn(sample)
-            if outcome.alert is not None:
-                result.alerts.append(outcome.alert)
-            schedule.set(user_state.user_id, outcome.next_check)
-        if frozen is None and result.events % snapshot_every == 0:  # the trainer publishes snapshots; scorers use the latest
-            scorer = PopulationModels.from_bytes(models.to_bytes())
-    result.as_of = clock.as_of(0)
+    for offset, event in enumerate(events):
+        value = orjson.dumps(event)
+        key = event["user_id"].encode() if isinstance(event.get("user_id"), str) else None
+        ts = event.get("ts")
+        now_ms = ts if isinstance(ts, int) else 0
+        before = processor.counts["events_processed"]
+        effects = processor.process(Record(EVENTS, EVENTS, offset, key, value), now_ms=now_ms, models=scorer)
+        _execute(effects, store, result, learn=models if frozen is None else None)
+        if processor.counts["events_processed"] != before:
+            result.events += 1
+            if frozen is None and result.events % snapshot_every == 0:  # the trainer publishes snapshots
+                scorer = PopulationModels.from_bytes(models.to_bytes())
+    _execute(processor.flush(), store, result, learn=None)
+    result.states = {state.user_id: state for state in processor.states()}
+    result.as_of = processor.as_of or 0
+    result.checks = processor.counts["checks"]
+    result.rejected = sum(n for name, n in processor.counts.items() if name.startswith("rejected:"))
     return result
+
+
+def _execute(effects: list, store: dict[bytes, bytes], result: ReplayResult, *, learn: PopulationModels | None) -> None:
+    apply_to(store, effects)
+    for effect in effects:
+        if not isinstance(effect, Send):
+            continue
+        if effect.kind == "alert":
+            result.alerts.append(effect.payload)
+        elif effect.kind == "sample" and learn is not None:
+            learn.learn(effect.payload)

@@ -5,7 +5,7 @@ little later. A worker killed in between (``SIGKILL``, power loss) keeps local c
 the changelog never received, and recovery would then mix the two. The changelog is the
 source of truth: after an unclean stop the local copy is dropped and rebuilt from it
 (whatever prefix of a changelog partition survived is consistent, see
-:mod:`streams.progress`). A marker file written on a clean shutdown tells the two apart.
+:mod:`online_models.processor`). A marker file written on a clean shutdown tells the two apart.
 
 >>> import tempfile
 >>> root = Path(tempfile.mkdtemp()) / "worker"

@@ -30,3 +30,27 @@ APPLIED_OFFSET = Gauge(
     "Offset of the last record applied to the state, by input topic and partition (Faust's committed offset may lag it)",
     ["topic", "partition"],
 )
+CHECKS = Counter("portraits_checks_total", "Looks at a user: after an event that needs one, or at a scheduled check")
+
+#: the engine's counts (online_models.processor) and the metric each one adds to
+_ENGINE_COUNTS = {
+    "events_processed": EVENTS_PROCESSED,
+    "events_duplicate": EVENTS_DUPLICATE,
+    "profiles_processed": PROFILES_PROCESSED,
+    "alerts_fired": ALERTS_FIRED,
+    "users_swept": USERS_SWEPT,
+    "users_erased": USERS_ERASED,
+    "users_expired": USERS_EXPIRED,
+    "records_skipped": RECORDS_SKIPPED,
+    "checks": CHECKS,
+}
+
+
+def add_engine_counts(counts) -> None:
+    """Add a partition engine's counts to the metrics and clear them."""
+    for name, n in counts.items():
+        if name.startswith("rejected:"):
+            EVENTS_REJECTED.labels(name.partition(":")[2]).inc(n)
+        else:
+            _ENGINE_COUNTS[name].inc(n)
+    counts.clear()

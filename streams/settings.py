@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from online_models.alerts import AlertPolicy
 from online_models.clock import DAY_MS
 from online_models.portrait import PortraitConfig
+from online_models.processor import EngineConfig
 from online_models.rfm import LayerConfig
 from online_models.watch import WatchConfig
 
@@ -59,6 +60,12 @@ class Settings(BaseSettings):
     progress_every: int = Field(
         200, gt=0, description="Records between two progress records of a partition (crash recovery replays at most this many)"
     )
+    flush_interval: float = Field(
+        1.0, gt=0, description="Most seconds a partition's changed states wait in memory before they are written"
+    )
+    state_cache_users: int = Field(
+        20_000, ge=0, description="Live user states a partition keeps in memory beyond the changed ones"
+    )
     session_timeout_seconds: float = Field(
         30.0, gt=0, description="Kafka consumer session timeout: how soon a dead worker's partitions move"
     )
@@ -94,6 +101,20 @@ class Settings(BaseSettings):
                 cooldown_ms=int(self.alert_cooldown_days * DAY_MS),
                 layers=frozenset(x.strip() for x in self.alert_layers.split(",") if x.strip()),
             ),
+        )
+
+    def engine_config(self) -> EngineConfig:
+        """What each partition's engine needs: watch, event time, retention, flushes, cache."""
+        return EngineConfig(
+            watch=self.watch_config(),
+            lateness_ms=int(self.lateness_seconds * 1000),
+            max_future_ms=int(self.max_future_seconds * 1000),
+            retention_ms=int(self.retention_days * DAY_MS),
+            progress_every=self.progress_every,
+            sweep_batch=self.sweep_batch,
+            live_idle_ms=int(self.live_idle_seconds * 1000),
+            pseudonym_key=self.pseudonym_secret(),
+            cache_users=self.state_cache_users,
         )
 
     def layer_config(self) -> LayerConfig:

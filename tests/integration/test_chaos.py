@@ -27,7 +27,7 @@ import pytest
 from online_models.portrait import PortraitState, render
 from online_models.replay import replay_history
 from streams.producer import make_producer, send_events, send_profiles
-from streams.progress import is_internal_key
+from online_models.processor import is_internal_key
 from streams.simulation import ShopSimulator
 from streams.topics import state_changelog
 from tests.integration.conftest import (

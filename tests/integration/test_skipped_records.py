@@ -1,6 +1,6 @@
 """Records Faust never hands over, on the real broker: read directly, counted once.
 
-The reader of :mod:`streams.holes` against the broker itself (records deleted from a
+The reader of :mod:`streams.faust_repairs` against the broker itself (records deleted from a
 partition's start, offsets that hold a transaction marker, offsets not there yet), and a
 worker whose group has committed offsets past records its state never applied, as when
 Faust skips the first records of a partition with no progress.
@@ -15,7 +15,7 @@ from collections import defaultdict
 import httpx
 import pytest
 
-from streams.holes import SkippedRecordReader
+from streams.faust_repairs import SkippedRecordReader
 from streams.simulation import ShopSimulator
 from tests.integration.conftest import (
     assert_matches_batch,

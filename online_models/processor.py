@@ -1,0 +1,515 @@
+"""One partition's engine: records in, effects out, with the partition's live states cached.
+
+A :class:`PartitionProcessor` owns everything one input partition needs: its
+event clock, its progress (input offsets applied, stream time, change numbers),
+its check schedule, the users changed since the last flush and since the last
+publication, and a cache of live :class:`~online_models.portrait.PortraitState`
+objects in front of the state store. It takes records of ``events``,
+``profiles``, ``erasures`` and ``ticks`` and returns what must happen as values
+(:class:`Put`, :class:`Delete`, :class:`Send`); the caller executes them in
+order. There is no Kafka, Faust or asyncio in here, so the worker, the
+in-process replay, evaluation and the benchmarks drive the same code.
+
+The model is Kafka Streams' processor with punctuators and its record cache:
+
+* a state changed N times between two flushes is written once;
+* a flush writes the changed states and then the progress record that covers
+  them, so any prefix of the state's changelog that holds a progress record
+  holds every change it covers; records after it are applied again after a
+  crash, and events already folded in are recognised by ``event_id``;
+* a :class:`Send` with ``confirm`` must be delivered before any later
+  :class:`Put` or :class:`Delete` is executed: an alert reaches Kafka before
+  the state that remembers it, an erasure's tombstones before the state is
+  deleted.
+
+>>> import orjson
+>>> store = {}
+>>> engine = PartitionProcessor(0, store, EngineConfig(progress_every=3))
+>>> def event(i, kind="view"):
+...     body = {"event_id": f"e{i}", "user_id": "u1", "type": kind, "ts": 1714536000000 + i * 60000, "amount": 30}
+...     return Record("events", "events", i, b"u1", orjson.dumps(body))
+>>> [e.kind for e in engine.process(event(0), now_ms=1714536000000)]  # a first look at the user: a sample
+['sample']
+>>> engine.process(event(1), now_ms=1714536000000)
+[]
+>>> effects = engine.process(event(2, "pay"), now_ms=1714536000000)
+>>> [type(e).__name__ for e in effects]  # the third record: u1 written once, then the progress
+['Put', 'Put']
+>>> apply_to(store, effects); sorted(store)
+[b'\\x00progress', b'u1']
+>>> engine.process(event(2, "pay"), now_ms=1714536000000), engine.counts["records_skipped"]
+([], 1)
+>>> sends, covered = engine.publication(None); [(s.topic, s.key) for s in sends], covered
+([('portraits', b'u1')], 3)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Iterator, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from online_models.admission import admit_erasure, admit_event, admit_profile, fold_event
+from online_models.clock import EventClock
+from online_models.erasure import erasure_records
+from online_models.events import InvalidEvent
+from online_models.portrait import PortraitState, render, update_profile
+from online_models.retention import due_at, is_expired
+from online_models.schedule import CheckSchedule
+from online_models.watch import WatchConfig, watch_user
+
+log = logging.getLogger(__name__)
+
+#: state-store key of a partition's progress record; user ids cannot start with a NUL byte
+PROGRESS_KEY = b"\x00progress"
+
+# short names of the topics records come from and effects go to
+EVENTS, PROFILES, ERASURES, TICKS = "events", "profiles", "erasures", "ticks"
+PORTRAITS, CHURN_ALERTS, MODEL_TRAINING, DEAD_LETTERS = "portraits", "churn-alerts", "model-training", "events.dlq"
+
+
+def is_internal_key(key: bytes) -> bool:
+    """Keys of the state store that are bookkeeping, not users."""
+    return key.startswith(b"\x00") or key.startswith(b"__faust")
+
+
+@dataclass
+class PartitionProgress:
+    """Input offsets applied (by full topic name), stream time and change numbers of one partition.
+
+    >>> p = PartitionProgress(offsets={"events": 41}, stream_time=1714536000000, seq=7)
+    >>> PartitionProgress.from_bytes(p.to_bytes()) == p
+    True
+    >>> p.covers("events", 41), p.covers("events", 42), p.covers("profiles", 0)
+    (True, False, False)
+    """
+
+    offsets: dict[str, int] = field(default_factory=dict)
+    stream_time: int | None = None
+    #: number of the last state change in the partition (each state carries its own)
+    seq: int = 0
+    #: every change up to this number is on the portraits topic
+    published_seq: int = 0
+
+    def covers(self, topic: str, offset: int) -> bool:
+        """Whether the record at ``offset`` of ``topic`` is already in the state."""
+        applied = self.offsets.get(topic)
+        return applied is not None and offset <= applied
+
+    def to_bytes(self) -> bytes:
+        """Compact JSON for the state store."""
+        return orjson.dumps(self)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "PartitionProgress":
+        """Inverse of :meth:`to_bytes`."""
+        return cls(**orjson.loads(raw))
+
+
+# ------------------------------------------------------------------ values in and out
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One input record: short topic name (``events``, ``profiles``, ``erasures``, ``ticks``), full topic name, offset, key, value."""
+
+    kind: str
+    topic: str
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """Write ``value`` under ``key`` in the partition's state store (and its changelog)."""
+
+    key: bytes
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Delete ``key`` from the partition's state store (a tombstone on its changelog)."""
+
+    key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send a record to a topic (short name); ``value`` None is a tombstone.
+
+    With ``confirm``, the record must be delivered before any later :class:`Put`
+    or :class:`Delete` is executed. ``payload`` is what the value encodes
+    (an :class:`~online_models.alerts.Alert`, a training sample), for callers
+    that use it in process; ``kind`` says what the record is (``alert``,
+    ``sample``, ``dead_letter``, ``portrait``, ``erasure``, ``expiry``).
+    """
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    confirm: bool = False
+    kind: str = ""
+    payload: Any = field(default=None, compare=False, repr=False)
+
+
+Effect = Put | Delete | Send
+
+
+class StateReader(Protocol):
+    """What the processor reads of its partition's state store."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def items(self) -> Iterable[tuple[bytes, bytes]]: ...
+
+
+def apply_to(store: MutableMapping[bytes, bytes], effects: Iterable[Effect]) -> None:
+    """Execute the store effects of ``effects`` on an in-memory store (sends are left to the caller)."""
+    for effect in effects:
+        if isinstance(effect, Put):
+            store[effect.key] = effect.value
+        elif isinstance(effect, Delete):
+            store.pop(effect.key, None)
+
+
+# ------------------------------------------------------------------ configuration
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """What a partition's engine needs to know; every field has a sensible default."""
+
+    watch: WatchConfig = field(default_factory=WatchConfig)
+    lateness_ms: int = 300_000
+    max_future_ms: int = 86_400_000
+    #: a user idle this long (event time) is forgotten; 0: never
+    retention_ms: int = 400 * 86_400_000
+    #: records between two flushes (at most this many are applied again after a crash)
+    progress_every: int = 200
+    #: a flush at least every this much stream time, far within the dedupe horizon
+    progress_time_step_ms: int = 3_600_000
+    #: most scheduled users looked at per record (None: every due user)
+    sweep_batch: int | None = 500
+    #: live mode: a partition without records this long follows the wall clock (0: off)
+    live_idle_ms: int = 0
+    pseudonym_key: bytes | None = None
+    #: live states kept in memory beyond the changed ones
+    cache_users: int = 20_000
+
+
+# ------------------------------------------------------------------ the processor
+
+
+class PartitionProcessor:
+    """The pure engine of one input partition (see the module's docstring)."""
+
+    def __init__(self, partition: int, store: StateReader, config: EngineConfig):
+        self.partition = partition
+        self.config = config
+        self.store = store
+        self.clock = EventClock(lateness_ms=config.lateness_ms)
+        self.schedule = CheckSchedule()
+        #: user id -> live state (changed or recently read)
+        self.cache: dict[str, PortraitState] = {}
+        #: user id -> changed state (None: delete) since the last flush, in order of change
+        self.changed: dict[str, PortraitState | None] = {}
+        #: users whose portrait changed since the last publication
+        self.unpublished: dict[str, None] = {}
+        #: counts of what happened (records folded, checks, alerts, ...), drained by the caller
+        self.counts: Counter[str] = Counter()
+        self.progress = self._restore()
+        self.published_seq = self.progress.published_seq
+        self._records_since_flush = 0
+        #: stream time at the last flush (None: no event time seen yet)
+        self._flushed_at = self.stream_time
+        self._last_record_wall_ms = 0
+
+    def _restore(self) -> PartitionProgress:
+        """Progress, clock, schedule and unpublished users from what the store holds."""
+        raw = self.store.get(PROGRESS_KEY)
+        restored = PartitionProgress.from_bytes(raw) if raw is not None else PartitionProgress()
+        if restored.stream_time is not None:
+            self.clock.observe(self.partition, restored.stream_time)
+        last_seq = restored.seq
+        for key, value in self.store.items():
+            if is_internal_key(key):
+                continue
+            state = PortraitState.from_bytes(value)
+            self.schedule.set(state.user_id, due_at(state, self.config.retention_ms))
+            if state.seq > restored.published_seq:  # changed, maybe never published: publish again
+                self.unpublished[state.user_id] = None
+                self.cache[state.user_id] = state
+            last_seq = max(last_seq, state.seq)
+        restored.seq = last_seq  # changes made after the progress record keep their numbers unique
+        return restored
+
+    # ------------------------------------------------------------- reading
+    @property
+    def stream_time(self) -> int | None:
+        """The largest event time seen on the partition."""
+        return self.clock.stream_time.get(self.partition)
+
+    @property
+    def watermark(self) -> int:
+        """Event time before which the partition accepts nothing new."""
+        return self.clock.watermark(self.partition)
+
+    @property
+    def as_of(self) -> int | None:
+        """The instant the partition's portraits describe."""
+        return self.clock.as_of(self.partition)
+
+    @property
+    def unflushed(self) -> bool:
+        """Whether records were applied (or states changed) since the last flush."""
+        return self._records_since_flush > 0 or bool(self.changed)
+
+    def applied_offset(self, topic: str) -> int | None:
+        """The last offset of ``topic`` (full name) in the state, None before any."""
+        return self.progress.offsets.get(topic)
+
+    def state(self, user_id: str) -> PortraitState | None:
+        """The user's live state, None for an unknown user."""
+        state = self.cache.get(user_id)
+        if state is None and user_id not in self.changed:
+            raw = self.store.get(user_id.encode())
+            if raw is not None:
+                state = self.cache[user_id] = PortraitState.from_bytes(raw)
+        return state
+
+    def states(self) -> Iterator[PortraitState]:
+        """Every user's live state: the store's, with the changes not flushed yet."""
+        for key, value in self.store.items():
+            if is_internal_key(key):
+                continue
+            user_id = key.decode()
+            if user_id not in self.cache and user_id not in self.changed:
+                yield PortraitState.from_bytes(value)
+        for user_id, state in self.cache.items():
+            if user_id not in self.changed:
+                yield state
+        yield from (state for state in self.changed.values() if state is not None)
+
+    # ------------------------------------------------------------- records
+    def process(self, record: Record, *, now_ms: int, models=None) -> list[Effect]:
+        """Apply one record and return its effects (a flush's when one is due).
+
+        ``now_ms`` is the wall clock (admission of future events, live mode);
+        ``models`` the latest model snapshot (None: no churn scores, no alerts).
+        """
+        if record.kind == TICKS:
+            return self._tick(record, now_ms=now_ms, models=models)
+        if self.progress.covers(record.topic, record.offset):
+            self.counts["records_skipped"] += 1  # already in the state restored after a crash or a move
+            return []
+        self._last_record_wall_ms = now_ms
+        effects: list[Effect] = []
+        before = self.stream_time
+        try:
+            if record.kind == ERASURES:
+                self._erase(record, effects)
+            elif record.kind == PROFILES:
+                self._profile(record)
+            else:
+                self._event(record, effects, now_ms=now_ms, models=models)
+        except InvalidEvent as error:
+            effects.append(self._dead_letter(record, error))
+        except Exception as error:  # a fault of ours must not stop the flow: the record is kept, dead-lettered
+            log.exception("%s[%s]@%s: applying failed; dead-lettered", record.topic, self.partition, record.offset)
+            effects.append(self._dead_letter(record, InvalidEvent("apply_failed", f"{type(error).__name__}: {error}")))
+        self.progress.offsets[record.topic] = record.offset
+        if self.stream_time != before:
+            self._sweep(effects, models)
+        self._records_since_flush += 1
+        # an erasure is recorded as applied at once, so a replay never brings back what it erased
+        if record.kind == ERASURES or self._flush_due():
+            effects += self.flush()
+        return effects
+
+    def dead_letter(self, record: Record, reason: str, detail: str) -> Send:
+        """The dead-letter record for ``record`` (the caller's, for a record that failed to apply)."""
+        return self._dead_letter(record, InvalidEvent(reason, detail))
+
+    def _dead_letter(self, record: Record, error: InvalidEvent) -> Send:
+        self.counts[f"rejected:{error.reason}"] += 1
+        headers = (
+            ("reason", error.reason.encode()),
+            ("detail", error.detail.encode()),
+            ("source.topic", record.topic.encode()),
+            ("source.partition", str(self.partition).encode()),
+            ("source.offset", str(record.offset).encode()),
+        )
+        return Send(DEAD_LETTERS, record.key, record.value, headers, kind="dead_letter")
+
+    def _event(self, record: Record, effects: list[Effect], *, now_ms: int, models) -> None:
+        config = self.config
+        admitted = admit_event(
+            record.key, record.value, now_ms=now_ms, max_future_ms=config.max_future_ms, pseudonym_key=config.pseudonym_key
+        )
+        state = self.state(admitted.user_id) or PortraitState(admitted.user_id)
+        if not fold_event(state, admitted, clock=self.clock, partition=self.partition, config=config.watch.portrait):
+            self.counts["events_duplicate"] += 1
+            return
+        as_of = self.as_of
+        # a purchase may lower the risk (re-arming alerts); a new period means a new sample
+        if admitted.type == "pay" or as_of // config.watch.sample_period_ms != state.sample_period:
+            self._watch(state, as_of, effects, models)
+        self._changed(state)
+        self.counts["events_processed"] += 1
+
+    def _profile(self, record: Record) -> None:
+        if record.value is None:  # a tombstone (an erasure writes them): nothing to apply
+            return
+        profile = admit_profile(record.key, record.value, pseudonym_key=self.config.pseudonym_key)
+        state = self.state(profile.user_id) or PortraitState(profile.user_id)
+        if update_profile(state, profile):
+            if state.seq == 0:  # a new user: schedule the expiry
+                self.schedule.set(state.user_id, due_at(state, self.config.retention_ms))
+            self._changed(state)
+        self.counts["profiles_processed"] += 1
+
+    def _erase(self, record: Record, effects: list[Effect]) -> None:
+        """Tombstones and markers first, confirmed; the state's deletion follows in the flush."""
+        request, user_id = admit_erasure(record.key, record.value, pseudonym_key=self.config.pseudonym_key)
+        self.schedule.remove(user_id)
+        self.unpublished.pop(user_id, None)
+        known = self.state(user_id) is not None or user_id in self.changed
+        self.cache.pop(user_id, None)
+        effects += [
+            Send(out.topic, out.key, out.value, out.headers, confirm=True, kind="erasure") for out in erasure_records(request, user_id)
+        ]
+        if known:
+            self.changed.pop(user_id, None)
+            self.changed[user_id] = None
+        self.counts["users_erased"] += 1
+
+    def _tick(self, record: Record, *, now_ms: int, models) -> list[Effect]:
+        """Live mode: a partition without records for a while follows the wall clock."""
+        idle_for = now_ms - self._last_record_wall_ms
+        if not self.config.live_idle_ms or idle_for < self.config.live_idle_ms:
+            return []
+        try:
+            wall_ms = orjson.loads(record.value)["wall_ms"]
+            if type(wall_ms) is not int:
+                raise TypeError("wall_ms is not an integer")
+        except (orjson.JSONDecodeError, KeyError, TypeError) as error:
+            return [self._dead_letter(record, InvalidEvent("invalid_tick", f"{type(error).__name__}: {error}"))]
+        # a tick moves the clock no further than the wall clock itself
+        before = self.stream_time
+        self.clock.observe(self.partition, min(wall_ms, now_ms))
+        effects: list[Effect] = []
+        if self.stream_time != before:
+            self._sweep(effects, models)
+            if self._flush_due():
+                effects += self.flush()
+        return effects
+
+    # ------------------------------------------------------------- checks
+    def _watch(self, state: PortraitState, as_of: int, effects: list[Effect], models) -> None:
+        """Score the user as of ``as_of``; samples and any alert become sends; reschedule."""
+        outcome = watch_user(state, as_of=as_of, watermark=self.watermark, models=models, config=self.config.watch)
+        key = state.user_id.encode()
+        for sample in outcome.samples:
+            effects.append(Send(MODEL_TRAINING, key, orjson.dumps(sample), kind="sample", payload=sample))
+        if outcome.alert is not None:
+            effects.append(Send(CHURN_ALERTS, key, outcome.alert.to_json_bytes(), confirm=True, kind="alert", payload=outcome.alert))
+            self.counts["alerts_fired"] += 1
+        self.counts["checks"] += 1
+        self.schedule.set(state.user_id, due_at(state, self.config.retention_ms))
+
+    def _sweep(self, effects: list[Effect], models) -> None:
+        """Re-score (or expire) the users whose check time the watermark has passed."""
+        watermark = self.watermark
+        retention_ms = self.config.retention_ms
+        for user_id in self.schedule.pop_due(watermark, limit=self.config.sweep_batch):
+            state = self.state(user_id)
+            if state is None:
+                continue
+            if is_expired(state, watermark=watermark, retention_ms=retention_ms):
+                self._expire(user_id, effects)
+                continue
+            if state.next_check is None or state.next_check > watermark:
+                self.schedule.set(user_id, due_at(state, retention_ms))  # the entry was stale
+                continue
+            # valued at the check time itself, so replays alert at the same event time
+            self._watch(state, state.next_check, effects, models)
+            self._changed(state)
+            self.counts["users_swept"] += 1
+
+    def _expire(self, user_id: str, effects: list[Effect]) -> None:
+        """Forget a user idle past the retention: state, schedule and published portrait."""
+        self.cache.pop(user_id, None)
+        self.unpublished.pop(user_id, None)
+        self.changed.pop(user_id, None)
+        self.changed[user_id] = None
+        effects.append(Send(PORTRAITS, user_id.encode(), None, kind="expiry"))
+        self.counts["users_expired"] += 1
+
+    def _changed(self, state: PortraitState) -> None:
+        self.progress.seq += 1
+        state.seq = self.progress.seq
+        self.cache[state.user_id] = state
+        self.changed[state.user_id] = state
+        self.unpublished[state.user_id] = None
+
+    # ------------------------------------------------------------- flushes
+    def _flush_due(self) -> bool:
+        if self._flushed_at is None:
+            self._flushed_at = self.stream_time
+        return self._records_since_flush >= self.config.progress_every or (
+            self.stream_time is not None and self.stream_time - self._flushed_at >= self.config.progress_time_step_ms
+        )
+
+    def flush(self) -> list[Effect]:
+        """The changed states, each written once, then the progress record that covers them."""
+        effects: list[Effect] = [
+            Delete(user_id.encode()) if state is None else Put(user_id.encode(), state.to_bytes())
+            for user_id, state in self.changed.items()
+        ]
+        self.changed = {}
+        self.progress.stream_time = self.stream_time
+        self.progress.published_seq = self.published_seq
+        effects.append(Put(PROGRESS_KEY, self.progress.to_bytes()))
+        self._records_since_flush = 0
+        self._flushed_at = self.stream_time
+        self._trim_cache()
+        return effects
+
+    def _trim_cache(self) -> None:
+        excess = len(self.cache) - self.config.cache_users
+        if excess <= 0:
+            return
+        for user_id in [u for u in self.cache if u not in self.unpublished][:excess]:
+            del self.cache[user_id]
+
+    # ------------------------------------------------------------- publication
+    def publication(self, models) -> tuple[list[Send], int]:
+        """Portraits of the users changed since the last publication, each once, and the change number they cover.
+
+        Call :meth:`published` with that number once Kafka has them.
+        """
+        covered = self.progress.seq
+        as_of = self.as_of
+        portrait_config = self.config.watch.portrait
+        sends = []
+        for user_id in self.unpublished:
+            state = self.cache.get(user_id)
+            if state is None:
+                continue
+            portrait = render(state, as_of=as_of, config=portrait_config)
+            if models is not None:
+                portrait = models.enrich(portrait)
+            sends.append(Send(PORTRAITS, user_id.encode(), orjson.dumps(portrait), kind="portrait"))
+        self.unpublished = {}
+        return sends, covered
+
+    def published(self, seq: int) -> None:
+        """Every change numbered up to ``seq`` is on the portraits topic."""
+        self.published_seq = max(self.published_seq, seq)

@@ -1,0 +1,224 @@
+"""Repairs of Faust, fenced in one module: everything here reaches into Faust's internals.
+
+Written against faust-streaming :data:`FAUST_VERSION`; :func:`check_faust_version`
+warns when another version runs, and a Faust upgrade starts here (and with
+``tests/unit/test_faust_repairs.py`` and ``tests/integration/test_skipped_records.py``).
+
+* **Skipped records.** Faust 0.15.3 can skip records of a partition it keeps
+  reading: a record whose hand-over to the stream is cut short by a rebalance is
+  dropped while the read offset moves on, records fetched before a rebalance are
+  skipped as of an old generation, a jump in offsets is acknowledged as a gap,
+  and a worker taking over a partition starts at the committed offset, which can
+  lie past the last progress record (or, with no progress yet, past the
+  partition's start). The partition's progress knows the last offset applied, so
+  a record past it reveals the hole; :class:`SkippedRecordReader` reads the
+  records in between with a consumer of no group (sending Faust's own consumer
+  back would upset its acknowledgements), and :func:`settle` tells Faust's
+  commit bookkeeping they are handled, or its commits would stop at the first
+  record it never acknowledged.
+* **Stalled partitions.** Faust tracks a read offset per partition and silently
+  drops fetched records below it; after restarts and rebalances it could leave a
+  partition with unread records and an idle agent for good.
+  :func:`read_stalled_again` seeks such a partition back to its progress.
+* **Table writes by partition.** A Faust table writes to the partition of the
+  event in hand (a context variable); :class:`PartitionWriter` writes a given
+  partition's RocksDB and changelog directly, so a flush or a graceful stop can
+  write any partition it holds.
+* **A hook after the drain at a graceful stop.** :class:`DrainHookApp` calls
+  ``on_drained_for_stop`` once Faust has drained the agents before stopping
+  (not in a rebalance's drain: a table write there left the next owner's
+  changelog recovery stuck).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+
+import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+log = logging.getLogger(__name__)
+
+#: the faust-streaming release these repairs were written and tested against
+FAUST_VERSION = "0.15.3"
+
+
+def check_faust_version(running: str = faust.__version__) -> bool:
+    """Whether the running Faust is the one these repairs know; a warning when it is not.
+
+    >>> check_faust_version(FAUST_VERSION), check_faust_version("9.9.9")
+    (True, False)
+    """
+    if running == FAUST_VERSION:
+        return True
+    log.warning("faust-streaming %s runs; streams/faust_repairs.py was written against %s", running, FAUST_VERSION)
+    return False
+
+#: most seconds the records of one hole may take to read (the broker may be restarting)
+HOLE_READ_TIMEOUT_SECONDS = 120.0
+
+
+class SkippedRecordReader:
+    """Reads given offsets of a partition from the broker, outside any consumer group.
+
+    The consumer is made on first use; offsets the broker no longer holds
+    (retention) are not waited for. Records come one by one, so a long hole (a
+    partition read from its start) is never held in memory.
+    """
+
+    def __init__(self, bootstrap_servers: str | list[str], client_id: str, timeout_s: float = HOLE_READ_TIMEOUT_SECONDS):
+        self.bootstrap_servers, self.client_id, self.timeout_s = bootstrap_servers, client_id, timeout_s
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def _consumer_of(self, tp: TopicPartition) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap_servers,
+                group_id=None,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                client_id=self.client_id,
+            )
+            await consumer.start()
+            self._consumer = consumer
+        self._consumer.assign([tp])
+        return self._consumer
+
+    async def log_start(self, topic: str, partition: int) -> int:
+        """The first offset of the partition the broker still holds."""
+        tp = TopicPartition(topic, partition)
+        consumer = await self._consumer_of(tp)
+        return (await consumer.beginning_offsets([tp]))[tp]
+
+    async def read(self, topic: str, partition: int, first: int, last: int) -> AsyncIterator:
+        """The records at offsets ``first`` to ``last`` (inclusive) that the broker still holds, in order.
+
+        Fails when no record comes for ``timeout_s`` while some are still to read.
+        """
+        tp = TopicPartition(topic, partition)
+        start = await self.log_start(topic, partition)
+        consumer = self._consumer
+        if start > first:
+            log.warning("%s: offsets %s to %s are gone from the broker (retention)", tp, first, start - 1)
+            first = start
+        consumer.seek(tp, first)
+        deadline = time.monotonic() + self.timeout_s
+        # the position, not the last record, tells the end: offsets may hold no record (transaction markers)
+        while first <= last and await consumer.position(tp) <= last:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{tp}: no record of offsets {first} to {last} came within {self.timeout_s} s")
+            batch = await consumer.getmany(tp, timeout_ms=1000)
+            for record in batch.get(tp, []):
+                if record.offset > last:
+                    return
+                deadline = time.monotonic() + self.timeout_s
+                yield record
+
+    async def stop(self) -> None:
+        """Close the consumer, if one was made."""
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            await consumer.stop()
+
+
+async def settle(consumer, tp, first: int, last: int) -> None:
+    """Register offsets ``first`` to ``last`` of ``tp`` as handled in Faust ``consumer``'s commit bookkeeping.
+
+    Faust commits a partition up to the first offset it never acknowledged; records
+    applied from :class:`SkippedRecordReader` were never acknowledged by it. They are
+    registered as a gap, as Faust itself does when offsets jump. Offsets Faust did
+    acknowledge (a record it skipped as fetched before a rebalance) are left out: an
+    offset both acknowledged and in a gap would be counted twice, and Faust's commit
+    would then pass such offsets one per commit.
+
+    >>> import asyncio, faust
+    >>> from faust.types import TP
+    >>> consumer = faust.App("holes-doctest", broker="kafka://127.0.0.1:1").consumer
+    >>> tp = TP("events", 0)
+    >>> consumer._committed_offset[tp] = 520
+    >>> for offset in [525, *range(535, 540)]:  # acknowledged around a hole of 520 to 534
+    ...     consumer._acked[tp].append(offset)
+    ...     consumer._acked_index[tp].add(offset)
+    >>> consumer._new_offset(tp) is None  # Faust alone would commit nothing more
+    True
+    >>> asyncio.run(settle(consumer, tp, 520, 534))
+    >>> sorted((gap.begin, gap.end) for gap in consumer._gap[tp])  # 520 is the committed offset itself
+    [(521, 525), (526, 535)]
+    >>> consumer._new_offset(tp)
+    540
+    """
+    acknowledged = consumer._acked_index[tp]
+    start = None
+    for offset in range(first, last + 2):
+        if offset <= last and offset not in acknowledged:
+            start = offset if start is None else start
+        elif start is not None:
+            await consumer._add_gap(tp, start, offset - 1)
+            start = None
+
+
+async def read_stalled_again(consumer, partitions: Iterable, applied: dict) -> list:
+    """Seek each partition of ``partitions`` with unread records back to the first one its progress lacks.
+
+    ``applied`` maps a partition to the last offset applied (None: nothing yet);
+    partitions missing from it are left alone (revoked meanwhile). What is
+    delivered twice is skipped or recognised as usual. Returns the partitions sought.
+    """
+    partitions = list(partitions)
+    # end offsets asked of the broker: a partition that is not fetched has no highwater of its own
+    ends = await consumer.highwaters(*partitions) if partitions else {}
+    sought = []
+    for tp in partitions:
+        if tp not in applied:
+            continue
+        last = applied[tp]
+        resume_at = 0 if last is None else last + 1
+        end = ends.get(tp)
+        if end is not None and end > resume_at:
+            log.warning("partition %s stalled at %s of %s: reading again from there", tp, resume_at, end)
+            await consumer.seek(tp, resume_at)
+            consumer.resume_partitions({tp})
+            sought.append(tp)
+    return sought
+
+
+class PartitionWriter:
+    """Writes and reads one table's partitions directly: local RocksDB and changelog, raw bytes.
+
+    Faust's ``table[key] = value`` writes to the partition of the event in hand;
+    this writes the partition it is given, in the same two places, in order.
+    Changelog records go through the producer's buffer; the returned futures
+    resolve once Kafka has them.
+    """
+
+    def __init__(self, table):
+        self.table = table
+
+    def db(self, partition: int):
+        """The partition's RocksDB (opened on first use)."""
+        return self.table.data._db_for_partition(partition)
+
+    def write(self, partition: int, key: bytes, value: bytes | None):
+        """Put ``value`` under ``key`` (None: delete it) in the partition and its changelog."""
+        db = self.db(partition)
+        if value is None:
+            db.delete(key)
+            self.table.data._key_index.pop(key, None)
+        else:
+            db.put(key, value)
+            self.table.data._key_index[key] = partition
+        return self.table.send_changelog(partition, key, value, key_serializer="raw", value_serializer="raw")
+
+
+class DrainHookApp(faust.App):
+    """A Faust app that calls :meth:`on_drained_for_stop` once the agents are drained before a graceful stop."""
+
+    async def _consumer_wait_empty(self, consumer, logger) -> None:
+        await super()._consumer_wait_empty(consumer, logger)
+        if self.should_stop:  # stopping, not revoking partitions in a rebalance
+            await self.on_drained_for_stop()
+
+    async def on_drained_for_stop(self) -> None:
+        """Override: the agents are idle, every record taken is processed, Faust commits next."""

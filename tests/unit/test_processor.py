@@ -1,0 +1,234 @@
+"""The partition engine over an in-memory store: caching, flush order, crashes between effects, erasure, ticks."""
+
+from __future__ import annotations
+
+import random
+
+import orjson
+import pytest
+
+from online_models.alerts import AlertPolicy
+from online_models.portrait import PortraitState
+from online_models.processor import (
+    DEAD_LETTERS,
+    ERASURES,
+    EVENTS,
+    PROFILES,
+    PROGRESS_KEY,
+    TICKS,
+    Delete,
+    EngineConfig,
+    PartitionProcessor,
+    PartitionProgress,
+    Put,
+    Record,
+    Send,
+    apply_to,
+)
+from online_models.replay import replay_history
+from online_models.watch import WatchConfig
+from streams.simulation import ShopSimulator
+from tests.reference import events_by_user
+
+START_MS = 1788307200000  # 2026-09-01 00:00 UTC
+DAY = 86_400_000
+#: a short retention and flushes every 25 records, so a short history exercises every path
+#: alert settings that make a small shop alert a few times (as the chaos test's)
+WATCH = WatchConfig(
+    alerts=AlertPolicy(
+        threshold=0.5, rearm_below=0.35, cooldown_ms=7 * DAY, layers=frozenset({"high_value", "potential", "ordinary", "low_value"})
+    )
+)
+ENGINE = EngineConfig(watch=WATCH, progress_every=25, retention_ms=20 * DAY, sweep_batch=None)
+
+
+def records_of(events: list[dict], erasures: dict[int, str] | None = None) -> list[Record]:
+    """The events as records of one partition; ``erasures`` puts an erasure request before the event at that index."""
+    out, erasure_offset = [], 0
+    for offset, event in enumerate(events):
+        if erasures and offset in erasures:
+            user = erasures[offset]
+            body = orjson.dumps({"request_id": f"r{offset}", "user_id": user, "requested_at": event["ts"]})
+            out.append(Record(ERASURES, ERASURES, erasure_offset, user.encode(), body))
+            erasure_offset += 1
+        out.append(Record(EVENTS, EVENTS, offset, event["user_id"].encode(), orjson.dumps(event)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def history() -> list[dict]:
+    return list(ShopSimulator(n_users=60, start_ms=START_MS, seed=11).history(40))
+
+
+@pytest.fixture(scope="module")
+def models(history):
+    return replay_history(history, config=ENGINE.watch).snapshot()
+
+
+def run(records: list[Record], store: dict, models, *, config: EngineConfig = ENGINE) -> tuple[PartitionProcessor, list]:
+    """Every record through a processor restored from ``store``, skipping what its progress covers; effects executed."""
+    engine = PartitionProcessor(0, store, config)
+    log = []
+    for record in records:
+        effects = engine.process(record, now_ms=START_MS + 400 * DAY, models=models)
+        apply_to(store, effects)
+        log.append(effects)
+    return engine, log
+
+
+def final_states(store: dict) -> dict[str, dict]:
+    """The users the store holds, each without its change number (a restarted run numbers changes anew)."""
+    out = {}
+    for key, value in store.items():
+        if key == PROGRESS_KEY:
+            continue
+        state = orjson.loads(value)
+        state.pop("seq")
+        out[key.decode()] = state
+    return out
+
+
+def test_a_state_changed_many_times_between_flushes_is_written_once_then_the_progress(history):
+    store: dict = {}
+    engine, log = run(records_of(history[:25]), store, None)
+    flushes = [effects for effects in log if any(isinstance(e, Put) for e in effects)]
+    assert len(flushes) == 1
+    writes = [e for e in flushes[0] if not isinstance(e, Send)]
+    users = {e["user_id"] for e in history[:25]}
+    assert [w.key for w in writes[:-1]] == sorted([w.key for w in writes[:-1]], key=[w.key for w in writes[:-1]].index)
+    assert {w.key.decode() for w in writes[:-1]} == users and len(writes) - 1 == len(users) < 25
+    assert writes[-1].key == PROGRESS_KEY
+    progress = PartitionProgress.from_bytes(writes[-1].value)
+    assert progress.offsets == {EVENTS: 24} and progress.stream_time == max(e["ts"] for e in history[:25])
+
+
+def test_the_engine_folds_each_user_as_the_batch_reference_does(history):
+    store: dict = {}
+    engine, _ = run(records_of(history), store, None, config=EngineConfig(progress_every=25, retention_ms=0))
+    apply_to(store, engine.flush())
+    by_user = events_by_user(history)
+    states = final_states(store)
+    assert set(states) == set(by_user)
+    for user, events in by_user.items():
+        assert states[user]["events"] == len({e["event_id"] for e in events})
+        pays = {e["event_id"]: e for e in events if e["type"] == "pay"}
+        assert states[user]["purchases"] == len(pays)
+        assert states[user]["spend_cents"] == sum(round(e["amount"] * 100) for e in pays.values())
+
+
+def test_a_crash_between_any_two_effects_ends_where_an_uninterrupted_run_does(history, models):
+    records = records_of(history, erasures={len(history) // 2: history[len(history) // 2]["user_id"]})
+    straight_store: dict = {}
+    straight, straight_log = run(records, straight_store, models)
+    apply_to(straight_store, straight.flush())
+    expected = final_states(straight_store)
+    alerts = [e.payload.alert_id for effects in straight_log for e in effects if isinstance(e, Send) and e.kind == "alert"]
+    assert alerts, "the history should fire alerts, so the test covers them"
+
+    # the state changelog of the straight run: every write in order; a crash keeps a prefix of it
+    changelog = [e for effects in straight_log for e in effects if isinstance(e, (Put, Delete))]
+    erasure_flush_end = next(
+        i for i, e in enumerate(changelog) if isinstance(e, Delete) and any(
+            isinstance(x, Send) and x.kind == "erasure" for effects in straight_log for x in effects)
+    )
+    cuts = set(range(max(0, erasure_flush_end - 5), min(len(changelog), erasure_flush_end + 5)))
+    cuts |= set(random.Random(7).sample(range(len(changelog)), 6)) | {0, len(changelog)}
+    for cut in sorted(cuts):
+        store: dict = {}
+        apply_to(store, changelog[:cut])
+        # the worker reads again from its progress: records it covers are skipped, the rest applied
+        engine, log = run(records, store, models)
+        apply_to(store, engine.flush())
+        assert final_states(store) == expected, f"crash after changelog record {cut}"
+        # every alert of the straight run was delivered once before the crash or is delivered again, same id
+        again = [e.payload.alert_id for effects in log for e in effects if isinstance(e, Send) and e.kind == "alert"]
+        assert set(again) <= set(alerts)
+
+
+def test_alerts_and_erasure_records_are_confirmed_before_any_later_write(history, models):
+    records = records_of(history, erasures={100: history[100]["user_id"]})
+    _, log = run(records, {}, models)
+    kinds = {e.kind for effects in log for e in effects if isinstance(e, Send) and e.confirm}
+    assert kinds == {"alert", "erasure"}
+    erasure = next(effects for effects in log if any(isinstance(e, Send) and e.kind == "erasure" for e in effects))
+    first_write = next(i for i, e in enumerate(erasure) if not isinstance(e, Send))
+    assert [e.topic for e in erasure[:first_write] if e.kind == "erasure"] == ["portraits", "profiles", "churn-alerts", "model-training"]
+    assert Delete(history[100]["user_id"].encode()) in erasure[first_write:]
+    assert isinstance(erasure[-1], Put) and erasure[-1].key == PROGRESS_KEY
+
+
+def test_an_erased_user_is_gone_and_a_later_event_starts_afresh():
+    store: dict = {}
+    view = {"event_id": "a", "user_id": "u1", "type": "view", "ts": START_MS}
+    erase = orjson.dumps({"request_id": "r1", "user_id": "u1", "requested_at": START_MS})
+    later = {**view, "event_id": "b", "ts": START_MS + 60_000}
+    engine, _ = run(
+        [Record(EVENTS, EVENTS, 0, b"u1", orjson.dumps(view)), Record(ERASURES, ERASURES, 0, b"u1", erase)], store, None
+    )
+    assert b"u1" not in store and "u1" not in engine.unpublished and engine.schedule.get("u1") is None
+    engine.process(Record(EVENTS, EVENTS, 1, b"u1", orjson.dumps(later)), now_ms=START_MS, models=None)
+    assert engine.state("u1").events == 1
+
+
+def test_bad_records_are_dead_lettered_with_their_reason_and_the_flow_goes_on():
+    engine = PartitionProcessor(0, {}, ENGINE)
+    bad = Record(EVENTS, "shop.events", 3, b"u1", b"{not json")
+    effects = engine.process(bad, now_ms=START_MS, models=None)
+    (letter,) = effects
+    assert letter.topic == DEAD_LETTERS and letter.value == b"{not json"
+    headers = dict(letter.headers)
+    assert headers["reason"] == b"malformed_json" and headers["source.topic"] == b"shop.events" and headers["source.offset"] == b"3"
+    good = {"event_id": "a", "user_id": "u1", "type": "view", "ts": START_MS}
+    engine.process(Record(EVENTS, "shop.events", 4, b"u1", orjson.dumps(good)), now_ms=START_MS, models=None)
+    assert engine.applied_offset("shop.events") == 4 and engine.state("u1").events == 1
+    assert engine.counts["rejected:malformed_json"] == 1 and engine.counts["events_processed"] == 1
+
+
+def test_ticks_move_an_idle_partition_no_further_than_the_wall_clock_and_bad_ones_are_dead_lettered():
+    engine = PartitionProcessor(0, {}, EngineConfig(live_idle_ms=60_000))
+    view = {"event_id": "a", "user_id": "u1", "type": "view", "ts": START_MS}
+    engine.process(Record(EVENTS, EVENTS, 0, b"u1", orjson.dumps(view)), now_ms=START_MS, models=None)
+    assert engine.process(Record(TICKS, TICKS, 0, None, b'{"wall_ms": 1}'), now_ms=START_MS + 1000, models=None) == []
+    crafted = orjson.dumps({"wall_ms": START_MS + 365 * DAY})
+    engine.process(Record(TICKS, TICKS, 1, None, crafted), now_ms=START_MS + 120_000, models=None)
+    assert engine.stream_time == START_MS + 120_000
+    (letter,) = engine.process(Record(TICKS, TICKS, 2, None, b"[]"), now_ms=START_MS + 240_000, models=None)
+    assert dict(letter.headers)["reason"] == b"invalid_tick"
+
+
+def test_users_idle_past_the_retention_are_forgotten_with_a_portrait_tombstone():
+    store: dict = {}
+    old = {"event_id": "a", "user_id": "u1", "type": "view", "ts": START_MS}
+    new = {"event_id": "b", "user_id": "u2", "type": "view", "ts": START_MS + 30 * DAY}
+    engine, log = run(
+        [Record(EVENTS, EVENTS, 0, b"u1", orjson.dumps(old)), Record(EVENTS, EVENTS, 1, b"u2", orjson.dumps(new))], store, None
+    )
+    apply_to(store, engine.flush())
+    assert Send("portraits", b"u1", None, kind="expiry") in log[1]
+    assert b"u1" not in store and b"u2" in store and engine.counts["users_expired"] == 1
+
+
+def test_publication_renders_each_changed_user_once_and_a_restart_publishes_what_was_not(history):
+    store: dict = {}
+    engine, _ = run(records_of(history[:60]), store, None)
+    sends, covered = engine.publication(None)
+    assert sorted(s.key for s in sends) == sorted({e["user_id"].encode() for e in history[:60]})
+    assert engine.publication(None)[0] == []
+    engine.published(covered)
+    # changes after the last flush's published mark come back as unpublished on restart
+    apply_to(store, engine.flush())
+    later, _ = run(records_of(history[:80]), store, None)
+    restarted = PartitionProcessor(0, store, ENGINE)
+    changed_later = {e["user_id"] for e in history[60:80]}
+    assert set(restarted.unpublished) <= changed_later | set(later.unpublished)
+
+
+def test_the_cache_keeps_changed_and_unpublished_users_and_drops_the_rest_beyond_its_size(history):
+    store: dict = {}
+    engine, _ = run(records_of(history[:200]), store, None, config=EngineConfig(progress_every=25, cache_users=3))
+    engine.publication(None)
+    apply_to(store, engine.flush())
+    assert len(engine.cache) <= 3
+    user = history[0]["user_id"]
+    assert engine.state(user) is not None  # read back from the store
+    assert isinstance(engine.state(user), PortraitState)
