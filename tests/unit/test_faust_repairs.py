@@ -1,0 +1,63 @@
+"""The Faust repairs against the Faust they were written for: a Faust upgrade starts here.
+
+The reader of skipped records is tested on the real broker (tests/integration/test_skipped_records.py);
+what needs no broker is tested here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import faust
+from faust.types import TP
+
+from streams import faust_repairs
+from streams.faust_repairs import FAUST_VERSION, check_faust_version, read_stalled_again, settle
+
+
+def test_the_installed_faust_is_the_one_the_repairs_were_written_against():
+    # an upgrade fails here first: read streams/faust_repairs.py against the new Faust, then move FAUST_VERSION
+    assert faust.__version__ == FAUST_VERSION
+    assert check_faust_version()
+
+
+def test_the_drain_hook_overrides_a_method_faust_still_has():
+    assert callable(getattr(faust.App, "_consumer_wait_empty", None))
+    assert faust_repairs.DrainHookApp._consumer_wait_empty is not faust.App._consumer_wait_empty
+
+
+class _Consumer:
+    """The two calls read_stalled_again makes of Faust's consumer, recorded."""
+
+    def __init__(self, ends: dict):
+        self.ends, self.seeks, self.resumed = ends, [], []
+
+    async def highwaters(self, *partitions):
+        return {tp: self.ends[tp] for tp in partitions if tp in self.ends}
+
+    async def seek(self, tp, offset):
+        self.seeks.append((tp, offset))
+
+    def resume_partitions(self, partitions):
+        self.resumed += list(partitions)
+
+
+def test_a_stalled_partition_is_sought_back_to_the_first_record_its_progress_lacks():
+    behind, current, fresh, revoked = (TP("events", p) for p in range(4))
+    consumer = _Consumer({behind: 50, current: 10, fresh: 5, revoked: 9})
+    applied = {behind: 29, current: 9, fresh: None}  # `revoked` left: its engine is gone
+    sought = asyncio.run(read_stalled_again(consumer, [behind, current, fresh, revoked], applied))
+    assert sought == [behind, fresh]
+    assert consumer.seeks == [(behind, 30), (fresh, 0)] and consumer.resumed == [behind, fresh]
+
+
+def test_settled_offsets_let_faust_commit_past_a_hole():
+    consumer = faust.App("repairs-test", broker="kafka://127.0.0.1:1").consumer
+    tp = TP("events", 0)
+    consumer._committed_offset[tp] = 99
+    for offset in range(110, 120):
+        consumer._acked[tp].append(offset)
+        consumer._acked_index[tp].add(offset)
+    assert consumer._new_offset(tp) is None
+    asyncio.run(settle(consumer, tp, 100, 109))
+    assert consumer._new_offset(tp) == 120
