@@ -1,4 +1,4 @@
-"""``scripts/bench``: throughput, freshness, api, footprint, scaling, core and ceiling benchmarks (run by hand)."""
+"""``scripts/bench``: throughput, freshness, api, footprint, scaling, core, sparse and ceiling benchmarks (run by hand)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,12 @@ def workload(events: int, users: int):
     )
 
 
+traffic_option = click.option(
+    "--traffic", type=click.Choice(["uniform", "shop"]), default="uniform", show_default=True,
+    help="Events produced: uniform (a fixed mix over uniformly chosen users) or shop (the simulator's "
+         "session-shaped users and their profiles; --events caps how many are taken)")
+
+
 def benchmark(name: str):
     """A benchmark command: the common options, a fresh :class:`Run`, its report written and data dropped at the end."""
 
@@ -68,18 +74,19 @@ def main() -> None:
 
 @main.command()
 @workload(events=1_000_000, users=100_000)
+@traffic_option
 @click.option("--cap", default=120.0, show_default=True, help="Seconds the worker is measured after its first record")
 @click.option("--warmup", default=10.0, show_default=True, help="Seconds after the first record left out of the rate")
 @click.option("--profile", "profile_s", default=0.0, show_default=True, help="Then sample the worker with py-spy this long")
 @click.option("--variant", "variants", multiple=True, metavar="NAME:KEY=VALUE[,KEY=VALUE]",
               help="Then a worker with these settings on the same topic (repeatable), e.g. aio:PORTRAITS_WORKER_LOOP=aio")
 @benchmark("throughput")
-def throughput(run: Run, events, users, days, cap, warmup, profile_s, variants) -> None:
+def throughput(run: Run, events, users, days, traffic, cap, warmup, profile_s, variants) -> None:
     """Floor (bare consumer + JSON decode) against one worker catching up on the same topic."""
     from benchkit.throughput import parse_variant, run_throughput
 
     run_throughput(run, events=events, users=users, days=days, cap_s=cap, warmup_s=warmup, profile_s=profile_s,
-                   variants=[parse_variant(v) for v in variants])
+                   variants=[parse_variant(v) for v in variants], traffic=traffic)
 
 
 @main.command()
@@ -173,15 +180,40 @@ def core(events, users, days, seed, checkouts, json_out) -> None:
 
 
 @main.command()
+@click.option("--users", default=2357, show_default=True, help="Customers of the purchase log")
+@click.option("--days", default=540.0, show_default=True, help="Event-time span of the purchase log")
+@click.option("--seed", default=3, show_default=True)
+@click.option("--against", "checkouts", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Another checkout to measure on the same history in the same run (repeatable), e.g. a git worktree of an older commit")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Also write the figures here")
+def sparse(users, days, seed, checkouts, json_out) -> None:
+    """The pure core without Kafka on a sparse purchase log: checks per event and replay time with frozen models."""
+    import json
+
+    from benchkit.sparse import compare
+
+    this = Path(__file__).resolve().parents[2]
+    figures = compare([*checkouts, this], users=users, days=days, seed=seed)
+    mine = figures[str(this)]
+    for path, f in figures.items():
+        print(f"{f['replay_seconds']:>8.2f} s  {f['events_per_second']:>9,.1f} events/s  "
+              f"{f['checks_per_event']:>6.3f} checks/event  {f['replay_seconds'] / mine['replay_seconds']:.2f}x "
+              f"this checkout's time  {path}")
+    if json_out is not None:
+        json_out.write_text(json.dumps(figures, indent=2))
+
+
+@main.command()
 @workload(events=1_000_000, users=100_000)
+@traffic_option
 @click.option("--records", default=50_000, show_default=True, help="Records each probe reads")
 @click.option("--timeout", "timeout_s", default=300.0, show_default=True, help="Most seconds a probe may take")
 @benchmark("ceiling")
-def ceiling(run: Run, events, users, days, records, timeout_s) -> None:
+def ceiling(run: Run, events, users, days, traffic, records, timeout_s) -> None:
     """Faust's per-record cost here: bare agents that read, send one record, or write one table entry per record."""
     from benchkit.ceiling import run_ceiling
 
-    run_ceiling(run, events=events, users=users, days=days, records=records, timeout_s=timeout_s)
+    run_ceiling(run, events=events, users=users, days=days, records=records, timeout_s=timeout_s, traffic=traffic)
 
 
 if __name__ == "__main__":

@@ -20,9 +20,10 @@ from benchkit.procs import free_port, managed, python_module
 MODES = ("read", "send", "rawsend", "table")
 
 
-def run_ceiling(run: Run, *, events: int, users: int, days: float, records: int, timeout_s: float) -> None:
+def run_ceiling(run: Run, *, events: int, users: int, days: float, records: int, timeout_s: float,
+                traffic: str = "uniform") -> None:
     """Each probe reads ``records`` records (from the start of the topic); its rate is recorded."""
-    ensure_events(run, events=events, users=users, days=days)
+    ensure_events(run, events=events, users=users, days=days, traffic=traffic)
     count, seconds = kafka_io.floor(run.kafka, run.topic("events"), limit=records)
     rates = {"floor (aiokafka + orjson)": count / seconds}
     for mode in MODES:

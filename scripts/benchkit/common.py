@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchkit import kafka_io
-from benchkit.events import synthetic_events
+from benchkit.events import shop_events, synthetic_events
 
 DAY_MS = 86_400_000
 
@@ -60,8 +60,17 @@ class Run:
                 shutil.rmtree(path, ignore_errors=True)
 
 
-def ensure_events(run: Run, *, events: int, users: int, days: float, seed: int = 1) -> int:
-    """Topics under the run's prefix and at least ``events`` records in its events topic; returns the count there."""
+TRAFFIC = ("uniform", "shop")
+
+
+def ensure_events(run: Run, *, events: int, users: int, days: float, seed: int = 1, traffic: str = "uniform") -> int:
+    """Topics under the run's prefix and at least ``events`` records in its events topic; returns the count there.
+
+    ``traffic`` is ``uniform`` (:func:`synthetic_events`, a fixed mix) or ``shop`` (the simulator's
+    session-shaped users, :func:`shop_events`, at most ``events``; their profiles go to the profiles topic first).
+    """
+    if traffic not in TRAFFIC:
+        raise ValueError(f"traffic is one of {', '.join(TRAFFIC)}, not {traffic!r}")
     kafka_io.ensure_topics(run.kafka, run.prefix, run.partitions)
     topic = run.topic("events")
     present = sum(kafka_io.end_offsets(run.kafka, topic).values())
@@ -70,9 +79,36 @@ def ensure_events(run: Run, *, events: int, users: int, days: float, seed: int =
         return present
     span = int(days * DAY_MS)
     start = int(time.time() * 1000) - span - 60_000
+    if traffic == "shop":
+        return present + _produce_shop(run, events - present, users=users, start_ms=start, days=days, seed=seed + present)
     records = synthetic_events(events - present, users=users, start_ms=start, span_ms=span, seed=seed + present,
                                id_prefix=f"{run.prefix}{present}-")
     count, seconds = kafka_io.produce(run.kafka, topic, records)
     run.record("produce", {"events": count, "users": users, "event_time_days": days, "seconds": round(seconds, 1),
                            "rate": round(count / seconds)})
     return present + count
+
+
+def _produce_shop(run: Run, cap: int, *, users: int, start_ms: int, days: float, seed: int) -> int:
+    """Profiles, then at most ``cap`` simulated events; records what was produced and returns the event count."""
+    from streams.producer import encode_events
+
+    profiles, history = shop_events(cap, users=users, start_ms=start_ms, days=days, seed=seed)
+    kafka_io.produce(run.kafka, run.topic("profiles"), encode_events(profiles))
+    seen = {"users": set(), "first_ts": None, "last_ts": None}
+
+    def tallied(events):
+        for event in events:
+            seen["users"].add(event["user_id"])
+            seen["first_ts"] = seen["first_ts"] or event["ts"]
+            seen["last_ts"] = event["ts"]
+            yield event
+
+    count, seconds = kafka_io.produce(run.kafka, run.topic("events"), encode_events(tallied(history)))
+    span_days = (seen["last_ts"] - seen["first_ts"]) / DAY_MS if count else 0.0
+    run.record("produce", {"traffic": "shop", "events": count, "cap": cap, "profiles": len(profiles),
+                           "users_with_events": len(seen["users"]), "event_time_days": round(span_days, 2),
+                           "seconds": round(seconds, 1), "rate": round(count / seconds) if seconds else None})
+    if count < cap:
+        print(f"the simulator made {count:,} events ({users:,} users x {days:g} days), fewer than --events {cap:,}")
+    return count

@@ -68,17 +68,28 @@ def measure(events: int, users: int, days: float, seed: int) -> dict:
 
 def compare(checkouts: list[Path], *, events: int, users: int, days: float, seed: int) -> dict[str, dict]:
     """``measure`` in each checkout (a directory with ``online_models``), one after the other."""
+    return in_checkouts(checkouts, "benchkit.core", [str(events), str(users), str(days), str(seed)])
+
+
+def in_checkouts(checkouts: list[Path], module: str, args: list[str], *, timeout_s: float = 3600.0) -> dict[str, dict]:
+    """``python -m module args`` in each checkout, one after the other: the JSON on its last line, per checkout.
+
+    The checkout comes first on the path (its ``online_models``), then this ``scripts/`` (``benchkit`` itself).
+    """
     here = Path(__file__).resolve().parent.parent  # scripts/, for benchkit itself
+    label = module.rpartition(".")[2]
     out = {}
     for checkout in checkouts:
         checkout = checkout.resolve()
         env = {**os.environ, "PYTHONPATH": f"{checkout}{os.pathsep}{here}"}
         done = subprocess.run(
-            [sys.executable, "-m", "benchkit.core", str(events), str(users), str(days), str(seed)],
-            cwd=checkout, env=env, check=True, capture_output=True, text=True, timeout=3600,
+            [sys.executable, "-m", module, *args],
+            cwd=checkout, env=env, capture_output=True, text=True, timeout=timeout_s,
         )
+        if done.returncode != 0:
+            raise RuntimeError(f"{label} of {checkout} failed ({done.returncode}):\n{done.stderr[-3000:]}")
         out[str(checkout)] = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"core of {checkout}: {json.dumps(out[str(checkout)])}", flush=True)
+        print(f"{label} of {checkout}: {json.dumps(out[str(checkout)])}", flush=True)
     return out
 
 

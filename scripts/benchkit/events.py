@@ -2,7 +2,8 @@
 
 The mix follows a shop's funnel (mostly views, a few carts, fewer payments);
 timestamps rise evenly over the span, so nothing is late. Every event passes
-:func:`online_models.events.parse_event`.
+:func:`online_models.events.parse_event`. :func:`shop_events` gives session-shaped
+traffic instead: the first events of :class:`streams.simulation.ShopSimulator`'s history.
 
 >>> from online_models.events import parse_event
 >>> records = list(synthetic_events(50, users=7, start_ms=1_717_171_200_000, span_ms=3_600_000, seed=1))
@@ -12,6 +13,7 @@ timestamps rise evenly over the span, so nothing is late. Every event passes
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterator
 
@@ -67,3 +69,21 @@ def synthetic_events(
         ts = start_ms + span_ms * i // max(1, n)
         event = make_event(rng, f"{id_prefix}{i}", user, kinds[i % len(kinds)], ts)
         yield user.encode(), orjson.dumps(event)
+
+
+def shop_events(n: int, *, users: int, start_ms: int, days: float, seed: int = 0) -> tuple[list[dict], Iterator[dict]]:
+    """(profiles, at most ``n`` events in event-time order) of ``users`` simulated shoppers over ``days`` from ``start_ms``.
+
+    The simulator sets the volume (users x days x about 10 a day); ``n`` caps how many are taken,
+    so a cap below it keeps the start of the span only.
+
+    >>> profiles, events = shop_events(500, users=20, start_ms=1_717_171_200_000, days=3, seed=1)
+    >>> events = list(events)
+    >>> len(profiles), len(events), all(a["ts"] <= b["ts"] for a, b in zip(events, events[1:]))
+    (20, 500, True)
+    """
+    from streams.simulation import ShopSimulator
+
+    simulator = ShopSimulator(n_users=users, start_ms=start_ms, seed=seed)
+    return simulator.profiles(), itertools.islice(simulator.history(days), n)
+

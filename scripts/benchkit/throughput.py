@@ -60,13 +60,15 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
 
 
 def run_throughput(run: Run, *, events: int, users: int, days: float, cap_s: float, warmup_s: float,
-                   profile_s: float, variants: list[tuple[str, dict[str, str]]] = ()) -> None:
+                   profile_s: float, variants: list[tuple[str, dict[str, str]]] = (), traffic: str = "uniform") -> None:
     """Produce (if needed), measure the floor, then one worker for at most ``cap_s`` after its first record.
 
     Each of ``variants`` (name, extra ``PORTRAITS_*`` settings) is then measured the same way
     on the same topic, with a fresh group, so settings compare side by side in one run.
+    ``traffic`` picks the events produced (see :func:`benchkit.common.ensure_events`).
     """
-    total = ensure_events(run, events=events, users=users, days=days)
+    run.record("traffic", traffic)
+    total = ensure_events(run, events=events, users=users, days=days, traffic=traffic)
     count, seconds = kafka_io.floor(run.kafka, run.topic("events"), limit=total)
     floor_rate = count / seconds
     run.record("floor", {"events": count, "seconds": round(seconds, 2), "rate": round(floor_rate)})
