@@ -31,6 +31,7 @@ from online_models.events import (
     INVALID_FIELD,
     KEY_MISMATCH,
     LATE_EVENT,
+    MIN_TS_MS,
     Event,
     InvalidEvent,
     Profile,
@@ -59,28 +60,44 @@ def admit_event(
     *,
     now_ms: int,
     max_future_ms: int = 86_400_000,
+    earliest_ms: int = MIN_TS_MS,
     pseudonym_key: bytes | None = None,
 ) -> Event:
-    """Validate a record of the events topic (contract and key); with ``pseudonym_key``, pseudonymise it."""
-    event = parse_event(value, now_ms=now_ms, max_future_ms=max_future_ms)
+    """Validate a record of the events topic (contract and key); with ``pseudonym_key``, pseudonymise it.
+
+    Event times from ``earliest_ms`` to ``now_ms + max_future_ms`` are accepted.
+    """
+    event = parse_event(value, now_ms=now_ms, max_future_ms=max_future_ms, earliest_ms=earliest_ms)
     _check_key(key, event.user_id)
     if pseudonym_key is not None:
         event = event.model_copy(update={"user_id": user_key(event.user_id, pseudonym_key)})
     return event
 
 
-def fold_event(state: PortraitState, event: Event, *, clock: EventClock, partition: int, config: PortraitConfig) -> bool:
+def fold_event(
+    state: PortraitState,
+    event: Event,
+    *,
+    clock: EventClock,
+    partition: int,
+    config: PortraitConfig,
+    wall_ms: int | None = None,
+) -> bool:
     """Fold a valid event into its user's state: False for a redelivery, InvalidEvent if too late.
 
     A redelivered ``event_id`` is recognised first, so a late duplicate is
     silently dropped rather than dead-lettered; a new event older than the
-    watermark is refused; an admitted one moves the partition's stream time.
+    watermark is refused; an admitted one moves the partition's stream time,
+    but never past ``wall_ms`` (the wall clock; None: no bound, for replays of
+    history): an event stamped ahead of the wall clock is folded in with its own
+    time, and the partition's clock stops at the wall clock, so one bad clock
+    upstream cannot make every other event late.
     """
     if state.has_seen(event.event_id):
-        # the original moved stream time to at least event.ts, so this changes nothing in a
-        # straight run; a replay after a crash that finds the event already folded in still
-        # moves the restored clock exactly as the first pass did
-        clock.observe(partition, event.ts)
+        # the original moved stream time to at least min(event.ts, its wall clock), so this changes
+        # nothing in a straight run; a replay after a crash that finds the event already folded in
+        # still moves the restored clock as the first pass did (no further than the wall clock)
+        clock.observe(partition, event.ts, limit_ms=wall_ms)
         return False
     if not clock.admits(partition, event.ts):
         raise InvalidEvent(
@@ -88,7 +105,7 @@ def fold_event(state: PortraitState, event: Event, *, clock: EventClock, partiti
             f"ts {event.ts} is older than the watermark {clock.watermark(partition)} "
             f"(allowed lateness {clock.lateness_ms} ms)",
         )
-    clock.observe(partition, event.ts)
+    clock.observe(partition, event.ts, limit_ms=wall_ms)
     return update(state, event, watermark=clock.watermark(partition), config=config)
 
 

@@ -38,8 +38,15 @@ class EventClock:
         self.lateness_ms = lateness_ms
         self.stream_time: dict[int, int] = {}
 
-    def observe(self, partition: int, ts_ms: int) -> None:
-        """Advance the partition's stream time to ``ts_ms`` if it is newer."""
+    def observe(self, partition: int, ts_ms: int, *, limit_ms: int | None = None) -> None:
+        """Advance the partition's stream time to ``ts_ms`` if it is newer, but never past ``limit_ms``.
+
+        >>> clock = EventClock(lateness_ms=0)
+        >>> clock.observe(0, 5_000, limit_ms=3_000); clock.stream_time[0]
+        3000
+        """
+        if limit_ms is not None and ts_ms > limit_ms:
+            ts_ms = limit_ms
         if ts_ms > self.stream_time.get(partition, -1):
             self.stream_time[partition] = ts_ms
 

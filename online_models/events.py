@@ -18,7 +18,7 @@ online_models.events.InvalidEvent: unknown_type: type: 'teleport' is not one of 
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -64,7 +64,8 @@ MAX_ID_LENGTH = 128
 #: A user id is printable: no control characters (the worker's own table keys start with NUL).
 USER_ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 MAX_TEXT_LENGTH = 4096
-#: Timestamps before this instant (2000-01-01T00:00:00Z) are rejected as nonsense.
+#: The default earliest accepted event time (2000-01-01T00:00:00Z): older timestamps are taken for
+#: nonsense unless the deployment sets an earlier one (``PORTRAITS_EARLIEST_EVENT_TIME``, for old history).
 MIN_TS_MS = 946_684_800_000
 #: Beyond this (about the year 2286) a timestamp no longer fits the pipeline's integers.
 MAX_TS_MS = 9_999_999_999_999
@@ -107,6 +108,11 @@ def to_epoch_ms(value: Any) -> int:
             raise ValueError("ISO-8601 timestamp needs a UTC offset")
         return int(parsed.timestamp() * 1000)
     raise ValueError("timestamp must be epoch milliseconds or an ISO-8601 string")
+
+
+def _iso(ts_ms: int) -> str:
+    """``ts_ms`` as ISO-8601 UTC to the second, for messages."""
+    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _money_cents(value: float | None, field: str) -> int | None:
@@ -228,10 +234,21 @@ def invalid_record(error: ValidationError) -> InvalidEvent:
     return _reason_for(error)
 
 
-def parse_event(raw: bytes | str, *, now_ms: int | None = None, max_future_ms: int = 86_400_000) -> Event:
+def parse_event(
+    raw: bytes | str, *, now_ms: int | None = None, max_future_ms: int = 86_400_000, earliest_ms: int = MIN_TS_MS
+) -> Event:
     """Validate one raw event; raise :class:`InvalidEvent` with the reason if it breaks the contract.
 
-    ``now_ms`` is the wall clock used to reject timestamps more than ``max_future_ms`` ahead.
+    ``now_ms`` is the wall clock used to reject timestamps more than ``max_future_ms`` ahead;
+    timestamps before ``earliest_ms`` are invalid.
+
+    >>> old = b'{"event_id":"e","user_id":"u","type":"view","ts":"1997-03-01T10:00:00Z"}'
+    >>> parse_event(old).ts
+    Traceback (most recent call last):
+    ...
+    online_models.events.InvalidEvent: invalid_field: ts: 857210400000 is before the earliest accepted event time 2000-01-01T00:00:00Z
+    >>> parse_event(old, earliest_ms=to_epoch_ms("1990-01-01T00:00:00Z")).ts
+    857210400000
     """
     try:
         event = Event.model_validate_json(raw)
@@ -239,8 +256,8 @@ def parse_event(raw: bytes | str, *, now_ms: int | None = None, max_future_ms: i
         raise _reason_for(error) from None
     if event.ts > MAX_TS_MS:
         raise InvalidEvent(FUTURE_TIMESTAMP, f"ts: {event.ts} is beyond the year 2286")
-    if event.ts < MIN_TS_MS:
-        raise InvalidEvent(INVALID_FIELD, f"ts: {event.ts} is before the year 2000")
+    if event.ts < earliest_ms:
+        raise InvalidEvent(INVALID_FIELD, f"ts: {event.ts} is before the earliest accepted event time {_iso(earliest_ms)}")
     if now_ms is not None and event.ts > now_ms + max_future_ms:
         raise InvalidEvent(FUTURE_TIMESTAMP, f"ts: {event.ts} is more than {max_future_ms} ms ahead of the clock")
     if event.type in ("pay", "refund") and event.amount is None and event.price is None:

@@ -35,6 +35,8 @@ from online_models.events import Event, Profile
 from online_models.lifecycle import last_return_gap_days
 
 WINDOW_DAYS = (7, 30, 90)
+#: the device entry that counts the events of every device beyond the ``max_devices`` most used
+OTHER_DEVICES = "other"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 #: How much each kind of event says about interest in its category.
@@ -58,8 +60,13 @@ class PortraitConfig:
     category_half_life_days: float = 30.0
     max_categories: int = 32
     top_categories: int = 5
+    #: devices counted by name (the first ones seen); any further device is counted under ``"other"``
+    max_devices: int = 8
     cart_timeout_ms: int = DAY_MS
     dedupe_horizon_ms: int = DAY_MS
+    #: most event ids kept for dedupe (the last ones folded in); keep it well above the records
+    #: between two flushes, so a crash's replay still recognises what it already folded in
+    max_seen_ids: int = 2000
     purchase_memory_ms: int = 120 * DAY_MS
     category_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CATEGORY_WEIGHTS))
 
@@ -69,11 +76,27 @@ class PortraitConfig:
             raise ValueError("category_half_life_days must be positive")
         if self.max_categories < self.top_categories:
             raise ValueError("max_categories must be at least top_categories")
+        if self.max_devices < 1 or self.max_seen_ids < 1:
+            raise ValueError("max_devices and max_seen_ids must be positive")
 
 
 @dataclass(slots=True)
 class PortraitState:
-    """Everything kept per user. Money is in integer cents so sums are exact."""
+    """Everything kept per user. Money is in integer cents so sums are exact.
+
+    Every collection is bounded. By count: ``devices`` (the first ``max_devices`` names; any
+    further device is counted under ``"other"``), ``seen`` (the ids of the last ``max_seen_ids``
+    events folded in, within the dedupe horizon), ``category_scores`` (``max_categories``),
+    ``type_counts``, ``hours``, ``weekdays``, ``profile`` (the profile contract's fields). By
+    event time: the minute buckets (90 days), ``purchase_times`` (``purchase_memory_ms``),
+    ``open_carts`` and ``recent_pays`` (the cart timeout and the lateness), ``pending_labels``
+    (the label horizon), ``purchase_days`` (one entry per day with a purchase). A redelivery
+    whose id has left ``seen`` is dead-lettered as ``late_event`` when older than the watermark,
+    else counted again: that takes more than ``max_seen_ids`` events of one user within the
+    allowed lateness. The serialized state as a whole is capped by the partition engine
+    (``EngineConfig.max_state_bytes``): an event that could take it past the cap is
+    dead-lettered as ``state_too_large`` instead.
+    """
 
     user_id: str
     first_seen: int | None = None
@@ -164,6 +187,19 @@ def _add_category(state: PortraitState, category: str, weight: float, ts_ms: int
         del scores[min(scores, key=scores.__getitem__)]
 
 
+def _count_device(devices: dict[str, int], device: str, max_devices: int) -> None:
+    """Count one event of ``device``: by name among the first ``max_devices`` names, else under ``"other"``.
+
+    >>> devices = {"ios": 5, "pc": 2}
+    >>> for name in ("tv", "pc", "fridge"): _count_device(devices, name, 2)
+    >>> devices
+    {'ios': 5, 'pc': 3, 'other': 2}
+    """
+    if device not in devices and len(devices) - (OTHER_DEVICES in devices) >= max_devices:
+        device = OTHER_DEVICES
+    devices[device] = devices.get(device, 0) + 1
+
+
 def update(state: PortraitState, event: Event, *, watermark: int, config: PortraitConfig) -> bool:
     """Fold one admitted event into ``state``; False (and no change) for a duplicate.
 
@@ -173,7 +209,10 @@ def update(state: PortraitState, event: Event, *, watermark: int, config: Portra
     if event.event_id in state.seen:
         return False
     ts = event.ts
-    state.seen[event.event_id] = ts
+    seen = state.seen
+    seen[event.event_id] = ts
+    if len(seen) > config.max_seen_ids:
+        del seen[next(iter(seen))]  # the id folded in first
     state.version += 1
     state.events += 1
     if state.first_seen is None or ts < state.first_seen:
@@ -187,7 +226,7 @@ def update(state: PortraitState, event: Event, *, watermark: int, config: Portra
     state.hours[hour] += 1
     state.weekdays[weekday] += 1
     if event.device:
-        state.devices[event.device] = state.devices.get(event.device, 0) + 1
+        _count_device(state.devices, event.device, config.max_devices)
 
     minute = ceil_minute(ts) // MINUTE_MS
     i = bisect.bisect_left(state.bucket_minutes, minute)

@@ -56,7 +56,7 @@ import orjson
 from online_models.admission import admit_erasure, admit_event, admit_profile, fold_event
 from online_models.clock import EventClock
 from online_models.erasure import erasure_records
-from online_models.events import InvalidEvent
+from online_models.events import MIN_TS_MS, Event, InvalidEvent
 from online_models.portrait import PortraitState, render, update_profile
 from online_models.retention import due_at, is_expired
 from online_models.schedule import CheckSchedule
@@ -70,6 +70,22 @@ PROGRESS_KEY = b"\x00progress"
 # short names of the topics records come from and effects go to
 EVENTS, PROFILES, ERASURES, TICKS = "events", "profiles", "erasures", "ticks"
 PORTRAITS, CHURN_ALERTS, MODEL_TRAINING, DEAD_LETTERS = "portraits", "churn-alerts", "model-training", "events.dlq"
+
+#: dead-letter reason of an event that could take its user's stored state past ``max_state_bytes``
+STATE_TOO_LARGE = "state_too_large"
+#: most bytes of a user's serialized state; the topics' record limit (streams/topics.py) leaves room above it
+MAX_STATE_BYTES = 900_000
+#: the most one event (and the look at the user after it) adds to a serialized state, besides its
+#: strings: a minute bucket, times, counters, a label snapshot
+EVENT_GROWTH_BYTES = 2048
+#: most bytes of key and value a dead letter carries; the rest is cut (headers say so and how big it was)
+MAX_DEAD_LETTER_BYTES = 1_000_000
+#: most bytes of a record's key a dead letter carries (user ids are far shorter)
+MAX_DEAD_LETTER_KEY_BYTES = 1024
+#: most characters of the ``detail`` header
+MAX_DETAIL_CHARS = 1000
+#: least wall-clock time between two log lines about events stamped ahead of the wall clock
+CLAMP_LOG_INTERVAL_MS = 60_000
 
 
 def is_internal_key(key: bytes) -> bool:
@@ -189,6 +205,8 @@ class EngineConfig:
     watch: WatchConfig = field(default_factory=WatchConfig)
     lateness_ms: int = 300_000
     max_future_ms: int = 86_400_000
+    #: events stamped before this instant are invalid
+    earliest_event_ms: int = MIN_TS_MS
     #: a user idle this long (event time) is forgotten; 0: never
     retention_ms: int = 400 * 86_400_000
     #: records between two flushes (at most this many are applied again after a crash)
@@ -202,6 +220,15 @@ class EngineConfig:
     pseudonym_key: bytes | None = None
     #: live states kept in memory beyond the changed ones
     cache_users: int = 20_000
+    #: most bytes of a user's serialized state (an event that could pass it is dead-lettered)
+    max_state_bytes: int = MAX_STATE_BYTES
+    #: most bytes of key and value a dead letter carries
+    dead_letter_max_bytes: int = MAX_DEAD_LETTER_BYTES
+
+    def __post_init__(self) -> None:
+        if self.progress_every >= self.watch.portrait.max_seen_ids:
+            # a crash's replay recognises the events it already folded in by the ids each state keeps
+            raise ValueError("progress_every must be below the portrait's max_seen_ids")
 
 
 # ------------------------------------------------------------------ the processor
@@ -230,6 +257,12 @@ class PartitionProcessor:
         #: stream time at the last flush (None: no event time seen yet)
         self._flushed_at = self.stream_time
         self._last_record_wall_ms = 0
+        #: user id -> an upper bound of the bytes of the cached state (absent: measure it)
+        self._state_bytes: dict[str, int] = {}
+        #: events ahead of the wall clock since the last log line about them, the most one was ahead, that line's time
+        self._ahead_unlogged = 0
+        self._ahead_most_ms = 0
+        self._ahead_logged_at = -CLAMP_LOG_INTERVAL_MS
 
     def _restore(self) -> PartitionProgress:
         """Progress, clock, schedule and unpublished users from what the store holds."""
@@ -282,6 +315,7 @@ class PartitionProcessor:
             raw = self.store.get(user_id.encode())
             if raw is not None:
                 state = self.cache[user_id] = PortraitState.from_bytes(raw)
+                self._state_bytes[user_id] = len(raw)
         return state
 
     def states(self) -> Iterator[PortraitState]:
@@ -338,23 +372,55 @@ class PartitionProcessor:
         return self._dead_letter(record, InvalidEvent(reason, detail))
 
     def _dead_letter(self, record: Record, error: InvalidEvent) -> Send:
+        """The record as it came, with the reason in its headers; cut to fit the dead-letter topic.
+
+        A key or value beyond the limits is cut; the ``truncated`` header names what
+        was cut and ``original.key.bytes`` / ``original.value.bytes`` its size, and the
+        ``source.*`` headers say where the whole record is.
+        """
         self.counts[f"rejected:{error.reason}"] += 1
-        headers = (
+        headers = [
             ("reason", error.reason.encode()),
-            ("detail", error.detail.encode()),
+            ("detail", error.detail[:MAX_DETAIL_CHARS].encode()),
             ("source.topic", record.topic.encode()),
             ("source.partition", str(self.partition).encode()),
             ("source.offset", str(record.offset).encode()),
-        )
-        return Send(DEAD_LETTERS, record.key, record.value, headers, kind="dead_letter")
+        ]
+        key, value, cut = record.key, record.value, []
+        if key is not None and len(key) > MAX_DEAD_LETTER_KEY_BYTES:
+            cut.append("key")
+            headers.append(("original.key.bytes", str(len(key)).encode()))
+            key = key[:MAX_DEAD_LETTER_KEY_BYTES]
+        room = max(0, self.config.dead_letter_max_bytes - len(key or b""))
+        if value is not None and len(value) > room:
+            cut.append("value")
+            headers.append(("original.value.bytes", str(len(value)).encode()))
+            value = value[:room]
+        if cut:
+            headers.append(("truncated", ",".join(cut).encode()))
+            self.counts["dead_letters_truncated"] += 1
+        return Send(DEAD_LETTERS, key, value, tuple(headers), kind="dead_letter")
 
     def _event(self, record: Record, effects: list[Effect], *, now_ms: int, models) -> None:
         config = self.config
         admitted = admit_event(
-            record.key, record.value, now_ms=now_ms, max_future_ms=config.max_future_ms, pseudonym_key=config.pseudonym_key
+            record.key,
+            record.value,
+            now_ms=now_ms,
+            max_future_ms=config.max_future_ms,
+            earliest_ms=config.earliest_event_ms,
+            pseudonym_key=config.pseudonym_key,
         )
         state = self.state(admitted.user_id) or PortraitState(admitted.user_id)
-        if not fold_event(state, admitted, clock=self.clock, partition=self.partition, config=config.watch.portrait):
+        if not state.has_seen(admitted.event_id):
+            self._make_room(state, admitted)
+        # stream time stops at the wall clock: one event stamped ahead must not make the others late
+        folded = fold_event(
+            state, admitted, clock=self.clock, partition=self.partition, config=config.watch.portrait, wall_ms=now_ms
+        )
+        if admitted.ts > now_ms:
+            self._ahead_of_wall_clock(admitted.ts - now_ms, now_ms)
+        if not folded:
             self.counts["events_duplicate"] += 1
             return
         as_of = self.as_of
@@ -364,12 +430,48 @@ class PartitionProcessor:
         self._changed(state)
         self.counts["events_processed"] += 1
 
+    def _make_room(self, state: PortraitState, event: Event) -> None:
+        """Raise ``state_too_large`` if folding ``event`` could take the user's serialized state past the cap.
+
+        The state is serialized only when an upper bound of its size (its size when last
+        measured, plus the most each event since could add) comes near the cap.
+        """
+        if state.user_id not in self.cache:
+            return  # a new user: one event is far below the cap
+        cap = self.config.max_state_bytes
+        growth = EVENT_GROWTH_BYTES + 6 * (len(event.event_id) + len(event.category or "") + len(event.device or ""))
+        bound = self._state_bytes.get(state.user_id)
+        if bound is None or bound + growth > cap:
+            bound = len(state.to_bytes())
+            if bound + growth > cap:
+                self._state_bytes[state.user_id] = bound
+                raise InvalidEvent(
+                    STATE_TOO_LARGE, f"the user's state holds {bound} bytes; with this event it could pass the cap of {cap}"
+                )
+        self._state_bytes[state.user_id] = bound + growth
+
+    def _ahead_of_wall_clock(self, ahead_ms: int, now_ms: int) -> None:
+        """Count an event stamped ahead of the wall clock (stream time was held there); log now and then."""
+        self.counts["clock_clamped"] += 1
+        self.counts["clock_clamped_ms"] += ahead_ms
+        self._ahead_unlogged += 1
+        self._ahead_most_ms = max(self._ahead_most_ms, ahead_ms)
+        if now_ms - self._ahead_logged_at >= CLAMP_LOG_INTERVAL_MS:
+            log.warning(
+                "partition %s: %d event(s) stamped up to %.1f s ahead of the wall clock; stream time held at the wall clock",
+                self.partition,
+                self._ahead_unlogged,
+                self._ahead_most_ms / 1000,
+            )
+            self._ahead_unlogged, self._ahead_most_ms, self._ahead_logged_at = 0, 0, now_ms
+
     def _profile(self, record: Record) -> None:
         if record.value is None:  # a tombstone (an erasure writes them): nothing to apply
             return
         profile = admit_profile(record.key, record.value, pseudonym_key=self.config.pseudonym_key)
         state = self.state(profile.user_id) or PortraitState(profile.user_id)
         if update_profile(state, profile):
+            self._state_bytes.pop(state.user_id, None)  # measured again before the next event
             if state.seq == 0:  # a new user: schedule the expiry
                 self.schedule.set(state.user_id, due_at(state, self.config.retention_ms))
             self._changed(state)
@@ -382,6 +484,7 @@ class PartitionProcessor:
         self.unpublished.pop(user_id, None)
         known = self.state(user_id) is not None or user_id in self.changed
         self.cache.pop(user_id, None)
+        self._state_bytes.pop(user_id, None)
         effects += [
             Send(out.topic, out.key, out.value, out.headers, confirm=True, kind="erasure") for out in erasure_records(request, user_id)
         ]
@@ -440,12 +543,14 @@ class PartitionProcessor:
                 continue
             # valued at the check time itself, so replays alert at the same event time
             self._watch(state, state.next_check, effects, models)
+            self._state_bytes.pop(user_id, None)  # measured again before the next event
             self._changed(state)
             self.counts["users_swept"] += 1
 
     def _expire(self, user_id: str, effects: list[Effect]) -> None:
         """Forget a user idle past the retention: state, schedule and published portrait."""
         self.cache.pop(user_id, None)
+        self._state_bytes.pop(user_id, None)
         self.unpublished.pop(user_id, None)
         self.changed.pop(user_id, None)
         self.changed[user_id] = None
@@ -469,10 +574,14 @@ class PartitionProcessor:
 
     def flush(self) -> list[Effect]:
         """The changed states, each written once, then the progress record that covers them."""
-        effects: list[Effect] = [
-            Delete(user_id.encode()) if state is None else Put(user_id.encode(), state.to_bytes())
-            for user_id, state in self.changed.items()
-        ]
+        effects: list[Effect] = []
+        for user_id, state in self.changed.items():
+            if state is None:
+                effects.append(Delete(user_id.encode()))
+                continue
+            value = state.to_bytes()
+            self._state_bytes[user_id] = len(value)
+            effects.append(Put(user_id.encode(), value))
         self.changed = {}
         self.progress.stream_time = self.stream_time
         self.progress.published_seq = self.published_seq
@@ -488,6 +597,7 @@ class PartitionProcessor:
             return
         for user_id in [u for u in self.cache if u not in self.unpublished][:excess]:
             del self.cache[user_id]
+            self._state_bytes.pop(user_id, None)
 
     # ------------------------------------------------------------- publication
     def publication(self, models) -> tuple[list[Send], int]:

@@ -30,6 +30,9 @@ from online_models.portrait import PortraitState
 from online_models.processor import EVENTS, EngineConfig, PartitionProcessor, Record, Send, apply_to
 from online_models.watch import WatchConfig
 
+#: the wall clock a replay admits with: far past any history, so no recorded event is ahead of it
+REPLAY_NOW_MS = 2**62
+
 
 @dataclass
 class ReplayResult:
@@ -76,10 +79,8 @@ def replay_history(
     for offset, event in enumerate(events):
         value = orjson.dumps(event)
         key = event["user_id"].encode() if isinstance(event.get("user_id"), str) else None
-        ts = event.get("ts")
-        now_ms = ts if isinstance(ts, int) else 0
         before = processor.counts["events_processed"]
-        effects = processor.process(Record(EVENTS, EVENTS, offset, key, value), now_ms=now_ms, models=scorer)
+        effects = processor.process(Record(EVENTS, EVENTS, offset, key, value), now_ms=REPLAY_NOW_MS, models=scorer)
         _execute(effects, store, result, learn=models if frozen is None else None)
         if processor.counts["events_processed"] != before:
             result.events += 1

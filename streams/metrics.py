@@ -31,9 +31,22 @@ APPLIED_OFFSET = Gauge(
     ["topic", "partition"],
 )
 CHECKS = Counter("portraits_checks_total", "Looks at a user: after an event that needs one, or at a scheduled check")
+CLOCK_CLAMPED = Counter(
+    "portraits_clock_clamped_total",
+    "Events stamped ahead of the wall clock: folded in with their own time, their partition's stream time held at the wall clock",
+)
+CLOCK_CLAMPED_AHEAD = Counter(
+    "portraits_clock_clamped_ahead_seconds_total",
+    "How far ahead of the wall clock those events were, summed (divided by portraits_clock_clamped_total: the mean)",
+)
+DEAD_LETTERS_TRUNCATED = Counter(
+    "portraits_dead_letters_truncated_total", "Dead letters cut to fit the dead-letter topic (the source headers point at the whole record)"
+)
 
 #: the engine's counts (online_models.processor) and the metric each one adds to
 _ENGINE_COUNTS = {
+    "clock_clamped": CLOCK_CLAMPED,
+    "dead_letters_truncated": DEAD_LETTERS_TRUNCATED,
     "events_processed": EVENTS_PROCESSED,
     "events_duplicate": EVENTS_DUPLICATE,
     "profiles_processed": PROFILES_PROCESSED,
@@ -51,6 +64,8 @@ def add_engine_counts(counts) -> None:
     for name, n in counts.items():
         if name.startswith("rejected:"):
             EVENTS_REJECTED.labels(name.partition(":")[2]).inc(n)
+        elif name == "clock_clamped_ms":
+            CLOCK_CLAMPED_AHEAD.inc(n / 1000)
         else:
             _ENGINE_COUNTS[name].inc(n)
     counts.clear()

@@ -6,11 +6,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from online_models.alerts import AlertPolicy
 from online_models.clock import DAY_MS
+from online_models.events import MAX_TS_MS, to_epoch_ms
 from online_models.portrait import PortraitConfig
 from online_models.processor import EngineConfig
 from online_models.rfm import LayerConfig
@@ -33,6 +34,10 @@ class Settings(BaseSettings):
     timezone: str = Field("UTC", description="Shop time zone for active hours and weekdays")
     lateness_seconds: float = Field(300.0, ge=0, le=86_400, description="Allowed event-time lateness")
     max_future_seconds: float = Field(86_400.0, ge=0, description="How far ahead of the wall clock an event may be")
+    earliest_event_time: str | int = Field(
+        "2000-01-01T00:00:00Z",
+        description="Events stamped before this instant are invalid: ISO-8601 with an offset, or epoch milliseconds (1970 on)",
+    )
     publish_interval: float = Field(0.1, gt=0, description="Seconds between publications of changed portraits")
     category_half_life_days: float = Field(30.0, gt=0, description="Half-life of category interest")
     cart_timeout_hours: float = Field(24.0, gt=0, description="A cart with no payment within this time is abandoned")
@@ -77,6 +82,12 @@ class Settings(BaseSettings):
         None, description="Secret for pseudonymous user ids (HMAC-SHA256); unset: ids are kept as sent"
     )
 
+    @field_validator("earliest_event_time")
+    @classmethod
+    def _earliest_is_an_instant(cls, value: str | int) -> str | int:
+        instant_ms(value)
+        return value
+
     def topic(self, name: str) -> str:
         """Full name of one of the product's topics."""
         return f"{self.topic_prefix}{name}"
@@ -109,6 +120,7 @@ class Settings(BaseSettings):
             watch=self.watch_config(),
             lateness_ms=int(self.lateness_seconds * 1000),
             max_future_ms=int(self.max_future_seconds * 1000),
+            earliest_event_ms=instant_ms(self.earliest_event_time),
             retention_ms=int(self.retention_days * DAY_MS),
             progress_every=self.progress_every,
             sweep_batch=self.sweep_batch,
@@ -131,6 +143,20 @@ class Settings(BaseSettings):
     def bootstrap_servers(self) -> list[str]:
         """Bootstrap servers as a list."""
         return [s.strip() for s in self.kafka.split(",") if s.strip()]
+
+
+def instant_ms(value: str | int) -> int:
+    """An instant given as ISO-8601 with an offset or as epoch milliseconds (digits), in epoch milliseconds.
+
+    >>> instant_ms("1997-01-01T00:00:00Z"), instant_ms("852076800000")
+    (852076800000, 852076800000)
+    """
+    if isinstance(value, bool):
+        raise ValueError("an instant, not a boolean")
+    ms = int(value) if isinstance(value, int) or value.strip().isdigit() else to_epoch_ms(value.strip())
+    if not 0 <= ms <= MAX_TS_MS:
+        raise ValueError(f"{value!r} is not an instant from 1970 to 2286")
+    return ms
 
 
 @lru_cache(maxsize=1)

@@ -28,9 +28,15 @@ class TopicSpec:
 
 
 MAX_MODEL_BYTES = 32 * 1024 * 1024
+#: the largest record (batch) the product's topics take, set on each so it does not hang on the
+#: broker's default; the engine keeps a user's state (online_models.processor.MAX_STATE_BYTES) and
+#: a dead letter (MAX_DEAD_LETTER_BYTES, plus headers) below it, and the models topic has its own
+MAX_RECORD_BYTES = 1024 * 1024
+RECORD_LIMIT = {"max.message.bytes": str(MAX_RECORD_BYTES)}
 #: segments closed every 10 minutes and compacted early: a compacted topic then holds about one
-#: record per key; the state table's changelog gets these too (Faust makes it compacted itself)
-CHANGELOG_CONFIGS = {"min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"}
+#: record per key; the state table's changelog gets these too (Faust makes it compacted itself),
+#: with the record limit
+CHANGELOG_CONFIGS = {"min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000", **RECORD_LIMIT}
 COMPACTED = {"cleanup.policy": "compact", **CHANGELOG_CONFIGS}
 
 #: the workers' state table; Faust names its changelog topic ``{app_id}-{table}-changelog``
@@ -43,19 +49,19 @@ def state_changelog(app_id: str) -> str:
 
 
 TOPICS = (
-    TopicSpec(EVENTS),
+    TopicSpec(EVENTS, configs=RECORD_LIMIT),
     TopicSpec(PROFILES, configs=COMPACTED),
-    TopicSpec(DEAD_LETTERS, partitions=1, configs={"retention.ms": str(30 * 86_400_000)}),
+    TopicSpec(DEAD_LETTERS, partitions=1, configs={"retention.ms": str(30 * 86_400_000), **RECORD_LIMIT}),
     TopicSpec(PORTRAITS, configs=COMPACTED),
-    TopicSpec(CHURN_ALERTS, configs={"retention.ms": str(90 * 86_400_000)}),
+    TopicSpec(CHURN_ALERTS, configs={"retention.ms": str(90 * 86_400_000), **RECORD_LIMIT}),
     # one partition: a single trainer sees every sample, in order
-    TopicSpec(MODEL_TRAINING, partitions=1, configs={"retention.ms": str(7 * 86_400_000)}),
+    TopicSpec(MODEL_TRAINING, partitions=1, configs={"retention.ms": str(7 * 86_400_000), **RECORD_LIMIT}),
     TopicSpec(MODELS, partitions=1, configs={**COMPACTED, "max.message.bytes": str(MAX_MODEL_BYTES)}),
     # wall-clock ticks, co-partitioned with events, that move idle partitions' time in live mode
-    TopicSpec(TICKS, configs={"retention.ms": str(3_600_000)}),
+    TopicSpec(TICKS, configs={"retention.ms": str(3_600_000), **RECORD_LIMIT}),
     # erasure requests, keyed and partitioned like events so each reaches the worker holding the user;
     # kept a week (they name the user), long enough for a stopped worker to come back and act on them
-    TopicSpec(ERASURES, configs={"retention.ms": str(7 * 86_400_000)}),
+    TopicSpec(ERASURES, configs={"retention.ms": str(7 * 86_400_000), **RECORD_LIMIT}),
 )
 
 

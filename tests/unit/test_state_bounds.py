@@ -1,0 +1,130 @@
+"""Per-user state is bounded: devices, dedupe ids, the serialized size; and the topics take what the engine writes."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from online_models.events import parse_event
+from online_models.portrait import OTHER_DEVICES, PortraitConfig, PortraitState, render, update
+from online_models.processor import (
+    DEAD_LETTERS,
+    EVENTS,
+    MAX_DEAD_LETTER_BYTES,
+    MAX_STATE_BYTES,
+    STATE_TOO_LARGE,
+    EngineConfig,
+    PartitionProcessor,
+    Put,
+    Record,
+    apply_to,
+)
+from online_models.watch import WatchConfig
+from streams import topics
+
+NOW = 1_788_307_200_000
+CONFIG = PortraitConfig()
+
+
+def event(i: int, **fields) -> dict:
+    return {"event_id": f"e{i}", "user_id": "u1", "type": "view", "ts": NOW + i, **fields}
+
+
+def fold(state: PortraitState, body: dict, config: PortraitConfig = CONFIG) -> bool:
+    return update(state, parse_event(orjson.dumps(body)), watermark=NOW - 300_000, config=config)
+
+
+def test_devices_keep_the_first_names_and_count_every_further_one_as_other():
+    state = PortraitState("u1")
+    for i in range(400):
+        fold(state, event(i, device="ios" if i % 2 else f"junk-{i}"))
+    assert len(state.devices) == CONFIG.max_devices + 1
+    assert state.devices["ios"] == 200 and sum(state.devices.values()) == 400
+    assert state.devices[OTHER_DEVICES] == 400 - 200 - (CONFIG.max_devices - 1)
+    shares = render(state, as_of=NOW + 60_000, config=CONFIG)["devices"]
+    assert shares["ios"] == 0.5 and sum(shares.values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_a_few_devices_show_as_before():
+    state = PortraitState("u1")
+    for i, device in enumerate(("ios", "ios", "pc", "android")):
+        fold(state, event(i, device=device))
+    assert render(state, as_of=NOW + 60_000, config=CONFIG)["devices"] == {"android": 0.25, "ios": 0.5, "pc": 0.25}
+
+
+def test_seen_keeps_the_last_ids_folded_in_and_an_older_redelivery_within_the_lateness_counts_again():
+    config = PortraitConfig(max_seen_ids=100)
+    state = PortraitState("u1")
+    for i in range(1000):  # a thousand events within a second: all within the dedupe horizon
+        fold(state, event(i), config)
+    assert len(state.seen) == 100 and list(state.seen) == [f"e{i}" for i in range(900, 1000)]
+    assert not fold(state, event(950), config)  # recent ids are still recognised
+    assert fold(state, event(5), config) and state.events == 1001  # e5 left the ids kept: counted again (documented)
+
+
+def test_an_id_that_left_seen_and_is_older_than_the_watermark_is_dead_lettered_as_late():
+    engine = PartitionProcessor(0, {}, EngineConfig(watch=WatchConfig(portrait=PortraitConfig(max_seen_ids=300))))
+    bodies = [{**event(i), "ts": NOW + i * 1000} for i in range(400)]
+    for offset, body in enumerate(bodies):
+        engine.process(Record(EVENTS, EVENTS, offset, b"u1", orjson.dumps(body)), now_ms=NOW + 10**6)
+    (letter,) = engine.process(Record(EVENTS, EVENTS, 400, b"u1", orjson.dumps(bodies[0])), now_ms=NOW + 10**6)
+    assert dict(letter.headers)["reason"] == b"late_event" and engine.state("u1").events == 400
+
+
+def test_the_engine_refuses_the_progress_interval_at_or_above_the_ids_kept():
+    with pytest.raises(ValueError):
+        EngineConfig(progress_every=2000)
+    EngineConfig(progress_every=1999)
+
+
+def big_event(i: int, user: str = "u1") -> dict:
+    # every event a new category, new minute and a long id: the state grows by some 300 bytes each
+    return {"event_id": f"{user}-{i:0>100}", "user_id": user, "type": "pay", "ts": NOW + i * 60_000,
+            "amount": 1.0, "category": f"c{i}"}
+
+
+def test_a_state_that_would_pass_the_cap_is_not_written_its_event_is_dead_lettered():
+    cap = 40_000
+    store: dict = {}
+    engine = PartitionProcessor(0, store, EngineConfig(max_state_bytes=cap, progress_every=50))
+    letters = []
+    for i in range(400):
+        effects = engine.process(Record(EVENTS, EVENTS, i, b"u1", orjson.dumps(big_event(i))), now_ms=NOW + 400 * 86_400_000)
+        apply_to(store, effects)
+        letters += [e for e in effects if getattr(e, "topic", None) == DEAD_LETTERS]
+        assert all(len(e.value) <= cap for e in effects if isinstance(e, Put))
+    apply_to(store, engine.flush())
+    state = engine.state("u1")
+    assert letters and {dict(e.headers)["reason"] for e in letters} == {STATE_TOO_LARGE.encode()}
+    assert engine.counts[f"rejected:{STATE_TOO_LARGE}"] == len(letters)
+    assert state.events + len(letters) == 400 and len(store[b"u1"]) <= cap
+    # the refused events changed nothing; another user goes on as usual
+    assert state.events == engine.counts["events_processed"]
+    engine.process(Record(EVENTS, EVENTS, 400, b"u2", orjson.dumps(big_event(400, "u2"))), now_ms=NOW + 400 * 86_400_000)
+    assert engine.state("u2").events == 1
+
+
+def test_the_cap_is_measured_the_same_after_a_restart():
+    cap = 40_000
+    records = [Record(EVENTS, EVENTS, i, b"u1", orjson.dumps(big_event(i))) for i in range(300)]
+    straight = PartitionProcessor(0, {}, EngineConfig(max_state_bytes=cap, progress_every=50))
+    for r in records:
+        straight.process(r, now_ms=NOW + 400 * 86_400_000)
+    store: dict = {}
+    first = PartitionProcessor(0, store, EngineConfig(max_state_bytes=cap, progress_every=50))
+    for r in records[:137]:
+        apply_to(store, first.process(r, now_ms=NOW + 400 * 86_400_000))
+    restarted = PartitionProcessor(0, store, EngineConfig(max_state_bytes=cap, progress_every=50))
+    for r in records:
+        restarted.process(r, now_ms=NOW + 400 * 86_400_000)
+    assert restarted.state("u1").events == straight.state("u1").events < 300
+
+
+def test_every_topic_has_a_record_limit_above_what_the_engine_writes():
+    for spec in topics.TOPICS:
+        assert "max.message.bytes" in spec.configs, spec.name
+    assert topics.CHANGELOG_CONFIGS["max.message.bytes"] == str(topics.MAX_RECORD_BYTES)
+    # a state is the value of a changelog record with a user id key; a dead letter carries a few headers more
+    assert MAX_STATE_BYTES + 4096 < topics.MAX_RECORD_BYTES
+    dead_letters = next(spec for spec in topics.TOPICS if spec.name == topics.DEAD_LETTERS)
+    assert MAX_DEAD_LETTER_BYTES + 8192 < int(dead_letters.configs["max.message.bytes"])
