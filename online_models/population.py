@@ -33,6 +33,7 @@ import numpy as np
 from online_models.bgnbd import BGNBD
 from online_models.churn import churn_scores, purchase_stats
 from online_models.churn_classifier import ChurnClassifier
+from online_models.clock import DAY_MS
 from online_models.features import behaviour_features
 from online_models.lifecycle import LifecycleConfig, lifecycle_stage
 from online_models.mbgnbd import MBGNBD
@@ -68,7 +69,9 @@ class PopulationModels:
         self.classifier = ChurnClassifier()
         self.bgnbd: BGNBD | None = None
         self.mbgnbd: MBGNBD | None = None
-        self.purchase_sample: dict[str, tuple[int, float, float]] = {}
+        #: user id -> (x, t_x, T) in days, and the event time (ms) of their sample when it was the last
+        #: one until their next event (else None): that T is carried forward (:meth:`current_purchase_stats`)
+        self.purchase_sample: dict[str, tuple[int, float, float, int | None]] = {}
         self.user_samples = 0
         self.since_refit = 0
         self.version = 0
@@ -78,7 +81,10 @@ class PopulationModels:
     # ---------------------------------------------------------------- learning
     def learn(self, sample: dict[str, Any]) -> None:
         """Learn one sample: ``{"kind": "user", "ts", "portrait"}`` or ``{"kind": "label", "ts", "features", "label"}``;
-        ``{"kind": "forget", "user_id"}`` erases a user instead (:meth:`forget`)."""
+        ``{"kind": "forget", "user_id"}`` erases a user instead (:meth:`forget`).
+
+        A user sample with ``"last_until_event": True`` is the last one the user
+        sends until their next event (see :mod:`online_models.watch`)."""
         if sample["kind"] == "forget":
             self.forget(str(sample["user_id"]))
             return
@@ -95,18 +101,43 @@ class PopulationModels:
         self.segments.learn_one(behaviour_features(portrait), gmv=gmv)
         stats = purchase_stats(portrait)
         if stats is not None:
-            self._keep_purchase_stats(portrait["user_id"], stats)
+            self._keep_purchase_stats(portrait["user_id"], stats, ts if sample.get("last_until_event") else None)
             self.since_refit += 1
             if self.since_refit >= self.config.churn_refit_every or (
                 self.mbgnbd is None and len(self.purchase_sample) >= self.config.churn_min_buyers
             ):
                 self.refit_churn()
 
-    def _keep_purchase_stats(self, user_id: str, stats: tuple[int, float, float]) -> None:
+    def _keep_purchase_stats(self, user_id: str, stats: tuple[int, float, float], carried_from_ms: int | None) -> None:
         sample = self.purchase_sample
         if user_id not in sample and len(sample) >= self.config.churn_fit_sample:
             del sample[self._rng.choice(list(sample))]  # bounded: evict a random user
-        sample[user_id] = stats
+        sample[user_id] = (*stats, carried_from_ms)
+
+    def current_purchase_stats(self) -> list[tuple[int, float, float]]:
+        """The kept ``(x, t_x, T)``, the age ``T`` of a user who stopped sending samples carried forward.
+
+        A user is sampled once a period while active and for a few periods of
+        silence, not for as long as they stay away. Their last sample (marked
+        ``last_until_event``) still says how they stand: with no event since (an
+        event would bring a new sample) only their age ``T`` has grown, by the
+        event time from that sample to ``trained_until_ms``. Other entries are at
+        most a period old and stay as they are, as do the three-field entries of
+        snapshots made before the mark existed.
+
+        >>> models = PopulationModels()
+        >>> models.purchase_sample = {"u1": (2, 10.0, 30.0, 0), "u2": (1, 3.0, 5.0, None), "u3": (0, 0.0, 5.0)}
+        >>> models.trained_until_ms = 86_400_000 * 4
+        >>> models.current_purchase_stats()
+        [(2, 10.0, 34.0), (1, 3.0, 5.0), (0, 0.0, 5.0)]
+        """
+        now = self.trained_until_ms
+        out = []
+        for entry in self.purchase_sample.values():
+            x, t_x, age = entry[:3]
+            carried_from = entry[3] if len(entry) > 3 else None
+            out.append((x, t_x, age + max(0, now - carried_from) / DAY_MS if carried_from is not None else age))
+        return out
 
     def forget(self, user_id: str) -> bool:
         """Drop the user from the purchase sample the churn fits are made on; True if they were in it.
@@ -121,11 +152,14 @@ class PopulationModels:
         return self.purchase_sample.pop(user_id, None) is not None
 
     def refit_churn(self) -> None:
-        """Refit BG/NBD and MBG/NBD by maximum likelihood on the bounded sample (time unit: days)."""
+        """Refit BG/NBD and MBG/NBD by maximum likelihood on the bounded sample (time unit: days).
+
+        Silent users' ages ``T`` are carried forward to the newest sample (:meth:`current_purchase_stats`).
+        """
         self.since_refit = 0
         if len(self.purchase_sample) < self.config.churn_min_buyers:
             return
-        x, t_x, T = (np.array(column, dtype=float) for column in zip(*self.purchase_sample.values()))
+        x, t_x, T = (np.array(column, dtype=float) for column in zip(*self.current_purchase_stats()))
         for name, model in (("bgnbd", BGNBD()), ("mbgnbd", MBGNBD())):
             try:
                 setattr(self, name, model.fit(x, t_x, T))
@@ -141,13 +175,22 @@ class PopulationModels:
         return names[1]
 
     def classifier_ready(self) -> bool:
-        """Whether the classifier has earned the right to give the risk."""
-        report = self.classifier.report()
-        return (
-            report["labels"] >= self.config.classifier_min_labels
-            and report["auc"] is not None
-            and report["auc"] >= self.config.classifier_min_auc
-        )
+        """Whether the classifier has earned the right to give the risk.
+
+        Kept per :attr:`version` (every sample moves it): the progressive ROC AUC
+        costs far more to read than a score, and a check reads it for each instant it tries.
+        """
+        ready = self.__dict__.get("_ready")
+        if ready is None or ready[0] != self.version:
+            report = self.classifier.report()
+            ready = (
+                self.version,
+                report["labels"] >= self.config.classifier_min_labels
+                and report["auc"] is not None
+                and report["auc"] >= self.config.classifier_min_auc,
+            )
+            self.__dict__["_ready"] = ready
+        return ready[1]
 
     def enrich(self, portrait: dict[str, Any]) -> dict[str, Any]:
         """The portrait with ``rfm``, ``lifecycle``, ``segment``, ``tags`` and ``churn`` added."""
@@ -202,7 +245,7 @@ class PopulationModels:
     # --------------------------------------------------------------- snapshots
     def __getstate__(self) -> dict[str, Any]:
         # tag rules are each process's own configuration, not learned state
-        return {k: v for k, v in self.__dict__.items() if k not in ("rules", "_names")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("rules", "_names", "_ready")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)

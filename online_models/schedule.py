@@ -4,8 +4,16 @@ A user who sends no events is never recomputed by the event flow, yet their
 churn risk keeps rising as event time passes. A sweep driven by the event-time
 watermark re-checks them; :class:`CheckSchedule` keeps each user's next check
 time in a heap so the sweep only touches users who are due, at
-O(due users * log n) instead of a scan of every user. :func:`next_check_ms`
-says when the next check of a user should be.
+O(due users * log n) instead of a scan of every user.
+
+A check is worth making only at an instant where something about the user can
+change: the functions below solve for those instants instead of polling. With
+no event, a user's lifecycle stage changes only when a day threshold passes
+(:func:`lifecycle_change_ms`), their value layer only when a purchase leaves the
+30-day window (:func:`layer_change_ms`); :func:`first_minute_where` finds when
+a score of time (the churn risk) first reaches a level, and
+:func:`follow_until_ms` says when a silent user stops being followed at all.
+:mod:`online_models.watch` combines them into the user's next check.
 
 >>> from online_models.schedule import CheckSchedule
 >>> schedule = CheckSchedule()
@@ -17,12 +25,35 @@ says when the next check of a user should be.
 
 from __future__ import annotations
 
+import bisect
 import heapq
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
 
-__all__ = ["DAY_MS", "HOUR_MS", "CheckSchedule", "next_check_ms"]
+from online_models.clock import DAY_MS, MINUTE_MS
+from online_models.lifecycle import LifecycleConfig, last_return_gap_days, lifecycle_stage
+from online_models.portrait import PortraitState, iso, window_totals
+from online_models.rfm import LayerConfig, value_layer
+
+__all__ = [
+    "DAY_MS",
+    "HOUR_MS",
+    "LAYER_WINDOW_DAYS",
+    "CheckSchedule",
+    "first_minute_where",
+    "follow_until_ms",
+    "layer_at",
+    "layer_change_ms",
+    "lifecycle_at",
+    "lifecycle_change_ms",
+    "typical_gap_ms",
+]
 
 HOUR_MS = 3_600_000
-DAY_MS = 86_400_000
+#: the rolling window the value layer reads (``windows.30d``)
+LAYER_WINDOW_DAYS = 30
+_DAY_S = 86_400.0
 
 
 class CheckSchedule:
@@ -105,55 +136,248 @@ class CheckSchedule:
             heapq.heapify(self._heap)
 
 
-def next_check_ms(
+def typical_gap_ms(state: PortraitState) -> int | None:
+    """Mean time between the first and last purchase per repeat purchase day; None before a repeat.
+
+    >>> typical_gap_ms(PortraitState("u1", first_purchase=0, last_purchase=20 * DAY_MS, purchase_days=[0, 10, 20]))
+    864000000
+    """
+    if len(state.purchase_days) < 2 or state.first_purchase is None or state.last_purchase is None:
+        return None
+    return (state.last_purchase - state.first_purchase) // (len(state.purchase_days) - 1)
+
+
+def follow_until_ms(
     last_purchase_ms: int | None,
     last_seen_ms: int | None,
-    now_ms: int,
     typical_gap_ms: int | None,
     *,
     horizon_ms: int = 180 * DAY_MS,
-    step_ms: int = DAY_MS,
-    fine_step_ms: int = 6 * HOUR_MS,
 ) -> int | None:
-    """When a silent user should next be checked (always after ``now_ms``), None for never.
+    """The instant a silent user stops being followed for their churn risk; None with nothing known.
 
-    * Checks fall on whole steps of silence after the anchor (the last purchase,
-      else the last visit), so they land exactly on day thresholds such as
-      "30 days since the last purchase".
-    * The step is ``step_ms`` (a day), and ``fine_step_ms`` (6 hours) while the
-      silence since the last purchase is within half to one and a half times the
-      user's usual gap between purchases, where churn risk moves fastest.
-    * Checks stop once the user has been silent (no event of any kind) for
-      ``horizon_ms`` (180 days): the last check falls on that instant. A buyer
-      whose usual gap is long is followed until twice the gap since the last
-      purchase, if that is later. With neither time known, None.
+    ``horizon_ms`` (180 days) after their last event, or twice their usual gap
+    between purchases after the last purchase if that is later. Past it, only the
+    instants that come to an end by themselves (lifecycle, layer, pending labels)
+    are still worth a check.
 
-    >>> DAY = 86_400_000
-    >>> next_check_ms(0, 0, 10 * DAY + 5, None) // DAY                  # daily, on the day
-    11
-    >>> next_check_ms(0, 0, 10 * DAY, 12 * DAY) / DAY                   # near the usual gap
-    10.25
-    >>> next_check_ms(None, 0, 179 * DAY + 1, None) / DAY, next_check_ms(None, 0, 180 * DAY, None)
-    (180.0, None)
-    >>> next_check_ms(0, 0, 250 * DAY, 150 * DAY) / DAY                 # long-gap buyer
-    251.0
+    >>> follow_until_ms(0, 100 * DAY_MS, None) // DAY_MS          # still browsing on day 100
+    280
+    >>> follow_until_ms(0, 0, 150 * DAY_MS) // DAY_MS, follow_until_ms(None, None, None)  # long-gap buyer
+    (300, None)
     """
-    if step_ms <= 0 or fine_step_ms <= 0:
-        raise ValueError("steps must be positive")
-    anchor = last_purchase_ms if last_purchase_ms is not None else last_seen_ms
-    if anchor is None:
+    known = [t for t in (last_purchase_ms, last_seen_ms) if t is not None]
+    if not known:
         return None
-    last_activity = max(t for t in (last_purchase_ms, last_seen_ms) if t is not None)
-    end = last_activity + horizon_ms
-    gap = typical_gap_ms if typical_gap_ms is not None and typical_gap_ms > 0 else None
-    if last_purchase_ms is not None and gap is not None:
-        end = max(end, last_purchase_ms + 2 * gap)
-    if now_ms >= end:
+    end = max(known) + horizon_ms
+    if last_purchase_ms is not None and typical_gap_ms is not None and typical_gap_ms > 0:
+        end = max(end, last_purchase_ms + 2 * typical_gap_ms)
+    return end
+
+
+# -- what render shows, at any instant, without rendering ---------------------------
+
+
+def _days_since(as_of_ms: int, then_ms: int | None) -> float | None:
+    """``days_since_*`` exactly as :func:`online_models.portrait.render` rounds it."""
+    return None if then_ms is None else round((as_of_ms - then_ms) / DAY_MS, 3)
+
+
+def _tenure_days(as_of_ms: int, first_seen_ms: int) -> float:
+    """:func:`online_models.lifecycle.tenure_days` of a rendered portrait, without its ISO strings."""
+    return max(0.0, timedelta(milliseconds=as_of_ms - first_seen_ms).total_seconds() / _DAY_S)
+
+
+def _lifecycle_fields(state: PortraitState, as_of_ms: int) -> dict[str, Any]:
+    return {
+        "as_of": iso(as_of_ms),
+        "first_seen": iso(state.first_seen),
+        "days_since_last_seen": _days_since(as_of_ms, state.last_seen),
+        "days_since_last_purchase": _days_since(as_of_ms, state.last_purchase),
+        "last_return_gap_days": last_return_gap_days(state.purchase_days),
+    }
+
+
+def lifecycle_at(state: PortraitState, as_of_ms: int, config: LifecycleConfig = LifecycleConfig()) -> str:
+    """The lifecycle stage of ``render(state, as_of=as_of_ms)``, from the few fields the stage reads.
+
+    >>> state = PortraitState("u1", first_seen=0, last_seen=0, last_purchase=0, purchase_days=[0])
+    >>> [lifecycle_at(state, day * DAY_MS) for day in (3, 20, 45, 100)]
+    ['new', 'active', 'at_risk', 'churned']
+    """
+    return lifecycle_stage(_lifecycle_fields(state, as_of_ms), config)
+
+
+def layer_at(state: PortraitState, as_of_ms: int, config: LayerConfig = LayerConfig()) -> str:
+    """The value layer of ``render(state, as_of=as_of_ms)``, from the few fields the layer reads.
+
+    ``as_of_ms`` is meant to be on a whole minute, as the windows are.
+    """
+    counts = state.type_counts
+    portrait = {
+        "windows": {f"{LAYER_WINDOW_DAYS}d": window_totals(state, as_of_ms, LAYER_WINDOW_DAYS)},
+        "purchase_days": len(state.purchase_days),
+        "funnel": {"views": counts.get("view", 0), "add_to_cart": counts.get("add_to_cart", 0)},
+    }
+    return value_layer(portrait, config)
+
+
+# -- instants solved for ---------------------------------------------------------
+
+
+def _first_true_after(holds: Callable[[int], bool], after_ms: int, guess_ms: float) -> int | None:
+    """The first instant ``> after_ms`` at which ``holds`` (false, then true for good) turns true.
+
+    ``guess_ms`` is where it should turn, up to float rounding: the answer is
+    bracketed around it and bisected to the millisecond. None when it already
+    holds at ``after_ms``.
+    """
+    if holds(after_ms):
         return None
-    step = step_ms
-    if last_purchase_ms is not None and gap is not None:
-        silence = now_ms - last_purchase_ms
-        if gap // 2 <= silence < gap + gap // 2:
-            step = min(step_ms, fine_step_ms)
-    candidate = anchor + ((now_ms - anchor) // step + 1) * step
-    return min(candidate, end)
+    width = 2_000
+    low, high = max(after_ms, int(guess_ms) - width), max(after_ms + 1, int(guess_ms) + width)
+    while holds(low):  # the guess was late: widen down (never past after_ms, where it is false)
+        low = max(after_ms, low - width)
+        width *= 2
+    while not holds(high):  # the guess was early: widen up
+        low, high = high, high + width
+        width *= 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        if holds(middle):
+            high = middle
+        else:
+            low = middle
+    return high
+
+
+def lifecycle_change_ms(state: PortraitState, after_ms: int, config: LifecycleConfig = LifecycleConfig()) -> int | None:
+    """The first instant after ``after_ms`` at which the user's lifecycle stage differs, if no event comes.
+
+    The stage reads four thresholds of time (see
+    :func:`online_models.lifecycle.lifecycle_stage`): tenure passing
+    ``new_days``, silence passing ``at_risk_days`` and ``churn_days``, and the days
+    since the last purchase passing ``returning_days``. Each is solved exactly as
+    ``render`` computes it (``days_since_*`` rounded to 3 decimals, so "above 30
+    days" starts some 43.2 s after 30 days); the answer is the first of them at which
+    the stage really changes. None when it never will.
+
+    >>> state = PortraitState("u1", first_seen=0, last_seen=0, last_purchase=0, purchase_days=[0])
+    >>> [lifecycle_at(state, t) for t in (lifecycle_change_ms(state, 0) - 1, lifecycle_change_ms(state, 0))]
+    ['new', 'active']
+    >>> after_new = lifecycle_change_ms(state, 0)
+    >>> (lifecycle_change_ms(state, after_new) - 30 * DAY_MS) / 1000   # "above 30 days" once rounded
+    43.201
+    >>> lifecycle_change_ms(state, 200 * DAY_MS) is None                 # churned for good
+    True
+    """
+    silence_from = state.last_purchase if state.last_purchase is not None else state.last_seen
+    if silence_from is None:
+        return None  # no event: "new" until one comes
+    flips: list[int | None] = []
+    if state.first_seen is not None:
+        first_seen = state.first_seen
+        flips.append(_first_true_after(
+            lambda t: _tenure_days(t, first_seen) > config.new_days, after_ms, first_seen + config.new_days * DAY_MS
+        ))
+    thresholds = [(silence_from, config.at_risk_days), (silence_from, config.churn_days)]
+    if state.last_purchase is not None:
+        thresholds.append((state.last_purchase, config.returning_days))
+    for since, days in thresholds:
+        flips.append(_first_true_after(
+            lambda t, since=since, days=days: _days_since(t, since) > days,
+            after_ms, since + (days + 0.0005) * DAY_MS))
+    stage = lifecycle_at(state, after_ms, config)
+    for flip in sorted({t for t in flips if t is not None}):
+        if lifecycle_at(state, flip, config) != stage:
+            return flip
+    return None
+
+
+def layer_change_ms(state: PortraitState, after_ms: int, config: LayerConfig = LayerConfig()) -> int | None:
+    """The first instant after ``after_ms`` at which the user's value layer differs, if no event comes.
+
+    The layer reads lifetime figures and the 30-day window, and the window's
+    purchases and spend change only when a minute bucket with a purchase enters
+    it (at the end of its minute ``m``, for a purchase ahead of ``after_ms``) or
+    leaves it (at ``m + 30 days``: the window holds ``as_of - 30 days < ts <= as_of``
+    on whole minutes). Those instants are tried in order; the first at which the
+    layer really changes is the answer. None when it never will.
+
+    >>> state = PortraitState("u1", last_purchase=90_000, purchase_days=[0], bucket_minutes=[2],
+    ...                       bucket_events=[1], bucket_purchases=[1], bucket_cents=[8000])
+    >>> change = layer_change_ms(state, 60_000 * 2)
+    >>> change == 120_000 + 30 * DAY_MS, layer_at(state, change - 60_000), layer_at(state, change)
+    (True, 'ordinary', 'low_value')
+    """
+    window_ms = LAYER_WINDOW_DAYS * DAY_MS
+    minutes, purchases = state.bucket_minutes, state.bucket_purchases
+    start = bisect.bisect_right(minutes, (after_ms - window_ms) // MINUTE_MS)  # buckets still to leave
+    changes: set[int] = set()
+    for minute, bought in zip(minutes[start:], purchases[start:]):
+        if bought:
+            enters = minute * MINUTE_MS
+            changes.update(t for t in (enters, enters + window_ms) if t > after_ms)
+    if not changes:
+        return None
+    layer = layer_at(state, after_ms, config)
+    for instant in sorted(changes):
+        if layer_at(state, instant, config) != layer:
+            return instant
+    return None
+
+
+def first_minute_where(
+    holds: Callable[[int], bool],
+    start_ms: int,
+    end_ms: int,
+    *,
+    monotone: bool,
+    grid_points: int = 4,
+) -> int | None:
+    """The first whole minute in ``[start_ms, end_ms]`` at which ``holds`` is true; None when none is found.
+
+    ``holds`` is a condition on an instant (a churn risk at or above a
+    threshold). ``monotone`` says it never turns false again once true: then the
+    end is tried first and the answer bisected, ``1 + ceil(log2(minutes))`` calls
+    at most (one when it never holds). Otherwise the range is bracketed with
+    ``grid_points`` equal steps and the first step where it holds is bisected to
+    the minute, ``grid_points + 1 + ceil(log2(minutes per step))`` calls at most:
+    a spell of truth shorter than a step, between two grid points, is missed.
+
+    >>> calls = []
+    >>> def above(t):
+    ...     calls.append(t)
+    ...     return t >= 1_000_000 * 60_000 + 123 * 60_000
+    >>> first_minute_where(above, 1_000_000 * 60_000, 1_010_000 * 60_000, monotone=True) // 60_000, len(calls)
+    (1000123, 14)
+    >>> calls.clear()
+    >>> first_minute_where(above, 1_000_000 * 60_000, 1_010_000 * 60_000, monotone=False) // 60_000, len(calls)
+    (1000123, 13)
+    >>> first_minute_where(lambda t: False, 0, DAY_MS, monotone=False) is None
+    True
+    """
+    if grid_points < 1:
+        raise ValueError("grid_points must be at least 1")
+    first, last = -(-start_ms // MINUTE_MS), end_ms // MINUTE_MS
+    if first > last:
+        return None
+    if monotone:
+        if not holds(last * MINUTE_MS):
+            return None
+        below, above = first - 1, last  # ``below`` is never evaluated: the answer may be ``first``
+    else:
+        step = max(1, -(-(last - first) // grid_points))
+        below, point = first - 1, first
+        while not holds(point * MINUTE_MS):
+            if point == last:
+                return None
+            below, point = point, min(point + step, last)
+        above = point
+    while above - below > 1:
+        middle = (below + above) // 2
+        if holds(middle * MINUTE_MS):
+            above = middle
+        else:
+            below = middle
+    return above * MINUTE_MS

@@ -5,6 +5,16 @@ the user's scheduled check comes due under the watermark, so a silent user's
 risk keeps rising while nothing arrives. It is pure: the caller sends the
 samples to the trainer and the alert to the alerts topic, and stores the state.
 
+A silent user is not polled: the next check is the first instant at which
+something can change (:func:`check_instants`): a lifecycle or value-layer
+boundary, a pending label maturing, a sample due in the next period while the
+user is still sampled (a few periods after their last event), and, for a user
+an alert could fire for, the instant the churn risk reaches the threshold (or
+falls below the re-arm level) under the current models, never more than
+``max_check_gap_ms`` away since the models may change meanwhile. Past the end
+of following (:func:`online_models.schedule.follow_until_ms`) a silent user
+costs nothing more.
+
 >>> from online_models.events import parse_event
 >>> from online_models.portrait import PortraitConfig, PortraitState, update
 >>> state, config = PortraitState("u1"), WatchConfig()
@@ -21,22 +31,57 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from online_models.alerts import Alert, AlertPolicy, AlertState, step
-from online_models.clock import DAY_MS, ceil_minute
+from online_models.clock import DAY_MS, MINUTE_MS, ceil_minute
 from online_models.features import behaviour_features
 from online_models.label_delay import LabelDelay
+from online_models.lifecycle import LifecycleConfig
 from online_models.portrait import PortraitConfig, PortraitState, render
-from online_models.rfm import value_layer
-from online_models.schedule import next_check_ms
+from online_models.rfm import LayerConfig
+from online_models.schedule import (
+    first_minute_where,
+    follow_until_ms,
+    layer_at,
+    layer_change_ms,
+    lifecycle_change_ms,
+    typical_gap_ms,
+)
 
 
 @dataclass
 class WatchConfig:
-    """Sampling period, churn-label horizon and alert policy."""
+    """Sampling period, churn-label horizon, alert policy, and how long and how closely silent users are followed.
+
+    * ``follow_ms``: a silent user's churn risk is followed this long after their
+      last event (or twice their usual gap after the last purchase, if later).
+    * ``silent_sample_periods``: a silent user still sends a sample (and a label
+      snapshot) in each of this many sample periods after the period of their
+      last event.
+    * ``max_check_gap_ms``: the longest wait between two checks of a user an
+      alert could fire for, the models may change meanwhile; 0 for no limit.
+    * ``max_check_gap_without_classifier_ms``: the same while the classifier has
+      not proven itself (the risk is MBG/NBD's, or there is none yet): the next
+      snapshot may hand the risk to the classifier or refit MBG/NBD, moving
+      every user's risk at once.
+    * ``risk_grid_points``: steps of the coarse search for the instant a
+      classifier's risk reaches a level (see :func:`online_models.schedule.first_minute_where`).
+    """
 
     portrait: PortraitConfig = field(default_factory=PortraitConfig)
     sample_period_ms: int = 7 * DAY_MS
     label_horizon_ms: int = 30 * DAY_MS
     alerts: AlertPolicy = field(default_factory=AlertPolicy)
+    follow_ms: int = 180 * DAY_MS
+    silent_sample_periods: int = 6
+    max_check_gap_ms: int = 7 * DAY_MS
+    max_check_gap_without_classifier_ms: int = DAY_MS
+    risk_grid_points: int = 4
+
+    def __post_init__(self) -> None:
+        for name in ("follow_ms", "silent_sample_periods", "max_check_gap_ms", "max_check_gap_without_classifier_ms"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        if self.risk_grid_points < 1:
+            raise ValueError("risk_grid_points must be at least 1")
 
     def label_delay(self) -> LabelDelay:
         """The delayed-label bookkeeping for this horizon."""
@@ -57,9 +102,40 @@ def layer_when_last_bought(state: PortraitState, models, config: WatchConfig) ->
     """The value layer the user had at their last purchase: the value an alert protects."""
     if state.last_purchase is None:
         return None
-    at_purchase = render(state, as_of=ceil_minute(state.last_purchase), config=config.portrait)
-    layers = models.config.layers if models is not None else None
-    return value_layer(at_purchase, layers) if layers is not None else value_layer(at_purchase)
+    return layer_at(state, ceil_minute(state.last_purchase), _layer_config(models))
+
+
+def _layer_config(models) -> LayerConfig:
+    return models.config.layers if models is not None else LayerConfig()
+
+
+def _lifecycle_config(models) -> LifecycleConfig:
+    return models.config.lifecycle if models is not None else LifecycleConfig()
+
+
+def sampled_until_period(state: PortraitState, config: WatchConfig) -> int | None:
+    """The last sample period (``ts // sample_period_ms``) in which the user is still sampled; None before any event."""
+    if state.last_seen is None:
+        return None
+    return state.last_seen // config.sample_period_ms + config.silent_sample_periods
+
+
+def sample_instant(state: PortraitState, period: int, config: WatchConfig) -> int:
+    """When a silent user is sampled in ``period``: early in it, at the time of day of their last purchase (else visit).
+
+    Spread over the day by each user's own habit, the samples of a period do not
+    all fall due at its first instant, and a silent user is sampled at the hour
+    a daily check anchored on their last purchase would have sampled them.
+
+    >>> state = PortraitState("u1", last_seen=3 * DAY_MS + 5 * 3_600_000)
+    >>> (sample_instant(state, 2, WatchConfig()) - 14 * DAY_MS) // 3_600_000
+    5
+    """
+    start = period * config.sample_period_ms
+    anchor = state.last_purchase if state.last_purchase is not None else state.last_seen
+    if anchor is None:
+        return start
+    return start + (anchor - start) % min(DAY_MS, config.sample_period_ms)
 
 
 def watch_user(state: PortraitState, *, as_of: int, watermark: int, models, config: WatchConfig) -> WatchOutcome:
@@ -67,20 +143,29 @@ def watch_user(state: PortraitState, *, as_of: int, watermark: int, models, conf
 
     ``models`` is the latest :class:`online_models.population.PopulationModels`
     snapshot, or None before the first one: then there is no churn score and no alert.
+    The user is sampled (a ``user`` sample and a label snapshot) at the first look
+    in each sample period up to :func:`sampled_until_period`; the sample of that
+    last period says ``"last_until_event": True``. ``next_check`` is the earliest
+    of :func:`check_instants`.
     """
     portrait = render(state, as_of=as_of, config=config.portrait)
     period = as_of // config.sample_period_ms
-    new_period = period != state.sample_period  # each user counts once per period, however busy
+    last_sampled_period = sampled_until_period(state, config)
+    # each user counts once per period, however busy, and not long after their last event
+    sampled_now = period != state.sample_period and last_sampled_period is not None and period <= last_sampled_period
     # the label snapshot and a ready classifier read the same features: compute them once
-    features = behaviour_features(portrait) if new_period else None
+    features = behaviour_features(portrait) if sampled_now else None
     # a check needs the churn risk only: segments, tags and RFM scores are the publication's
     churn = models.churn(portrait, features) if models is not None else None
     samples: list[dict[str, Any]] = []
     delay = config.label_delay()
 
-    if new_period:
+    if sampled_now:
         state.sample_period = period
-        samples.append({"kind": "user", "ts": as_of, "portrait": portrait})
+        sample = {"kind": "user", "ts": as_of, "portrait": portrait}
+        if period == last_sampled_period:  # the trainer carries this one's age forward (PopulationModels)
+            sample["last_until_event"] = True
+        samples.append(sample)
         state.pending_labels = delay.maybe_snapshot(state.pending_labels, as_of, features)
     state.pending_labels, labelled = delay.release(state.pending_labels, watermark, state.purchase_times)
     samples += [{"kind": "label", "ts": as_of, "features": x, "label": y} for x, y in labelled]
@@ -92,7 +177,7 @@ def watch_user(state: PortraitState, *, as_of: int, watermark: int, models, conf
             alert_state,
             user_id=state.user_id,
             risk=churn["risk"],
-            # only a firing step reads the layer: spare the extra render below the threshold
+            # only a firing step reads the layer
             layer=layer_when_last_bought(state, models, config) if churn["risk"] >= config.alerts.threshold else None,
             spend=state.spend_cents / 100,
             reasons=churn.get("reasons", []),
@@ -101,12 +186,91 @@ def watch_user(state: PortraitState, *, as_of: int, watermark: int, models, conf
         )
         state.alert = alert_state.to_json()
 
-    gap = None
-    if len(state.purchase_days) > 1 and state.first_purchase is not None and state.last_purchase is not None:
-        gap = (state.last_purchase - state.first_purchase) // (len(state.purchase_days) - 1)
-    next_check = next_check_ms(state.last_purchase, state.last_seen, as_of, gap)
-    if state.pending_labels:
-        label_due = state.pending_labels[0][0] + config.label_horizon_ms + 1
-        next_check = label_due if next_check is None else min(next_check, label_due)
+    instants = check_instants(state, as_of=as_of, models=models, config=config)
+    next_check = min(instants.values()) if instants else None
     state.next_check = next_check
     return WatchOutcome(churn=churn, samples=samples, alert=alert, next_check=next_check)
+
+
+def check_instants(state: PortraitState, *, as_of: int, models, config: WatchConfig) -> dict[str, int]:
+    """The next instant after ``as_of`` of each kind at which a check of the silent user is worth making.
+
+    Keys (a kind is left out when it has no instant):
+
+    * ``lifecycle``: the stage changes (:func:`online_models.schedule.lifecycle_change_ms`);
+    * ``layer``: the value layer changes (:func:`online_models.schedule.layer_change_ms`);
+    * ``label``: the oldest pending label snapshot can be released (the watermark
+      must pass its time plus the horizon);
+    * ``sample``: the user is due for a sample in the next sample period while
+      still sampled (:func:`sample_instant`);
+    * ``crossing``: for an armed user an alert could fire for, the first whole
+      minute at which the risk reaches the threshold, outside the cooldown, under ``models``;
+    * ``rearm``: for a disarmed one scored by the classifier, a minute at which the
+      risk is below the re-arm level (a silent user's MBG/NBD risk never falls);
+    * ``cap``: ``max_check_gap_ms`` after ``as_of`` (``max_check_gap_without_classifier_ms``
+      while the classifier is not ready), for a user an alert could fire for
+      (armed, or disarmed under the classifier): the models may change.
+
+    ``crossing``, ``rearm``, ``cap`` and ``sample`` stop at the end of following
+    (:func:`online_models.schedule.follow_until_ms`); the others come to an end by
+    themselves. Reads the state (its alert state as left by this look), changes nothing.
+    """
+    instants: dict[str, int | None] = {
+        "lifecycle": lifecycle_change_ms(state, as_of, _lifecycle_config(models)),
+        "layer": layer_change_ms(state, as_of, _layer_config(models)),
+    }
+    if state.pending_labels:
+        instants["label"] = max(state.pending_labels[0][0] + config.label_horizon_ms + 1, as_of + 1)
+    follow_until = follow_until_ms(state.last_purchase, state.last_seen, typical_gap_ms(state), horizon_ms=config.follow_ms)
+    if follow_until is not None and as_of < follow_until:
+        last_sampled_period = sampled_until_period(state, config)
+        next_period = as_of // config.sample_period_ms + 1
+        if last_sampled_period is not None and next_period <= last_sampled_period:
+            instants["sample"] = sample_instant(state, next_period, config)
+        instants.update(_alert_instants(state, as_of, follow_until, models, config))
+    return {kind: at for kind, at in instants.items() if at is not None}
+
+
+def _alert_instants(state: PortraitState, as_of: int, follow_until: int, models, config: WatchConfig) -> dict[str, int | None]:
+    """``crossing``, ``rearm`` and ``cap`` of :func:`check_instants` (see there)."""
+    policy = config.alerts
+    if not policy.qualifies(layer_when_last_bought(state, models, config), state.spend_cents / 100):
+        return {}  # the layer at the last purchase and the spend stay as they are until an event
+    alert_state = AlertState.from_json(state.alert)
+    classifier = models is not None and models.classifier_ready()
+    if not alert_state.armed and not classifier:
+        return {}  # under MBG/NBD a silent user's risk only rises: no re-arm before an event
+    out: dict[str, int | None] = {}
+    search_until = follow_until
+    max_gap = config.max_check_gap_ms if classifier else config.max_check_gap_without_classifier_ms
+    if max_gap and as_of + max_gap < follow_until:
+        search_until = out["cap"] = as_of + max_gap
+    if models is None:
+        return out
+
+    def risk_at(at_ms: int) -> float | None:
+        return models.churn(render(state, as_of=at_ms, config=config.portrait)).get("risk")
+
+    if alert_state.armed:
+        start = as_of + 1
+        if alert_state.last_fired_ms is not None:
+            start = max(start, alert_state.last_fired_ms + policy.cooldown_ms)
+
+        def reached(at_ms: int) -> bool:
+            risk = risk_at(at_ms)
+            return risk is not None and risk >= policy.threshold
+
+        # MBG/NBD: 1 - P(alive) of a silent user never falls (its age T grows, x and t_x stay)
+        out["crossing"] = first_minute_where(
+            reached, start, search_until, monotone=not classifier, grid_points=config.risk_grid_points
+        )
+    else:
+        step_ms = max(MINUTE_MS, (search_until - as_of) // config.risk_grid_points // MINUTE_MS * MINUTE_MS)
+        at_ms = ceil_minute(as_of + 1)
+        while at_ms <= search_until:
+            risk = risk_at(at_ms)
+            if risk is not None and risk < policy.rearm_below:
+                out["rearm"] = at_ms
+                break
+            at_ms += step_ms
+    return out

@@ -291,7 +291,13 @@ async def publish_portraits() -> None:
 
 @app.timer(interval=settings.flush_interval)
 async def flush_idle_partitions() -> None:
-    """Write the changes engines hold in memory (a busy partition flushes by itself every ``progress_every`` records)."""
+    """Write the changes engines hold in memory (a busy partition flushes by itself every ``progress_every`` records).
+
+    Not while a rebalance is under way: a table write in a rebalance's drain left a partition
+    uncommitted and the next owner's recovery stuck (tests/integration/test_scale_out.py).
+    """
+    if app.rebalancing:
+        return
     await app.engines.flush([p for p, engine in app.engines.by_partition.items() if engine.unflushed])
 
 

@@ -1,18 +1,16 @@
-"""The check schedule against a naive dict, and when silent users are checked again."""
+"""The check schedule against a naive dict, and how long silent users are followed."""
 
 from __future__ import annotations
 
 import random
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from online_models.schedule import DAY_MS, HOUR_MS, CheckSchedule, next_check_ms
+from online_models.schedule import DAY_MS, CheckSchedule, follow_until_ms
 
 DAY = DAY_MS
-HOUR = HOUR_MS
 
 
 def test_pop_due_in_time_order_each_once():
@@ -143,68 +141,39 @@ TestScheduleVsDict = ScheduleVsDict.TestCase
 TestScheduleVsDict.settings = settings(max_examples=100, stateful_step_count=30, deadline=None)
 
 
-# -- next_check_ms ---------------------------------------------------------------
+# -- follow_until_ms ---------------------------------------------------------------
 
 
-def test_nothing_known_means_no_check():
-    assert next_check_ms(None, None, 10 * DAY, None) is None
+def test_nothing_known_means_no_following():
+    assert follow_until_ms(None, None, None) is None
 
 
-def test_daily_checks_on_whole_days_since_last_purchase():
-    last = 5 * DAY + 1234
-    times, now = [], last
-    while (nxt := next_check_ms(last, last, now, None)) is not None:
-        assert nxt > now
-        times.append(nxt)
-        now = nxt
-    assert times[:3] == [last + DAY, last + 2 * DAY, last + 3 * DAY]
-    assert times[-1] == last + 180 * DAY and len(times) == 180
+def test_followed_for_the_horizon_after_the_last_event():
+    seen = 3 * DAY + 1234
+    assert follow_until_ms(None, seen, None) == seen + 180 * DAY
+    assert follow_until_ms(None, seen, None, horizon_ms=10 * DAY) == seen + 10 * DAY
 
 
-def test_never_buyer_anchors_on_last_visit_and_stops_after_horizon():
-    seen = 3 * DAY
-    assert next_check_ms(None, seen, seen + 10 * DAY + 1, None) == seen + 11 * DAY
-    assert next_check_ms(None, seen, seen + 180 * DAY, None) is None
-    assert next_check_ms(None, seen, seen + 400 * DAY, None) is None
-
-
-def test_finer_steps_around_the_usual_gap():
-    gap = 20 * DAY
-    assert next_check_ms(0, 0, 5 * DAY, gap) == 6 * DAY           # well before the gap: daily
-    assert next_check_ms(0, 0, 10 * DAY, gap) == 10 * DAY + 6 * HOUR  # from half the gap
-    assert next_check_ms(0, 0, 29 * DAY, gap) == 29 * DAY + 6 * HOUR
-    assert next_check_ms(0, 0, 30 * DAY, gap) == 31 * DAY         # past 1.5 gaps: daily again
-
-
-def test_recent_visit_extends_the_horizon_of_a_buyer():
+def test_recent_visit_extends_the_following_of_a_buyer():
     # bought on day 0, still browsing on day 100: followed until day 280
-    assert next_check_ms(0, 100 * DAY, 200 * DAY, None) == 201 * DAY
-    assert next_check_ms(0, 100 * DAY, 280 * DAY, None) is None
+    assert follow_until_ms(0, 100 * DAY, None) == 280 * DAY
 
 
 def test_long_gap_buyer_followed_to_twice_the_gap():
-    gap = 150 * DAY
-    assert next_check_ms(0, 0, 250 * DAY, gap) == 251 * DAY
-    assert next_check_ms(0, 0, 300 * DAY - 1, gap) == 300 * DAY
-    assert next_check_ms(0, 0, 300 * DAY, gap) is None
-
-
-def test_now_before_last_event():
-    # the watermark trails the latest event: the first check is the event instant itself
-    assert next_check_ms(10 * DAY, 10 * DAY, 10 * DAY - 1000, None) == 10 * DAY
-
-
-def test_bad_steps_rejected():
-    with pytest.raises(ValueError):
-        next_check_ms(0, 0, 0, None, step_ms=0)
+    assert follow_until_ms(0, 0, 150 * DAY) == 300 * DAY
+    assert follow_until_ms(0, 0, 20 * DAY) == 180 * DAY
+    assert follow_until_ms(0, 0, -DAY) == 180 * DAY  # a nonsense gap changes nothing
 
 
 _TIMES = st.none() | st.integers(0, 400 * DAY)
 
 
 @settings(max_examples=300, deadline=None)
-@given(_TIMES, _TIMES, st.integers(0, 800 * DAY), st.none() | st.integers(-DAY, 300 * DAY))
-def test_next_check_is_soon_after_now(last_purchase, last_seen, now, gap):
-    nxt = next_check_ms(last_purchase, last_seen, now, gap)
-    if nxt is not None:
-        assert now < nxt <= now + DAY
+@given(_TIMES, _TIMES, st.none() | st.integers(-DAY, 300 * DAY))
+def test_following_ends_after_the_last_event(last_purchase, last_seen, gap):
+    end = follow_until_ms(last_purchase, last_seen, gap)
+    known = [t for t in (last_purchase, last_seen) if t is not None]
+    if not known:
+        assert end is None
+    else:
+        assert end >= max(known) + 180 * DAY
