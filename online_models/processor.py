@@ -55,7 +55,7 @@ import orjson
 
 from online_models.admission import admit_erasure, admit_event, admit_profile, fold_event
 from online_models.clock import EventClock
-from online_models.erasure import erasure_records
+from online_models.erasure import erasure_records, forget_local
 from online_models.events import MIN_TS_MS, Event, InvalidEvent
 from online_models.portrait import PortraitState, render, update_profile
 from online_models.retention import due_at, is_expired
@@ -252,7 +252,6 @@ class PartitionProcessor:
         #: counts of what happened (records folded, checks, alerts, ...), drained by the caller
         self.counts: Counter[str] = Counter()
         self.progress = self._restore()
-        self.published_seq = self.progress.published_seq
         self._records_since_flush = 0
         #: stream time at the last flush (None: no event time seen yet)
         self._flushed_at = self.stream_time
@@ -480,17 +479,10 @@ class PartitionProcessor:
     def _erase(self, record: Record, effects: list[Effect]) -> None:
         """Tombstones and markers first, confirmed; the state's deletion follows in the flush."""
         request, user_id = admit_erasure(record.key, record.value, pseudonym_key=self.config.pseudonym_key)
-        self.schedule.remove(user_id)
-        self.unpublished.pop(user_id, None)
-        known = self.state(user_id) is not None or user_id in self.changed
-        self.cache.pop(user_id, None)
-        self._state_bytes.pop(user_id, None)
         effects += [
             Send(out.topic, out.key, out.value, out.headers, confirm=True, kind="erasure") for out in erasure_records(request, user_id)
         ]
-        if known:
-            self.changed.pop(user_id, None)
-            self.changed[user_id] = None
+        self._forget(user_id)
         self.counts["users_erased"] += 1
 
     def _tick(self, record: Record, *, now_ms: int, models) -> list[Effect]:
@@ -549,13 +541,19 @@ class PartitionProcessor:
 
     def _expire(self, user_id: str, effects: list[Effect]) -> None:
         """Forget a user idle past the retention: state, schedule and published portrait."""
-        self.cache.pop(user_id, None)
-        self._state_bytes.pop(user_id, None)
-        self.unpublished.pop(user_id, None)
-        self.changed.pop(user_id, None)
-        self.changed[user_id] = None
+        self._forget(user_id)
         effects.append(Send(PORTRAITS, user_id.encode(), None, kind="expiry"))
         self.counts["users_expired"] += 1
+
+    def _forget(self, user_id: str) -> None:
+        """Drop the user from the schedule, the cache and the publication; their state is deleted in the next flush."""
+        known = self.state(user_id) is not None or user_id in self.changed
+        forget_local(user_id, schedule=self.schedule, pending=self.unpublished)
+        self.cache.pop(user_id, None)
+        self._state_bytes.pop(user_id, None)
+        if known:
+            self.changed.pop(user_id, None)  # the deletion takes the place of any change in the flush's order
+            self.changed[user_id] = None
 
     def _changed(self, state: PortraitState) -> None:
         self.progress.seq += 1
@@ -584,7 +582,6 @@ class PartitionProcessor:
             effects.append(Put(user_id.encode(), value))
         self.changed = {}
         self.progress.stream_time = self.stream_time
-        self.progress.published_seq = self.published_seq
         effects.append(Put(PROGRESS_KEY, self.progress.to_bytes()))
         self._records_since_flush = 0
         self._flushed_at = self.stream_time
@@ -622,4 +619,4 @@ class PartitionProcessor:
 
     def published(self, seq: int) -> None:
         """Every change numbered up to ``seq`` is on the portraits topic."""
-        self.published_seq = max(self.published_seq, seq)
+        self.progress.published_seq = max(self.progress.published_seq, seq)
