@@ -293,12 +293,14 @@ async def publish_portraits() -> None:
 async def flush_idle_partitions() -> None:
     """Write the changes engines hold in memory (a busy partition flushes by itself every ``progress_every`` records).
 
-    Not while a rebalance is under way: a table write in a rebalance's drain left a partition
-    uncommitted and the next owner's recovery stuck (tests/integration/test_scale_out.py).
+    Not while a rebalance or a table recovery is under way, and only for partitions this worker
+    holds as active: a table write in a rebalance's drain left a partition uncommitted and the next
+    owner's recovery stuck (tests/integration/test_scale_out.py).
     """
-    if app.rebalancing:
+    if app.rebalancing or getattr(app, "in_recovery", False):
         return
-    await app.engines.flush([p for p, engine in app.engines.by_partition.items() if engine.unflushed])
+    active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == SOURCE_NAMES[0]}
+    await app.engines.flush([p for p, engine in app.engines.by_partition.items() if engine.unflushed and p in active])
 
 
 @app.timer(interval=max(0.5, settings.live_idle_seconds / 2) if settings.live_idle_seconds else 60.0)
