@@ -111,7 +111,7 @@ class Engines:
         """The partition's engine, restored from its table on first use."""
         engine = self.by_partition.get(partition)
         if engine is None:
-            engine = self.by_partition[partition] = PartitionProcessor(partition, self.app.writer.db(partition), self.config)
+            engine = self.by_partition[partition] = PartitionProcessor(partition, self.app.writer.reader(partition), self.config)
             self._show_applied(partition, engine.progress)
         return engine
 

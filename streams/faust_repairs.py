@@ -197,8 +197,14 @@ class PartitionWriter:
         self.table = table
 
     def db(self, partition: int):
-        """The partition's RocksDB (opened on first use)."""
+        """The partition's RocksDB (opened on first use). Never keep it: Faust closes a revoked
+        partition's database by dropping its last reference, and a kept one holds the lock that the
+        next assignment of the partition needs."""
         return self.table.data._db_for_partition(partition)
+
+    def reader(self, partition: int) -> "PartitionReader":
+        """A reader of the partition that looks its database up on every call."""
+        return PartitionReader(self, partition)
 
     def write(self, partition: int, key: bytes, value: bytes | None):
         """Put ``value`` under ``key`` (None: delete it) in the partition and its changelog."""
@@ -210,6 +216,19 @@ class PartitionWriter:
             db.put(key, value)
             self.table.data._key_index[key] = partition
         return self.table.send_changelog(partition, key, value, key_serializer="raw", value_serializer="raw")
+
+
+class PartitionReader:
+    """``get`` and ``items`` of one partition of a :class:`PartitionWriter`'s table, holding no database handle."""
+
+    def __init__(self, writer: PartitionWriter, partition: int):
+        self.writer, self.partition = writer, partition
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.writer.db(self.partition).get(key)
+
+    def items(self) -> Iterable[tuple[bytes, bytes]]:
+        return self.writer.db(self.partition).items()
 
 
 class DrainHookApp(faust.App):

@@ -61,3 +61,19 @@ def test_settled_offsets_let_faust_commit_past_a_hole():
     assert consumer._new_offset(tp) is None
     asyncio.run(settle(consumer, tp, 100, 109))
     assert consumer._new_offset(tp) == 120
+
+
+def test_an_engine_on_a_revoked_partition_does_not_keep_its_database_locked(tmp_path):
+    # Faust closes a revoked partition's RocksDB by dropping its reference; a handle kept by an
+    # engine held the lock, and the partition's next assignment failed to open it
+    from online_models.processor import EngineConfig, PartitionProcessor
+    from streams.faust_repairs import PartitionWriter
+
+    app = faust.App("repairs-test", broker="kafka://127.0.0.1:1", store="rocksdb://", datadir=str(tmp_path))
+    table = app.Table("state", partitions=2, key_type=bytes, value_type=bytes)
+    writer = PartitionWriter(table)
+    engine = PartitionProcessor(0, writer.reader(0), EngineConfig())
+    assert list(engine.states()) == []
+    table.data.revoke_partitions(table, {TP(table.changelog_topic.get_topic_name(), 0)})
+    writer.db(0).put(b"u1", b"{}")  # the next assignment opens it again
+    assert engine.store.get(b"u1") == b"{}"
