@@ -3,10 +3,12 @@
 * ``ingest`` hands each record of ``events``, ``profiles``, ``erasures`` and
   ``ticks`` (co-partitioned, keyed by user id) to its partition's
   :class:`~online_models.processor.PartitionProcessor` and executes the effects
-  it returns, in order: sends through the producer's buffer, state writes to the
-  partition's RocksDB table and changelog, a confirmed send delivered before any
-  later write (an alert before the state that remembers it, an erasure's
-  tombstones before the state's deletion).
+  it returns, in order: state writes to the partition's RocksDB table and its
+  changelog, every record sent in whole batches per topic partition
+  (:mod:`streams.record_batches`), a confirmed send delivered before any later
+  write (an alert before the state that remembers it, an erasure's tombstones
+  before the state's deletion), and every state write delivered before the
+  progress record that covers it.
 * ``publish_portraits`` publishes the portraits each engine has changed since the
   last tick, rendered from its live states and scored with the latest models;
   ``flush_idle_partitions`` writes the changes a partition holds in memory at
@@ -34,6 +36,7 @@ from online_models.tags import TagRules
 from streams import faust_repairs, metrics, topics
 from streams.faust_repairs import DrainHookApp, PartitionWriter, SkippedRecordReader, settle
 from streams.model_feed import ModelFeed
+from streams.record_batches import RecordBatches, Shipped
 from streams.quiet_worker import QuietWorker
 from streams.settings import Settings, get_settings
 from streams.trainer import Trainer, install_trainer
@@ -48,6 +51,8 @@ faust_repairs.check_faust_version()
 
 #: the publisher never takes more than this share of the worker's time: it skips ticks to keep it
 PUBLISH_SHARE = 0.2
+#: records of one topic partition gathered into one produce batch (below the topics' max.message.bytes)
+BATCH_BYTES = 256 * 1024
 #: an idle agent with unread records on an assigned partition for this long is stalled
 STALL_SECONDS = 20.0
 #: how often a worker waiting for the models topic says so
@@ -68,7 +73,10 @@ class Engines:
         self.kinds = {settings.topic(name): name for name in (topics.EVENTS, topics.PROFILES, topics.ERASURES, topics.TICKS)}
         #: partitions whose next profiles record is checked for a hole (Faust skips around rebalances)
         self.profiles_unchecked: set[int] = set()
-        self.unconfirmed: list[asyncio.Future] = []
+        self._batches: RecordBatches | None = None
+        self._publication: RecordBatches | None = None
+        #: batches shipped whose delivery was not seen yet
+        self.in_flight: list[Shipped] = []
         #: held while one engine call and its effects run, so a timer's flush never splits them
         self.turn = asyncio.Lock()
         self.last_record_at = time.monotonic()
@@ -171,45 +179,89 @@ class Engines:
                     await self.execute(partition, engine.flush())
 
     async def execute(self, partition: int, effects: list) -> None:
-        """Carry out effects in order; a write waits until every confirmed send before it is delivered."""
-        app = self.app
+        """Carry out effects in order. Records travel in batches; a write waits until every confirmed
+        send before it is delivered, and the progress record until every state write before it is."""
+        batches, writer = await self.batches(), self.app.writer
+        confirm = False
         for effect in effects:
             if type(effect) is Send:
-                future = app.channels[effect.topic].send_soon(key=effect.key, value=effect.value, headers=list(effect.headers) or None)
-                if effect.confirm:
-                    self.unconfirmed.append(future)
+                batches.add(self.settings.topic(effect.topic), effect.key, effect.value, headers=effect.headers)
+                confirm = confirm or effect.confirm
                 if effect.kind == "alert" and self.webhook is not None:
                     self.webhook.submit(effect.value)
                 continue
-            if self.unconfirmed:
-                pending, self.unconfirmed = self.unconfirmed, []
-                await asyncio.gather(*pending)
-            app.writer.write(partition, effect.key, effect.value if type(effect) is Put else None)
+            if confirm or effect.key == PROGRESS_KEY:
+                await self.deliver()
+                confirm = False
+            writer.write(partition, effect.key, effect.value if type(effect) is Put else None, batches)
+        if batches.pending:
+            await self.ship()
         last = effects[-1]
         if type(last) is Put and last.key == PROGRESS_KEY:
             self._show_applied(partition, PartitionProgress.from_bytes(last.value))
-        if app.producer.buffer.size > app.producer.buffer.max_messages:
-            await app.producer.buffer.wait_until_ebb()
+
+    async def batches(self) -> RecordBatches:
+        """The batches of the engines' records (made once the producer runs)."""
+        if self._batches is None:
+            batches = RecordBatches(faust_repairs.aiokafka_producer(self.app))
+            await batches.know([self.settings.topic(name) for name in topics.ENGINE_OUTPUTS] + [self.app.writer.changelog])
+            self._batches = batches
+        return self._batches
+
+    async def ship(self) -> None:
+        """Hand the gathered records to the producer; a delivery that failed before stops the worker here."""
+        self.check_deliveries()
+        for shipped in await self._batches.ship():
+            self.in_flight.append(shipped)
+            shipped.delivery.add_done_callback(lambda done, shipped=shipped: self._delivered(shipped))
+
+    def _delivered(self, shipped: Shipped) -> None:
+        if not shipped.delivery.cancelled() and shipped.delivery.exception() is None:
+            self.app.writer.delivered(shipped)
+
+    def check_deliveries(self) -> None:
+        """Forget delivered batches; raise the error of one that failed (its records may be lost)."""
+        waiting = []
+        for shipped in self.in_flight:
+            if not shipped.delivery.done():
+                waiting.append(shipped)
+            elif shipped.delivery.exception() is not None:
+                raise RuntimeError(f"records to {shipped.topic}[{shipped.partition}] were not delivered") from shipped.delivery.exception()
+        self.in_flight = waiting
+
+    async def deliver(self) -> None:
+        """Ship what is gathered and wait until Kafka has every record shipped so far."""
+        await self.batches()
+        await self.ship()
+        await asyncio.gather(*(shipped.delivery for shipped in self.in_flight), return_exceptions=True)
+        self.check_deliveries()
 
     # -------------------------------------------------------------- publication
     async def publish(self, partitions=None) -> float:
         """Publish the changed portraits of ``partitions`` (default: all); wait until Kafka has them. Seconds spent rendering."""
-        models, rendering, futures, covered = self.models(), 0.0, [], []
-        portraits = self.app.channels[topics.PORTRAITS]
+        models, rendering, covered = self.models(), 0.0, []
+        topic = self.settings.topic(topics.PORTRAITS)
+        if self._publication is None:
+            publication = RecordBatches(faust_repairs.aiokafka_producer(self.app))
+            await publication.know([topic])
+            self._publication = publication
+        batches = self._publication
         for partition in list(self.by_partition if partitions is None else partitions):
             engine = self.by_partition.get(partition)
             if engine is None or not engine.unpublished:
                 continue
             started = time.monotonic()
             sends, seq = engine.publication(models)
-            futures += [portraits.send_soon(key=send.key, value=send.value) for send in sends]
-            covered.append((engine, seq))
+            for send in sends:
+                batches.add(topic, send.key, send.value)
+            covered.append((engine, seq, len(sends)))
             rendering += time.monotonic() - started
             await asyncio.sleep(0)  # let the agent run between partitions
-        await asyncio.gather(*futures)
-        for engine, seq in covered:
+        shipped = await batches.ship()
+        await asyncio.gather(*(one.delivery for one in shipped))
+        for engine, seq, _ in covered:
             engine.published(seq)
-        metrics.PORTRAITS_PUBLISHED.inc(len(futures))
+        metrics.PORTRAITS_PUBLISHED.inc(sum(count for _, _, count in covered))
         return rendering
 
 
@@ -218,13 +270,11 @@ class PortraitsApp(DrainHookApp):
 
     engines: Engines
     writer: PartitionWriter
-    channels: dict
     trainer: Trainer
 
     async def on_drained_for_stop(self) -> None:
         await self.engines.flush()
-        if self.engines.unconfirmed:
-            await asyncio.gather(*self.engines.unconfirmed)
+        await self.engines.deliver()
 
 
 settings = get_settings()
@@ -244,6 +294,7 @@ app = PortraitsApp(
     consumer_auto_offset_reset="earliest",
     producer_acks=-1,
     producer_max_request_size=topics.MAX_MODEL_BYTES,
+    producer_max_batch_size=BATCH_BYTES,
     broker_session_timeout=settings.session_timeout_seconds,
     broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
     table_standby_replicas=settings.standby_replicas,
@@ -252,10 +303,7 @@ SOURCE_NAMES = tuple(settings.topic(name) for name in (topics.EVENTS, topics.PRO
 source_topic = app.topic(*SOURCE_NAMES, settings.topic(topics.TICKS))
 training_topic = app.topic(settings.topic(topics.MODEL_TRAINING))
 models_topic = app.topic(settings.topic(topics.MODELS))
-app.channels = {
-    name: app.topic(settings.topic(name))
-    for name in (topics.PORTRAITS, topics.PROFILES, topics.CHURN_ALERTS, topics.MODEL_TRAINING, topics.DEAD_LETTERS, topics.TICKS)
-}
+ticks_topic = app.topic(settings.topic(topics.TICKS))
 #: user id -> PortraitState bytes, and each partition's progress record; bytes in and out, also on the
 #: changelog that recovery reads (compacted; segments rolled every 10 minutes keep about one record per user)
 portrait_table = app.Table(
@@ -311,7 +359,7 @@ async def send_ticks() -> None:
     body = orjson.dumps({"wall_ms": int(time.time() * 1000)})
     for tp in app.assignor.assigned_actives():
         if tp.topic == SOURCE_NAMES[0]:
-            await app.channels[topics.TICKS].send(value=body, partition=tp.partition)
+            await ticks_topic.send(value=body, partition=tp.partition)
 
 
 @app.on_partitions_assigned.connect

@@ -23,7 +23,9 @@ warns when another version runs, and a Faust upgrade starts here (and with
 * **Table writes by partition.** A Faust table writes to the partition of the
   event in hand (a context variable); :class:`PartitionWriter` writes a given
   partition's RocksDB and changelog directly, so a flush or a graceful stop can
-  write any partition it holds.
+  write any partition it holds. Its changelog records travel in whole batches
+  under Faust's producer (:func:`aiokafka_producer`), and it keeps the persisted
+  offset Faust's recovery starts from.
 * **A hook after the drain at a graceful stop.** :class:`DrainHookApp` calls
   ``on_drained_for_stop`` once Faust has drained the agents before stopping
   (not in a rebalance's drain: a table write there left the next owner's
@@ -37,7 +39,10 @@ import time
 from collections.abc import AsyncIterator, Iterable
 
 import faust
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from faust.types import TP
+
+from streams.record_batches import RecordBatches, Shipped
 
 log = logging.getLogger(__name__)
 
@@ -188,13 +193,16 @@ class PartitionWriter:
     """Writes and reads one table's partitions directly: local RocksDB and changelog, raw bytes.
 
     Faust's ``table[key] = value`` writes to the partition of the event in hand;
-    this writes the partition it is given, in the same two places, in order.
-    Changelog records go through the producer's buffer; the returned futures
-    resolve once Kafka has them.
+    this writes the partition it is given, in the same two places, in order. The
+    changelog records go into a :class:`~streams.record_batches.RecordBatches`;
+    once a batch of them is delivered, :meth:`delivered` keeps its last offset as
+    the partition's persisted offset (where a recovery starts reading), as Faust's
+    own changelog callback does record by record.
     """
 
     def __init__(self, table):
         self.table = table
+        self.changelog = table.changelog_topic.get_topic_name()
 
     def db(self, partition: int):
         """The partition's RocksDB (opened on first use). Never keep it: Faust closes a revoked
@@ -206,8 +214,8 @@ class PartitionWriter:
         """A reader of the partition that looks its database up on every call."""
         return PartitionReader(self, partition)
 
-    def write(self, partition: int, key: bytes, value: bytes | None):
-        """Put ``value`` under ``key`` (None: delete it) in the partition and its changelog."""
+    def write(self, partition: int, key: bytes, value: bytes | None, batches: RecordBatches) -> None:
+        """Put ``value`` under ``key`` (None: delete it) in the partition, and its record in ``batches``."""
         db = self.db(partition)
         if value is None:
             db.delete(key)
@@ -215,7 +223,20 @@ class PartitionWriter:
         else:
             db.put(key, value)
             self.table.data._key_index[key] = partition
-        return self.table.send_changelog(partition, key, value, key_serializer="raw", value_serializer="raw")
+        batches.add(self.changelog, key, value, partition=partition)
+
+    def delivered(self, shipped: Shipped) -> None:
+        """Keep a delivered changelog batch's last offset as its partition's persisted offset.
+
+        Only while the partition's database is open here: a revoked partition's is not reopened.
+        """
+        if shipped.topic == self.changelog and shipped.partition in self.table.data._dbs:
+            self.table.data.set_persisted_offset(TP(self.changelog, shipped.partition), shipped.last_offset())
+
+
+def aiokafka_producer(app: faust.App) -> AIOKafkaProducer:
+    """The aiokafka producer under Faust's (started with the app), for :class:`~streams.record_batches.RecordBatches`."""
+    return app.producer._ensure_producer()
 
 
 class PartitionReader:

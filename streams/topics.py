@@ -16,6 +16,8 @@ MODEL_TRAINING = "model-training"
 MODELS = "models"
 TICKS = "ticks"
 ERASURES = "erasures"
+#: what a worker's partition engines send besides their table's changelog
+ENGINE_OUTPUTS = (PORTRAITS, PROFILES, CHURN_ALERTS, MODEL_TRAINING, DEAD_LETTERS)
 
 
 @dataclass(frozen=True)

@@ -45,10 +45,11 @@ def run_ceiling(run: Run, *, events: int, users: int, days: float, records: int,
         if not out.exists():
             run.record(f"probe_{mode}", {"error": f"did not read {records} records within {timeout_s} s"})
             continue
-        done, took = out.read_text().split()
+        done, took, cpu = out.read_text().split()
         rates[f"faust agent: {mode}"] = int(done) / float(took)
         run.record(f"probe_{mode}", {"records": int(done), "seconds": round(float(took), 2),
-                                     "rate": round(int(done) / float(took))})
+                                     "rate": round(int(done) / float(took)),
+                                     "cpu_us_per_record": round(float(cpu) / int(done) * 1e6, 1)})
     read = rates.get("faust agent: read")
     for mode in ("send", "rawsend", "table"):
         rate = rates.get(f"faust agent: {mode}")

@@ -3,7 +3,7 @@
 Run as ``python -m benchkit.faust_probe worker`` with ``PROBE_*`` variables: ``PROBE_MODE`` is
 ``read`` (nothing), ``send`` (one record sent per record read with ``Topic.send``), ``rawsend``
 (the same through the app's producer itself, ``app.producer.send``) or ``table`` (one RocksDB
-table write, with its changelog record, per record read). It writes ``<count> <seconds>`` to
+table write, with its changelog record, per record read). It writes ``<count> <seconds> <cpu seconds>`` to
 ``PROBE_OUT`` after ``PROBE_RECORDS`` records, counted from the first, and exits. Same
 settings as the product's worker where they matter (raw serialisers, acks=-1, no spinner).
 """
@@ -42,14 +42,14 @@ source = app.topic(os.environ["PROBE_TOPIC"])
 SINK_NAME = os.environ["PROBE_SINK"]
 sink = app.topic(SINK_NAME)
 table = app.Table("probe", partitions=int(os.environ.get("PROBE_PARTITIONS", "8")), key_type=bytes, value_type=bytes)
-_seen = {"count": 0, "first": 0.0}
+_seen = {"count": 0, "first": 0.0, "first_cpu": 0.0}
 
 
 @app.agent(source)
 async def probe(stream):
     async for event in stream.events():
         if not _seen["count"]:
-            _seen["first"] = time.monotonic()
+            _seen["first"], _seen["first_cpu"] = time.monotonic(), time.process_time()
         _seen["count"] += 1
         message = event.message
         if MODE == "send":
@@ -59,7 +59,7 @@ async def probe(stream):
         elif MODE == "table":
             table[message.key] = message.value
         if _seen["count"] >= RECORDS:
-            OUT.write_text(f"{_seen['count']} {time.monotonic() - _seen['first']}")
+            OUT.write_text(f"{_seen['count']} {time.monotonic() - _seen['first']} {time.process_time() - _seen['first_cpu']}")
             os._exit(0)
 
 

@@ -54,6 +54,14 @@ class Managed:
         match = re.search(r"VmRSS:\s+(\d+) kB", text)
         return int(match.group(1)) * 1024 if match else 0
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the process has used so far (0 once it has exited)."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 

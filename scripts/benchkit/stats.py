@@ -44,21 +44,48 @@ def rate(count: float, seconds: float) -> float:
     return count / seconds if seconds > 0 else 0.0
 
 
+def window(samples: Sequence[tuple[float, float]], skip_s: float = 0.0) -> tuple[int, int] | None:
+    """Indices of the first and last sample of the window from ``skip_s`` after a counter's first increase.
+
+    >>> window([(0, 0), (1, 0), (2, 100), (3, 300), (4, 500)], skip_s=1)
+    (2, 4)
+    """
+    moving = [i for i, (_, v) in enumerate(samples) if v > samples[0][1]]
+    if not moving:
+        return None
+    start_time = samples[max(0, moving[0] - 1)][0] + skip_s
+    inside = [i for i, (t, _) in enumerate(samples) if t >= start_time]
+    if len(inside) < 2:
+        return None
+    return inside[0], inside[-1]
+
+
 def window_rate(samples: Sequence[tuple[float, float]], skip_s: float = 0.0) -> float:
     """Rate of a counter sampled as (time, value), from ``skip_s`` after its first increase to the last sample.
 
     >>> window_rate([(0, 0), (1, 0), (2, 100), (3, 300), (4, 500)], skip_s=1)
     200.0
     """
-    moving = [i for i, (_, v) in enumerate(samples) if v > samples[0][1]]
-    if not moving:
+    found = window(samples, skip_s)
+    if found is None:
         return 0.0
-    start_time = samples[max(0, moving[0] - 1)][0] + skip_s
-    window = [(t, v) for t, v in samples if t >= start_time]
-    if len(window) < 2:
-        return 0.0
-    (t0, v0), (t1, v1) = window[0], window[-1]
+    (t0, v0), (t1, v1) = samples[found[0]], samples[found[1]]
     return rate(v1 - v0, t1 - t0)
+
+
+def cpu_us_per_record(samples: Sequence[tuple[float, float]], cpu_s: Sequence[float], skip_s: float = 0.0) -> float | None:
+    """CPU microseconds per record over :func:`window_rate`'s window (``cpu_s``: CPU seconds at each sample).
+
+    CPU time per record, unlike a rate, barely moves when other processes share the cores.
+
+    >>> cpu_us_per_record([(0, 0), (1, 0), (2, 100), (3, 300), (4, 500)], [0.0, 0.1, 0.2, 0.3, 0.4], skip_s=1)
+    500.0
+    """
+    found = window(samples, skip_s)
+    if found is None or samples[found[1]][1] == samples[found[0]][1]:
+        return None
+    i, j = found
+    return round((cpu_s[j] - cpu_s[i]) / (samples[j][1] - samples[i][1]) * 1e6, 1)
 
 
 @dataclass(frozen=True)

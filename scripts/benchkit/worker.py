@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchkit.procs import Managed, free_port, managed, python_module, scrape, wait_http
-from benchkit.stats import window_rate
+from benchkit.stats import cpu_us_per_record, window_rate
 
 #: what a worker has handled: folded, ignored as redelivered, or dead-lettered
 HANDLED = ("portraits_events_processed_total", "portraits_events_duplicate_total", "portraits_events_rejected_total")
@@ -85,6 +85,8 @@ class Progress:
     first_progress_s: float | None
     capped: bool
     all_active: bool = True
+    #: CPU seconds of all the workers at each sample
+    cpu: list[float] = field(default_factory=list)
 
     @property
     def handled(self) -> float:
@@ -100,6 +102,7 @@ class Progress:
             "seconds_to_first_record": self.first_progress_s,
             "measured_seconds": round(self.samples[-1][0] - self.samples[0][0], 1) if self.samples else 0,
             "rate": round(self.rate(warmup_s), 1),
+            "cpu_us_per_record": cpu_us_per_record(self.samples, self.cpu, warmup_s) if self.cpu else None,
             "capped": self.capped,
             "every_worker_handled_records": self.all_active,
         }
@@ -114,6 +117,7 @@ def follow_progress(workers: list[RunningWorker], *, target: float, cap_s: float
     """
     started = time.monotonic()
     samples: list[tuple[float, float]] = []
+    cpu: list[float] = []
     first: float | None = None
     all_active = True
     while True:
@@ -125,14 +129,15 @@ def follow_progress(workers: list[RunningWorker], *, target: float, cap_s: float
         total = sum(c or 0.0 for c in counts)
         if first is None and total > 0 and (all(counts) or now > startup_s):
             first, all_active = now, all(counts)
-            samples = samples[-1:]  # the sample just before: the window starts there
+            samples, cpu = samples[-1:], cpu[-1:]  # the sample just before: the window starts there
         samples.append((now, total))
+        cpu.append(sum(w.process.cpu_seconds() for w in workers))
         if not quiet and len(samples) % 10 == 0:
             print(f"  t={now:6.1f}s handled={total:,.0f}", flush=True)
         if total >= target:
-            return Progress(samples, started, first, capped=False, all_active=all_active)
+            return Progress(samples, started, first, capped=False, all_active=all_active, cpu=cpu)
         if first is not None and now - first >= cap_s:
-            return Progress(samples, started, first, capped=True, all_active=all_active)
+            return Progress(samples, started, first, capped=True, all_active=all_active, cpu=cpu)
         if first is None and total == 0 and now > startup_s:
             raise TimeoutError(f"no record handled within {startup_s:.0f} s")
         time.sleep(every_s)
