@@ -32,6 +32,7 @@ from api.fastpath import PortraitFastPath
 from api.indexes import PORTRAITS_SPACE, PortraitSpace, aggregate
 from api.ingest import EventLogUnavailable, EventSink, parse_batch, read_body, validate, wall_clock_ms
 from api.metrics import ApiMetrics, MetricsMiddleware
+from api.rescore import ModelSpace, Rescorer
 from api.models import (
     AlertList,
     AudienceExport,
@@ -49,7 +50,7 @@ from api.models import (
     Portrait,
     Problem,
 )
-from api.store import LocalStore, SpaceHandler, TopicFollower
+from api.store import LocalStore, TopicFollower
 from api.strict_json import StrictJsonRoute
 from online_models.erasure import ErasureRequest
 from online_models.events import MAX_ID_LENGTH, USER_ID_PATTERN
@@ -83,13 +84,15 @@ BODY_ERRORS = {400: {"model": Problem, "description": "The body is not JSON"}, *
 
 
 def open_store(path: FsPath, *, alert_queue: int = 256, cache_mb: int = 256) -> LocalStore:
-    """The API's store with its key spaces: portraits (indexed), churn alerts, models, erasure requests."""
+    """The API's store with its key spaces: portraits (indexed, churn scored with the newest models), churn alerts,
+    models, erasure requests."""
     ledger = ErasureLedger(ERASURES_SPACE)
+    models = ModelSpace(MODELS_SPACE)
     handlers = [
         ledger,
-        PortraitSpace(PORTRAITS_SPACE, erasures=ledger),
+        models,  # opened before the portraits, which are scored with its snapshot
+        PortraitSpace(PORTRAITS_SPACE, erasures=ledger, models=models),
         AlertSpace(AlertHub(alert_queue), erasures=ledger),
-        SpaceHandler(MODELS_SPACE),
     ]
     return LocalStore(path, handlers, cache_mb=cache_mb)
 
@@ -132,7 +135,7 @@ def create_app(
         local = store or open_store(
             settings.data_dir / "api" / "store", alert_queue=api_settings.api_alert_queue, cache_mb=api_settings.api_cache_mb
         )
-        follower = None
+        follower = rescorer = None
         if follow:
             spaces = {
                 settings.topic(topics.PORTRAITS): PORTRAITS_SPACE,
@@ -141,6 +144,8 @@ def create_app(
             }
             follower = TopicFollower(local, spaces, settings.bootstrap_servers)
             follower.start()
+            rescorer = Rescorer(local, PORTRAITS_SPACE, local.handlers[MODELS_SPACE])
+            rescorer.start()
         sink = EventSink(settings, producer)
         app.state.store, app.state.follower, app.state.sink = local, follower, sink
         try:
@@ -148,7 +153,9 @@ def create_app(
         finally:
             if follower is not None:
                 follower.stop()
+                rescorer.stop()
                 follower.join(timeout=10)
+                rescorer.join(timeout=10)
             sink.close()
             if store is None:
                 local.close()
@@ -421,11 +428,13 @@ def create_app(
         tags=["models"],
     )
     def get_models(store: Store, _: Reader) -> Response:
-        """The summary of the fitted models, as the trainer published it."""
+        """The summary of the fitted models, as the trainer published it, and under ``serving`` the snapshot
+        version this API scores churn with and whether every stored portrait has been re-scored with it."""
         raw = store.get(MODELS_SPACE, MODEL_SUMMARY_KEY)
         if raw is None:
             raise HTTPException(404, "no model summary yet: no trainer has published one to the models topic")
-        return Response(content=raw, media_type="application/json")
+        serving = store.handlers[MODELS_SPACE].status() if isinstance(store.handlers.get(MODELS_SPACE), ModelSpace) else None
+        return Response(content=orjson.dumps({**orjson.loads(raw), "serving": serving}), media_type="application/json")
 
     # -- ingestion --------------------------------------------------------------------------
 

@@ -48,6 +48,7 @@ from typing import Any
 import orjson
 
 from api.erasures import ErasureLedger
+from api.rescore import ModelSpace
 from api.store import SEP, Headers, LocalStore, SpaceHandler, Txn, header, prefix_end
 from online_models.erasure import ERASURE_HEADER
 
@@ -404,9 +405,11 @@ class PortraitSpace(SpaceHandler):
     of the request in ``erasures``, in the same batch.
     """
 
-    def __init__(self, space: bytes = PORTRAITS_SPACE, erasures: ErasureLedger | None = None):
+    def __init__(self, space: bytes = PORTRAITS_SPACE, erasures: ErasureLedger | None = None, models: ModelSpace | None = None):
         super().__init__(space)
         self.erasures = erasures
+        #: scores a portrait that arrives with an older snapshot's churn block (:mod:`api.rescore`)
+        self.models = models
         self._lock = threading.Lock()
         self._aggregates: dict[str, int] = {}
         self._delta: dict[str, int] = {}
@@ -454,8 +457,14 @@ class PortraitSpace(SpaceHandler):
         old_raw = txn.get(full)
         if old_raw is None and value is None:
             return
+        new = parse_portrait(value)
+        if new and self.models is not None:
+            fresh = self.models.score(new)
+            if fresh is not None:
+                new["churn"] = fresh
+                value = orjson.dumps(new)
         old_postings, old_share = entries(parse_portrait(old_raw)) if old_raw is not None else (set(), {})
-        new_postings, new_share = entries(parse_portrait(value)) if value is not None else (set(), {})
+        new_postings, new_share = entries(new) if value is not None else (set(), {})
         for index, encoded in old_postings - new_postings:
             txn.batch.delete(posting_key(index, encoded, key))
         for index, encoded in new_postings - old_postings:

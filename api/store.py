@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import orjson
@@ -208,6 +208,13 @@ class LocalStore:
         read = _bounded(lower, upper)
         yield from source.items(from_key=lower, read_opt=read)
 
+    def keys_after(self, space: bytes, after: bytes = b"") -> Iterator[bytes]:
+        """Keys of a key space (without the prefix) that sort after ``after``, in key order."""
+        n = len(space)
+        lower = space + after + b"\x00" if after else space
+        for key in self.keys_between(lower, prefix_end(space)):
+            yield key[n:]
+
     def scan(self, space: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Every (key, value) of a key space, in key order."""
         n = len(space)
@@ -229,17 +236,41 @@ class LocalStore:
 
         ``topic`` None writes records of the API's own (no offset is kept).
         """
+
+        def stage(txn: Txn, handler: SpaceHandler) -> None:
+            last: dict[int, int] = {}
+            for partition, offset, key, value, *rest in records:
+                last[partition] = offset
+                if key is not None:
+                    handler.write(txn, key, value, rest[0] if rest else ())
+            for partition, offset in last.items() if topic is not None else ():
+                txn.put(_OFFSET_PREFIX + f"{topic}:{partition}".encode(), str(offset + 1).encode())
+
+        self._atomically(space, stage)
+
+    def rewrite(self, space: bytes, keys: Sequence[bytes], change: Callable[[bytes | None], bytes | None]) -> int:
+        """Replace the value of each of ``keys`` by ``change(current value)`` (None: leave it), read and
+        written under the write lock, so no record the follower writes meanwhile is lost; how many changed."""
+        changed = 0
+
+        def stage(txn: Txn, handler: SpaceHandler) -> None:
+            nonlocal changed
+            for key in keys:
+                value = change(txn.get(space + key))
+                if value is not None:
+                    handler.write(txn, key, value)
+                    changed += 1
+
+        self._atomically(space, stage)
+        return changed
+
+    def _atomically(self, space: bytes, stage: Callable[[Txn, SpaceHandler], None]) -> None:
+        """Stage writes through the key space's handler and write them in one batch."""
         handler = self.handler(space)
         with self._write_lock:
             txn = Txn(self.db)
-            last: dict[int, int] = {}
             try:
-                for partition, offset, key, value, *rest in records:
-                    last[partition] = offset
-                    if key is not None:
-                        handler.write(txn, key, value, rest[0] if rest else ())
-                for partition, offset in last.items() if topic is not None else ():
-                    txn.put(_OFFSET_PREFIX + f"{topic}:{partition}".encode(), str(offset + 1).encode())
+                stage(txn, handler)
                 handler.prepare(txn)
                 self.db.write(txn.batch)
             except BaseException:

@@ -147,11 +147,14 @@ class BetaGeoBase:
 
     # -- fitting ---------------------------------------------------------------------
 
-    def fit(self, x, t_x, T, weights=None):
+    def fit(self, x, t_x, T, weights=None, *, shrink: float = 0.0):
         """Maximum-likelihood fit on frequency ``x``, recency ``t_x`` and age ``T``.
 
         ``weights`` counts identical customers (compressed data). Times may be in
-        any unit; ``alpha`` comes out in that unit.
+        any unit; ``alpha`` comes out in that unit. ``shrink`` > 0 adds
+        ``shrink * sum(log(param)**2)`` (time rescaled so that ``max(T) == 10``) to the
+        mean negative log-likelihood: a weak pull towards 1 that keeps a fit off the
+        edges of the parameter space where the likelihood is flat (see :func:`fit_report`).
         """
         _, (x, t_x, T) = _as_arrays(x, t_x, T)
         x, t_x, T = x.ravel(), t_x.ravel(), T.ravel()
@@ -176,8 +179,8 @@ class BetaGeoBase:
         def objective(log_params):
             params = np.exp(log_params)
             ll, grad = self._loglik_and_grad(params, xs, txs, Ts)
-            value = -(w_u @ ll) / total + self.penalizer * np.sum(params**2)
-            gradient = -(grad @ w_u) / total * params + 2 * self.penalizer * params**2
+            value = -(w_u @ ll) / total + self.penalizer * np.sum(params**2) + shrink * np.sum(log_params**2)
+            gradient = -(grad @ w_u) / total * params + 2 * self.penalizer * params**2 + 2 * shrink * log_params
             return value, gradient
 
         result = minimize(
@@ -194,6 +197,8 @@ class BetaGeoBase:
         if not self.converged_:
             message = f"{type(self).__name__} fit did not converge: {result.message}"
             warnings.warn(message, RuntimeWarning, stacklevel=2)
+        self.log_params_scaled_ = tuple(float(v) for v in result.x)
+        self.shrink_ = float(shrink)
         r, alpha_scaled, a, b = np.exp(result.x)
         self.params_ = {"r": float(r), "alpha": float(alpha_scaled / scale), "a": float(a), "b": float(b)}
         self.n_users_ = float(w.sum())
@@ -259,3 +264,49 @@ class BetaGeoBase:
         return self.expected_purchases(t, 0.0, 0.0, 0.0)
 
 
+
+#: a parameter (time rescaled so that ``max(T) == 10``) beyond ``exp(+-EDGE_LOG)`` is at the edge of the space
+EDGE_LOG = math.log(1e4)
+#: a shrunk fit may lose at most this much log-likelihood to the plain one: chi2(4 df, 0.95) / 2
+SHRINK_LL_SLACK = 4.74
+#: the pull towards 1 of a shrunk fit (see :meth:`BetaGeoBase.fit`)
+SHRINK = 1e-3
+
+
+def fit_report(model: BetaGeoBase) -> dict[str, Any]:
+    """How far a fit can be trusted: ``converged``, ``log_likelihood``, ``n_users``, ``estimator``,
+    ``at_edge`` (parameters beyond ``exp(+-EDGE_LOG)`` in rescaled time) and ``sound`` (converged, none at the edge)."""
+    logs = getattr(model, "log_params_scaled_", None)
+    edge = [name for name, v in zip(PARAM_NAMES, logs or ()) if not math.isfinite(v) or abs(v) > EDGE_LOG]
+    converged = bool(getattr(model, "converged_", False))
+    return {
+        "converged": converged,
+        "log_likelihood": getattr(model, "log_likelihood_", None),
+        "n_users": int(getattr(model, "n_users_", 0)),
+        "estimator": "shrunk" if getattr(model, "shrink_", 0.0) else "ml",
+        "at_edge": edge,
+        "sound": converged and logs is not None and not edge,
+    }
+
+
+def fit_trusted(cls: type[BetaGeoBase], x, t_x, T) -> tuple[BetaGeoBase | None, dict[str, Any]]:
+    """A sound fit of ``cls`` and its :func:`fit_report`; the model is None when no fit is sound.
+
+    The plain maximum-likelihood fit when it is sound. When it runs to an edge (the
+    likelihood flat along a ridge, e.g. ``a`` -> 0 while no one has had time to drop
+    out, or ``a``, ``b`` -> infinity when everyone drops out alike), a fit shrunk
+    towards 1 (:data:`SHRINK`) instead, if it is sound and its log-likelihood is within
+    :data:`SHRINK_LL_SLACK` of the plain one (no significant loss of fit). The report
+    of a refused fit names the plain fit's parameters.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        plain = cls().fit(x, t_x, T)
+        report = fit_report(plain)
+        if report["sound"]:
+            return plain, report
+        shrunk = cls().fit(x, t_x, T, shrink=SHRINK)
+    shrunk_report = fit_report(shrunk)
+    if shrunk_report["sound"] and plain.log_likelihood_ - shrunk.log_likelihood_ <= SHRINK_LL_SLACK:
+        return shrunk, {**shrunk_report, "plain_fit": {**report, "params": dict(plain.params_)}}
+    return None, {**report, "params": dict(plain.params_), "shrunk_fit": {**shrunk_report, "params": dict(shrunk.params_)}}

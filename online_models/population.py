@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from online_models._bgnbd_common import fit_report, fit_trusted
 from online_models.bgnbd import BGNBD
 from online_models.churn import churn_scores, purchase_stats
 from online_models.churn_classifier import ChurnClassifier
@@ -69,6 +70,8 @@ class PopulationModels:
         self.classifier = ChurnClassifier()
         self.bgnbd: BGNBD | None = None
         self.mbgnbd: MBGNBD | None = None
+        #: ``{"bgnbd": report, "mbgnbd": report}`` of the last refit (see :func:`online_models._bgnbd_common.fit_report`)
+        self.fit_reports: dict[str, dict[str, Any]] = {}
         #: user id -> (x, t_x, T) in days, and the event time (ms) of their sample when it was the last
         #: one until their next event (else None): that T is carried forward (:meth:`current_purchase_stats`)
         self.purchase_sample: dict[str, tuple[int, float, float, int | None]] = {}
@@ -155,16 +158,23 @@ class PopulationModels:
         """Refit BG/NBD and MBG/NBD by maximum likelihood on the bounded sample (time unit: days).
 
         Silent users' ages ``T`` are carried forward to the newest sample (:meth:`current_purchase_stats`).
+        Only a sound fit (:func:`online_models._bgnbd_common.fit_trusted`) replaces the one in use;
+        :attr:`fit_reports` says how the last refit went and whether it was kept.
         """
         self.since_refit = 0
         if len(self.purchase_sample) < self.config.churn_min_buyers:
             return
         x, t_x, T = (np.array(column, dtype=float) for column in zip(*self.current_purchase_stats()))
-        for name, model in (("bgnbd", BGNBD()), ("mbgnbd", MBGNBD())):
+        reports = dict(getattr(self, "fit_reports", {}))  # snapshots made before reports existed
+        for name, cls in (("bgnbd", BGNBD), ("mbgnbd", MBGNBD)):
             try:
-                setattr(self, name, model.fit(x, t_x, T))
-            except (ValueError, FloatingPointError, RuntimeError):
-                pass  # keep the previous fit
+                model, report = fit_trusted(cls, x, t_x, T)
+            except (ValueError, FloatingPointError, RuntimeError) as error:
+                model, report = None, {"sound": False, "error": str(error)[:200]}
+            if model is not None:
+                setattr(self, name, model)
+            reports[name] = {**report, "trained_until_ms": self.trained_until_ms, "in_use": model is not None}
+        self.fit_reports = reports
 
     # ----------------------------------------------------------------- scoring
     def _segment_names(self) -> dict[int, str]:
@@ -208,11 +218,16 @@ class PopulationModels:
         return out
 
     def churn(self, portrait: dict[str, Any], features: dict[str, float] | None = None) -> dict[str, Any]:
-        """The portrait's ``churn`` part alone (what a check of a silent user needs), as :meth:`enrich` gives it."""
+        """The portrait's ``churn`` part alone (what a check of a silent user needs), as :meth:`enrich` gives it.
+
+        Scored at the portrait's ``as_of``; ``model_version`` is this snapshot's :attr:`version`.
+        The worker calls it when it renders a portrait, the API when a newer snapshot
+        arrives (:mod:`api.rescore`): one scoring, two callers.
+        """
         ready = self.classifier_ready()
         if ready and features is None:
             features = behaviour_features(portrait)
-        return churn_scores(
+        scores = churn_scores(
             portrait,
             bgnbd=self.bgnbd,
             mbgnbd=self.mbgnbd,
@@ -220,22 +235,34 @@ class PopulationModels:
             features=features,
             classifier_ready=ready,
         )
+        scores["model_version"] = self.version
+        return scores
 
     def summary(self) -> dict[str, Any]:
         """What ``GET /v1/models`` shows: fitted parameters, sample sizes, AUC, segments."""
 
-        def fit(model) -> dict[str, Any] | None:
+        reports = getattr(self, "fit_reports", {})
+
+        def fit(name: str, model) -> dict[str, Any] | None:
+            last = reports.get(name)
             if model is None:
-                return None
-            return {**{k: round(float(v), 6) for k, v in model.params_.items()}, "time_unit": "days", "n_users": int(model.n_users_)}
+                return None if last is None else {"in_use": False, "last_refit": last}
+            return {
+                **{k: round(float(v), 6) for k, v in model.params_.items()},
+                "time_unit": "days",
+                "in_use": True,
+                **fit_report(model),
+                # the last refit, when it was refused: the fit above is the last sound one, kept
+                "last_refit": None if last is None or last.get("in_use") else last,
+            }
 
         return {
             "version": self.version,
             "trained_until_ms": self.trained_until_ms,
             "user_samples": self.user_samples,
             "churn": {
-                "bgnbd": fit(self.bgnbd),
-                "mbgnbd": fit(self.mbgnbd),
+                "bgnbd": fit("bgnbd", self.bgnbd),
+                "mbgnbd": fit("mbgnbd", self.mbgnbd),
                 "classifier": {**self.classifier.report(), "ready": self.classifier_ready()},
                 "sample_size": len(self.purchase_sample),
             },

@@ -130,5 +130,7 @@ def test_the_model_summary_is_served_once_published(store):
         summary = {"churn": {"model": "mbgnbd", "users": 300}, "segments": [{"id": 0, "name": "typical shoppers"}]}
         store.apply("models", MODELS_SPACE, [(0, 0, b"summary", orjson.dumps(summary))])
         found = client.get("/v1/models", headers=auth())
-        assert found.status_code == 200 and found.json() == summary
+        # with what this API scores churn (no snapshot yet: nothing)
+        serving = {"model_version": None, "rescored_version": None, "rescore_pending": False, "portraits_rescored": 0}
+        assert found.status_code == 200 and found.json() == {**summary, "serving": serving}
         assert client.get("/v1/models").status_code == 401

@@ -1,0 +1,165 @@
+"""Served churn scores are the newest snapshot's: the API re-scores stored portraits when one arrives.
+
+The worker scores a portrait when it renders it, with the snapshot it holds then. The
+API follows the ``models`` topic too, and keeps every stored portrait's ``churn`` block
+as the newest snapshot scores it at the portrait's own ``as_of``, with the one scoring
+function of the core (:meth:`online_models.population.PopulationModels.churn`):
+
+* a portrait arriving with an older ``churn.model_version`` than the API's snapshot is
+  scored again before it is stored (:meth:`ModelSpace.score`), so its index postings
+  and aggregates are written right the first time;
+* a new snapshot starts a pass over the stored portraits (:class:`Rescorer`) that
+  rewrites, through the portrait handler (postings, aggregates), those whose score it
+  changes. Risk and P(alive) are rounded to 4 places, so a small drift of the
+  parameters rewrites few portraits; an unchanged score keeps the version that made it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from api.store import Headers, LocalStore, SpaceHandler, Txn
+from online_models.population import PopulationModels
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_KEY = b"snapshot"
+
+
+def _same_score(old: Any, new: dict[str, Any]) -> bool:
+    """Whether two churn blocks say the same, whichever snapshot version made them."""
+    if not isinstance(old, dict):
+        return False
+    return {k: v for k, v in old.items() if k != "model_version"} == {k: v for k, v in new.items() if k != "model_version"}
+
+
+class ModelSpace(SpaceHandler):
+    """The ``models`` topic's key space: also loads each new snapshot for scoring and says how far re-scoring got."""
+
+    def __init__(self, space: bytes):
+        super().__init__(space)
+        self.models: PopulationModels | None = None
+        self.snapshot_arrived = threading.Event()
+        #: version of the last snapshot every stored portrait was checked against (None: no pass yet)
+        self.rescored_version: int | None = None
+        self.rescored_portraits = 0
+        self._staged: bytes | None = None
+
+    def open(self, store: LocalStore) -> None:
+        super().open(store)
+        raw = store.db.get(self.space + SNAPSHOT_KEY)
+        if raw is not None:
+            self._load(raw)
+
+    def _load(self, raw: bytes) -> None:
+        try:
+            self.models = PopulationModels.from_bytes(raw)
+        except Exception as error:  # a snapshot this API cannot read: keep scoring with the last one
+            log.warning("model snapshot not loaded: %s: %s", type(error).__name__, error)
+            return
+        self.snapshot_arrived.set()
+
+    def write(self, txn: Txn, key: bytes, value: bytes | None, headers: Headers = ()) -> None:
+        super().write(txn, key, value, headers)
+        if key == SNAPSHOT_KEY and value is not None:
+            self._staged = value
+
+    def committed(self) -> None:
+        super().committed()
+        staged, self._staged = self._staged, None
+        if staged is not None:
+            self._load(staged)
+
+    def rolled_back(self) -> None:
+        super().rolled_back()
+        self._staged = None
+
+    def score(self, portrait: dict[str, Any]) -> dict[str, Any] | None:
+        """The churn block the current snapshot gives ``portrait``; None when the stored one is as new or newer."""
+        models = self.models
+        if models is None or not portrait.get("as_of"):
+            return None
+        churn = portrait.get("churn")
+        version = churn.get("model_version") if isinstance(churn, dict) else None
+        if isinstance(version, int) and version >= models.version:
+            return None
+        try:
+            return models.churn(portrait)
+        except Exception as error:  # one odd portrait must not stop the follower
+            log.warning("portrait not re-scored: %s: %s", type(error).__name__, error)
+            return None
+
+    def status(self) -> dict[str, Any]:
+        """What ``GET /v1/models`` says about the scores served."""
+        version = self.models.version if self.models is not None else None
+        return {
+            "model_version": version,
+            "rescored_version": self.rescored_version,
+            "rescore_pending": version is not None and version != self.rescored_version,
+            "portraits_rescored": self.rescored_portraits,
+        }
+
+
+def rescored_value(raw: bytes | None, score: Callable[[dict], dict | None], *, only_changed: bool) -> bytes | None:
+    """The portrait bytes with the churn block ``score`` gives, or None when they stay as they are.
+
+    ``only_changed``: leave a portrait whose score would not change (a re-scoring pass).
+    """
+    if raw is None:
+        return None
+    try:
+        portrait = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(portrait, dict):
+        return None
+    fresh = score(portrait)
+    if fresh is None or (only_changed and _same_score(portrait.get("churn"), fresh)):
+        return None
+    portrait["churn"] = fresh
+    return orjson.dumps(portrait)
+
+
+def rescore_stored(store: LocalStore, portraits: bytes, models: ModelSpace, *, batch: int = 500) -> int:
+    """Re-score every stored portrait with ``models``' current snapshot; how many were rewritten."""
+    rewritten = 0
+    after = b""
+    while True:
+        keys = [key for key, _ in zip(store.keys_after(portraits, after), range(batch))]
+        if not keys:
+            return rewritten
+        rewritten += store.rewrite(portraits, keys, lambda raw: rescored_value(raw, models.score, only_changed=True))
+        after = keys[-1]
+
+
+class Rescorer(threading.Thread):
+    """Runs :func:`rescore_stored` after each new snapshot, from a daemon thread."""
+
+    def __init__(self, store: LocalStore, portraits: bytes, models: ModelSpace):
+        super().__init__(name="rescorer", daemon=True)
+        self.store, self.portraits, self.models = store, portraits, models
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.models.snapshot_arrived.set()
+
+    def run(self) -> None:
+        arrived = self.models.snapshot_arrived
+        while not self._stopping.is_set():
+            arrived.wait()
+            arrived.clear()
+            if self._stopping.is_set() or self.models.models is None:
+                continue
+            version = self.models.models.version
+            try:
+                self.models.rescored_portraits += rescore_stored(self.store, self.portraits, self.models)
+            except Exception as error:  # keep serving; the next snapshot tries again
+                log.warning("re-scoring pass failed: %s: %s", type(error).__name__, error)
+                continue
+            self.models.rescored_version = version

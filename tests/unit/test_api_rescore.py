@@ -1,0 +1,125 @@
+"""A served score is a current score: the API re-scores stored portraits with the newest model snapshot."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from api.rescore import rescore_stored
+from online_models.mbgnbd import MBGNBD
+from online_models.population import PopulationModels
+from online_models.portrait import PortraitConfig, render
+from online_models.replay import replay_history
+from tests.unit.test_api_synthetic import auth, make_client, make_store, records
+
+DAY = 86_400_000
+START = 1_788_307_200_000  # 2026-09-01
+
+
+def history() -> list[dict]:
+    """Twelve buyers: the first six buy every 2 days for 30 days then fall silent for 40, the others keep buying."""
+    events = []
+    for u in range(12):
+        last_day = 30 if u < 6 else 70
+        for day in range(u % 3, last_day, 2):
+            events.append({"event_id": f"{u}-{day}", "user_id": f"u{u:02d}", "type": "pay", "ts": START + day * DAY + u * 60_000,
+                           "amount": 20.0})
+    events.sort(key=lambda e: e["ts"])
+    return events
+
+
+def snapshot(version: int, **params: float) -> PopulationModels:
+    models = PopulationModels()
+    models.mbgnbd = MBGNBD.from_params(**params)
+    models.version = version
+    return models
+
+
+# before dropout showed (an edge fit: everyone alive) and after
+OLD = dict(r=4.0, alpha=14.0, a=3.6e-6, b=1.7e4)
+NEW = dict(r=3.0, alpha=11.0, a=0.1, b=5.3)
+
+
+def mbg_p_alive(params: dict, x: float, t_x: float, T: float) -> float:
+    r, alpha, a, b = params["r"], params["alpha"], params["a"], params["b"]
+    return 1.0 / (1.0 + a / (b + x) * ((alpha + T) / (alpha + t_x)) ** (r + x))
+
+
+@pytest.fixture
+def served(tmp_path):
+    """Portraits scored by the old snapshot in the store; then the new snapshot arrives and is applied."""
+    result = replay_history(history())
+    old, new = snapshot(5, **OLD), snapshot(9, **NEW)
+    base = {u: render(s, as_of=result.as_of, config=PortraitConfig()) for u, s in sorted(result.states.items())}
+    stored = [old.enrich(p) for p in base.values()]
+    store = make_store(tmp_path / "store", stored)
+    summary = orjson.dumps(new.summary())
+    store.apply("models", b"m:", [(0, 0, b"snapshot", new.to_bytes()), (0, 1, b"summary", summary)])
+    return store, base, old, new
+
+
+def test_a_new_snapshot_rescores_stored_portraits_and_their_indexes(served):
+    store, base, old, new = served
+    silent = base["u00"]
+    assert old.churn(silent)["p_alive"] == 1.0  # what the stale score says of a user 40 days silent
+    with make_client(store) as client:
+        models = client.get("/v1/models", headers=auth()).json()
+        assert models["serving"] == {"model_version": 9, "rescored_version": None, "rescore_pending": True, "portraits_rescored": 0}
+        rewritten = rescore_stored(store, b"p:", store.handlers[b"m:"])
+        assert rewritten == 12
+        for user, portrait in base.items():
+            served_churn = client.get(f"/v1/users/{user}/portrait", headers=auth()).json()["churn"]
+            assert served_churn == new.churn(portrait) and served_churn["model_version"] == 9
+        # the worked numbers, independently: u00 bought on 15 days (0..28), silent since day 28 at as_of
+        as_of_days = (store_as_of(base["u00"]) - START) / DAY
+        expected = mbg_p_alive(NEW, 14, 28.0, as_of_days)
+        served_u00 = client.get("/v1/users/u00/portrait", headers=auth()).json()["churn"]
+        assert served_u00["p_alive"] == pytest.approx(expected, abs=1e-4) and served_u00["p_alive"] < 0.05
+        # audiences by risk and the overview read the risk index and aggregates: they follow
+        risky = client.post("/v1/audiences/query", headers=auth(),
+                            json={"filter": {"churn_risk": {"min": 0.5}}, "exact_count": True}).json()
+        expected_risky = sorted(u for u, p in base.items() if new.churn(p)["risk"] >= 0.5)
+        assert sorted(m["user_id"] for m in risky["users"]) == expected_risky and len(expected_risky) == 6
+        overview = client.get("/v1/overview", headers=auth()).json()["churn"]
+        risks = [new.churn(p)["risk"] for p in base.values()]
+        assert overview["mean_risk"] == pytest.approx(sum(risks) / len(risks), abs=1e-4)
+        assert sum(overview["histogram"][5:]) == 6
+    # a second pass with the same snapshot changes nothing
+    assert rescore_stored(store, b"p:", store.handlers[b"m:"]) == 0
+
+
+def store_as_of(portrait: dict) -> int:
+    from tests.reference import parse_iso
+
+    return parse_iso(portrait["as_of"])
+
+
+def test_a_portrait_scored_by_an_older_snapshot_is_scored_again_on_arrival(served):
+    store, base, old, new = served
+    late = old.enrich(base["u01"])
+    store.apply("portraits", b"p:", records([late], start_offset=100))
+    stored = store.get_json(b"p:", "u01")
+    assert stored["churn"] == new.churn(base["u01"]) and stored["churn"]["model_version"] == 9
+    assert {k: v for k, v in stored.items() if k != "churn"} == {k: v for k, v in late.items() if k != "churn"}
+
+
+def test_a_portrait_scored_by_a_newer_snapshot_is_kept(served):
+    store, base, _, _ = served
+    newer = snapshot(12, **OLD).enrich(base["u02"])
+    store.apply("portraits", b"p:", records([newer], start_offset=100))
+    assert store.get_json(b"p:", "u02")["churn"] == newer["churn"]
+    rescore_stored(store, b"p:", store.handlers[b"m:"])
+    assert store.get_json(b"p:", "u02")["churn"]["model_version"] == 12
+
+
+def test_a_reopened_store_scores_with_the_stored_snapshot(served, tmp_path):
+    store, base, _, new = served
+    store.close()
+    from api.app import open_store
+
+    reopened = open_store(tmp_path / "store")
+    models = reopened.handlers[b"m:"]
+    assert models.models.version == 9 and models.snapshot_arrived.is_set()
+    assert rescore_stored(reopened, b"p:", models) == 12
+    assert reopened.get_json(b"p:", "u03")["churn"] == new.churn(base["u03"])
+    reopened.close()
