@@ -13,6 +13,10 @@ hold ``per_owner`` subscriptions at once and the process ``total``
 (:class:`StreamLimit` beyond); an :class:`AlertStream` response ends its subscription
 however it ends, also when the client left before anything was sent.
 
+Alerts are kept for ``retention_ms`` of event time: each batch that stores new alerts
+removes (up to :data:`PRUNE_BATCH` of) those older than that before the newest of them,
+with their postings, so the store does not grow for ever.
+
 An erasure marker on the topic (:func:`online_models.erasure.erasure_marker`,
 keyed by the user like their alerts, so after all of them) removes every stored
 alert of the user with its postings, takes their queued alerts out of the
@@ -42,6 +46,8 @@ log = logging.getLogger(__name__)
 ALERTS_SPACE = b"a:"
 _BY_TIME = b"i:alert_ts" + SEP
 _BY_USER = b"i:alert_user" + SEP
+#: Most old alerts one batch removes (the rest go with the next batches).
+PRUNE_BATCH = 1000
 
 
 def _ts(ts_ms: int) -> bytes:
@@ -176,10 +182,17 @@ class AlertStream(EventSourceResponse):
 class AlertSpace(SpaceHandler):
     """Stores each alert once under its ``alert_id``, with its time postings."""
 
-    def __init__(self, hub: AlertHub, space: bytes = ALERTS_SPACE, erasures: ErasureLedger | None = None):
+    def __init__(
+        self,
+        hub: AlertHub,
+        space: bytes = ALERTS_SPACE,
+        erasures: ErasureLedger | None = None,
+        retention_ms: int = 90 * 86_400_000,
+    ):
         super().__init__(space)
         self.hub = hub
         self.erasures = erasures
+        self.retention_ms = retention_ms
         self._new: list[dict] = []
         self._erased: list[str] = []
 
@@ -226,6 +239,23 @@ class AlertSpace(SpaceHandler):
         self._erased.append(user_id)
         if self.erasures is not None:
             self.erasures.confirm(txn, request_id, "alerts")
+
+    def prepare(self, txn: Txn) -> None:
+        if self._new:
+            self._prune(txn, max(int(alert["ts_ms"]) for alert in self._new) - self.retention_ms)
+        super().prepare(txn)
+
+    def _prune(self, txn: Txn, cutoff_ms: int) -> None:
+        """Stage the removal of stored alerts older than ``cutoff_ms`` (event time), with their postings."""
+        for posting in txn.stored_keys(_BY_TIME, _BY_TIME + _ts(cutoff_ms), PRUNE_BATCH):
+            ts, encoded_id = posting[len(_BY_TIME) :].split(SEP, 1)
+            raw = txn.get(self.space + encoded_id)
+            if raw is not None:
+                user_id = str(orjson.loads(raw).get("user_id"))
+                txn.delete(_BY_USER + encode_label(user_id) + SEP + ts + SEP + encoded_id)
+                txn.delete(self.space + encoded_id)
+                self._count_delta -= 1
+            txn.delete(posting)
 
     def committed(self) -> None:
         super().committed()

@@ -52,6 +52,7 @@ from api.models import (
 )
 from api.store import LocalStore, TopicFollower
 from api.strict_json import StrictJsonRoute
+from online_models.clock import DAY_MS
 from online_models.erasure import ErasureRequest
 from online_models.events import MAX_ID_LENGTH, USER_ID_PATTERN
 from online_models.portrait import iso
@@ -103,7 +104,7 @@ def open_store(path: FsPath, api_settings: ApiSettings | None = None) -> LocalSt
         ledger,
         models,  # opened before the portraits, which are scored with its snapshot
         PortraitSpace(PORTRAITS_SPACE, erasures=ledger, models=models),
-        AlertSpace(hub, erasures=ledger),
+        AlertSpace(hub, erasures=ledger, retention_ms=int(limits.api_alert_retention_days * DAY_MS)),
     ]
     return LocalStore(path, handlers, cache_mb=limits.api_cache_mb)
 

@@ -188,3 +188,23 @@ def test_live_streams_are_capped_per_token_and_overall(tmp_path):
         assert open_streams(app, [("GET", "t-reader")] * 2, leave_after=0.1) == [200, 200]  # the slots are free again
     finally:
         capped.close()
+
+
+def test_alerts_older_than_the_retention_are_pruned_with_their_postings(tmp_path):
+    from api.app import open_store
+    from api.auth import ApiSettings
+
+    store = open_store(tmp_path, ApiSettings(api_alert_retention_days=2))
+    try:
+        store.apply("churn-alerts", ALERTS_SPACE, alert_records(ALERTS[:2]))  # days 1 and 2
+        assert store.count(ALERTS_SPACE) == 2
+        store.apply("churn-alerts", ALERTS_SPACE, alert_records(ALERTS[2:], start=2))  # days 3-5: days 1 and 2 go
+        assert store.count(ALERTS_SPACE) == 3
+        with make_client(store) as client:
+            listed = client.get("/v1/alerts", headers=auth()).json()
+            assert [a["alert_id"] for a in listed["alerts"]] == ["a005", "a004", "a003"]
+            assert client.get("/v1/alerts", params={"user_id": "u2"}, headers=auth()).json()["count"] == 1
+        assert not [k for k in store.keys_between(b"i:alert", b"i:alerz") if b"a001" in k or b"a002" in k]
+        assert store.get(ALERTS_SPACE, b"a001") is None
+    finally:
+        store.close()
