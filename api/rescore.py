@@ -68,8 +68,9 @@ class ModelSpace(SpaceHandler):
         super().open(store)
         raw = store.db.get(self.space + SNAPSHOT_KEY)
         if raw is not None:
-            self.models = self._slim(raw)  # a store written before snapshots were slimmed holds a whole one
+            self.models = self._slim(raw)
             if self.models is not None:
+                store.db[self.space + SNAPSHOT_KEY] = self.models.to_bytes()  # a store of before held a whole one
                 self.snapshot_arrived.set()
 
     @staticmethod

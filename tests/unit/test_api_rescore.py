@@ -136,9 +136,11 @@ def test_the_api_keeps_no_user_of_the_trainers_purchase_sample(served, tmp_path)
     assert models.version == 11 and models.purchase_sample == {}
     for portrait in base.values():  # it scores exactly as the whole snapshot
         assert models.churn(portrait) == full.churn(portrait)
+    store.db[b"m:snapshot"] = full.to_bytes()  # as a store written before slimming holds it
     store.close()
     reopened = make_store(tmp_path / "store")
     try:
         assert reopened.handlers[b"m:"].models.version == 11 and reopened.handlers[b"m:"].models.purchase_sample == {}
+        assert b"secret-user-7" not in reopened.get(b"m:", b"snapshot")
     finally:
         reopened.close()
