@@ -21,7 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import AwareDatetime
+from pydantic import AfterValidator, AwareDatetime
 from sse_starlette.sse import EventSourceResponse
 
 from api import audiences, overview
@@ -54,7 +54,7 @@ from api.store import LocalStore, TopicFollower
 from api.strict_json import StrictJsonRoute
 from online_models.clock import DAY_MS
 from online_models.erasure import ErasureRequest
-from online_models.events import MAX_ID_LENGTH, USER_ID_PATTERN
+from online_models.events import MAX_ID_LENGTH, USER_ID_PATTERN, printable
 from online_models.portrait import iso
 from online_models.pseudonym import user_key
 from streams import topics
@@ -72,9 +72,17 @@ DASHBOARD_CSP = (
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'"
 )
 
-USER_ID = Path(
-    min_length=1, max_length=MAX_ID_LENGTH, pattern=USER_ID_PATTERN, description="The user id events are keyed by (no control characters)"
-)
+#: A user id in a path: the rest of the path up to the route's suffix, so ids with ``/`` work (sent as is or as ``%2F``).
+UserIdPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        description="The user id events are keyed by (no control or bidirectional characters; '/' allowed)",
+        json_schema_extra={"pattern": USER_ID_PATTERN},
+    ),
+    AfterValidator(printable),
+]
 
 AUTH_ERRORS = {
     401: {"model": Problem, "description": "Missing or invalid bearer token"},
@@ -240,12 +248,12 @@ def create_app(
     # -- portraits --------------------------------------------------------------------------
 
     @app.get(
-        "/v1/users/{user_id}/portrait",
+        "/v1/users/{user_id:path}/portrait",
         response_model=Portrait,
         responses={404: {"model": Problem, "description": "No portrait for this user"}, **AUTH_ERRORS},
         tags=["portraits"],
     )
-    async def get_portrait(store: Store, _: Reader, user_id: str = USER_ID) -> Response:
+    async def get_portrait(store: Store, _: Reader, user_id: UserIdPath) -> Response:
         """The user's current portrait."""
         # on the event loop: one RocksDB point read (block cache, then the page cache) takes
         # microseconds, less than handing the call to a worker thread and back; the stored
@@ -256,13 +264,13 @@ def create_app(
         return Response(content=raw, media_type="application/json")
 
     @app.delete(
-        "/v1/users/{user_id}",
+        "/v1/users/{user_id:path}",
         status_code=202,
         response_model=ErasureAccepted,
         responses={503: {"model": Problem, "description": "Kafka did not confirm the request; retry"}, **AUTH_ERRORS},
         tags=["portraits"],
     )
-    async def erase_user(request: Request, store: Store, _: Admin, user_id: str = USER_ID) -> ErasureAccepted:
+    async def erase_user(request: Request, store: Store, _: Admin, user_id: UserIdPath) -> ErasureAccepted:
         """Erase everything about the user (admin role). The request is in Kafka when this answers;
         the workers erase the user's state, portrait, profile and alerts, and the request's status
         turns ``completed`` once this API has dropped them too. Asking again is harmless."""
