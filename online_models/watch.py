@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from online_models.alerts import Alert, AlertPolicy, AlertState, step
+from online_models.alerts import Alert, AlertPolicy, AlertState, came_back, step
 from online_models.clock import DAY_MS, MINUTE_MS, ceil_minute
 from online_models.features import behaviour_features
 from online_models.label_delay import LabelDelay
@@ -183,6 +183,7 @@ def watch_user(state: PortraitState, *, as_of: int, watermark: int, models, conf
             reasons=churn.get("reasons", []),
             ts_ms=as_of,
             policy=config.alerts,
+            last_event_ms=state.last_seen,
         )
         state.alert = alert_state.to_json()
 
@@ -238,8 +239,10 @@ def _alert_instants(state: PortraitState, as_of: int, follow_until: int, models,
         return {}  # the layer at the last purchase and the spend stay as they are until an event
     alert_state = AlertState.from_json(state.alert)
     classifier = models is not None and models.classifier_ready()
-    if not alert_state.armed and not classifier:
-        return {}  # under MBG/NBD a silent user's risk only rises: no re-arm before an event
+    if not alert_state.armed and not (classifier and came_back(alert_state, state.last_seen)):
+        # no re-arm before the user comes back (and under MBG/NBD an event that is not a purchase,
+        # which brings its own check, leaves the risk where it was)
+        return {}
     out: dict[str, int | None] = {}
     search_until = follow_until
     max_gap = config.max_check_gap_ms if classifier else config.max_check_gap_without_classifier_ms
