@@ -46,6 +46,8 @@ def test_worker_carries_on_after_a_broker_restart(stack, kafka_bootstrap):
     send_history(settings, profiles=profiles.values(), events=events[: len(events) // 2])
 
     def applied() -> bool:
+        # a worker that died does not come back: fail now, with its log, not when the wait ends
+        assert worker.alive(), worker.tail()
         # the worker's own applied offsets, not the group's committed ones: once, the group
         # coordinator answered NotCoordinator to the test's offset queries for the whole wait
         return worker_applied_everything(stack, worker, ("events", "profiles"))
