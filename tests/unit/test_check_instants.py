@@ -194,6 +194,7 @@ def test_layer_when_last_bought_matches_render_at_the_purchase():
 # -- no stage or layer change between two scheduled checks ----------------------------
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(histories(), st.integers(0, 3 * DAY))
 def test_neither_stage_nor_layer_changes_between_two_checks(state, delay):
