@@ -23,9 +23,10 @@ def event(**fields) -> bytes:
 @pytest.mark.parametrize("char", FORBIDDEN)
 @pytest.mark.parametrize("field", ["user_id", "event_id", "category", "item_id", "device", "channel", "text"])
 def test_control_and_bidirectional_characters_are_dead_lettered_with_a_clear_reason(field, char):
-    if field == "text" and char == "\u2028":
-        pytest.skip("a line separator is a line break in free text")
     value = f"ab{char}cd"
+    if field == "text" and char == "\u2028":  # a line separator is a line break in free text: kept
+        assert admit_event(b"u1", event(text=value), now_ms=NOW).text == value
+        return
     with pytest.raises(ev.InvalidEvent) as caught:
         admit_event(value.encode() if field == "user_id" else b"u1", event(**{field: value}), now_ms=NOW)
     assert caught.value.reason == ev.INVALID_FIELD
