@@ -11,7 +11,7 @@ trained centrally and shipped to the scoring processes with
 Why this clusterer
 ------------------
 Measured with ``python scripts/evaluate_segments.py``: 2000 simulated users x 60
-days (:class:`streams.simulation.ShopSimulator`, 7 habit groups), every user's
+days (:class:`online_models.simulation.ShopSimulator`, 7 habit groups), every user's
 portrait turned into a vector once a week (about 17,400 ``learn_one`` calls per
 run), 6 simulation seeds. The score is the adjusted Rand index (ARI) of each
 user's final assignment (portrait as of day 60) against the true habit group;

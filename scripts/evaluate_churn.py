@@ -31,7 +31,7 @@ from online_models.events import Event  # noqa: E402
 from online_models.features import behaviour_features  # noqa: E402
 from online_models.label_delay import LabelDelay  # noqa: E402
 from online_models.portrait import PortraitConfig, PortraitState, render, update  # noqa: E402
-from streams.simulation import ShopSimulator  # noqa: E402
+from online_models.simulation import ShopSimulator  # noqa: E402
 
 START_MS = 1_717_171_200_000
 CONFIG = PortraitConfig(timezone="Asia/Shanghai")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Measure online clusterers on simulated shoppers: which one recovers the habit groups?
 
-Simulates ``--users`` users for ``--days`` days (:class:`streams.simulation.ShopSimulator`),
+Simulates ``--users`` users for ``--days`` days (:class:`online_models.simulation.ShopSimulator`),
 folds every event through :func:`online_models.portrait.update` and every ``--every``
 days (and at the end) takes a snapshot: every user seen so far, in a shuffled order,
 is rendered as of that instant and turned into
@@ -39,7 +39,7 @@ from online_models.events import Event  # noqa: E402
 from online_models.features import behaviour_features  # noqa: E402
 from online_models.portrait import PortraitConfig, PortraitState, render, update  # noqa: E402
 from online_models.segments import DEFAULT_FEATURE_WEIGHTS, SegmentModel  # noqa: E402
-from streams.simulation import ShopSimulator  # noqa: E402
+from online_models.simulation import ShopSimulator  # noqa: E402
 
 START_MS = 1_717_171_200_000  # 2024-06-01 00:00 +08:00
 CONFIG = PortraitConfig(timezone="Asia/Shanghai")  # the simulator's shop-local time

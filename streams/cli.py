@@ -107,7 +107,7 @@ def simulate(users: int, days: float, duration: float, speed: float, rate: float
     from tqdm import tqdm
 
     from streams.producer import encode_events, make_producer, send_profiles
-    from streams.simulation import ShopSimulator
+    from online_models.simulation import ShopSimulator
 
     settings = get_settings()
     if seed is None:  # a fresh shop each run: event ids never repeat an earlier run's

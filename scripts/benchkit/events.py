@@ -3,7 +3,7 @@
 The mix follows a shop's funnel (mostly views, a few carts, fewer payments);
 timestamps rise evenly over the span, so nothing is late. Every event passes
 :func:`online_models.events.parse_event`. :func:`shop_events` gives session-shaped
-traffic instead: the first events of :class:`streams.simulation.ShopSimulator`'s history.
+traffic instead: the first events of :class:`online_models.simulation.ShopSimulator`'s history.
 
 >>> from online_models.events import parse_event
 >>> records = list(synthetic_events(50, users=7, start_ms=1_717_171_200_000, span_ms=3_600_000, seed=1))
@@ -82,7 +82,7 @@ def shop_events(n: int, *, users: int, start_ms: int, days: float, seed: int = 0
     >>> len(profiles), len(events), all(a["ts"] <= b["ts"] for a, b in zip(events, events[1:]))
     (20, 500, True)
     """
-    from streams.simulation import ShopSimulator
+    from online_models.simulation import ShopSimulator
 
     simulator = ShopSimulator(n_users=users, start_ms=start_ms, seed=seed)
     return simulator.profiles(), itertools.islice(simulator.history(days), n)

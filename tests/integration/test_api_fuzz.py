@@ -15,7 +15,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from streams.simulation import ShopSimulator
+from online_models.simulation import ShopSimulator
 from tests.integration.conftest import send_history, wait_until
 
 USERS = 30

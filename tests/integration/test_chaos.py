@@ -28,7 +28,7 @@ from online_models.portrait import PortraitState, render
 from online_models.replay import replay_history
 from streams.producer import make_producer, send_events, send_profiles
 from online_models.processor import is_internal_key
-from streams.simulation import ShopSimulator
+from online_models.simulation import ShopSimulator
 from streams.topics import state_changelog
 from tests.integration.conftest import (
     Stack,

@@ -10,7 +10,7 @@ import orjson
 
 from online_models.replay import replay_history
 from streams.producer import make_producer, send_events, send_profiles
-from streams.simulation import ShopSimulator
+from online_models.simulation import ShopSimulator
 from online_models.processor import PROGRESS_KEY, PartitionProgress
 from streams.topics import state_changelog
 from tests.integration.conftest import committed_offsets, read_topic, send_models, wait_until, worker_lag_is_zero

@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from streams.producer import make_producer, send_events, send_profiles
-from streams.simulation import ShopSimulator
+from online_models.simulation import ShopSimulator
 from tests.integration.conftest import free_port, wait_until
 
 CHROMIUM = "/usr/bin/chromium"

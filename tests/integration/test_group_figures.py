@@ -15,7 +15,7 @@ from collections import Counter
 
 import httpx
 
-from streams.simulation import ShopSimulator
+from online_models.simulation import ShopSimulator
 from tests.integration.conftest import send_history, wait_until
 from tests.reference import DAY, MOBILE, events_by_user, parse_iso, user_figures
 

@@ -17,7 +17,7 @@ from kafka import KafkaProducer
 import orjson
 from online_models.admission import admit_event
 from online_models.events import InvalidEvent
-from streams.simulation import ShopSimulator
+from online_models.simulation import ShopSimulator
 from tests.hostile import KNOWN_REASONS, hostile_record
 from tests.integration.conftest import read_dead_letters, wait_until
 

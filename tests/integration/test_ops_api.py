@@ -8,7 +8,7 @@ import time
 import httpx
 
 from streams.producer import make_producer, send_profiles
-from streams.simulation import ShopSimulator
+from online_models.simulation import ShopSimulator
 from tests.integration.conftest import wait_until
 
 USERS = 80

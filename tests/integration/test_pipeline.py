@@ -9,7 +9,7 @@ import httpx
 import orjson
 
 from streams.producer import make_producer, send_profiles
-from streams.simulation import ShopSimulator, bad_events
+from online_models.simulation import ShopSimulator, bad_events
 from streams.topics import state_changelog
 from tests.integration.conftest import assert_matches_batch, read_dead_letters, wait_until
 from tests.reference import events_by_user

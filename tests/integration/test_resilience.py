@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from streams.simulation import ShopSimulator
+from online_models.simulation import ShopSimulator
 from streams.topics import state_changelog
 from tests.integration.conftest import (
     ROOT,

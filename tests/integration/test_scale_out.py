@@ -15,7 +15,7 @@ import time
 import httpx
 
 from streams.producer import make_producer, send_events, send_profiles
-from streams.simulation import ShopSimulator
+from online_models.simulation import ShopSimulator
 from tests.integration.conftest import (
     Stack,
     applied_offsets,

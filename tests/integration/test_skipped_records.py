@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from streams.faust_repairs import SkippedRecordReader
-from streams.simulation import ShopSimulator
+from online_models.simulation import ShopSimulator
 from tests.integration.conftest import (
     assert_matches_batch,
     portrait_mismatches,

@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 from online_models.processor import DEAD_LETTERS, EVENTS, EngineConfig, PartitionProcessor, Record
 from online_models.replay import replay_history
 from streams import metrics
-from streams.simulation import ShopSimulator
+from online_models.simulation import ShopSimulator
 
 NOW = 1_788_307_200_000  # 2026-09-01 00:00 UTC, the wall clock when the test starts
 HOUR, DAY = 3_600_000, 86_400_000

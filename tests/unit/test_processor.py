@@ -27,7 +27,7 @@ from online_models.processor import (
 )
 from online_models.replay import replay_history
 from online_models.watch import WatchConfig
-from streams.simulation import ShopSimulator
+from online_models.simulation import ShopSimulator
 from tests.reference import events_by_user
 
 START_MS = 1788307200000  # 2026-09-01 00:00 UTC

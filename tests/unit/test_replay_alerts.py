@@ -15,7 +15,7 @@ from online_models.population import PopulationModels
 from online_models.replay import replay_history
 from online_models.watch import WatchConfig
 from streams.settings import Settings
-from streams.simulation import ShopSimulator
+from online_models.simulation import ShopSimulator
 
 START_MS = 1788307200000  # 2026-09-01 00:00 UTC, the live test's history
 DAY = 86_400_000

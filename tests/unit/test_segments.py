@@ -15,7 +15,7 @@ from online_models.events import Event
 from online_models.features import behaviour_features
 from online_models.portrait import PortraitConfig, PortraitState, render, update
 from online_models.segments import SegmentModel
-from streams.simulation import ShopSimulator
+from online_models.simulation import ShopSimulator
 
 START = 1_717_171_200_000  # 2024-06-01 00:00 +08:00
 CONFIG = PortraitConfig(timezone="Asia/Shanghai")

@@ -11,7 +11,7 @@ import pytest
 
 from online_models import events as contract
 from online_models.events import EVENT_TYPES, Event, InvalidEvent, parse_event, parse_profile
-from streams.simulation import (
+from online_models.simulation import (
     ARCHETYPES,
     CATALOGUE,
     CATEGORIES,
