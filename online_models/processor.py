@@ -45,6 +45,7 @@ The model is Kafka Streams' processor with punctuators and its record cache:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator, MutableMapping
@@ -88,6 +89,15 @@ MAX_DETAIL_CHARS = 1000
 CLAMP_LOG_INTERVAL_MS = 60_000
 
 
+def fence_key(user_id: str) -> str:
+    """What a partition's progress keeps of an erased user: a digest, not the id.
+
+    >>> fence_key("u1") == fence_key("u1") != fence_key("u2"), len(fence_key("u1"))
+    (True, 32)
+    """
+    return hashlib.blake2b(user_id.encode(), digest_size=16).hexdigest()
+
+
 def is_internal_key(key: bytes) -> bool:
     """Keys of the state store that are bookkeeping, not users."""
     return key.startswith(b"\x00") or key.startswith(b"__faust")
@@ -110,6 +120,8 @@ class PartitionProgress:
     seq: int = 0
     #: every change up to this number is on the portraits topic
     published_seq: int = 0
+    #: erased users (:func:`fence_key`) -> request time: their events and profiles stamped at or before it are dropped
+    fences: dict[str, int] = field(default_factory=dict)
 
     def covers(self, topic: str, offset: int) -> bool:
         """Whether the record at ``offset`` of ``topic`` is already in the state."""
@@ -410,6 +422,8 @@ class PartitionProcessor:
             earliest_ms=config.earliest_event_ms,
             pseudonym_key=config.pseudonym_key,
         )
+        if self._fenced(admitted.user_id, admitted.ts):
+            return
         state = self.state(admitted.user_id) or PortraitState(admitted.user_id)
         if not state.has_seen(admitted.event_id):
             self._make_room(state, admitted)
@@ -468,6 +482,8 @@ class PartitionProcessor:
         if record.value is None:  # a tombstone (an erasure writes them): nothing to apply
             return
         profile = admit_profile(record.key, record.value, pseudonym_key=self.config.pseudonym_key)
+        if self._fenced(profile.user_id, profile.ts):
+            return
         state = self.state(profile.user_id) or PortraitState(profile.user_id)
         if update_profile(state, profile):
             self._state_bytes.pop(state.user_id, None)  # measured again before the next event
@@ -483,7 +499,21 @@ class PartitionProcessor:
             Send(out.topic, out.key, out.value, out.headers, confirm=True, kind="erasure") for out in erasure_records(request, user_id)
         ]
         self._forget(user_id)
+        # what of the user is still queued on the inputs (not ordered against erasures) stays out
+        key = fence_key(user_id)
+        self.progress.fences[key] = max(self.progress.fences.get(key, 0), request.requested_at)
         self.counts["users_erased"] += 1
+
+    def _fenced(self, user_id: str, ts: int) -> bool:
+        """Whether a record of ``user_id`` stamped ``ts`` predates the user's erasure (it is dropped, counted)."""
+        fences = self.progress.fences
+        if not fences:
+            return False
+        fence = fences.get(fence_key(user_id))
+        if fence is None or ts > fence:
+            return False
+        self.counts["records_fenced"] += 1
+        return True
 
     def _tick(self, record: Record, *, now_ms: int, models) -> list[Effect]:
         """Live mode: a partition without records for a while follows the wall clock."""
@@ -582,6 +612,9 @@ class PartitionProcessor:
             effects.append(Put(user_id.encode(), value))
         self.changed = {}
         self.progress.stream_time = self.stream_time
+        if self.progress.fences:  # a fence below the watermark guards nothing: older events are late anyway
+            watermark = self.watermark
+            self.progress.fences = {key: at for key, at in self.progress.fences.items() if at >= watermark}
         effects.append(Put(PROGRESS_KEY, self.progress.to_bytes()))
         self._records_since_flush = 0
         self._flushed_at = self.stream_time

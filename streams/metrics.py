@@ -17,6 +17,9 @@ RECORDS_SKIPPED = Counter(
     "portraits_records_skipped_total", "Records already in the state restored after a crash or a partition move"
 )
 USERS_ERASED = Counter("portraits_users_erased_total", "Erasure requests carried out (users forgotten on request)")
+RECORDS_FENCED = Counter(
+    "portraits_records_fenced_total", "Events and profiles of an erased user stamped before the erasure, dropped"
+)
 USERS_EXPIRED = Counter("portraits_users_expired_total", "Users forgotten after the retention in event time")
 PARTITIONS_UNSTALLED = Counter(
     "portraits_partitions_unstalled_total", "Assigned partitions read again after they stopped delivering records"
@@ -53,6 +56,7 @@ _ENGINE_COUNTS = {
     "alerts_fired": ALERTS_FIRED,
     "users_swept": USERS_SWEPT,
     "users_erased": USERS_ERASED,
+    "records_fenced": RECORDS_FENCED,
     "users_expired": USERS_EXPIRED,
     "records_skipped": RECORDS_SKIPPED,
     "checks": CHECKS,

@@ -234,3 +234,69 @@ def test_the_cache_keeps_changed_and_unpublished_users_and_drops_the_rest_beyond
     user = history[0]["user_id"]
     assert engine.state(user) is not None  # read back from the store
     assert isinstance(engine.state(user), PortraitState)
+
+
+def _event(user: str, ts: int, n: int) -> dict:
+    return {"event_id": f"{user}-{n}", "user_id": user, "type": "view", "ts": ts, "category": "shoes"}
+
+
+def test_events_of_an_erased_user_still_queued_behind_the_erasure_stay_out():
+    # events and erasures are not ordered against each other: events the user made before asking to be
+    # erased can arrive after the erasure; they must not bring the portrait back, a later visit does
+    store: dict = {}
+    engine = PartitionProcessor(0, store, ENGINE)
+    now = START_MS + 10 * DAY
+    before = [_event("u1", START_MS + i * 3_600_000, i) for i in range(3)] + [_event("u2", START_MS + 2 * 3_600_000, 0)]
+    offset = 0
+    for event in before[:2]:
+        apply_to(store, engine.process(Record(EVENTS, EVENTS, offset, b"u1", orjson.dumps(event)), now_ms=now))
+        offset += 1
+    request = {"request_id": "r1", "user_id": "u1", "requested_at": START_MS + 5 * 3_600_000}
+    apply_to(store, engine.process(Record(ERASURES, ERASURES, 0, b"u1", orjson.dumps(request)), now_ms=now))
+    for event in before[2:]:  # u1's third event was queued before the request; u2 is someone else
+        apply_to(store, engine.process(Record(EVENTS, EVENTS, offset, event["user_id"].encode(), orjson.dumps(event)), now_ms=now))
+        offset += 1
+    apply_to(store, engine.flush())
+    assert b"u1" not in store and b"u2" in store
+    assert engine.counts["records_fenced"] == 1
+    # the fence is in the progress record: a restarted engine keeps it
+    restarted = PartitionProcessor(0, store, ENGINE)
+    stale = _event("u1", START_MS + 4 * 3_600_000, 9)
+    assert restarted.process(Record(EVENTS, EVENTS, offset, b"u1", orjson.dumps(stale)), now_ms=now) == []
+    assert restarted.counts["records_fenced"] == 1
+    comeback = _event("u1", START_MS + 6 * 3_600_000, 10)
+    apply_to(store, restarted.process(Record(EVENTS, EVENTS, offset + 1, b"u1", orjson.dumps(comeback)), now_ms=now))
+    apply_to(store, restarted.flush())
+    assert PortraitState.from_bytes(store[b"u1"]).events == 1
+
+
+def test_a_fence_goes_once_the_watermark_has_passed_it():
+    store: dict = {}
+    engine = PartitionProcessor(0, store, ENGINE)
+    now = START_MS + 30 * DAY
+    request = {"request_id": "r1", "user_id": "u1", "requested_at": START_MS}
+    apply_to(store, engine.process(Record(ERASURES, ERASURES, 0, b"u1", orjson.dumps(request)), now_ms=now))
+    assert len(PartitionProgress.from_bytes(store[PROGRESS_KEY]).fences) == 1
+    late = START_MS + 2 * DAY  # far past the fence plus the allowed lateness
+    apply_to(store, engine.process(Record(EVENTS, EVENTS, 0, b"u2", orjson.dumps(_event("u2", late, 0))), now_ms=now))
+    apply_to(store, engine.flush())
+    assert PartitionProgress.from_bytes(store[PROGRESS_KEY]).fences == {}
+
+
+def test_every_count_the_engine_keeps_reaches_the_worker_metrics(history):
+    # the worker adds the engine's counts to its Prometheus counters; an unknown name would stop it
+    from streams import metrics
+
+    engine = PartitionProcessor(0, {}, ENGINE)
+    records = records_of(history[:400], erasures={100: history[100]["user_id"]})
+    erased = history[100]["user_id"]
+    at = next(i for i, r in enumerate(records) if r.kind == ERASURES) + 1
+    stale = dict(history[100], event_id="queued-before-the-erasure")  # stamped at the request's time
+    records.insert(at, Record(EVENTS, "events-redelivered", 0, erased.encode(), orjson.dumps(stale)))
+    for record in records:
+        engine.process(record, now_ms=START_MS + 400 * DAY)
+    engine.flush()
+    names = set(engine.counts)
+    assert {"events_processed", "users_erased", "records_fenced", "checks"} <= names
+    metrics.add_engine_counts(engine.counts)
+    assert not engine.counts
