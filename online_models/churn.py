@@ -82,13 +82,14 @@ def churn_scores(
     features: dict[str, float] | None = None,
     classifier_ready: bool = False,
     selection=None,
+    risk_model: str | None = None,
 ) -> dict[str, Any]:
     """``{risk, p_alive, p_alive_bgnbd, model, reasons}`` for the portrait.
 
     For a buyer with a fitted MBG/NBD, ``risk`` is the candidate that ``selection``
     (:class:`online_models.risk_selection.RiskSelection`) chose by its measured
     calibration and ranking, and ``model`` names it; without a selection, ``1 - P(alive)``
-    under MBG/NBD. A non-buyer gets the classifier's probability once it has proven
+    under MBG/NBD (``risk_model``: the selection's choice, when the caller has it at hand). A non-buyer gets the classifier's probability once it has proven
     itself (``classifier_ready``), else None.
     """
     stats = purchase_stats(portrait)
@@ -99,7 +100,7 @@ def churn_scores(
         if bgnbd is not None:
             p_alive_bg = round(float(bgnbd.p_alive(*stats)), 4)
     if p_alive is not None and selection is not None:
-        model = selection.chosen()
+        model = risk_model or selection.chosen()
         classifier_p = None
         if model in USES_CLASSIFIER:
             if classifier is None or features is None:

@@ -227,9 +227,14 @@ class PopulationModels:
         """Whether a buyer's served risk reads the classifier (then it can fall while the user is silent).
 
         Kept per :attr:`version`, like :meth:`classifier_ready`."""
+        return self.risk_model() in USES_CLASSIFIER
+
+    def risk_model(self) -> str:
+        """The candidate risk served to buyers (:meth:`RiskSelection.chosen`), kept per :attr:`version`:
+        it reads four AUCs, far more than a score costs, and a check scores many instants."""
         cached = self.__dict__.get("_uses")
         if cached is None or cached[0] != self.version:
-            cached = (self.version, self.risk.chosen() in USES_CLASSIFIER)
+            cached = (self.version, self.risk.chosen())
             self.__dict__["_uses"] = cached
         return cached[1]
 
@@ -266,6 +271,7 @@ class PopulationModels:
             features=features,
             classifier_ready=ready,
             selection=self.risk,
+            risk_model=self.risk_model(),
         )
         scores["model_version"] = self.version
         return scores
