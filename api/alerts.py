@@ -8,7 +8,14 @@ and ``i:alert_user\\x1f<user>\\x1f<ts_ms>\\x1f<alert_id>``.
 Live subscribers (server-sent events) each own a bounded asyncio queue; the
 follower thread hands every newly stored alert to their event loops with
 ``loop.call_soon_threadsafe`` once the write is durable. A subscriber that falls
-behind loses its oldest queued alerts and is told how many (``dropped``).
+behind loses its oldest queued alerts and is told how many (``dropped``). A token may
+hold ``per_owner`` subscriptions at once and the process ``total``
+(:class:`StreamLimit` beyond); an :class:`AlertStream` response ends its subscription
+however it ends, also when the client left before anything was sent.
+
+Alerts are kept for ``retention_ms`` of event time: each batch that stores new alerts
+removes (up to :data:`PRUNE_BATCH` of) those older than that before the newest of them,
+with their postings, so the store does not grow for ever.
 
 An erasure marker on the topic (:func:`online_models.erasure.erasure_marker`,
 keyed by the user like their alerts, so after all of them) removes every stored
@@ -21,11 +28,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from sse_starlette.sse import EventSourceResponse
+from starlette.types import Receive, Scope, Send
 
 from api.erasures import ErasureLedger
 from api.indexes import encode_label
@@ -37,6 +46,8 @@ log = logging.getLogger(__name__)
 ALERTS_SPACE = b"a:"
 _BY_TIME = b"i:alert_ts" + SEP
 _BY_USER = b"i:alert_user" + SEP
+#: Most old alerts one batch removes (the rest go with the next batches).
+PRUNE_BATCH = 1000
 
 
 def _ts(ts_ms: int) -> bytes:
@@ -64,6 +75,7 @@ class Subscription:
     queue: asyncio.Queue
     dropped: int = 0
     filters: dict[str, Any] = field(default_factory=dict)
+    owner: str = ""
 
     def offer(self, alert: dict) -> None:
         """Queue an alert (runs on the subscriber's loop); the oldest goes when the queue is full."""
@@ -85,11 +97,21 @@ class Subscription:
             self.queue.put_nowait(alert)
 
 
-class AlertHub:
-    """Hands newly stored alerts from the follower thread to asyncio subscribers."""
+class StreamLimit(Exception):
+    """No subscription: its owner, or the process, holds as many as allowed; ``status`` 429 or 503."""
 
-    def __init__(self, queue_size: int = 256):
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+class AlertHub:
+    """Hands newly stored alerts from the follower thread to asyncio subscribers, at most ``per_owner``
+    subscriptions per owner (a token) and ``total`` in all."""
+
+    def __init__(self, queue_size: int = 256, *, per_owner: int = 4, total: int = 256):
         self.queue_size = queue_size
+        self.per_owner, self.total = per_owner, total
         self._subscribers: set[Subscription] = set()
         self._lock = threading.Lock()
 
@@ -97,10 +119,14 @@ class AlertHub:
     def subscribers(self) -> int:
         return len(self._subscribers)
 
-    def subscribe(self, **filters: Any) -> Subscription:
-        """A new subscription on the running event loop."""
-        subscription = Subscription(asyncio.get_running_loop(), asyncio.Queue(self.queue_size), filters=filters)
+    def subscribe(self, owner: str = "", **filters: Any) -> Subscription:
+        """A new subscription on the running event loop; :class:`StreamLimit` when a cap is reached."""
+        subscription = Subscription(asyncio.get_running_loop(), asyncio.Queue(self.queue_size), filters=filters, owner=owner)
         with self._lock:
+            if len(self._subscribers) >= self.total:
+                raise StreamLimit(503, f"this API serves {self.total} live alert streams at once, all in use; retry later")
+            if sum(1 for s in self._subscribers if s.owner == owner) >= self.per_owner:
+                raise StreamLimit(429, f"this token has {self.per_owner} live alert streams open already; close one first")
             self._subscribers.add(subscription)
         return subscription
 
@@ -128,13 +154,45 @@ class AlertHub:
                     break
 
 
+async def alert_events(subscription: Subscription) -> AsyncIterator[dict[str, str]]:
+    """The server-sent events of a subscription: ``alert``, preceded by ``dropped`` when it fell behind."""
+    while True:
+        alert = await subscription.queue.get()
+        if subscription.dropped:
+            yield {"event": "dropped", "data": orjson.dumps({"dropped": subscription.dropped}).decode()}
+            subscription.dropped = 0
+        yield {"event": "alert", "id": str(alert.get("alert_id", "")), "data": orjson.dumps(alert).decode()}
+
+
+class AlertStream(EventSourceResponse):
+    """The live stream of one subscription, which it ends however the response ends: a client gone before
+    the first event (its generator never started), a HEAD request, a server shutting down."""
+
+    def __init__(self, hub: AlertHub, subscription: Subscription, *, ping: int = 15):
+        super().__init__(alert_events(subscription), ping=ping)
+        self.hub, self.subscription = hub, subscription
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.hub.unsubscribe(self.subscription)
+
+
 class AlertSpace(SpaceHandler):
     """Stores each alert once under its ``alert_id``, with its time postings."""
 
-    def __init__(self, hub: AlertHub, space: bytes = ALERTS_SPACE, erasures: ErasureLedger | None = None):
+    def __init__(
+        self,
+        hub: AlertHub,
+        space: bytes = ALERTS_SPACE,
+        erasures: ErasureLedger | None = None,
+        retention_ms: int = 90 * 86_400_000,
+    ):
         super().__init__(space)
         self.hub = hub
         self.erasures = erasures
+        self.retention_ms = retention_ms
         self._new: list[dict] = []
         self._erased: list[str] = []
 
@@ -181,6 +239,23 @@ class AlertSpace(SpaceHandler):
         self._erased.append(user_id)
         if self.erasures is not None:
             self.erasures.confirm(txn, request_id, "alerts")
+
+    def prepare(self, txn: Txn) -> None:
+        if self._new:
+            self._prune(txn, max(int(alert["ts_ms"]) for alert in self._new) - self.retention_ms)
+        super().prepare(txn)
+
+    def _prune(self, txn: Txn, cutoff_ms: int) -> None:
+        """Stage the removal of stored alerts older than ``cutoff_ms`` (event time), with their postings."""
+        for posting in txn.stored_keys(_BY_TIME, _BY_TIME + _ts(cutoff_ms), PRUNE_BATCH):
+            ts, encoded_id = posting[len(_BY_TIME) :].split(SEP, 1)
+            raw = txn.get(self.space + encoded_id)
+            if raw is not None:
+                user_id = str(orjson.loads(raw).get("user_id"))
+                txn.delete(_BY_USER + encode_label(user_id) + SEP + ts + SEP + encoded_id)
+                txn.delete(self.space + encoded_id)
+                self._count_delta -= 1
+            txn.delete(posting)
 
     def committed(self) -> None:
         super().committed()

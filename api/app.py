@@ -21,15 +21,16 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import AwareDatetime
+from pydantic import AfterValidator, AwareDatetime
 from sse_starlette.sse import EventSourceResponse
 
 from api import audiences, overview
-from api.alerts import ALERTS_SPACE, AlertHub, AlertSpace, recent_alerts
+from api.alerts import ALERTS_SPACE, AlertHub, AlertSpace, AlertStream, StreamLimit, recent_alerts
 from api.auth import Admin, ApiSettings, Operator, Reader, Role, StreamReader, TokenRegistry
 from api.erasures import ERASURES_SPACE, ErasureLedger, status
 from api.fastpath import PortraitFastPath
 from api.indexes import PORTRAITS_SPACE, PortraitSpace, aggregate
+from api.limits import BodyGate, Deadline, QueryGate
 from api.ingest import EventLogUnavailable, EventSink, parse_batch, read_body, validate, wall_clock_ms
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.rescore import ModelSpace, Rescorer
@@ -37,7 +38,6 @@ from api.models import (
     AlertList,
     AudienceExport,
     AudienceFilter,
-    AudienceMember,
     AudienceQuery,
     AudienceResult,
     ChurnAlert,
@@ -52,8 +52,9 @@ from api.models import (
 )
 from api.store import LocalStore, TopicFollower
 from api.strict_json import StrictJsonRoute
+from online_models.clock import DAY_MS
 from online_models.erasure import ErasureRequest
-from online_models.events import MAX_ID_LENGTH, USER_ID_PATTERN
+from online_models.events import MAX_ID_LENGTH, USER_ID_PATTERN, printable
 from online_models.portrait import iso
 from online_models.pseudonym import user_key
 from streams import topics
@@ -71,30 +72,49 @@ DASHBOARD_CSP = (
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'"
 )
 
-USER_ID = Path(
-    min_length=1, max_length=MAX_ID_LENGTH, pattern=USER_ID_PATTERN, description="The user id events are keyed by (no control characters)"
-)
+#: A user id in a path: the rest of the path up to the route's suffix, so ids with ``/`` work (sent as is or as ``%2F``).
+UserIdPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        description="The user id events are keyed by (no control or bidirectional characters; '/' allowed)",
+        json_schema_extra={"pattern": USER_ID_PATTERN},
+    ),
+    AfterValidator(printable),
+]
 
 AUTH_ERRORS = {
     401: {"model": Problem, "description": "Missing or invalid bearer token"},
     403: {"model": Problem, "description": "The token's role is too weak"},
 }
 #: Answers of every operation with a JSON request body: bytes that are not JSON text are a 400.
-BODY_ERRORS = {400: {"model": Problem, "description": "The body is not JSON"}, **AUTH_ERRORS}
+BODY_ERRORS = {
+    400: {"model": Problem, "description": "The body is not JSON"},
+    413: {"model": Problem, "description": "The body is larger than PORTRAITS_API_MAX_BODY_BYTES"},
+    **AUTH_ERRORS,
+}
+#: Answers of the bounded queries (:class:`api.limits.QueryGate`).
+QUERY_ERRORS = {
+    503: {"model": Problem, "description": "Too many queries at once; retry after Retry-After seconds"},
+    504: {"model": Problem, "description": "The query ran past PORTRAITS_API_QUERY_TIMEOUT_SECONDS"},
+}
 
 
-def open_store(path: FsPath, *, alert_queue: int = 256, cache_mb: int = 256) -> LocalStore:
+def open_store(path: FsPath, api_settings: ApiSettings | None = None) -> LocalStore:
     """The API's store with its key spaces: portraits (indexed, churn scored with the newest models), churn alerts,
     models, erasure requests."""
     ledger = ErasureLedger(ERASURES_SPACE)
     models = ModelSpace(MODELS_SPACE)
+    limits = api_settings or ApiSettings()
+    hub = AlertHub(limits.api_alert_queue, per_owner=limits.api_streams_per_token, total=limits.api_streams_total)
     handlers = [
         ledger,
         models,  # opened before the portraits, which are scored with its snapshot
         PortraitSpace(PORTRAITS_SPACE, erasures=ledger, models=models),
-        AlertSpace(AlertHub(alert_queue), erasures=ledger),
+        AlertSpace(hub, erasures=ledger, retention_ms=int(limits.api_alert_retention_days * DAY_MS)),
     ]
-    return LocalStore(path, handlers, cache_mb=cache_mb)
+    return LocalStore(path, handlers, cache_mb=limits.api_cache_mb)
 
 
 async def get_store(request: Request) -> LocalStore:
@@ -132,9 +152,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        local = store or open_store(
-            settings.data_dir / "api" / "store", alert_queue=api_settings.api_alert_queue, cache_mb=api_settings.api_cache_mb
-        )
+        local = store or open_store(settings.data_dir / "api" / "store", api_settings)
         follower = rescorer = None
         if follow:
             spaces = {
@@ -185,9 +203,11 @@ def create_app(
 
     metrics = ApiMetrics(state)
     app.state.metrics = metrics
+    queries = QueryGate(concurrency=api_settings.api_query_concurrency, timeout_s=api_settings.api_query_timeout_seconds)
     # the stack is built at the first request, when every route exists; the last added runs first
     if api_settings.api_fast_lookups:
         app.add_middleware(PortraitFastPath, api=app, stored_id=stored_id)
+    app.add_middleware(BodyGate, api=app, limit=api_settings.api_max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     # -- dashboard (no auth: the page holds no data; it asks for a token and calls the API) --
@@ -228,12 +248,12 @@ def create_app(
     # -- portraits --------------------------------------------------------------------------
 
     @app.get(
-        "/v1/users/{user_id}/portrait",
+        "/v1/users/{user_id:path}/portrait",
         response_model=Portrait,
         responses={404: {"model": Problem, "description": "No portrait for this user"}, **AUTH_ERRORS},
         tags=["portraits"],
     )
-    async def get_portrait(store: Store, _: Reader, user_id: str = USER_ID) -> Response:
+    async def get_portrait(store: Store, _: Reader, user_id: UserIdPath) -> Response:
         """The user's current portrait."""
         # on the event loop: one RocksDB point read (block cache, then the page cache) takes
         # microseconds, less than handing the call to a worker thread and back; the stored
@@ -244,13 +264,13 @@ def create_app(
         return Response(content=raw, media_type="application/json")
 
     @app.delete(
-        "/v1/users/{user_id}",
+        "/v1/users/{user_id:path}",
         status_code=202,
         response_model=ErasureAccepted,
         responses={503: {"model": Problem, "description": "Kafka did not confirm the request; retry"}, **AUTH_ERRORS},
         tags=["portraits"],
     )
-    async def erase_user(request: Request, store: Store, _: Admin, user_id: str = USER_ID) -> ErasureAccepted:
+    async def erase_user(request: Request, store: Store, _: Admin, user_id: UserIdPath) -> ErasureAccepted:
         """Erase everything about the user (admin role). The request is in Kafka when this answers;
         the workers erase the user's state, portrait, profile and alerts, and the request's status
         turns ``completed`` once this API has dropped them too. Asking again is harmless."""
@@ -301,43 +321,35 @@ def create_app(
         responses={
             **BODY_ERRORS,
             400: {"model": Problem, "description": "The body is not JSON, or a cursor that does not fit the filter"},
+            **QUERY_ERRORS,
         },
         tags=["audiences"],
     )
-    def query_audience(query: AudienceQuery, store: Store, _: Reader) -> AudienceResult:
+    async def query_audience(query: AudienceQuery, store: Store, _: Reader) -> AudienceResult:
         """A page of the users matching a filter, with the chosen fields; the exact size of the whole
         audience when asked (``exact_count``) or found anyway, else an estimate."""
         try:
             after = audiences.decode_cursor(query.filter, query.cursor) if query.cursor else None
         except audiences.BadCursor as error:
             raise HTTPException(400, str(error)) from None
-        found = audiences.query_page(store, query.filter, after, query.limit, exact_count=query.exact_count)
-        members = [
-            AudienceMember(
-                user_id=audiences.user_text(user),
-                fields=audiences.project(found.portrait(user), query.fields) if query.fields else {},
-            )
-            for user in found.users
-        ]
-        return AudienceResult(
-            count=found.count,
-            estimated_count=found.estimate,
-            users=members,
-            next_cursor=audiences.encode_cursor(query.filter, found.after) if found.after is not None else None,
-            plan=found.plan,
-        )
+        return await queries.run(lambda deadline: audiences.answer(store, query, after, deadline))
 
     @app.post(
         "/v1/audiences/export",
         response_class=StreamingResponse,
-        responses={200: {"content": {"text/csv": {}}, "description": "user_id, then the chosen fields"}, **BODY_ERRORS},
+        responses={
+            200: {"content": {"text/csv": {}}, "description": "user_id, then the chosen fields"},
+            **BODY_ERRORS,
+            **QUERY_ERRORS,
+        },
         tags=["audiences"],
     )
-    def export_audience(export: AudienceExport, store: Store, _: Operator) -> StreamingResponse:
-        """The whole audience as CSV (operator role). Nested values are JSON; formula-like text is quoted."""
-        selection = audiences.select(store, export.filter)
-        return StreamingResponse(
-            audiences.csv_rows(selection, export.fields),
+    async def export_audience(export: AudienceExport, store: Store, _: Operator) -> StreamingResponse:
+        """The whole audience as CSV (operator role). Nested values are JSON; formula-like text is quoted.
+        The users are selected under the query deadline; their fields are read as the download goes."""
+        selection = await queries.run(lambda deadline: audiences.select(store, export.filter, deadline))
+        return StreamingResponse(  # the rows read the live store: the selection's snapshot goes with this call
+            audiences.csv_rows(store, selection.users, export.fields),
             media_type="text/csv; charset=utf-8",
             headers={
                 "Content-Disposition": 'attachment; filename="audience.csv"',
@@ -347,23 +359,27 @@ def create_app(
 
     # -- group portraits --------------------------------------------------------------------
 
-    def _overview(store: LocalStore, flt: AudienceFilter) -> Overview:
+    def _overview(store: LocalStore, flt: AudienceFilter, deadline: Deadline) -> Overview:
+        selection = audiences.select(store, flt, deadline)
+        totals = aggregate(selection.portrait(user) or {} for user in deadline.watch(selection.users))
+        return overview.build(totals, plan=selection.plan)
+
+    async def overview_of(store: LocalStore, flt: AudienceFilter) -> Overview:
+        """Everyone's from the running aggregates at once; an audience's as a bounded query."""
         handler = store.handler(PORTRAITS_SPACE)
         if flt == AudienceFilter() and isinstance(handler, PortraitSpace):
             return overview.build(handler.aggregates())
-        selection = audiences.select(store, flt)
-        totals = aggregate(selection.portrait(user) or {} for user in selection.users)
-        return overview.build(totals, plan=selection.plan)
+        return await queries.run(lambda deadline: _overview(store, flt, deadline))
 
     @app.get("/v1/overview", response_model=Overview, responses=AUTH_ERRORS, tags=["overview"])
-    def get_overview(store: Store, _: Reader) -> Overview:
+    async def get_overview(store: Store, _: Reader) -> Overview:
         """The group portrait of every user, from running aggregates."""
-        return _overview(store, AudienceFilter())
+        return await overview_of(store, AudienceFilter())
 
-    @app.post("/v1/overview", response_model=Overview, responses=BODY_ERRORS, tags=["overview"])
-    def post_overview(query: OverviewQuery, store: Store, _: Reader) -> Overview:
+    @app.post("/v1/overview", response_model=Overview, responses={**BODY_ERRORS, **QUERY_ERRORS}, tags=["overview"])
+    async def post_overview(query: OverviewQuery, store: Store, _: Reader) -> Overview:
         """The group portrait of an audience."""
-        return _overview(store, query.filter)
+        return await overview_of(store, query.filter)
 
     # -- alerts -----------------------------------------------------------------------------
 
@@ -386,12 +402,17 @@ def create_app(
     @app.get(
         "/v1/alerts/stream",
         response_class=EventSourceResponse,
-        responses={200: {"content": {"text/event-stream": {}}, "description": "event: alert, data: one alert"}, **AUTH_ERRORS},
+        responses={
+            200: {"content": {"text/event-stream": {}}, "description": "event: alert, data: one alert"},
+            429: {"model": Problem, "description": "This token has PORTRAITS_API_STREAMS_PER_TOKEN streams open"},
+            503: {"model": Problem, "description": "PORTRAITS_API_STREAMS_TOTAL streams are open"},
+            **AUTH_ERRORS,
+        },
         tags=["alerts"],
     )
     async def stream_alerts(
         store: Store,
-        _: StreamReader,
+        principal: StreamReader,
         user_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
         layer: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
         min_risk: Annotated[float | None, Query(ge=0, le=1)] = None,
@@ -402,23 +423,13 @@ def create_app(
         handler = store.handlers.get(ALERTS_SPACE)
         if not isinstance(handler, AlertSpace):
             raise HTTPException(503, "this store does not follow churn alerts")
-        hub = handler.hub
         user_id = None if user_id is None else stored_id(user_id)
         filters = {k: v for k, v in {"user_id": user_id, "layer": layer, "min_risk": min_risk}.items() if v is not None}
-        subscription = hub.subscribe(**filters)
-
-        async def events():
-            try:
-                while True:
-                    alert = await subscription.queue.get()
-                    if subscription.dropped:
-                        yield {"event": "dropped", "data": orjson.dumps({"dropped": subscription.dropped}).decode()}
-                        subscription.dropped = 0
-                    yield {"event": "alert", "id": str(alert.get("alert_id", "")), "data": orjson.dumps(alert).decode()}
-            finally:
-                hub.unsubscribe(subscription)
-
-        return EventSourceResponse(events(), ping=15)
+        try:
+            subscription = handler.hub.subscribe(principal.token_id, **filters)
+        except StreamLimit as error:
+            raise HTTPException(error.status, error.detail, headers={"Retry-After": "5"}) from None
+        return AlertStream(handler.hub, subscription)
 
     # -- models -----------------------------------------------------------------------------
 

@@ -10,7 +10,10 @@ candidate in its postings, or checking it on the candidates' portraits. A filter
 whose conditions have no index at all reads every portrait (``plan.full_scan``);
 an empty filter lists the ``all`` index.
 
-Everything is read from one RocksDB snapshot, so postings and portraits agree.
+Everything is read from one RocksDB snapshot, so postings and portraits agree. Every loop
+checks the query's :class:`~api.limits.Deadline`. An export lets go of the snapshot once the
+audience is selected: its rows read the portraits as the download reaches them, so a user
+erased meanwhile is left out rather than kept alive by the export.
 """
 
 from __future__ import annotations
@@ -29,7 +32,17 @@ import orjson
 
 from api import indexes as ix
 from api.indexes import PORTRAITS_SPACE, PortraitSpace, count, field, instant_ms, label, number, parse_portrait
-from api.models import AudienceFilter, AudiencePlan, CartedNotPaid, Performed, Spend
+from api.limits import NO_DEADLINE, Deadline
+from api.models import (
+    AudienceFilter,
+    AudienceMember,
+    AudiencePlan,
+    AudienceQuery,
+    AudienceResult,
+    CartedNotPaid,
+    Performed,
+    Spend,
+)
 from api.store import LocalStore, prefix_end
 from online_models.clock import DAY_MS
 
@@ -242,9 +255,12 @@ def read_portrait(view, user: bytes) -> dict | None:
     return parse_portrait(raw)
 
 
-def _postings(store: LocalStore, view, term: Term) -> list[bytes]:
+def _postings(store: LocalStore, view, term: Term, deadline: Deadline = NO_DEADLINE) -> list[bytes]:
     """The users in a term's postings, sorted and distinct (one range scan per value)."""
-    runs = [[key[offset:] for key in store.keys_between(lower, upper, view=view)] for lower, upper, offset in term.ranges()]
+    runs = [
+        [key[offset:] for key in deadline.watch(store.keys_between(lower, upper, view=view))]
+        for lower, upper, offset in term.ranges()
+    ]
     if term.ranged:
         return sorted(runs[0])  # sorted by value first; every user has one value
     if len(runs) == 1:
@@ -256,19 +272,19 @@ def _postings(store: LocalStore, view, term: Term) -> list[bytes]:
     return merged
 
 
-def _posting_set(store: LocalStore, view, term: Term) -> set[bytes]:
+def _posting_set(store: LocalStore, view, term: Term, deadline: Deadline = NO_DEADLINE) -> set[bytes]:
     users: set[bytes] = set()
     for lower, upper, offset in term.ranges():
-        users.update(key[offset:] for key in store.keys_between(lower, upper, view=view))
+        users.update(key[offset:] for key in deadline.watch(store.keys_between(lower, upper, view=view)))
     return users
 
 
-def _probe(view, term: Term, candidates: list[bytes]) -> set[bytes]:
+def _probe(view, term: Term, candidates: list[bytes], deadline: Deadline = NO_DEADLINE) -> set[bytes]:
     """The candidates (sorted) listed in a categorical term's postings: one seek per candidate and value."""
     found: set[bytes] = set()
     iterator = view.iter()
     for prefix in term.prefixes():
-        for user in candidates:  # seeks in key order reuse the blocks just read
+        for user in deadline.watch(candidates):  # seeks in key order reuse the blocks just read
             if user in found:
                 continue
             key = prefix + user
@@ -286,8 +302,8 @@ SINGLE_VALUED = frozenset({"layer", "life", "seg", "topcat", *(f"attr.{name}" fo
 COST_READ, COST_PROBE, COST_PARSE, COST_CHECK = 2.5, 8.0, 50.0, 3.0
 
 
-def select(store: LocalStore, flt: AudienceFilter) -> Selection:
-    """Every user whose portrait matches ``flt``, and the plan that found them."""
+def select(store: LocalStore, flt: AudienceFilter, deadline: Deadline = NO_DEADLINE) -> Selection:
+    """Every user whose portrait matches ``flt``, and the plan that found them (:class:`QueryTimeout` past ``deadline``)."""
     handler = store.handler(PORTRAITS_SPACE)
     aggregates = handler.aggregates() if isinstance(handler, PortraitSpace) else {}
     view = store.snapshot()
@@ -298,7 +314,7 @@ def select(store: LocalStore, flt: AudienceFilter) -> Selection:
     if not positive and unindexed:
         # nothing narrows the search: read every portrait once
         users, read = [], 0
-        for key, raw in store.items_between(PORTRAITS_SPACE, prefix_end(PORTRAITS_SPACE), view=view):
+        for key, raw in deadline.watch(store.items_between(PORTRAITS_SPACE, prefix_end(PORTRAITS_SPACE), view=view)):
             read += 1
             portrait = parse_portrait(raw)
             if all(t.predicate(portrait) for t in terms):
@@ -318,7 +334,7 @@ def select(store: LocalStore, flt: AudienceFilter) -> Selection:
     estimates = {t: t.estimate(aggregates) for t in terms + positive if t.index is not None}
     positive.sort(key=lambda t: estimates[t])
     driver = positive[0]
-    candidates = _postings(store, view, driver)
+    candidates = _postings(store, view, driver, deadline)
     used, probed = [driver], []
     residual = unindexed + ([] if driver.exact else [driver])
     for term in positive[1:] + [t for t in terms if t.negative]:
@@ -340,7 +356,7 @@ def select(store: LocalStore, flt: AudienceFilter) -> Selection:
         if choice == "residual":
             residual.append(term)
             continue
-        listed = _posting_set(store, view, term) if choice == "read" else _probe(view, term, candidates)
+        listed = _posting_set(store, view, term, deadline) if choice == "read" else _probe(view, term, candidates, deadline)
         candidates = [u for u in candidates if (u in listed) != term.negative]  # stays sorted
         (used if choice == "read" else probed).append(term)
         if not term.exact:
@@ -350,7 +366,7 @@ def select(store: LocalStore, flt: AudienceFilter) -> Selection:
     read = 0
     if residual and users:
         kept = []
-        for user in users:
+        for user in deadline.watch(users):
             portrait = read_portrait(view, user)
             read += 1
             if portrait is not None and all(t.predicate(portrait) for t in residual):
@@ -432,7 +448,15 @@ def _selection_cost(terms: list[Term], estimates: dict[Term, int], users: int) -
     return cost
 
 
-def query_page(store: LocalStore, flt: AudienceFilter, after: bytes | None, limit: int, *, exact_count: bool = False) -> Page:
+def query_page(
+    store: LocalStore,
+    flt: AudienceFilter,
+    after: bytes | None,
+    limit: int,
+    *,
+    exact_count: bool = False,
+    deadline: Deadline = NO_DEADLINE,
+) -> Page:
     """The page of ``limit`` users after ``after``, by the cheaper of two plans.
 
     *Walk*: read a categorical driver's postings (or the ``all`` index) in user-id order from
@@ -465,7 +489,7 @@ def query_page(store: LocalStore, flt: AudienceFilter, after: bytes | None, limi
                             COST_PROBE * sum(len(t.values) for t in others))
     walked = driver_size if estimate <= 0 else min(driver_size, (limit + 1) * driver_size / estimate)
     if exact_count or limit == 0 or walked * per_user >= _selection_cost(terms, estimates, total):
-        selection = select(store, flt)
+        selection = select(store, flt, deadline)
         chosen, last = page(selection.users, after, limit)
         return Page(chosen, last, len(selection.users), len(selection.users), selection.plan, selection.view)
 
@@ -481,7 +505,7 @@ def query_page(store: LocalStore, flt: AudienceFilter, after: bytes | None, limi
     parsed: dict[bytes, dict | None] = {}
     read = candidates = 0
     more = False
-    for user in _walk_postings(store, view, driver, after):
+    for user in deadline.watch(_walk_postings(store, view, driver, after)):
         candidates += 1
         if needs_portrait:
             portrait = read_portrait(view, user)
@@ -509,6 +533,25 @@ def query_page(store: LocalStore, flt: AudienceFilter, after: bytes | None, limi
     if count is None and (not terms or (terms == [driver] and driver.index in SINGLE_VALUED and driver.exact)):
         count = estimate  # the running counts are exact for everyone and for values of a field users have one of
     return Page(found, found[-1] if more else None, count, estimate if count is None else count, plan, view, parsed)
+
+
+def answer(store: LocalStore, query: AudienceQuery, after: bytes | None, deadline: Deadline = NO_DEADLINE) -> AudienceResult:
+    """The answer to an audience query: a page of members with the chosen fields, counts, the next cursor."""
+    found = query_page(store, query.filter, after, query.limit, exact_count=query.exact_count, deadline=deadline)
+    members = [
+        AudienceMember(
+            user_id=user_text(user),
+            fields=project(found.portrait(user), query.fields) if query.fields else {},
+        )
+        for user in found.users
+    ]
+    return AudienceResult(
+        count=found.count,
+        estimated_count=found.estimate,
+        users=members,
+        next_cursor=encode_cursor(query.filter, found.after) if found.after is not None else None,
+        plan=found.plan,
+    )
 
 
 # -- pages and projections ---------------------------------------------------------------------
@@ -591,14 +634,18 @@ def csv_cell(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def csv_rows(selection: Selection, fields: list[str], chunk: int = 1000) -> Iterator[str]:
-    """The audience as CSV text, a chunk of rows at a time (header first)."""
+def csv_rows(store: LocalStore, users: list[bytes], fields: list[str], chunk: int = 1000) -> Iterator[str]:
+    """The users as CSV text, a chunk of rows at a time (header first), their fields read from the live store
+    as the rows are made (no snapshot is held: a user gone since the selection is left out)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["user_id", *fields])
-    for start in range(0, len(selection.users), chunk):
-        for user in selection.users[start : start + chunk]:
-            portrait = selection.portrait(user) if fields else None
+    for start in range(0, len(users), chunk):
+        for user in users[start : start + chunk]:
+            raw = store.get(PORTRAITS_SPACE, user)
+            if raw is None:
+                continue  # erased or expired since the selection
+            portrait = parse_portrait(raw) if fields else None
             writer.writerow([csv_cell(user_text(user)), *(csv_cell(pick(portrait, path)) for path in fields)])
         yield buffer.getvalue()
         buffer.seek(0)

@@ -45,8 +45,25 @@ class ApiSettings(BaseSettings):
 
     api_tokens: SecretStr | None = Field(None, description="Bearer tokens and roles: token1:admin,token2:reader")
     api_max_events: int = Field(1000, ge=1, le=100_000, description="Most events in one POST /v1/events")
-    api_max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest POST /v1/events body, in bytes")
+    api_max_body_bytes: int = Field(
+        1 << 20, ge=1024, description="Largest request body of any endpoint, in bytes (413 beyond; checked after the token)"
+    )
+    api_query_concurrency: int = Field(
+        4, ge=1, le=256, description="Audience and overview queries run at once; one more is answered 503 with Retry-After"
+    )
+    api_query_timeout_seconds: float = Field(
+        10.0, gt=0, description="Deadline of an audience or overview query (and of an export's selection); 504 past it"
+    )
     api_alert_queue: int = Field(256, ge=1, le=100_000, description="Alerts queued per live subscriber")
+    api_streams_per_token: int = Field(
+        4, ge=1, description="Live alert streams open at once per token; one more is answered 429 with Retry-After"
+    )
+    api_streams_total: int = Field(
+        256, ge=1, description="Live alert streams open at once in this process; one more is answered 503 with Retry-After"
+    )
+    api_alert_retention_days: float = Field(
+        90.0, gt=0, description="Alerts older (event time) than this before the newest stored alert are pruned from the store"
+    )
     api_cache_mb: int = Field(256, ge=8, description="RocksDB block cache of the API's store, in MiB")
     api_fast_lookups: bool = Field(
         True, description="Answer plain portrait lookups before FastAPI's routing (api/fastpath.py); false: all in FastAPI"
@@ -132,21 +149,28 @@ bearer = HTTPBearer(
 )
 
 
+def token_problem(registry: TokenRegistry, token: str | None) -> HTTPException | None:
+    """The 401 for a missing or unknown token (None when the token is known); shared with :mod:`api.limits`."""
+    if token is None:
+        return HTTPException(
+            401,
+            "missing bearer token: send the header 'Authorization: Bearer <token>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if registry.authenticate(token) is None:
+        return HTTPException(401, "invalid bearer token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    return None
+
+
 def require(role: Role) -> Callable[..., Principal]:
     """A dependency that admits tokens of ``role`` or a higher one (401 without a valid token, 403 below it)."""
 
     def check(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
-        if credentials is None:
-            raise HTTPException(
-                401,
-                "missing bearer token: send the header 'Authorization: Bearer <token>'",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        principal = request.app.state.tokens.authenticate(credentials.credentials)
-        if principal is None:
-            raise HTTPException(
-                401, "invalid bearer token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
-            )
+        registry: TokenRegistry = request.app.state.tokens
+        problem = token_problem(registry, None if credentials is None else credentials.credentials)
+        if problem is not None:
+            raise problem
+        principal = registry.authenticate(credentials.credentials)
         if principal.role < role:
             raise HTTPException(
                 403, f"this needs the {role.name} role or higher; the token has the {principal.role.name} role"

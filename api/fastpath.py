@@ -19,13 +19,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.auth import Role, TokenRegistry
 from api.indexes import PORTRAITS_SPACE
-from online_models.events import MAX_ID_LENGTH
+from online_models.events import FORBIDDEN_CHARACTERS, MAX_ID_LENGTH
 
 PREFIX = "/v1/users/"
 SUFFIX = "/portrait"
-TEMPLATE = PREFIX + "{user_id}" + SUFFIX
-#: The path contract of a user id (``api.app.USER_ID``): 1 to 128 characters, no control characters.
-_VALID_ID = re.compile(r"[^\x00-\x1f\x7f]{1,%d}" % MAX_ID_LENGTH).fullmatch
+TEMPLATE = PREFIX + "{user_id:path}" + SUFFIX
+#: The path contract of a user id (``api.app.UserIdPath``): 1 to 128 characters, none forbidden, ``/`` allowed.
+_VALID_ID = re.compile(f"[^{FORBIDDEN_CHARACTERS}]{{1,{MAX_ID_LENGTH}}}").fullmatch
 _JSON = b"application/json"
 
 
@@ -65,7 +65,7 @@ class PortraitFastPath:
         if not (path.startswith(PREFIX) and path.endswith(SUFFIX)):
             return None
         user_id = path[len(PREFIX) : -len(SUFFIX)]
-        if "/" in user_id or not _VALID_ID(user_id):
+        if not _VALID_ID(user_id):
             return None
         token = bearer_token(scope)
         tokens: TokenRegistry | None = getattr(self.state, "tokens", None)

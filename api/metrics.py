@@ -76,7 +76,7 @@ class MetricsMiddleware:
                 return
             observed = True
             route = scope.get("route")
-            template = getattr(route, "path", None) or "<unmatched>"
+            template = getattr(route, "path_format", None) or getattr(route, "path", None) or "<unmatched>"
             self.metrics.latency.labels(template, scope["method"], str(status)).observe(time.perf_counter() - start)
 
         async def timed_send(message: Message) -> None:

@@ -12,6 +12,10 @@ function of the core (:meth:`online_models.population.PopulationModels.churn`):
   rewrites, through the portrait handler (postings, aggregates), those whose score it
   changes. Risk and P(alive) are rounded to 4 places, so a small drift of the
   parameters rewrites few portraits; an unchanged score keeps the version that made it.
+
+The API keeps of a snapshot only what that scoring reads (:func:`serving_copy`): the churn fits,
+the classifier, the configuration and the version. The trainer's purchase sample (statistics
+by user id), the RFM sketches and the segment centres are dropped before anything is stored.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import orjson
 
 from api.store import Headers, LocalStore, SpaceHandler, Txn
 from online_models.population import PopulationModels
+from online_models.rfm import RFMScorer
+from online_models.segments import SegmentModel
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +44,14 @@ def _same_score(old: Any, new: dict[str, Any]) -> bool:
     return {k: v for k, v in old.items() if k != "model_version"} == {k: v for k, v in new.items() if k != "model_version"}
 
 
+def serving_copy(models: PopulationModels) -> PopulationModels:
+    """The snapshot as the API keeps it: what :meth:`PopulationModels.churn` reads, and no user id."""
+    models.purchase_sample = {}
+    models.rfm = RFMScorer()
+    models.segments = SegmentModel(n_segments=models.config.n_segments, warmup=models.config.segment_warmup)
+    return models
+
+
 class ModelSpace(SpaceHandler):
     """The ``models`` topic's key space: also loads each new snapshot for scoring and says how far re-scoring got."""
 
@@ -48,32 +62,39 @@ class ModelSpace(SpaceHandler):
         #: version of the last snapshot every stored portrait was checked against (None: no pass yet)
         self.rescored_version: int | None = None
         self.rescored_portraits = 0
-        self._staged: bytes | None = None
+        self._staged: PopulationModels | None = None
 
     def open(self, store: LocalStore) -> None:
         super().open(store)
         raw = store.db.get(self.space + SNAPSHOT_KEY)
         if raw is not None:
-            self._load(raw)
+            self.models = self._slim(raw)
+            if self.models is not None:
+                store.db[self.space + SNAPSHOT_KEY] = self.models.to_bytes()  # a store of before held a whole one
+                self.snapshot_arrived.set()
 
-    def _load(self, raw: bytes) -> None:
+    @staticmethod
+    def _slim(raw: bytes) -> PopulationModels | None:
         try:
-            self.models = PopulationModels.from_bytes(raw)
+            return serving_copy(PopulationModels.from_bytes(raw))
         except Exception as error:  # a snapshot this API cannot read: keep scoring with the last one
             log.warning("model snapshot not loaded: %s: %s", type(error).__name__, error)
-            return
-        self.snapshot_arrived.set()
+            return None
 
     def write(self, txn: Txn, key: bytes, value: bytes | None, headers: Headers = ()) -> None:
-        super().write(txn, key, value, headers)
         if key == SNAPSHOT_KEY and value is not None:
-            self._staged = value
+            models = self._slim(value)
+            if models is None:
+                return
+            value, self._staged = models.to_bytes(), models
+        super().write(txn, key, value, headers)
 
     def committed(self) -> None:
         super().committed()
         staged, self._staged = self._staged, None
         if staged is not None:
-            self._load(staged)
+            self.models = staged
+            self.snapshot_arrived.set()
 
     def rolled_back(self) -> None:
         super().rolled_back()

@@ -91,6 +91,11 @@ class Txn:
         self._pending[key] = None
         self.batch.delete(key)
 
+    def stored_keys(self, lower: bytes, upper: bytes, limit: int) -> list[bytes]:
+        """Up to ``limit`` keys ``lower <= key < upper`` in the database (not this batch's), in key order."""
+        keys = self._db.keys(from_key=lower, read_opt=_bounded(lower, upper))
+        return [key for key, _ in zip(keys, range(limit))]
+
     def keys_with_prefix(self, prefix: bytes) -> list[bytes]:
         """Keys starting with ``prefix`` once the batch is written, in key order."""
         keys = set(self._db.keys(from_key=prefix, read_opt=_bounded(prefix, prefix_end(prefix))))

@@ -55,7 +55,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["DEFAULT_LAYERS", "DEFAULT_POLICY", "KIND", "Alert", "AlertPolicy", "AlertState", "alert_id", "step"]
+__all__ = ["DEFAULT_LAYERS", "DEFAULT_POLICY", "KIND", "Alert", "AlertPolicy", "AlertState", "alert_id", "came_back", "step"]
 
 DAY_MS = 86_400_000
 #: The ``kind`` of every alert this module emits.
@@ -199,6 +199,11 @@ def _iso(ts_ms: int) -> str:
     return (_EPOCH + timedelta(milliseconds=ts_ms)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def came_back(state: AlertState, last_event_ms: int | None) -> bool:
+    """Whether the user has had an event since the last alert (True when either is unknown)."""
+    return last_event_ms is None or state.last_fired_ms is None or last_event_ms > state.last_fired_ms
+
+
 def step(
     state: AlertState,
     *,
@@ -209,12 +214,16 @@ def step(
     reasons: Iterable[str],
     ts_ms: int,
     policy: AlertPolicy = DEFAULT_POLICY,
+    last_event_ms: int | None = None,
 ) -> Alert | None:
     """Advance ``state`` (in place) with the risk seen at event time ``ts_ms``.
 
     Returns the :class:`Alert` when this step fires: the user qualifies, is
     armed, is outside the cooldown and ``risk >= policy.threshold``; the state is
-    then disarmed. A disarmed user re-arms when ``risk < policy.rearm_below``.
+    then disarmed. A disarmed user re-arms when ``risk < policy.rearm_below``;
+    given ``last_event_ms`` (the user's last event), only once the user has come
+    back since the alert: a silence, or a model that changed its mind about it,
+    is alerted once.
     A missing or non-finite risk, or a step older than the last one, changes
     nothing. No I/O, no clock: the same inputs give the same result.
     """
@@ -226,7 +235,7 @@ def step(
     state.last_ms = ts_ms
     state.last_risk = risk
     if not state.armed:
-        if risk < policy.rearm_below:
+        if risk < policy.rearm_below and came_back(state, last_event_ms):
             state.armed = True
         return None
     if (

@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from online_models.events import MAX_ID_LENGTH, USER_ID_PATTERN, invalid_record
+from online_models.events import MAX_ID_LENGTH, UserId, invalid_record
 from online_models.schedule import CheckSchedule
 
 #: Header naming the erasure request on the tombstones it causes.
@@ -53,9 +53,7 @@ class ErasureRequest(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
     request_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
-    user_id: str = Field(
-        min_length=1, max_length=MAX_ID_LENGTH, pattern=USER_ID_PATTERN, description="The id the user's events are keyed by"
-    )
+    user_id: UserId = Field(description="The id the user's events are keyed by")
     requested_at: int = Field(ge=0, description="When the request was made, epoch milliseconds")
 
     def to_bytes(self) -> bytes:

@@ -18,10 +18,11 @@ online_models.events.InvalidEvent: unknown_type: type: 'teleport' is not one of 
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 EVENT_TYPES = (
     "view",
@@ -61,14 +62,56 @@ LATE_EVENT = "late_event"
 KEY_MISMATCH = "key_mismatch"
 
 MAX_ID_LENGTH = 128
-#: A user id is printable: no control characters (the worker's own table keys start with NUL).
-USER_ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+#: Characters no id, category or profile value may hold: C0 controls (the worker's own table keys start
+#: with NUL), DEL, C1 controls, line and paragraph separators, and the bidirectional controls that make
+#: text display in another order than it is stored (U+202E "right-to-left override" and its kin).
+#: Any other character is allowed, ``/`` too (the API takes such ids as path parameters).
+FORBIDDEN_CHARACTERS = r"\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069"
+#: Free text (``text``) may also hold tabs and line breaks.
+FORBIDDEN_IN_TEXT = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+#: A user id: 1 to 128 characters, none of :data:`FORBIDDEN_CHARACTERS` (for schemas and path contracts).
+USER_ID_PATTERN = f"^[^{FORBIDDEN_CHARACTERS}]+$"
 MAX_TEXT_LENGTH = 4096
 #: The default earliest accepted event time (2000-01-01T00:00:00Z): older timestamps are taken for
 #: nonsense unless the deployment sets an earlier one (``PORTRAITS_EARLIEST_EVENT_TIME``, for old history).
 MIN_TS_MS = 946_684_800_000
 #: Beyond this (about the year 2286) a timestamp no longer fits the pipeline's integers.
 MAX_TS_MS = 9_999_999_999_999
+
+
+def _refuse(forbidden: str):
+    search = re.compile(f"[{forbidden}]").search
+
+    def check(value: str) -> str:
+        found = search(value)
+        if found is not None:
+            raise ValueError(
+                f"holds the control or bidirectional character U+{ord(found.group()):04X} at position {found.start()}, "
+                "which no id, category or profile value may hold"
+            )
+        return value
+
+    return check
+
+
+printable = _refuse(FORBIDDEN_CHARACTERS)
+printable.__doc__ = """``value`` if it holds none of :data:`FORBIDDEN_CHARACTERS`, else ValueError naming the first.
+
+>>> printable("u/0001"), printable("小明")
+('u/0001', '小明')
+>>> printable("evil\u202etxt.exe")
+Traceback (most recent call last):
+...
+ValueError: holds the control or bidirectional character U+202E at position 4, which no id, category or profile value may hold
+"""
+#: Text that holds no control or bidirectional character.
+Printable = Annotated[str, AfterValidator(printable)]
+#: Free text: tabs and line breaks allowed, other controls not.
+FreeText = Annotated[str, AfterValidator(_refuse(FORBIDDEN_IN_TEXT))]
+#: A user id as every contract takes it.
+UserId = Annotated[
+    str, Field(min_length=1, max_length=MAX_ID_LENGTH, json_schema_extra={"pattern": USER_ID_PATTERN}), AfterValidator(printable)
+]
 
 
 class InvalidEvent(ValueError):
@@ -132,22 +175,22 @@ class Event(BaseModel):
 
     model_config = ConfigDict(extra="ignore", strict=True, str_max_length=MAX_TEXT_LENGTH)
 
-    event_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
-    user_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=USER_ID_PATTERN)
+    event_id: Printable = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    user_id: UserId
     type: EventType
     ts: int
-    item_id: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
-    category: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    item_id: Printable | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    category: Printable | None = Field(default=None, max_length=MAX_ID_LENGTH)
     price: float | None = None
     quantity: int | None = Field(default=None, ge=0, le=1_000_000)
     amount: float | None = None
-    order_id: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
-    session_id: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
-    device: str | None = Field(default=None, max_length=32)
-    channel: str | None = Field(default=None, max_length=64)
+    order_id: Printable | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    session_id: Printable | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    device: Printable | None = Field(default=None, max_length=32)
+    channel: Printable | None = Field(default=None, max_length=64)
     promo: bool | None = None
     rating: float | None = Field(default=None, ge=0, le=5)
-    text: str | None = None
+    text: FreeText | None = None
 
     @field_validator("ts", mode="before")
     @classmethod
@@ -176,14 +219,14 @@ class Profile(BaseModel):
 
     model_config = ConfigDict(extra="ignore", strict=True, str_max_length=256)
 
-    user_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=USER_ID_PATTERN)
+    user_id: UserId
     ts: int
     age: int | None = Field(default=None, ge=0, le=130)
-    age_band: str | None = None
-    gender: str | None = None
-    region: str | None = None
-    city_tier: int | str | None = None
-    member_level: str | int | None = None
+    age_band: Printable | None = None
+    gender: Printable | None = None
+    region: Printable | None = None
+    city_tier: int | Printable | None = None
+    member_level: Printable | int | None = None
 
     @field_validator("ts", mode="before")
     @classmethod
@@ -211,8 +254,12 @@ def age_band(age: int) -> str:
 
 
 def _reason_for(error: ValidationError) -> InvalidEvent:
-    first = error.errors(include_url=False)[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "<root>"
+    errors = error.errors(include_url=False)
+    first = errors[0]
+    field = first["loc"][:1]
+    # a union field (``str | int``) fails once per member: a check of ours that failed says the most
+    first = next((e for e in errors if e["loc"][:1] == field and e["type"] == "value_error"), first)
+    loc = str(field[0]) if field else "<root>"  # the contracts are flat: the field, not the union member
     kind = first["type"]
     msg = first["msg"]
     if kind == "json_invalid" or kind == "json_type":

@@ -113,13 +113,31 @@ def lifecycle_stage(portrait: dict[str, Any], config: LifecycleConfig = Lifecycl
     buying stays ``active``; a buyer who keeps browsing but stops buying goes
     ``at_risk`` and then ``churned``.
     """
-    tenure = tenure_days(portrait)
-    since_purchase = _number(portrait.get("days_since_last_purchase"))
-    since_seen = _number(portrait.get("days_since_last_seen"))
+    return stage_of(
+        tenure_days(portrait),
+        _number(portrait.get("days_since_last_purchase")),
+        _number(portrait.get("days_since_last_seen")),
+        _number(portrait.get("last_return_gap_days")),
+        config,
+    )
+
+
+def stage_of(
+    tenure: float | None,
+    since_purchase: float | None,
+    since_seen: float | None,
+    gap: float | None,
+    config: LifecycleConfig = LifecycleConfig(),
+) -> str:
+    """:func:`lifecycle_stage` from its four figures (days of tenure, of silence since the last
+    purchase and since the last event, and the last return gap).
+
+    >>> stage_of(3.0, 3.0, 3.0, None), stage_of(60.0, 45.0, 1.0, None), stage_of(200.0, 10.0, 10.0, 120)
+    ('new', 'at_risk', 'returning')
+    """
     silence = since_purchase if since_purchase is not None else since_seen
     if silence is None or (tenure is not None and tenure <= config.new_days):
         return "new"
-    gap = _number(portrait.get("last_return_gap_days"))
     if (
         since_purchase is not None
         and gap is not None

@@ -29,11 +29,10 @@ import bisect
 import heapq
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 from online_models.clock import DAY_MS, MINUTE_MS
-from online_models.lifecycle import LifecycleConfig, last_return_gap_days, lifecycle_stage
-from online_models.portrait import PortraitState, iso, window_totals
+from online_models.lifecycle import LifecycleConfig, last_return_gap_days, stage_of
+from online_models.portrait import PortraitState, window_totals
 from online_models.rfm import LayerConfig, value_layer
 
 __all__ = [
@@ -188,16 +187,6 @@ def _tenure_days(as_of_ms: int, first_seen_ms: int) -> float:
     return max(0.0, timedelta(milliseconds=as_of_ms - first_seen_ms).total_seconds() / _DAY_S)
 
 
-def _lifecycle_fields(state: PortraitState, as_of_ms: int) -> dict[str, Any]:
-    return {
-        "as_of": iso(as_of_ms),
-        "first_seen": iso(state.first_seen),
-        "days_since_last_seen": _days_since(as_of_ms, state.last_seen),
-        "days_since_last_purchase": _days_since(as_of_ms, state.last_purchase),
-        "last_return_gap_days": last_return_gap_days(state.purchase_days),
-    }
-
-
 def lifecycle_at(state: PortraitState, as_of_ms: int, config: LifecycleConfig = LifecycleConfig()) -> str:
     """The lifecycle stage of ``render(state, as_of=as_of_ms)``, from the few fields the stage reads.
 
@@ -205,7 +194,13 @@ def lifecycle_at(state: PortraitState, as_of_ms: int, config: LifecycleConfig = 
     >>> [lifecycle_at(state, day * DAY_MS) for day in (3, 20, 45, 100)]
     ['new', 'active', 'at_risk', 'churned']
     """
-    return lifecycle_stage(_lifecycle_fields(state, as_of_ms), config)
+    return stage_of(
+        _tenure_days(as_of_ms, state.first_seen) if state.first_seen is not None else None,
+        _days_since(as_of_ms, state.last_purchase),
+        _days_since(as_of_ms, state.last_seen),
+        last_return_gap_days(state.purchase_days),
+        config,
+    )
 
 
 def layer_at(state: PortraitState, as_of_ms: int, config: LayerConfig = LayerConfig()) -> str:
@@ -234,7 +229,7 @@ def _first_true_after(holds: Callable[[int], bool], after_ms: int, guess_ms: flo
     """
     if holds(after_ms):
         return None
-    width = 2_000
+    width = 4  # the guess is off by float rounding only, so a few milliseconds bracket it
     low, high = max(after_ms, int(guess_ms) - width), max(after_ms + 1, int(guess_ms) + width)
     while holds(low):  # the guess was late: widen down (never past after_ms, where it is false)
         low = max(after_ms, low - width)

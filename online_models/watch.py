@@ -30,9 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from online_models.alerts import Alert, AlertPolicy, AlertState, step
+from online_models.alerts import Alert, AlertPolicy, AlertState, came_back, step
 from online_models.churn import purchase_stats
-from online_models.risk_selection import USES_CLASSIFIER
 from online_models.clock import DAY_MS, MINUTE_MS, ceil_minute
 from online_models.features import behaviour_features
 from online_models.label_delay import LabelDelay
@@ -188,7 +187,7 @@ def watch_user(state: PortraitState, *, as_of: int, watermark: int, models, conf
     ]
 
     alert = None
-    if churn is not None and churn.get("risk") is not None and not _dip_without_event(state, churn):
+    if churn is not None and churn.get("risk") is not None:
         alert_state = AlertState.from_json(state.alert)
         alert = step(
             alert_state,
@@ -200,6 +199,7 @@ def watch_user(state: PortraitState, *, as_of: int, watermark: int, models, conf
             reasons=churn.get("reasons", []),
             ts_ms=as_of,
             policy=config.alerts,
+            last_event_ms=state.last_seen,
         )
         state.alert = alert_state.to_json()
 
@@ -207,20 +207,6 @@ def watch_user(state: PortraitState, *, as_of: int, watermark: int, models, conf
     next_check = min(instants.values()) if instants else None
     state.next_check = next_check
     return WatchOutcome(churn=churn, samples=samples, alert=alert, next_check=next_check)
-
-
-def _dip_without_event(state: PortraitState, churn: dict[str, Any]) -> bool:
-    """Whether a disarmed user, silent since the alert, is scored by the purchase model alone.
-
-    Such a risk only rises while the user stays silent, so a dip below the re-arm
-    level comes from a new snapshot (a refit), not from the user: it must not re-arm
-    them, or the same silence would alert twice.
-    """
-    if churn.get("model") in USES_CLASSIFIER:
-        return False
-    alert_state = AlertState.from_json(state.alert)
-    fired = alert_state.last_fired_ms
-    return not alert_state.armed and fired is not None and (state.last_seen is None or state.last_seen <= fired)
 
 
 def check_instants(state: PortraitState, *, as_of: int, models, config: WatchConfig) -> dict[str, int]:
@@ -270,8 +256,10 @@ def _alert_instants(state: PortraitState, as_of: int, follow_until: int, models,
     alert_state = AlertState.from_json(state.alert)
     # the purchase model's risks (1 - P(alive), P(no purchase within H)) of a silent buyer never fall
     classifier = models is not None and models.risk_uses_classifier()
-    if not alert_state.armed and not classifier:
-        return {}  # under MBG/NBD a silent user's risk only rises: no re-arm before an event
+    if not alert_state.armed and not (classifier and came_back(alert_state, state.last_seen)):
+        # no re-arm before the user comes back (and under the purchase model alone an event that is
+        # not a purchase, which brings its own check, leaves the risk where it was)
+        return {}
     out: dict[str, int | None] = {}
     search_until = follow_until
     proven = models is not None and models.classifier_ready()

@@ -1,14 +1,14 @@
-"""The Faust worker: an adapter that runs each partition's engine and executes its effects.
+"""The Faust worker: the app, its topics and table, and the agent and timers that drive the engines.
 
 * ``ingest`` hands each record of ``events``, ``profiles``, ``erasures`` and
-  ``ticks`` (co-partitioned, keyed by user id) to its partition's
-  :class:`~online_models.processor.PartitionProcessor` and executes the effects
-  it returns, in order: state writes to the partition's RocksDB table and its
-  changelog, every record sent in whole batches per topic partition
-  (:mod:`streams.record_batches`), a confirmed send delivered before any later
-  write (an alert before the state that remembers it, an erasure's tombstones
-  before the state's deletion), and every state write delivered before the
-  progress record that covers it.
+  ``ticks`` (co-partitioned, keyed by user id) to :class:`streams.engines.Engines`,
+  which runs its partition's :class:`~online_models.processor.PartitionProcessor`
+  and executes the effects it returns, in order: state writes to the partition's
+  RocksDB table and its changelog, every record sent in whole batches per topic
+  partition (:mod:`streams.record_batches`), a confirmed send delivered before
+  any later write (an alert before the state that remembers it, an erasure's
+  tombstones before the state's deletion), and every state write delivered
+  before the progress record that covers it.
 * ``publish_portraits`` publishes the portraits each engine has changed since the
   last tick, rendered from its live states and scored with the latest models;
   ``flush_idle_partitions`` writes the changes a partition holds in memory at
@@ -23,22 +23,17 @@ partition, the drain at a graceful stop) is in :mod:`streams.faust_repairs`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
 import orjson
 from prometheus_client import generate_latest
 
-from online_models.population import PopulationConfig, PopulationModels
-from online_models.processor import PROGRESS_KEY, TICKS, PartitionProcessor, PartitionProgress, Put, Record, Send
-from online_models.tags import TagRules
 from streams import faust_repairs, metrics, topics
-from streams.faust_repairs import DrainHookApp, PartitionWriter, SkippedRecordReader, settle
-from streams.model_feed import ModelFeed
-from streams.record_batches import RecordBatches, Shipped
+from streams.engines import Engines
+from streams.faust_repairs import DrainHookApp, PartitionWriter
 from streams.quiet_worker import QuietWorker
-from streams.settings import Settings, get_settings
+from streams.settings import get_settings
 from streams.trainer import Trainer, install_trainer
 
 log = logging.getLogger(__name__)
@@ -55,214 +50,6 @@ PUBLISH_SHARE = 0.2
 BATCH_BYTES = 256 * 1024
 #: an idle agent with unread records on an assigned partition for this long is stalled
 STALL_SECONDS = 20.0
-#: how often a worker waiting for the models topic says so
-MODEL_WAIT_WARNING_SECONDS = 30.0
-
-
-class Engines:
-    """This worker's partition engines, the models they score with, and the execution of their effects."""
-
-    def __init__(self, app: "PortraitsApp", settings: Settings):
-        self.app, self.settings = app, settings
-        self.config = settings.engine_config()
-        self.rules = TagRules.load(settings.tag_rules) if settings.tag_rules else TagRules.default()
-        self.unfitted = PopulationModels(PopulationConfig(layers=settings.layer_config()), self.rules)
-        self.feed = ModelFeed(settings.topic(topics.MODELS), settings.bootstrap_servers)
-        self.skipped = SkippedRecordReader(settings.bootstrap_servers, client_id=f"{settings.app_id}-holes")
-        self.by_partition: dict[int, PartitionProcessor] = {}
-        self.kinds = {settings.topic(name): name for name in (topics.EVENTS, topics.PROFILES, topics.ERASURES, topics.TICKS)}
-        #: partitions whose next profiles record is checked for a hole (Faust skips around rebalances)
-        self.profiles_unchecked: set[int] = set()
-        self._batches: RecordBatches | None = None
-        self._publication: RecordBatches | None = None
-        #: batches shipped whose delivery was not seen yet
-        self.in_flight: list[Shipped] = []
-        #: held while one engine call and its effects run, so a timer's flush never splits them
-        self.turn = asyncio.Lock()
-        self.last_record_at = time.monotonic()
-        self.publish_not_before = 0.0
-        self._scoring: tuple[bytes | None, PopulationModels | None] = (None, None)
-        self.webhook = None
-        if settings.alert_webhook:
-            from online_models.webhook import WebhookSender
-
-            self.webhook = WebhookSender(settings.alert_webhook)
-
-    # -------------------------------------------------------------- models
-    def models(self) -> PopulationModels:
-        """The latest snapshot from the feed; before the first, unfitted models (layers, lifecycle, tags need no fit)."""
-        raw = self.feed.latest.get(b"snapshot")
-        if raw is not None and raw is not self._scoring[0]:
-            try:
-                self._scoring = (raw, PopulationModels.from_bytes(raw, self.rules))
-            except Exception as error:  # a bad snapshot must not stop scoring with the last good one
-                log.warning("ignoring a model snapshot that does not load: %s", error)
-                self._scoring = (raw, self._scoring[1])
-        return self._scoring[1] or self.unfitted
-
-    async def wait_for_models(self) -> None:
-        """Wait, without a deadline, until the models topic is read to its end, so the first records score as a replay would.
-
-        The feed starts here, not in an app task: Faust starts those only after the
-        tables are recovered, which after a crash can take longer than the agents wait.
-        """
-        self.feed.ensure_started()
-        waited = 0.0
-        while not await self.app.loop.run_in_executor(None, self.feed.caught_up.wait, 1.0):
-            waited += 1.0
-            self.last_record_at = time.monotonic()  # waiting is not a stall
-            if waited % MODEL_WAIT_WARNING_SECONDS == 0:
-                log.warning("waiting %.0f s for the models topic to be read before applying any record", waited)
-
-    # -------------------------------------------------------------- partitions
-    def engine(self, partition: int) -> PartitionProcessor:
-        """The partition's engine, restored from its table on first use."""
-        engine = self.by_partition.get(partition)
-        if engine is None:
-            engine = self.by_partition[partition] = PartitionProcessor(partition, self.app.writer.reader(partition), self.config)
-            self._show_applied(partition, engine.progress)
-        return engine
-
-    @staticmethod
-    def _show_applied(partition: int, progress: PartitionProgress) -> None:
-        """The offsets the partition's state holds, on /metrics."""
-        for topic, offset in progress.offsets.items():
-            metrics.APPLIED_OFFSET.labels(topic, str(partition)).set(offset)
-
-    async def handle(self, message) -> None:
-        """One record from Faust: fill any hole before it, then apply it."""
-        self.last_record_at = time.monotonic()
-        kind = self.kinds[message.topic]
-        engine = self.engine(message.partition)
-        if kind != TICKS and not engine.progress.covers(message.topic, message.offset) and self._gapless(kind, message.partition):
-            applied = engine.applied_offset(message.topic)
-            # with no progress yet, everything the broker holds of the partition is still to apply
-            first = applied + 1 if applied is not None else await self.skipped.log_start(message.topic, message.partition)
-            if message.offset > first:
-                await self.fill_hole(message, first, engine)
-        await self.apply(engine, kind, message)
-
-    def _gapless(self, kind: str, partition: int) -> bool:
-        """Whether a gap before this record is a hole: always for events and erasures; for the
-        compacted profiles only on the first record after a rebalance (elsewhere gaps are compaction's)."""
-        if kind != topics.PROFILES:
-            return True
-        if partition in self.profiles_unchecked:
-            self.profiles_unchecked.discard(partition)
-            return True
-        return False
-
-    async def fill_hole(self, message, first: int, engine: PartitionProcessor) -> None:
-        """Apply the records from ``first`` up to before ``message`` that Faust skipped, read from the broker."""
-        last = message.offset - 1
-        log.warning("%s[%s]: record %s arrived with %s the next to apply: reading %s to %s directly",
-                    message.topic, message.partition, message.offset, first, first, last)
-        metrics.HOLES_REREAD.inc()
-        async for missed in self.skipped.read(message.topic, message.partition, first, last):
-            await self.apply(engine, self.kinds[message.topic], missed)
-        await settle(self.app.consumer, message.tp, first, last)
-
-    async def apply(self, engine: PartitionProcessor, kind: str, message) -> None:
-        record = Record(kind, message.topic, message.offset, message.key, message.value)
-        async with self.turn:
-            effects = engine.process(record, now_ms=int(time.time() * 1000), models=self.models())
-            if effects:
-                await self.execute(engine.partition, effects)
-        metrics.add_engine_counts(engine.counts)
-
-    async def flush(self, partitions=None) -> None:
-        """Write what the engines of ``partitions`` (default: all) hold in memory, and their progress."""
-        async with self.turn:
-            for partition in list(self.by_partition if partitions is None else partitions):
-                engine = self.by_partition.get(partition)
-                if engine is not None:
-                    await self.execute(partition, engine.flush())
-
-    async def execute(self, partition: int, effects: list) -> None:
-        """Carry out effects in order. Records travel in batches; a write waits until every confirmed
-        send before it is delivered, and the progress record until every state write before it is."""
-        batches, writer = await self.batches(), self.app.writer
-        confirm = False
-        for effect in effects:
-            if type(effect) is Send:
-                batches.add(self.settings.topic(effect.topic), effect.key, effect.value, headers=effect.headers)
-                confirm = confirm or effect.confirm
-                if effect.kind == "alert" and self.webhook is not None:
-                    self.webhook.submit(effect.value)
-                continue
-            if confirm or effect.key == PROGRESS_KEY:
-                await self.deliver()
-                confirm = False
-            writer.write(partition, effect.key, effect.value if type(effect) is Put else None, batches)
-        if batches.pending:
-            await self.ship()
-        last = effects[-1]
-        if type(last) is Put and last.key == PROGRESS_KEY:
-            self._show_applied(partition, PartitionProgress.from_bytes(last.value))
-
-    async def batches(self) -> RecordBatches:
-        """The batches of the engines' records (made once the producer runs)."""
-        if self._batches is None:
-            batches = RecordBatches(faust_repairs.aiokafka_producer(self.app))
-            await batches.know([self.settings.topic(name) for name in topics.ENGINE_OUTPUTS] + [self.app.writer.changelog])
-            self._batches = batches
-        return self._batches
-
-    async def ship(self) -> None:
-        """Hand the gathered records to the producer; a delivery that failed before stops the worker here."""
-        self.check_deliveries()
-        for shipped in await self._batches.ship():
-            self.in_flight.append(shipped)
-            shipped.delivery.add_done_callback(lambda done, shipped=shipped: self._delivered(shipped))
-
-    def _delivered(self, shipped: Shipped) -> None:
-        if not shipped.delivery.cancelled() and shipped.delivery.exception() is None:
-            self.app.writer.delivered(shipped)
-
-    def check_deliveries(self) -> None:
-        """Forget delivered batches; raise the error of one that failed (its records may be lost)."""
-        waiting = []
-        for shipped in self.in_flight:
-            if not shipped.delivery.done():
-                waiting.append(shipped)
-            elif shipped.delivery.exception() is not None:
-                raise RuntimeError(f"records to {shipped.topic}[{shipped.partition}] were not delivered") from shipped.delivery.exception()
-        self.in_flight = waiting
-
-    async def deliver(self) -> None:
-        """Ship what is gathered and wait until Kafka has every record shipped so far."""
-        await self.batches()
-        await self.ship()
-        await asyncio.gather(*(shipped.delivery for shipped in self.in_flight), return_exceptions=True)
-        self.check_deliveries()
-
-    # -------------------------------------------------------------- publication
-    async def publish(self, partitions=None) -> float:
-        """Publish the changed portraits of ``partitions`` (default: all); wait until Kafka has them. Seconds spent rendering."""
-        models, rendering, covered = self.models(), 0.0, []
-        topic = self.settings.topic(topics.PORTRAITS)
-        if self._publication is None:
-            publication = RecordBatches(faust_repairs.aiokafka_producer(self.app))
-            await publication.know([topic])
-            self._publication = publication
-        batches = self._publication
-        for partition in list(self.by_partition if partitions is None else partitions):
-            engine = self.by_partition.get(partition)
-            if engine is None or not engine.unpublished:
-                continue
-            started = time.monotonic()
-            sends, seq = engine.publication(models)
-            for send in sends:
-                batches.add(topic, send.key, send.value)
-            covered.append((engine, seq, len(sends)))
-            rendering += time.monotonic() - started
-            await asyncio.sleep(0)  # let the agent run between partitions
-        shipped = await batches.ship()
-        await asyncio.gather(*(one.delivery for one in shipped))
-        for engine, seq, _ in covered:
-            engine.published(seq)
-        metrics.PORTRAITS_PUBLISHED.inc(sum(count for _, _, count in covered))
-        return rendering
 
 
 class PortraitsApp(DrainHookApp):

@@ -168,10 +168,12 @@ async def read_stalled_again(consumer, partitions: Iterable, applied: dict) -> l
     """Seek each partition of ``partitions`` with unread records back to the first one its progress lacks.
 
     ``applied`` maps a partition to the last offset applied (None: nothing yet);
-    partitions missing from it are left alone (revoked meanwhile). What is
+    partitions missing from it, or no longer assigned to ``consumer``, are left alone. What is
     delivered twice is skipped or recognised as usual. Returns the partitions sought.
     """
-    partitions = list(partitions)
+    # only what the consumer holds right now: after a broker restart the assignment can change under a seek
+    held = consumer.assignment()
+    partitions = [tp for tp in partitions if tp in held]
     # end offsets asked of the broker: a partition that is not fetched has no highwater of its own
     ends = await consumer.highwaters(*partitions) if partitions else {}
     sought = []

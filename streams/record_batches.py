@@ -10,7 +10,7 @@ whole batch to the producer with ``send_batch``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
@@ -94,3 +94,46 @@ class RecordBatches:
             delivery = await self.producer.send_batch(builder, topic, partition=partition)
             shipped.append(Shipped(topic, partition, count, delivery))
         return shipped
+
+
+class Outbox:
+    """Records on their way to Kafka: gathered in :class:`RecordBatches`, shipped, their deliveries watched.
+
+    ``on_delivered`` is called with each batch Kafka has taken. A batch that failed
+    is raised by the next :meth:`ship` or :meth:`deliver`: its records may be lost,
+    so nothing that depends on them may follow.
+    """
+
+    def __init__(self, producer: AIOKafkaProducer, on_delivered: Callable[[Shipped], None] | None = None):
+        self.batches = RecordBatches(producer)
+        self.on_delivered = on_delivered
+        #: batches shipped whose delivery was not seen yet
+        self.in_flight: list[Shipped] = []
+
+    async def ship(self) -> None:
+        """Hand the gathered records to the producer without waiting for their delivery."""
+        self.check()
+        for shipped in await self.batches.ship():
+            self.in_flight.append(shipped)
+            if self.on_delivered is not None:
+                shipped.delivery.add_done_callback(lambda done, shipped=shipped: self._delivered(shipped))
+
+    async def deliver(self) -> None:
+        """Ship what is gathered and wait until Kafka has every record shipped so far."""
+        await self.ship()
+        await asyncio.gather(*(shipped.delivery for shipped in self.in_flight), return_exceptions=True)
+        self.check()
+
+    def check(self) -> None:
+        """Forget delivered batches; raise the error of one that failed."""
+        waiting = []
+        for shipped in self.in_flight:
+            if not shipped.delivery.done():
+                waiting.append(shipped)
+            elif shipped.delivery.exception() is not None:
+                raise RuntimeError(f"records to {shipped.topic}[{shipped.partition}] were not delivered") from shipped.delivery.exception()
+        self.in_flight = waiting
+
+    def _delivered(self, shipped: Shipped) -> None:
+        if not shipped.delivery.cancelled() and shipped.delivery.exception() is None:
+            self.on_delivered(shipped)

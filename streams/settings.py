@@ -82,6 +82,16 @@ class Settings(BaseSettings):
         None, description="Secret for pseudonymous user ids (HMAC-SHA256); unset: ids are kept as sent"
     )
 
+    @field_validator("pseudonym_key")
+    @classmethod
+    def _pseudonym_key_is_a_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError(
+                "PORTRAITS_PSEUDONYM_KEY is set but empty: give it the secret (the same to the worker and the API), "
+                "or unset it to keep user ids as sent"
+            )
+        return value
+
     @field_validator("earliest_event_time")
     @classmethod
     def _earliest_is_an_instant(cls, value: str | int) -> str | int:
@@ -135,7 +145,7 @@ class Settings(BaseSettings):
 
     def pseudonym_secret(self) -> bytes | None:
         """The pseudonym key as bytes, None when pseudonymisation is off."""
-        if self.pseudonym_key is None or not self.pseudonym_key.get_secret_value():
+        if self.pseudonym_key is None:
             return None
         return self.pseudonym_key.get_secret_value().encode()
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import os
 import signal
 import socket
@@ -247,6 +250,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@contextlib.contextmanager
+def _locked(path: Path, mode: int = fcntl.LOCK_EX):
+    """``path`` held under an flock (exclusive, or shared with ``fcntl.LOCK_SH``) for the block."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, mode)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _run_dir(tmp_path_factory) -> Path:
+    """A directory all test processes of this run share: with pytest-xdist each worker process has
+    a base temp dir of its own (``.../pytest-N/popen-gwK``), whose parent is the run's."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory) -> str:
     """A real single-node KRaft broker, started (and afterwards stopped) by scripts/kafka.
@@ -254,16 +275,51 @@ def kafka_bootstrap(tmp_path_factory) -> str:
     A broker already running on the test port is used as it is. Otherwise the session's
     broker gets a data directory of its own, so no test run inherits the topics of earlier
     ones (thousands of leftover partitions once made a broker restart outlast its timeout).
+
+    The test processes of one run (pytest-xdist) share one broker: the first to need it starts
+    it, the last to finish stops it; a count in the run's shared directory, under a lock, says
+    how many processes use it.
     """
     env = {**os.environ, "KAFKA_PORT": str(KAFKA_PORT)}
-    was_running = subprocess.run([str(ROOT / "scripts/kafka"), "status"], env=env, capture_output=True).returncode == 0
-    if not was_running:
-        # also seen by the tests that stop and start the broker themselves (os.environ)
-        os.environ["PORTRAITS_KAFKA_DATA"] = env["PORTRAITS_KAFKA_DATA"] = str(tmp_path_factory.mktemp("kafka-data"))
-    subprocess.run([str(ROOT / "scripts/kafka"), "up"], env=env, check=True, timeout=900)
+    shared = _run_dir(tmp_path_factory)
+    state_path = shared / "kafka-users.json"
+    with _locked(shared / "kafka-users.lock"):
+        state = json.loads(state_path.read_text()) if state_path.exists() else {"users": 0}
+        if state["users"] == 0:
+            was_running = subprocess.run([str(ROOT / "scripts/kafka"), "status"], env=env, capture_output=True).returncode == 0
+            state["data"] = None if was_running else str(shared / "kafka-data")
+        if state["data"]:
+            # also seen by the tests that stop and start the broker themselves (os.environ)
+            os.environ["PORTRAITS_KAFKA_DATA"] = env["PORTRAITS_KAFKA_DATA"] = state["data"]
+        if state["users"] == 0:
+            subprocess.run([str(ROOT / "scripts/kafka"), "up"], env=env, check=True, timeout=900)
+        state["users"] += 1
+        state_path.write_text(json.dumps(state))
     yield f"127.0.0.1:{KAFKA_PORT}"
-    if not was_running:
-        subprocess.run([str(ROOT / "scripts/kafka"), "reset"], env=env, timeout=120)  # stops it, then deletes its data
+    with _locked(shared / "kafka-users.lock"):
+        state = json.loads(state_path.read_text())
+        state["users"] -= 1
+        state_path.write_text(json.dumps(state))
+        if state["users"] == 0 and state["data"]:
+            subprocess.run([str(ROOT / "scripts/kafka"), "reset"], env=env, timeout=120)  # stops it, then deletes its data
+
+
+@pytest.fixture(autouse=True)
+def _broker_turn(request, tmp_path_factory):
+    """Tests on the shared broker run side by side; a test marked ``broker_restart`` (it stops and
+    starts the broker) runs alone: it holds the run's broker lock exclusively, every other
+    integration test holds it shared, from before its fixtures start processes until after they stop."""
+    shared = _run_dir(tmp_path_factory)
+    gate, turn = shared / "broker-gate.lock", shared / "broker-turn.lock"
+    if request.node.get_closest_marker("broker_restart"):
+        # the gate keeps new tests out while this one waits for the running ones to end
+        with _locked(gate), _locked(turn, fcntl.LOCK_EX):
+            yield
+    else:
+        with contextlib.ExitStack() as held:
+            with _locked(gate):
+                held.enter_context(_locked(turn, fcntl.LOCK_SH))
+            yield
 
 
 class Service:
@@ -287,13 +343,23 @@ class Service:
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+        if self.send(sig):
+            self.wait_stopped(timeout)
+
+    def send(self, sig: int = signal.SIGTERM) -> bool:
+        """Send ``sig`` to the process group; whether the process was still running."""
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
+            return True
+        return False
+
+    def wait_stopped(self, timeout: float = 30) -> None:
+        """Wait for the process to end; SIGKILL after ``timeout`` seconds."""
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -363,8 +429,10 @@ class Stack:
         wait_until(lambda: httpx.get(f"{self.api}/healthz", timeout=2).status_code == 200, timeout=timeout, what="API up")
 
     def close(self) -> None:
-        for service in reversed(self.services):
-            service.stop()
+        """Stop every process: all are sent SIGTERM first, so their graceful stops overlap."""
+        stopping = [service for service in reversed(self.services) if service.send(signal.SIGTERM)]
+        for service in stopping:
+            service.wait_stopped()
 
     def logs(self) -> str:
         return "\n".join(f"----- {s.name} -----\n{s.tail()}" for s in self.services)
@@ -388,7 +456,21 @@ def pytest_runtest_makereport(item, call):
     setattr(item, f"rep_{report.when}", report)
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
     for item in items:
         if "integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+    # With N test processes (pytest-xdist), each starts on its own contiguous Nth of the collection
+    # and idle ones then take tests from the end of the others' queues. The integration tests
+    # (minutes of worker processes each) are dealt out over those Nths, at their starts, so that
+    # the long ones do not all queue in the first process while the others only run unit tests.
+    processes = config.getoption("numprocesses", default=None)
+    if isinstance(processes, int) and processes > 1:
+        integration = [item for item in items if item.get_closest_marker("integration")]
+        rest = [item for item in items if not item.get_closest_marker("integration")]
+        size = -(-len(rest) // processes)
+        items[:] = [
+            item
+            for n in range(processes)
+            for item in (*integration[n::processes], *rest[n * size : (n + 1) * size])
+        ]

@@ -8,7 +8,7 @@ import time
 import httpx
 
 from streams.producer import make_producer, send_events
-from tests.integration.conftest import wait_until
+from tests.integration.conftest import free_port, wait_until
 
 
 def watermark_delays(metrics_url: str) -> dict[str, float]:
@@ -17,7 +17,7 @@ def watermark_delays(metrics_url: str) -> dict[str, float]:
 
 
 def test_idle_partitions_follow_the_wall_clock(stack):
-    port = "36123"
+    port = str(free_port())  # not a fixed one: other test processes run workers too
     stack.start("worker", "worker", PORTRAITS_LIVE_IDLE_SECONDS="2", PORTRAITS_WORKER_WEB_PORT=port)
     two_hours_ago = int(time.time() * 1000) - 2 * 3_600_000
     events = [

@@ -7,6 +7,7 @@ import subprocess
 import time
 
 import httpx
+import pytest
 
 from streams.simulation import ShopSimulator
 from streams.topics import state_changelog
@@ -32,6 +33,7 @@ def kafka(command: str, bootstrap: str) -> None:
     subprocess.run([str(ROOT / "scripts/kafka"), command], env=env, check=True, timeout=300)
 
 
+@pytest.mark.broker_restart  # stops the shared broker: runs while no other test uses it
 def test_worker_carries_on_after_a_broker_restart(stack, kafka_bootstrap):
     settings = stack.settings()
     simulator = ShopSimulator(n_users=60, start_ms=int(time.time() * 1000) - 5 * DAY, seed=31)
@@ -44,6 +46,8 @@ def test_worker_carries_on_after_a_broker_restart(stack, kafka_bootstrap):
     send_history(settings, profiles=profiles.values(), events=events[: len(events) // 2])
 
     def applied() -> bool:
+        # a worker that died does not come back: fail now, with its log, not when the wait ends
+        assert worker.alive(), worker.tail()
         # the worker's own applied offsets, not the group's committed ones: once, the group
         # coordinator answered NotCoordinator to the test's offset queries for the whole wait
         return worker_applied_everything(stack, worker, ("events", "profiles"))

@@ -8,7 +8,6 @@ the raw events, whichever worker held the user when.
 
 from __future__ import annotations
 
-import pytest
 
 import threading
 import time
@@ -69,11 +68,6 @@ def group_members(stack) -> int:
     return len(group["members"]) if group["group_state"] == "Stable" else 0
 
 
-@pytest.mark.xfail(
-    reason="with the partition engine, one partition sometimes stays uncommitted by the group after a worker joins "
-    "(2 runs in 5: every record applied by both workers, the group's committed offset None); cause not found yet",
-    strict=False,
-)
 def test_workers_join_and_leave_without_losing_anything(kafka_bootstrap, tmp_path):
     # six partitions, so that Faust's sticky assignor has one to give each of three workers
     stack = Stack(kafka_bootstrap, tmp_path)

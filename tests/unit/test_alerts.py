@@ -182,3 +182,22 @@ def test_alerts_need_a_rearm_and_a_cooldown_between_them(risks, cooldown_days):
         assert min(risks[a + 1:b]) < policy.rearm_below
     for i in fired:
         assert risks[i] >= policy.threshold
+
+
+def test_a_silent_user_is_not_re_armed_by_a_model_that_changed_its_mind():
+    # a new snapshot can lower a silent user's risk below rearm_below and raise it again later:
+    # that is still one silence, alerted once; an event of the user's re-arms
+    policy = AlertPolicy(threshold=0.7, rearm_below=0.5, cooldown_ms=14 * DAY)
+    state = AlertState()
+    last_event = 0
+
+    def observe(risk, day):
+        return step(state, user_id="u1", risk=risk, layer="high_value", spend=900.0, reasons=[], ts_ms=day * DAY,
+                    policy=policy, last_event_ms=last_event)
+
+    assert observe(0.8, 3) is not None
+    assert [observe(risk, day) for day, risk in [(10, 0.3), (21, 0.9), (40, 0.95)]] == [None, None, None]
+    assert not state.armed
+    last_event = 41 * DAY  # the user comes back, then falls silent again
+    assert observe(0.2, 42) is None and state.armed
+    assert observe(0.8, 60) is not None

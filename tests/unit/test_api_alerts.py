@@ -134,3 +134,77 @@ def test_the_model_summary_is_served_once_published(store):
         serving = {"model_version": None, "rescored_version": None, "rescore_pending": False, "portraits_rescored": 0}
         assert found.status_code == 200 and found.json() == {**summary, "serving": serving}
         assert client.get("/v1/models").status_code == 401
+
+
+def open_streams(app, requests: list[tuple[str, str]], *, leave_after: float) -> list[int]:
+    """Open streams (method, token) on ``app`` at once; each client leaves after ``leave_after`` seconds
+    (0: before anything is sent). The statuses, in order."""
+    from tests.unit.test_api_limits import asgi_scope
+
+    async def one(method: str, token: str) -> int:
+        statuses: list[int] = []
+
+        async def receive():
+            await asyncio.sleep(leave_after)
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+                await asyncio.sleep(0.05)  # a real server's write takes a while: the client may be gone by then
+
+        headers = [(b"authorization", f"Bearer {token}".encode())]
+        await app(asgi_scope(method, "/v1/alerts/stream", headers), receive, send)
+        return statuses[0] if statuses else 0
+
+    async def scenario():
+        return await asyncio.gather(*(one(method, token) for method, token in requests))
+
+    return asyncio.run(scenario())
+
+
+@pytest.mark.timeout(30)
+def test_a_client_that_leaves_before_the_first_event_leaves_no_subscription(store):
+    app = make_client(store).app
+    hub = store.handlers[ALERTS_SPACE].hub
+    for _ in range(3):
+        open_streams(app, [("GET", "t-reader")], leave_after=0)
+        assert hub.subscribers == 0
+
+
+@pytest.mark.timeout(30)
+def test_live_streams_are_capped_per_token_and_overall(tmp_path):
+    from api.app import open_store
+    from api.auth import ApiSettings
+
+    capped = open_store(tmp_path, ApiSettings(api_streams_per_token=2, api_streams_total=3))
+    try:
+        app = make_client(capped).app
+        hub = capped.handlers[ALERTS_SPACE].hub
+        # the later ones arrive while the first three are open; the 429 and 503 answers are at once
+        statuses = open_streams(app, [("GET", "t-reader")] * 3 + [("GET", "t-admin")] * 2, leave_after=0.5)
+        assert statuses == [200, 200, 429, 200, 503]
+        assert hub.subscribers == 0
+        assert open_streams(app, [("GET", "t-reader")] * 2, leave_after=0.1) == [200, 200]  # the slots are free again
+    finally:
+        capped.close()
+
+
+def test_alerts_older_than_the_retention_are_pruned_with_their_postings(tmp_path):
+    from api.app import open_store
+    from api.auth import ApiSettings
+
+    store = open_store(tmp_path, ApiSettings(api_alert_retention_days=2))
+    try:
+        store.apply("churn-alerts", ALERTS_SPACE, alert_records(ALERTS[:2]))  # days 1 and 2
+        assert store.count(ALERTS_SPACE) == 2
+        store.apply("churn-alerts", ALERTS_SPACE, alert_records(ALERTS[2:], start=2))  # days 3-5: days 1 and 2 go
+        assert store.count(ALERTS_SPACE) == 3
+        with make_client(store) as client:
+            listed = client.get("/v1/alerts", headers=auth()).json()
+            assert [a["alert_id"] for a in listed["alerts"]] == ["a005", "a004", "a003"]
+            assert client.get("/v1/alerts", params={"user_id": "u2"}, headers=auth()).json()["count"] == 1
+        assert not [k for k in store.keys_between(b"i:alert", b"i:alerz") if b"a001" in k or b"a002" in k]
+        assert store.get(ALERTS_SPACE, b"a001") is None
+    finally:
+        store.close()

@@ -196,6 +196,7 @@ def random_audiences(population, seed: int, limits: list[int], exact_count: bool
         yield f, expected, *query_all(client, f, limit=rng.choice(limits), exact_count=exact_count)
 
 
+@pytest.mark.slow
 def test_random_filters_count_and_page_like_a_brute_force_filter(population):
     seen_plans = set()
     for f, expected, count, members, plans in random_audiences(population, 7, [50, 333, 1000], exact_count=True):
@@ -208,6 +209,7 @@ def test_random_filters_count_and_page_like_a_brute_force_filter(population):
     assert seen_plans == {"full_scan", "indexes", "probed", "residual"}  # every strategy was exercised
 
 
+@pytest.mark.slow
 def test_pages_without_an_exact_count_list_the_same_users(population):
     """Without exact_count the planner may walk instead of counting: the same members, page by
     page, and a count only where it is exact."""

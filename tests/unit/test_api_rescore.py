@@ -123,3 +123,24 @@ def test_a_reopened_store_scores_with_the_stored_snapshot(served, tmp_path):
     assert rescore_stored(reopened, b"p:", models) == 12
     assert reopened.get_json(b"p:", "u03")["churn"] == new.churn(base["u03"])
     reopened.close()
+
+
+def test_the_api_keeps_no_user_of_the_trainers_purchase_sample(served, tmp_path):
+    store, base, old, new = served
+    full = snapshot(11, **NEW)
+    full.purchase_sample = {"secret-user-7": (3, 10.0, 40.0, None), "secret-user-8": (1, 0.0, 12.0, 5)}
+    store.apply("models", b"m:", [(0, 2, b"snapshot", full.to_bytes())])
+    kept = store.get(b"m:", b"snapshot")
+    assert b"secret-user-7" not in kept and b"secret-user-8" not in kept and len(kept) < len(full.to_bytes())
+    models = store.handlers[b"m:"].models
+    assert models.version == 11 and models.purchase_sample == {}
+    for portrait in base.values():  # it scores exactly as the whole snapshot
+        assert models.churn(portrait) == full.churn(portrait)
+    store.db[b"m:snapshot"] = full.to_bytes()  # as a store written before slimming holds it
+    store.close()
+    reopened = make_store(tmp_path / "store")
+    try:
+        assert reopened.handlers[b"m:"].models.version == 11 and reopened.handlers[b"m:"].models.purchase_sample == {}
+        assert b"secret-user-7" not in reopened.get(b"m:", b"snapshot")
+    finally:
+        reopened.close()

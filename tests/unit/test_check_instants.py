@@ -194,6 +194,7 @@ def test_layer_when_last_bought_matches_render_at_the_purchase():
 # -- no stage or layer change between two scheduled checks ----------------------------
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(histories(), st.integers(0, 3 * DAY))
 def test_neither_stage_nor_layer_changes_between_two_checks(state, delay):
@@ -352,9 +353,14 @@ def test_cooldown_end_and_rearm_are_instants():
     state.alert = AlertState(armed=True, last_fired_ms=as_of - 10 * DAY).to_json()
     instants = check_instants(state, as_of=as_of, models=high, config=config)
     assert instants["crossing"] == -(-(as_of + 4 * DAY) // MINUTE) * MINUTE
-    # disarmed under a classifier whose risk falls below the re-arm level after 9 days: a re-arm instant
+    # disarmed by an alert in this silence: whatever the risk does, no re-arm before the user comes back
     falling = BumpRisk(lambda days: 0.9 if days < 9 else 0.2)
     state.alert = AlertState(armed=False, last_fired_ms=as_of - DAY).to_json()
+    instants = check_instants(state, as_of=as_of, models=falling, config=config)
+    assert "rearm" not in instants and "crossing" not in instants
+    # disarmed by an alert before the user's last event, under a classifier whose risk falls below
+    # the re-arm level after 9 days of silence: a re-arm instant
+    state.alert = AlertState(armed=False, last_fired_ms=state.last_seen - DAY).to_json()
     instants = check_instants(state, as_of=as_of, models=falling, config=config)
     assert risk_at(state, falling, instants["rearm"]) < config.alerts.rearm_below
     assert instants["rearm"] - (state.last_purchase + 9 * DAY) <= 7 * DAY // config.risk_grid_points

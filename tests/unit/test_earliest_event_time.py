@@ -52,6 +52,7 @@ def test_a_setting_that_is_no_instant_stops_at_start(value):
         Settings(earliest_event_time=value)
 
 
+@pytest.mark.slow
 def test_a_1997_98_purchase_log_replays_whole():
     start = to_epoch_ms("1997-01-01T00:00:00Z")
     log = [

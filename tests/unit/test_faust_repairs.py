@@ -29,8 +29,11 @@ def test_the_drain_hook_overrides_a_method_faust_still_has():
 class _Consumer:
     """The two calls read_stalled_again makes of Faust's consumer, recorded."""
 
-    def __init__(self, ends: dict):
-        self.ends, self.seeks, self.resumed = ends, [], []
+    def __init__(self, ends: dict, assigned: set):
+        self.ends, self.assigned, self.seeks, self.resumed = ends, assigned, [], []
+
+    def assignment(self):
+        return set(self.assigned)
 
     async def highwaters(self, *partitions):
         return {tp: self.ends[tp] for tp in partitions if tp in self.ends}
@@ -43,10 +46,11 @@ class _Consumer:
 
 
 def test_a_stalled_partition_is_sought_back_to_the_first_record_its_progress_lacks():
-    behind, current, fresh, revoked = (TP("events", p) for p in range(4))
-    consumer = _Consumer({behind: 50, current: 10, fresh: 5, revoked: 9})
-    applied = {behind: 29, current: 9, fresh: None}  # `revoked` left: its engine is gone
-    sought = asyncio.run(read_stalled_again(consumer, [behind, current, fresh, revoked], applied))
+    behind, current, fresh, revoked, moved = (TP("events", p) for p in range(5))
+    consumer = _Consumer({behind: 50, current: 10, fresh: 5, revoked: 9, moved: 20}, assigned={behind, current, fresh, revoked})
+    # `revoked` left: its engine is gone; `moved` has an engine but the consumer no longer holds it
+    applied = {behind: 29, current: 9, fresh: None, moved: 3}
+    sought = asyncio.run(read_stalled_again(consumer, [behind, current, fresh, revoked, moved], applied))
     assert sought == [behind, fresh]
     assert consumer.seeks == [(behind, 30), (fresh, 0)] and consumer.resumed == [behind, fresh]
 

@@ -116,6 +116,7 @@ def test_the_engine_folds_each_user_as_the_batch_reference_does(history):
         assert states[user]["spend_cents"] == sum(round(e["amount"] * 100) for e in pays.values())
 
 
+@pytest.mark.slow
 def test_a_crash_between_any_two_effects_ends_where_an_uninterrupted_run_does(history, models):
     records = records_of(history, erasures={len(history) // 2: history[len(history) // 2]["user_id"]})
     straight_store: dict = {}
@@ -145,6 +146,7 @@ def test_a_crash_between_any_two_effects_ends_where_an_uninterrupted_run_does(hi
         assert set(again) <= set(alerts)
 
 
+@pytest.mark.slow
 def test_alerts_and_erasure_records_are_confirmed_before_any_later_write(history, models):
     records = records_of(history, erasures={100: history[100]["user_id"]})
     _, log = run(records, {}, models)

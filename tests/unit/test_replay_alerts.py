@@ -32,6 +32,7 @@ def config() -> WatchConfig:
     return Settings(timezone="Asia/Shanghai").watch_config()
 
 
+@pytest.mark.slow
 def test_warm_started_models_alert_lapsed_users_once_after_they_fall_silent(history, config):
     events, truth = history
     half = len(events) // 2
