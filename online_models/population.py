@@ -179,7 +179,8 @@ class PopulationModels:
         """Refit BG/NBD and MBG/NBD by maximum likelihood on the bounded sample (time unit: days).
 
         Silent users' ages ``T`` are carried forward to the newest sample (:meth:`current_purchase_stats`).
-        Only a sound fit (:func:`online_models._bgnbd_common.fit_trusted`) replaces the one in use;
+        Only a sound fit (:func:`online_models._bgnbd_common.fit_trusted`) replaces the one in use,
+        a shrunk one beyond the slack only if it explains the current sample better than the one in use;
         :attr:`fit_reports` says how the last refit went and whether it was kept.
         """
         self.since_refit = 0
@@ -189,7 +190,7 @@ class PopulationModels:
         reports = dict(getattr(self, "fit_reports", {}))  # snapshots made before reports existed
         for name, cls in (("bgnbd", BGNBD), ("mbgnbd", MBGNBD)):
             try:
-                model, report = fit_trusted(cls, x, t_x, T)
+                model, report = fit_trusted(cls, x, t_x, T, in_use=getattr(self, name, None))
             except (ValueError, FloatingPointError, RuntimeError) as error:
                 model, report = None, {"sound": False, "error": str(error)[:200]}
             if model is not None:
