@@ -289,7 +289,7 @@ def fit_report(model: BetaGeoBase) -> dict[str, Any]:
     }
 
 
-def fit_trusted(cls: type[BetaGeoBase], x, t_x, T) -> tuple[BetaGeoBase | None, dict[str, Any]]:
+def fit_trusted(cls: type[BetaGeoBase], x, t_x, T, *, in_use: BetaGeoBase | None = None) -> tuple[BetaGeoBase | None, dict[str, Any]]:
     """A sound fit of ``cls`` and its :func:`fit_report`; the model is None when no fit is sound.
 
     The plain maximum-likelihood fit when it is sound. When it runs to an edge (the
@@ -298,6 +298,12 @@ def fit_trusted(cls: type[BetaGeoBase], x, t_x, T) -> tuple[BetaGeoBase | None, 
     towards 1 (:data:`SHRINK`) instead, if it is sound and its log-likelihood is within
     :data:`SHRINK_LL_SLACK` of the plain one (no significant loss of fit). The report
     of a refused fit names the plain fit's parameters.
+
+    A sound shrunk fit that loses more than the slack is still taken over ``in_use``
+    (the fit the caller serves) when it explains this sample better than ``in_use``
+    does: the slack is a fixed amount of log-likelihood while the loss grows with the
+    sample, so on a large sample every refit would be refused and the fit in use,
+    made on the first few buyers, would be served for good.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -309,4 +315,13 @@ def fit_trusted(cls: type[BetaGeoBase], x, t_x, T) -> tuple[BetaGeoBase | None, 
     shrunk_report = fit_report(shrunk)
     if shrunk_report["sound"] and plain.log_likelihood_ - shrunk.log_likelihood_ <= SHRINK_LL_SLACK:
         return shrunk, {**shrunk_report, "plain_fit": {**report, "params": dict(plain.params_)}}
+    if shrunk_report["sound"] and in_use is not None:
+        with np.errstate(all="ignore"):
+            in_use_ll = float(np.sum(in_use.log_likelihood(x, t_x, T)))
+        if np.isfinite(in_use_ll) and shrunk.log_likelihood_ > in_use_ll:
+            return shrunk, {
+                **shrunk_report,
+                "plain_fit": {**report, "params": dict(plain.params_)},
+                "replaced_log_likelihood": in_use_ll,
+            }
     return None, {**report, "params": dict(plain.params_), "shrunk_fit": {**shrunk_report, "params": dict(shrunk.params_)}}

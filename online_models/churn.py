@@ -21,6 +21,8 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
+from online_models.risk_selection import USES_CLASSIFIER, no_purchase_within
+
 DAY_MS = 86_400_000
 
 
@@ -79,11 +81,16 @@ def churn_scores(
     classifier=None,
     features: dict[str, float] | None = None,
     classifier_ready: bool = False,
+    selection=None,
+    risk_model: str | None = None,
 ) -> dict[str, Any]:
     """``{risk, p_alive, p_alive_bgnbd, model, reasons}`` for the portrait.
 
-    ``risk`` is the classifier's churn probability once it has proven itself
-    (``classifier_ready``), else ``1 - P(alive)`` under MBG/NBD, else None.
+    For a buyer with a fitted MBG/NBD, ``risk`` is the candidate that ``selection``
+    (:class:`online_models.risk_selection.RiskSelection`) chose by its measured
+    calibration and ranking, and ``model`` names it; without a selection, ``1 - P(alive)``
+    under MBG/NBD (``risk_model``: the selection's choice, when the caller has it at hand). A non-buyer gets the classifier's probability once it has proven
+    itself (``classifier_ready``), else None.
     """
     stats = purchase_stats(portrait)
     p_alive = p_alive_bg = None
@@ -92,10 +99,25 @@ def churn_scores(
             p_alive = round(float(mbgnbd.p_alive(*stats)), 4)
         if bgnbd is not None:
             p_alive_bg = round(float(bgnbd.p_alive(*stats)), 4)
-    if classifier is not None and classifier_ready and features is not None:
-        risk, model = round(classifier.predict_proba_one(features), 4), "classifier"
+    if p_alive is not None and selection is not None:
+        model = risk_model or selection.chosen()
+        classifier_p = None
+        if model in USES_CLASSIFIER:
+            if classifier is None or features is None:
+                raise ValueError(f"risk model {model!r} needs the classifier and the features")
+            classifier_p = classifier.predict_proba_one(features)
+        exact_alive = float(mbgnbd.p_alive(*stats))
+        risk = selection.score(
+            model,
+            p_alive=exact_alive,
+            horizon_p=no_purchase_within(mbgnbd, *stats, selection.horizon_days),
+            classifier_p=classifier_p,
+        )
+        risk = round(risk, 4)
     elif p_alive is not None:
         risk, model = round(1.0 - p_alive, 4), "mbgnbd"
+    elif classifier is not None and classifier_ready and features is not None:
+        risk, model = round(classifier.predict_proba_one(features), 4), "classifier"
     else:
         risk, model = None, "none"
     return {

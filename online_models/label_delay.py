@@ -81,18 +81,26 @@ class LabelDelay:
         """Whether :meth:`maybe_snapshot` at ``ts_ms`` would record (render features only then)."""
         return not pending or ts_ms >= pending[-1][0] + self.sample_every_ms
 
-    def maybe_snapshot(self, pending: list, ts_ms: int, features: dict[str, Any]) -> list:
-        """``pending`` with ``[ts_ms, features]`` appended if a snapshot is due at ``ts_ms``."""
+    def maybe_snapshot(self, pending: list, ts_ms: int, features: dict[str, Any], context: Any = None) -> list:
+        """``pending`` with ``[ts_ms, features]`` appended if a snapshot is due at ``ts_ms``.
+
+        A ``context`` that is not None (JSON-able: what else was known at ``ts_ms``, e.g. the
+        purchase statistics) is kept as a third element and handed back by :meth:`release`.
+        """
         if not self.due(pending, ts_ms):
             return pending
-        out = [*pending, [int(ts_ms), dict(features)]]
+        entry = [int(ts_ms), dict(features)] if context is None else [int(ts_ms), dict(features), context]
+        out = [*pending, entry]
         return out[-self.max_pending :]
 
-    def release(self, pending: list, watermark_ms: int, purchase_times: list[int]) -> tuple[list, list[tuple[dict, bool]]]:
+    def release(
+        self, pending: list, watermark_ms: int, purchase_times: list[int], *, with_context: bool = False
+    ) -> tuple[list, list[tuple]]:
         """``(still pending, [(features, churned), ...])`` for the snapshots the watermark has passed.
 
         A snapshot at ``t`` is released once ``t + horizon_ms < watermark_ms``; its label
         is ``True`` (churned) unless some purchase time ``p`` has ``t < p <= t + horizon_ms``.
+        ``with_context``: ``(features, churned, context)`` triples (context None when none was kept).
         """
         if not pending or pending[0][0] + self.horizon_ms >= watermark_ms:
             return pending, []
@@ -105,7 +113,10 @@ class LabelDelay:
                 continue
             i = bisect.bisect_right(times, t)  # first purchase strictly after t
             bought = i < len(times) and times[i] <= t + self.horizon_ms
-            labelled.append((features, not bought))
+            if with_context:
+                labelled.append((features, not bought, snapshot[2] if len(snapshot) > 2 else None))
+            else:
+                labelled.append((features, not bought))
         return remaining, labelled
 
     def add_purchase(self, purchase_times: list[int], ts_ms: int) -> list[int]:

@@ -38,6 +38,7 @@ from online_models.clock import DAY_MS
 from online_models.features import behaviour_features
 from online_models.lifecycle import LifecycleConfig, lifecycle_stage
 from online_models.mbgnbd import MBGNBD
+from online_models.risk_selection import USES_CLASSIFIER, RiskSelection, no_purchase_within
 from online_models.rfm import LayerConfig, RFMScorer, value_layer
 from online_models.segments import SegmentModel
 from online_models.tags import TagRules
@@ -68,12 +69,14 @@ class PopulationModels:
         self.rfm = RFMScorer()
         self.segments = SegmentModel(n_segments=self.config.n_segments, warmup=self.config.segment_warmup)
         self.classifier = ChurnClassifier()
+        #: the candidate churn risks' progressive figures on buyers' labels, and the one served
+        self.risk = RiskSelection(min_labels=self.config.classifier_min_labels, min_auc=self.config.classifier_min_auc)
         self.bgnbd: BGNBD | None = None
         self.mbgnbd: MBGNBD | None = None
         #: ``{"bgnbd": report, "mbgnbd": report}`` of the last refit (see :func:`online_models._bgnbd_common.fit_report`)
         self.fit_reports: dict[str, dict[str, Any]] = {}
-        #: user id -> (x, t_x, T) in days, and the event time (ms) of their sample when it was the last
-        #: one until their next event (else None): that T is carried forward (:meth:`current_purchase_stats`)
+        #: user id -> (x, t_x, T) in days and the event time (ms) of the sample they come from, from which
+        #: T is carried forward (:meth:`current_purchase_stats`); None in entries of older snapshots
         self.purchase_sample: dict[str, tuple[int, float, float, int | None]] = {}
         self.user_samples = 0
         self.since_refit = 0
@@ -83,11 +86,11 @@ class PopulationModels:
 
     # ---------------------------------------------------------------- learning
     def learn(self, sample: dict[str, Any]) -> None:
-        """Learn one sample: ``{"kind": "user", "ts", "portrait"}`` or ``{"kind": "label", "ts", "features", "label"}``;
-        ``{"kind": "forget", "user_id"}`` erases a user instead (:meth:`forget`).
-
-        A user sample with ``"last_until_event": True`` is the last one the user
-        sends until their next event (see :mod:`online_models.watch`)."""
+        """Learn one sample: ``{"kind": "user", "ts", "portrait"}``, ``{"kind": "label", "ts", "features",
+        "label"}`` (optionally ``purchase_stats`` [x, t_x, T] at the snapshot and ``horizon_ms``), or
+        ``{"kind": "purchase_stats", "ts", "user_id", "stats"}``: a buyer's (x, t_x, T) after a purchase
+        that followed their sample of the period (see :mod:`online_models.watch`);
+        ``{"kind": "forget", "user_id"}`` erases a user instead (:meth:`forget`)."""
         if sample["kind"] == "forget":
             self.forget(str(sample["user_id"]))
             return
@@ -95,7 +98,11 @@ class PopulationModels:
         self.trained_until_ms = max(self.trained_until_ms, ts)
         self.version += 1
         if sample["kind"] == "label":
-            self.classifier.learn_one(sample["features"], bool(sample["label"]))
+            self._learn_label(sample)
+            return
+        if sample["kind"] == "purchase_stats":
+            x, t_x, T = sample["stats"]
+            self._keep_purchase_stats(str(sample["user_id"]), (int(x), float(t_x), float(T)), ts)
             return
         portrait = sample["portrait"]
         self.user_samples += 1
@@ -104,12 +111,28 @@ class PopulationModels:
         self.segments.learn_one(behaviour_features(portrait), gmv=gmv)
         stats = purchase_stats(portrait)
         if stats is not None:
-            self._keep_purchase_stats(portrait["user_id"], stats, ts if sample.get("last_until_event") else None)
+            self._keep_purchase_stats(portrait["user_id"], stats, ts)
             self.since_refit += 1
             if self.since_refit >= self.config.churn_refit_every or (
                 self.mbgnbd is None and len(self.purchase_sample) >= self.config.churn_min_buyers
             ):
                 self.refit_churn()
+
+    def _learn_label(self, sample: dict[str, Any]) -> None:
+        """Score the buyer's candidate risks on the label (:class:`RiskSelection`), then train the classifier."""
+        features, churned = sample["features"], bool(sample["label"])
+        if sample.get("horizon_ms"):
+            self.risk.horizon_days = sample["horizon_ms"] / DAY_MS
+        stats = sample.get("purchase_stats")
+        if stats is not None and self.mbgnbd is not None and all(map(np.isfinite, features.values())):
+            x, t_x, T = int(stats[0]), float(stats[1]), float(stats[2])
+            self.risk.learn(
+                p_alive=float(self.mbgnbd.p_alive(x, t_x, T)),
+                horizon_p=no_purchase_within(self.mbgnbd, x, t_x, T, self.risk.horizon_days),
+                classifier_p=self.classifier.predict_proba_one(features),
+                churned=churned,
+            )
+        self.classifier.learn_one(features, churned)
 
     def _keep_purchase_stats(self, user_id: str, stats: tuple[int, float, float], carried_from_ms: int | None) -> None:
         sample = self.purchase_sample
@@ -118,15 +141,13 @@ class PopulationModels:
         sample[user_id] = (*stats, carried_from_ms)
 
     def current_purchase_stats(self) -> list[tuple[int, float, float]]:
-        """The kept ``(x, t_x, T)``, the age ``T`` of a user who stopped sending samples carried forward.
+        """The kept ``(x, t_x, T)`` as of ``trained_until_ms``: each age ``T`` carried forward from its sample.
 
-        A user is sampled once a period while active and for a few periods of
-        silence, not for as long as they stay away. Their last sample (marked
-        ``last_until_event``) still says how they stand: with no event since (an
-        event would bring a new sample) only their age ``T`` has grown, by the
-        event time from that sample to ``trained_until_ms``. Other entries are at
-        most a period old and stay as they are, as do the three-field entries of
-        snapshots made before the mark existed.
+        Every purchase reaches the trainer (in the period's sample, or in a
+        ``purchase_stats`` sample when it follows that), so ``x`` and ``t_x`` are
+        current, and ``T`` (the age of the first purchase) grows with event time
+        alone: by the time from the sample to ``trained_until_ms``. Entries of
+        older snapshots without a sample time (None, or three fields) stay as they are.
 
         >>> models = PopulationModels()
         >>> models.purchase_sample = {"u1": (2, 10.0, 30.0, 0), "u2": (1, 3.0, 5.0, None), "u3": (0, 0.0, 5.0)}
@@ -158,7 +179,8 @@ class PopulationModels:
         """Refit BG/NBD and MBG/NBD by maximum likelihood on the bounded sample (time unit: days).
 
         Silent users' ages ``T`` are carried forward to the newest sample (:meth:`current_purchase_stats`).
-        Only a sound fit (:func:`online_models._bgnbd_common.fit_trusted`) replaces the one in use;
+        Only a sound fit (:func:`online_models._bgnbd_common.fit_trusted`) replaces the one in use,
+        a shrunk one beyond the slack only if it explains the current sample better than the one in use;
         :attr:`fit_reports` says how the last refit went and whether it was kept.
         """
         self.since_refit = 0
@@ -168,7 +190,7 @@ class PopulationModels:
         reports = dict(getattr(self, "fit_reports", {}))  # snapshots made before reports existed
         for name, cls in (("bgnbd", BGNBD), ("mbgnbd", MBGNBD)):
             try:
-                model, report = fit_trusted(cls, x, t_x, T)
+                model, report = fit_trusted(cls, x, t_x, T, in_use=getattr(self, name, None))
             except (ValueError, FloatingPointError, RuntimeError) as error:
                 model, report = None, {"sound": False, "error": str(error)[:200]}
             if model is not None:
@@ -202,6 +224,21 @@ class PopulationModels:
             self.__dict__["_ready"] = ready
         return ready[1]
 
+    def risk_uses_classifier(self) -> bool:
+        """Whether a buyer's served risk reads the classifier (then it can fall while the user is silent).
+
+        Kept per :attr:`version`, like :meth:`classifier_ready`."""
+        return self.risk_model() in USES_CLASSIFIER
+
+    def risk_model(self) -> str:
+        """The candidate risk served to buyers (:meth:`RiskSelection.chosen`), kept per :attr:`version`:
+        it reads four AUCs, far more than a score costs, and a check scores many instants."""
+        cached = self.__dict__.get("_uses")
+        if cached is None or cached[0] != self.version:
+            cached = (self.version, self.risk.chosen())
+            self.__dict__["_uses"] = cached
+        return cached[1]
+
     def enrich(self, portrait: dict[str, Any]) -> dict[str, Any]:
         """The portrait with ``rfm``, ``lifecycle``, ``segment``, ``tags`` and ``churn`` added."""
         features = behaviour_features(portrait)
@@ -225,7 +262,7 @@ class PopulationModels:
         arrives (:mod:`api.rescore`): one scoring, two callers.
         """
         ready = self.classifier_ready()
-        if ready and features is None:
+        if (ready or self.risk_uses_classifier()) and features is None:
             features = behaviour_features(portrait)
         scores = churn_scores(
             portrait,
@@ -234,6 +271,8 @@ class PopulationModels:
             classifier=self.classifier,
             features=features,
             classifier_ready=ready,
+            selection=self.risk,
+            risk_model=self.risk_model(),
         )
         scores["model_version"] = self.version
         return scores
@@ -264,6 +303,7 @@ class PopulationModels:
                 "bgnbd": fit("bgnbd", self.bgnbd),
                 "mbgnbd": fit("mbgnbd", self.mbgnbd),
                 "classifier": {**self.classifier.report(), "ready": self.classifier_ready()},
+                "risk": self.risk.report(),
                 "sample_size": len(self.purchase_sample),
             },
             "segments": self.segments.describe() if self.segments.seeded else [],
@@ -272,11 +312,13 @@ class PopulationModels:
     # --------------------------------------------------------------- snapshots
     def __getstate__(self) -> dict[str, Any]:
         # tag rules are each process's own configuration, not learned state
-        return {k: v for k, v in self.__dict__.items() if k not in ("rules", "_names", "_ready")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("rules", "_names", "_ready", "_uses")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.rules = TagRules.default()
+        if "risk" not in state:  # a snapshot made before the risk was chosen by measurement
+            self.risk = RiskSelection(min_labels=self.config.classifier_min_labels, min_auc=self.config.classifier_min_auc)
 
     def to_bytes(self) -> bytes:
         """The whole trained state (to resume training, and to score elsewhere); not the tag rules."""

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from online_models.alerts import Alert, AlertPolicy, AlertState, came_back, step
+from online_models.churn import purchase_stats
 from online_models.clock import DAY_MS, MINUTE_MS, ceil_minute
 from online_models.features import behaviour_features
 from online_models.label_delay import LabelDelay
@@ -145,8 +146,13 @@ def watch_user(state: PortraitState, *, as_of: int, watermark: int, models, conf
     snapshot, or None before the first one: then there is no churn score and no alert.
     The user is sampled (a ``user`` sample and a label snapshot) at the first look
     in each sample period up to :func:`sampled_until_period`; the sample of that
-    last period says ``"last_until_event": True``. ``next_check`` is the earliest
-    of :func:`check_instants`.
+    last period says ``"last_until_event": True``. A look right after a purchase
+    (one the watermark has not passed) in a period already sampled sends the
+    buyer's current ``(x, t_x, T)`` instead (a ``purchase_stats`` sample), so the
+    trainer's purchase statistics miss no purchase. A label snapshot keeps the
+    buyer's ``(x, t_x, T)`` too, and the released label carries it
+    (``purchase_stats``) with the horizon (``horizon_ms``): the trainer measures
+    the purchase model's risk on it. ``next_check`` is the earliest of :func:`check_instants`.
     """
     portrait = render(state, as_of=as_of, config=config.portrait)
     period = as_of // config.sample_period_ms
@@ -166,9 +172,19 @@ def watch_user(state: PortraitState, *, as_of: int, watermark: int, models, conf
         if period == last_sampled_period:  # the trainer carries this one's age forward (PopulationModels)
             sample["last_until_event"] = True
         samples.append(sample)
-        state.pending_labels = delay.maybe_snapshot(state.pending_labels, as_of, features)
-    state.pending_labels, labelled = delay.release(state.pending_labels, watermark, state.purchase_times)
-    samples += [{"kind": "label", "ts": as_of, "features": x, "label": y} for x, y in labelled]
+        stats = purchase_stats(portrait)
+        state.pending_labels = delay.maybe_snapshot(
+            state.pending_labels, as_of, features, None if stats is None else list(stats)
+        )
+    elif state.last_purchase is not None and state.last_purchase >= watermark and period == state.sample_period:
+        stats = purchase_stats(portrait)
+        if stats is not None:
+            samples.append({"kind": "purchase_stats", "ts": as_of, "user_id": state.user_id, "stats": list(stats)})
+    state.pending_labels, labelled = delay.release(state.pending_labels, watermark, state.purchase_times, with_context=True)
+    samples += [
+        {"kind": "label", "ts": as_of, "features": x, "label": y, "purchase_stats": stats, "horizon_ms": config.label_horizon_ms}
+        for x, y, stats in labelled
+    ]
 
     alert = None
     if churn is not None and churn.get("risk") is not None:
@@ -238,14 +254,16 @@ def _alert_instants(state: PortraitState, as_of: int, follow_until: int, models,
     if not policy.qualifies(layer_when_last_bought(state, models, config), state.spend_cents / 100):
         return {}  # the layer at the last purchase and the spend stay as they are until an event
     alert_state = AlertState.from_json(state.alert)
-    classifier = models is not None and models.classifier_ready()
+    # the purchase model's risks (1 - P(alive), P(no purchase within H)) of a silent buyer never fall
+    classifier = models is not None and models.risk_uses_classifier()
     if not alert_state.armed and not (classifier and came_back(alert_state, state.last_seen)):
-        # no re-arm before the user comes back (and under MBG/NBD an event that is not a purchase,
-        # which brings its own check, leaves the risk where it was)
+        # no re-arm before the user comes back (and under the purchase model alone an event that is
+        # not a purchase, which brings its own check, leaves the risk where it was)
         return {}
     out: dict[str, int | None] = {}
     search_until = follow_until
-    max_gap = config.max_check_gap_ms if classifier else config.max_check_gap_without_classifier_ms
+    proven = models is not None and models.classifier_ready()
+    max_gap = config.max_check_gap_ms if proven else config.max_check_gap_without_classifier_ms
     if max_gap and as_of + max_gap < follow_until:
         search_until = out["cap"] = as_of + max_gap
     if models is None:
@@ -263,7 +281,7 @@ def _alert_instants(state: PortraitState, as_of: int, follow_until: int, models,
             risk = risk_at(at_ms)
             return risk is not None and risk >= policy.threshold
 
-        # MBG/NBD: 1 - P(alive) of a silent user never falls (its age T grows, x and t_x stay)
+        # MBG/NBD: 1 - P(alive) and P(no purchase within H) of a silent user never fall (T grows, x and t_x stay)
         out["crossing"] = first_minute_where(
             reached, start, search_until, monotone=not classifier, grid_points=config.risk_grid_points
         )

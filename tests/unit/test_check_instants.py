@@ -239,6 +239,9 @@ class BumpRisk:
     def classifier_ready(self) -> bool:
         return True
 
+    def risk_uses_classifier(self) -> bool:
+        return True
+
     def churn(self, portrait, features=None):
         return {"risk": self.shape(portrait["days_since_last_purchase"]), "reasons": [], "model": "classifier"}
 
@@ -432,14 +435,25 @@ def silent_sample(user: str, ts: int, last: bool) -> dict:
     return sample
 
 
-def test_age_of_a_user_who_stopped_sampling_is_carried_to_the_newest_sample():
+def test_every_kept_age_is_carried_to_the_newest_sample():
+    # every purchase reaches the trainer, so only T moves between a user's samples, sampled or silent
     models = PopulationModels(PopulationConfig(churn_min_buyers=10**6))
     models.learn(silent_sample("quiet", T0 + 40 * DAY, last=True))
     models.learn(silent_sample("busy", T0 + 40 * DAY, last=False))
     (_, _, quiet_age), (_, _, busy_age) = models.current_purchase_stats()
     models.learn(silent_sample("other", T0 + 100 * DAY, last=False))
     (_, _, quiet_later), (_, _, busy_later), _ = models.current_purchase_stats()
-    assert quiet_later == pytest.approx(quiet_age + 60) and busy_later == busy_age
+    assert quiet_later == pytest.approx(quiet_age + 60) and busy_later == pytest.approx(busy_age + 60)
+
+
+def test_a_purchase_stats_sample_replaces_the_users_statistics():
+    models = PopulationModels(PopulationConfig(churn_min_buyers=10**6))
+    models.learn(silent_sample("busy", T0 + 40 * DAY, last=False))
+    models.learn({"kind": "purchase_stats", "ts": T0 + 42 * DAY, "user_id": "busy", "stats": [5, 41.0, 42.0]})
+    models.learn(silent_sample("other", T0 + 50 * DAY, last=False))
+    by_user = dict(zip(models.purchase_sample, models.current_purchase_stats()))
+    assert by_user["busy"] == pytest.approx((5, 41.0, 50.0))
+    assert models.user_samples == 2  # the segments and RFM sketches count each user once a period
 
 
 def test_snapshots_with_three_field_entries_still_refit():

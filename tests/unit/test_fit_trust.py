@@ -79,6 +79,24 @@ def _models_with_sample(rows) -> PopulationModels:
     return models
 
 
+@pytest.mark.parametrize("cls", [BGNBD, MBGNBD])
+def test_a_shrunk_fit_beyond_the_slack_still_replaces_a_fit_in_use_that_explains_the_sample_worse(cls, monkeypatch):
+    # the slack is fixed while the loss of a shrunk fit grows with the sample: on a large shop every
+    # refit was refused and the first fit (on 50 buyers of a few days) was served for good
+    from online_models import _bgnbd_common
+
+    x, t_x, T = no_dropout_yet()
+    monkeypatch.setattr(_bgnbd_common, "SHRINK_LL_SLACK", -1e9)  # every shrunk fit loses more than the slack
+    assert fit_trusted(cls, x, t_x, T)[0] is None
+    stale = cls.from_params(r=4.0, alpha=19.0, a=0.33, b=4.1)  # a fit made early, when dropout looked common
+    model, report = fit_trusted(cls, x, t_x, T, in_use=stale)
+    assert model is not None and report["sound"] and report["estimator"] == "shrunk"
+    assert report["replaced_log_likelihood"] == pytest.approx(float(stale.log_likelihood(x, t_x, T).sum()))
+    assert report["log_likelihood"] > report["replaced_log_likelihood"]
+    # a fit in use that explains the sample at least as well stays
+    assert fit_trusted(cls, x, t_x, T, in_use=model)[0] is None
+
+
 def test_a_refit_that_is_not_sound_keeps_the_last_sound_fit_and_says_so(monkeypatch):
     models = _models_with_sample(no_dropout_yet())
     models.refit_churn()
@@ -87,7 +105,7 @@ def test_a_refit_that_is_not_sound_keeps_the_last_sound_fit_and_says_so(monkeypa
 
     refused = {"sound": False, "converged": False, "log_likelihood": -1.0, "n_users": 200, "at_edge": ["a", "b"],
                "estimator": "ml", "params": {"r": 1.0, "alpha": 1.0, "a": 1.85e6, "b": 1.77e8}}
-    monkeypatch.setattr(population_module, "fit_trusted", lambda cls, x, t_x, T: (None, dict(refused)))
+    monkeypatch.setattr(population_module, "fit_trusted", lambda cls, x, t_x, T, **_: (None, dict(refused)))
     models.refit_churn()
     assert models.mbgnbd is kept and models.bgnbd is not None
     summary = models.summary()["churn"]["mbgnbd"]
@@ -100,7 +118,7 @@ def test_a_refit_that_is_not_sound_keeps_the_last_sound_fit_and_says_so(monkeypa
 def test_no_sound_fit_at_all_serves_no_p_alive_and_says_why(monkeypatch):
     models = _models_with_sample(no_dropout_yet())
     monkeypatch.setattr(
-        population_module, "fit_trusted", lambda cls, x, t_x, T: (None, {"sound": False, "converged": False, "at_edge": []})
+        population_module, "fit_trusted", lambda cls, x, t_x, T, **_: (None, {"sound": False, "converged": False, "at_edge": []})
     )
     models.refit_churn()
     assert models.mbgnbd is None and models.bgnbd is None
