@@ -33,8 +33,10 @@ The model is Kafka Streams' processor with punctuators and its record cache:
 >>> engine.process(event(1), now_ms=1714536000000)
 []
 >>> effects = engine.process(event(2, "pay"), now_ms=1714536000000)
->>> [type(e).__name__ for e in effects]  # the third record: u1 written once, then the progress
-['Put', 'Put']
+>>> [type(e).__name__ for e in effects]  # the third: the purchase's statistics for the trainer, u1 written once, the progress
+['Send', 'Put', 'Put']
+>>> effects[0].kind, effects[0].payload["kind"]
+('sample', 'purchase_stats')
 >>> apply_to(store, effects); sorted(store)
 [b'\\x00progress', b'u1']
 >>> engine.process(event(2, "pay"), now_ms=1714536000000), engine.counts["records_skipped"]

@@ -27,8 +27,8 @@ qualifies, ``mbgnbd``.
 >>> track = ScoreTrack()
 >>> for p, y in [(0.9, True), (0.8, True), (0.3, False), (0.85, False), (0.1, False)]:
 ...     track.update(p, y)
->>> track.report()["brier"], track.report()["auc"]
-(0.1915, 0.8333)
+>>> track.report()["brier"], track.report()["auc"]   # (0.01 + 0.04 + 0.09 + 0.7225 + 0.01) / 5; 5 of 6 pairs ordered
+(0.1745, 0.8333)
 """
 
 from __future__ import annotations
