@@ -18,7 +18,7 @@ from online_models.tags import TagRules
 from streams import faust_repairs, metrics, topics
 from streams.faust_repairs import SkippedRecordReader, settle
 from streams.model_feed import ModelFeed
-from streams.record_batches import Outbox, RecordBatches
+from streams.record_batches import Outbox
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class Engines:
         #: partitions whose next profiles record is checked for a hole (Faust skips around rebalances)
         self.profiles_unchecked: set[int] = set()
         self._outbox: Outbox | None = None
-        self._publication: RecordBatches | None = None
+        self._publication: Outbox | None = None
         #: held while one engine call and its effects run, so a timer's flush never splits them
         self.turn = asyncio.Lock()
         self.last_record_at = time.monotonic()
@@ -184,10 +184,10 @@ class Engines:
         models, rendering, covered = self.models(), 0.0, []
         topic = self.settings.topic(topics.PORTRAITS)
         if self._publication is None:
-            publication = RecordBatches(faust_repairs.aiokafka_producer(self.app))
-            await publication.know([topic])
+            publication = Outbox(faust_repairs.aiokafka_producer(self.app))
+            await publication.batches.know([topic])
             self._publication = publication
-        batches = self._publication
+        batches = self._publication.batches
         for partition in list(self.by_partition if partitions is None else partitions):
             engine = self.by_partition.get(partition)
             if engine is None or not engine.unpublished:
@@ -199,8 +199,7 @@ class Engines:
             covered.append((engine, seq, len(sends)))
             rendering += time.monotonic() - started
             await asyncio.sleep(0)  # let the agent run between partitions
-        shipped = await batches.ship()
-        await asyncio.gather(*(one.delivery for one in shipped))
+        await self._publication.deliver()
         for engine, seq, _ in covered:
             engine.published(seq)
         metrics.PORTRAITS_PUBLISHED.inc(sum(count for _, _, count in covered))
