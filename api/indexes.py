@@ -42,7 +42,6 @@ import math
 import struct
 import threading
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
@@ -50,6 +49,7 @@ import orjson
 from api.erasures import ErasureLedger
 from api.rescore import ModelSpace
 from api.store import SEP, Headers, LocalStore, SpaceHandler, Txn, header, prefix_end
+from online_models.clock import instant_ms
 from online_models.erasure import ERASURE_HEADER
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,6 @@ NUMERIC_INDEXES = (*(f"pay{days}" for days in WINDOWS), "risk")
 INDEXES = ("all",) + CATEGORICAL_INDEXES + NUMERIC_INDEXES
 
 _ASEP = "\x1f"  # separator inside aggregate names
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MAX_COUNT = 9_999_999_999
 
 
@@ -130,23 +129,6 @@ def number(value: Any) -> float | None:
         return None
     value = float(value) + 0.0
     return value if math.isfinite(value) else None
-
-
-def instant_ms(value: Any) -> int | None:
-    """An ISO-8601 instant with an offset, as epoch milliseconds; None for anything else.
-
-    >>> instant_ms("1970-01-01T00:00:01.500Z"), instant_ms("yesterday"), instant_ms("2024-01-01T00:00:00")
-    (1500, None, None)
-    """
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        return None
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 def top_categories(portrait: Any) -> list[tuple[str, float | None]]:

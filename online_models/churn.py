@@ -17,20 +17,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
+from online_models.clock import instant_ms
 from online_models.risk_selection import USES_CLASSIFIER, no_purchase_within
 
 DAY_MS = 86_400_000
 
 
-@lru_cache(maxsize=1 << 16)  # portraits repeat the same instants
-def _ms(text: str | None) -> int | None:
-    if text is None:
-        return None
-    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+_ms = instant_ms
 
 
 def purchase_stats(portrait: dict[str, Any]) -> tuple[int, float, float] | None:

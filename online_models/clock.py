@@ -16,8 +16,41 @@ windows.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from typing import Any
+
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MS = timedelta(milliseconds=1)
+
+
+@lru_cache(maxsize=1 << 16)  # portraits repeat the same instants: as_of, first and last visits
+def _parse_instant_ms(text: str) -> int | None:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return None if moment.tzinfo is None else (moment - _EPOCH) // _MS
+
+
+def instant_ms(value: Any) -> int | None:
+    """An ISO-8601 instant with an offset (as portraits carry them) as epoch milliseconds; None for anything else.
+
+    >>> instant_ms("1970-01-01T00:00:01.500Z"), instant_ms("yesterday"), instant_ms("2024-01-01T00:00:00"), instant_ms(5)
+    (1500, None, None, None)
+    """
+    return _parse_instant_ms(value) if isinstance(value, str) else None
+
+
+def days_between(start_ms: int, end_ms: int) -> float:
+    """Days from ``start_ms`` to ``end_ms`` (negative when it is earlier), as a ``timedelta`` counts them.
+
+    >>> days_between(0, 36 * 3_600_000)
+    1.5
+    """
+    return timedelta(milliseconds=end_ms - start_ms).total_seconds() / 86_400
 
 
 def ceil_minute(ts_ms: int) -> int:

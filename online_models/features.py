@@ -61,8 +61,9 @@ True
 from __future__ import annotations
 
 import math
-from datetime import datetime
 from typing import Any
+
+from online_models.clock import days_between, instant_ms
 
 __all__ = ["behaviour_features", "BEHAVIOUR_FEATURES", "DESKTOP_DEVICES", "CATEGORY_PREFIX"]
 
@@ -114,10 +115,10 @@ def _fraction(value: Any) -> float:
 
 
 def _days_between(start: str | None, end: str | None) -> float | None:
-    if not start or not end:
+    start_ms, end_ms = instant_ms(start), instant_ms(end)
+    if start_ms is None or end_ms is None:
         return None
-    delta = datetime.fromisoformat(end) - datetime.fromisoformat(start)
-    return max(delta.total_seconds() / 86_400, 0.0)
+    return max(days_between(start_ms, end_ms), 0.0)
 
 
 def behaviour_features(portrait: dict) -> dict[str, float]:

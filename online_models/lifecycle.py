@@ -21,14 +21,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
+
+from online_models.clock import days_between, instant_ms
 
 __all__ = ["STAGES", "LifecycleConfig", "last_return_gap_days", "lifecycle_stage", "tenure_days"]
 
 #: Every lifecycle stage.
 STAGES = ("new", "active", "at_risk", "churned", "returning")
-_DAY_S = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -54,26 +54,16 @@ def _number(value: Any) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
-def _parse(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
-
-
 def tenure_days(portrait: dict[str, Any]) -> float | None:
     """Days from ``first_seen`` to ``as_of``; None when either is missing.
 
     >>> tenure_days({"first_seen": "2024-05-01T00:00:00.000Z", "as_of": "2024-05-03T12:00:00.000Z"})
     2.5
     """
-    first, as_of = _parse(portrait.get("first_seen")), _parse(portrait.get("as_of"))
+    first, as_of = instant_ms(portrait.get("first_seen")), instant_ms(portrait.get("as_of"))
     if first is None or as_of is None:
         return None
-    return max(0.0, (as_of - first).total_seconds() / _DAY_S)
+    return max(0.0, days_between(first, as_of))
 
 
 def last_return_gap_days(purchase_days: Sequence[int]) -> int | None:

@@ -28,9 +28,8 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections.abc import Callable
-from datetime import timedelta
 
-from online_models.clock import DAY_MS, MINUTE_MS
+from online_models.clock import DAY_MS, MINUTE_MS, days_between
 from online_models.lifecycle import LifecycleConfig, last_return_gap_days, stage_of
 from online_models.portrait import PortraitState, window_totals
 from online_models.rfm import LayerConfig, value_layer
@@ -52,7 +51,6 @@ __all__ = [
 HOUR_MS = 3_600_000
 #: the rolling window the value layer reads (``windows.30d``)
 LAYER_WINDOW_DAYS = 30
-_DAY_S = 86_400.0
 
 
 class CheckSchedule:
@@ -184,7 +182,7 @@ def _days_since(as_of_ms: int, then_ms: int | None) -> float | None:
 
 def _tenure_days(as_of_ms: int, first_seen_ms: int) -> float:
     """:func:`online_models.lifecycle.tenure_days` of a rendered portrait, without its ISO strings."""
-    return max(0.0, timedelta(milliseconds=as_of_ms - first_seen_ms).total_seconds() / _DAY_S)
+    return max(0.0, days_between(first_seen_ms, as_of_ms))
 
 
 def lifecycle_at(state: PortraitState, as_of_ms: int, config: LifecycleConfig = LifecycleConfig()) -> str:

@@ -469,6 +469,7 @@ def _problems(error: ValidationError) -> list[str]:
     return problems
 
 
+#: a compiled condition: a test of a field reader (name -> value, each derived feature computed once)
 _Compiled = Callable[[Callable[[str], Any]], bool]
 
 
@@ -490,10 +491,22 @@ def _compare(op: str, actual: Any, value: Any) -> bool:
 _ORDER_TESTS: dict[str, Callable[[float, float], bool]] = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 
 
+def _cost(condition: Condition) -> int:
+    """How many derived features a condition may compute: parts of ``all``/``any`` run cheapest first."""
+    if condition.all is not None or condition.any is not None:
+        return sum(_cost(c) for c in condition.all or condition.any or ())
+    return 1 if condition.field in DERIVED_FEATURES else 0
+
+
 def _compile(condition: Condition) -> _Compiled:
-    """A test of ``get`` (field -> value) equivalent to ``condition``, with the ordering's bound parsed once."""
-    if condition.all is not None:
-        parts = tuple(_compile(c) for c in condition.all)
+    """A test of ``get`` (field -> value) equivalent to ``condition``, with the ordering's bound parsed once.
+
+    Conditions are pure, so the parts of ``all`` and ``any`` are tried in an order
+    that reads plain portrait fields before derived features: same answer, less work.
+    """
+    if condition.all is not None or condition.any is not None:
+        every = condition.all is not None
+        parts = tuple(_compile(c) for c in sorted(condition.all if every else condition.any, key=_cost))
 
         def all_of(get: Callable[[str], Any]) -> bool:
             for part in parts:
@@ -501,31 +514,66 @@ def _compile(condition: Condition) -> _Compiled:
                     return False
             return True
 
-        return all_of
-    if condition.any is not None:
-        parts = tuple(_compile(c) for c in condition.any)
-
         def any_of(get: Callable[[str], Any]) -> bool:
             for part in parts:
                 if part(get):
                     return True
             return False
 
-        return any_of
+        return all_of if every else any_of
     field, op, value = condition.field, condition.op, condition.value
     assert field is not None and op is not None
     if op in _ORDER_TESTS:
         order, bound = _ORDER_TESTS[op], _num(value)
 
         def ordered(get: Callable[[str], Any]) -> bool:
-            actual = get(field)
-            if actual is None or bound is None:
+            if bound is None:
                 return False
-            actual = _num(actual)
-            return actual is not None and order(actual, bound)
+            actual = get(field)
+            if actual is None or actual is True or actual is False:
+                return False
+            if type(actual) is not float and type(actual) is not int:
+                actual = _num(actual)
+                if actual is None:
+                    return False
+            return actual == actual and order(actual, bound)  # NaN compares false
 
         return ordered
     return lambda get: _compare(op, get(field), value)
+
+
+def _fields(rules: RulesFile) -> set[str]:
+    """Every field the rules read."""
+    found: set[str] = set()
+
+    def walk(condition: Condition) -> None:
+        for part in condition.all or condition.any or ():
+            walk(part)
+        if condition.field is not None:
+            found.add(condition.field)
+
+    for tag in rules.tags:
+        walk(tag.when)
+    return found
+
+
+def _reader(name: str) -> Callable[[Mapping[str, Any], LayerConfig, LifecycleConfig], Any]:
+    """The function reading field ``name`` of a portrait: a derived feature or a dotted path, resolved once."""
+    feature = DERIVED_FEATURES.get(name)
+    if feature is not None:
+        return feature[2]
+    keys = name.split(".")
+    if len(keys) == 1:
+        return lambda p, *_: p.get(name) if isinstance(p, Mapping) else None
+    if len(keys) == 2 and not keys[1].isdigit():
+        first, second = keys
+
+        def two(p: Mapping[str, Any], *_: Any) -> Any:
+            node = p.get(first)
+            return node.get(second) if isinstance(node, Mapping) else None
+
+        return two
+    return lambda p, *_: _get(p, name)
 
 
 class TagRules:
@@ -546,6 +594,7 @@ class TagRules:
         self.layer_config = layer_config
         self.lifecycle_config = lifecycle_config
         self._compiled = [(tag.name, _compile(tag.when)) for tag in rules.tags]
+        self._readers = {name: _reader(name) for name in _fields(rules)}
 
     @classmethod
     def from_dict(
@@ -611,15 +660,14 @@ class TagRules:
     def evaluate(self, portrait: Mapping[str, Any]) -> list[str]:
         """Names of the tags whose condition holds for ``portrait``, sorted."""
         cache: dict[str, Any] = {}
+        readers, layers, lifecycle = self._readers, self.layer_config, self.lifecycle_config
 
         def get(name: str) -> Any:
-            if name not in cache:
-                feature = DERIVED_FEATURES.get(name)
-                if feature is not None:
-                    cache[name] = feature[2](portrait, self.layer_config, self.lifecycle_config)
-                else:
-                    cache[name] = _get(portrait, name)
-            return cache[name]
+            try:
+                return cache[name]
+            except KeyError:
+                value = cache[name] = readers[name](portrait, layers, lifecycle)
+                return value
 
         return sorted(name for name, test in self._compiled if test(get))
 

@@ -36,9 +36,9 @@ def py_spy() -> str:
 
 
 def record(pid: int, seconds: float, out: Path, rate: int = 100) -> Path:
-    """Sample ``pid`` for ``seconds`` into collapsed stacks (``out``), and a flame graph beside it."""
+    """Sample ``pid`` for ``seconds`` into collapsed stacks (``out``): only threads holding the GIL, so the shares are of CPU time."""
     subprocess.run([py_spy(), "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(rate),
-                    "--format", "raw", "--nolineno", "--output", str(out), "--nonblocking"], check=True, capture_output=True, timeout=seconds + 60)
+                    "--format", "raw", "--nolineno", "--output", str(out), "--nonblocking", "--gil"], check=True, capture_output=True, timeout=seconds + 60)
     return out
 
 
