@@ -101,11 +101,18 @@ BEHAVIOUR_FEATURES = (
 )
 
 
+_LOG1P_CAPS: dict[float, float] = {}
+
+
 def _log_scale(value: Any, cap: float) -> float:
     """``log1p(value) / log1p(cap)`` clipped to ``[0, 1]``; None and negatives give 0."""
     if value is None or value <= 0:
         return 0.0
-    return min(math.log1p(value) / math.log1p(cap), 1.0)
+    scale = _LOG1P_CAPS.get(cap)
+    if scale is None:
+        scale = _LOG1P_CAPS[cap] = math.log1p(cap)
+    value = math.log1p(value) / scale
+    return value if value < 1.0 else 1.0
 
 
 def _fraction(value: Any) -> float:
@@ -134,14 +141,19 @@ def behaviour_features(portrait: dict) -> dict[str, float]:
     total = sum(hours)
 
     def hour_share(selected: tuple[int, ...]) -> float:
-        return sum(hours[h] for h in selected) / total if total else 0.0
+        if not total:
+            return 0.0
+        picked = 0
+        for h in selected:
+            picked += hours[h]
+        return picked / total
 
     seen = portrait.get("days_since_last_seen")
     paid = portrait.get("days_since_last_purchase")
     views = funnel.get("views") or 0
     devices = portrait.get("devices") or {}
     device_total = sum(devices.values())
-    mobile = sum(share for name, share in devices.items() if name.lower() not in DESKTOP_DEVICES)
+    mobile = sum(share for name, share in devices.items() if name.lower() not in DESKTOP_DEVICES) if device_total else 0
 
     x = {
         "spend_90d": _log_scale(w90.get("spend"), 20_000),

@@ -217,6 +217,9 @@ def layer_at(state: PortraitState, as_of_ms: int, config: LayerConfig = LayerCon
 
 # -- instants solved for ---------------------------------------------------------
 
+#: how far a threshold's estimated instant may be from the exact one (float rounding is a few milliseconds)
+_ESTIMATE_MARGIN_MS = 1_000
+
 
 def _first_true_after(holds: Callable[[int], bool], after_ms: int, guess_ms: float) -> int | None:
     """The first instant ``> after_ms`` at which ``holds`` (false, then true for good) turns true.
@@ -252,8 +255,9 @@ def lifecycle_change_ms(state: PortraitState, after_ms: int, config: LifecycleCo
     ``new_days``, silence passing ``at_risk_days`` and ``churn_days``, and the days
     since the last purchase passing ``returning_days``. Each is solved exactly as
     ``render`` computes it (``days_since_*`` rounded to 3 decimals, so "above 30
-    days" starts some 43.2 s after 30 days); the answer is the first of them at which
-    the stage really changes. None when it never will.
+    days" starts some 43.2 s after 30 days), in the order of their estimates, and
+    only as far as needed: the answer is the first of them at which the stage
+    really changes. None when it never will.
 
     >>> state = PortraitState("u1", first_seen=0, last_seen=0, last_purchase=0, purchase_days=[0])
     >>> [lifecycle_at(state, t) for t in (lifecycle_change_ms(state, 0) - 1, lifecycle_change_ms(state, 0))]
@@ -267,24 +271,45 @@ def lifecycle_change_ms(state: PortraitState, after_ms: int, config: LifecycleCo
     silence_from = state.last_purchase if state.last_purchase is not None else state.last_seen
     if silence_from is None:
         return None  # no event: "new" until one comes
-    flips: list[int | None] = []
+    # (estimate, condition that turns true for good at the threshold)
+    thresholds: list[tuple[float, Callable[[int], bool]]] = []
     if state.first_seen is not None:
-        first_seen = state.first_seen
-        flips.append(_first_true_after(
-            lambda t: _tenure_days(t, first_seen) > config.new_days, after_ms, first_seen + config.new_days * DAY_MS
-        ))
-    thresholds = [(silence_from, config.at_risk_days), (silence_from, config.churn_days)]
+        first_seen, new_days = state.first_seen, config.new_days
+        thresholds.append((first_seen + new_days * DAY_MS, lambda t: _tenure_days(t, first_seen) > new_days))
+    silences = [(silence_from, config.at_risk_days), (silence_from, config.churn_days)]
     if state.last_purchase is not None:
-        thresholds.append((state.last_purchase, config.returning_days))
-    for since, days in thresholds:
-        flips.append(_first_true_after(
-            lambda t, since=since, days=days: _days_since(t, since) > days,
-            after_ms, since + (days + 0.0005) * DAY_MS))
+        silences.append((state.last_purchase, config.returning_days))
+    for since, days in silences:
+        thresholds.append((since + (days + 0.0005) * DAY_MS, lambda t, since=since, days=days: _days_since(t, since) > days))
+    thresholds.sort(key=lambda pair: pair[0])
     stage = lifecycle_at(state, after_ms, config)
-    for flip in sorted({t for t in flips if t is not None}):
+    solved: list[int] = []  # exact instants found so far, ascending
+    tried: set[int] = set()
+    next_one = 0
+
+    def solve_until(limit: float) -> None:
+        nonlocal next_one
+        while next_one < len(thresholds) and thresholds[next_one][0] <= limit:
+            estimate, holds = thresholds[next_one]
+            next_one += 1
+            flip = _first_true_after(holds, after_ms, estimate)
+            if flip is not None:
+                bisect.insort(solved, flip)
+
+    while True:
+        if not solved:
+            if next_one == len(thresholds):
+                return None
+            solve_until(thresholds[next_one][0])
+            continue
+        # an estimate is off by float rounding only: a threshold estimated past this margin flips later
+        solve_until(solved[0] + _ESTIMATE_MARGIN_MS)
+        flip = solved.pop(0)
+        if flip in tried:
+            continue
+        tried.add(flip)
         if lifecycle_at(state, flip, config) != stage:
             return flip
-    return None
 
 
 def layer_change_ms(state: PortraitState, after_ms: int, config: LayerConfig = LayerConfig()) -> int | None:
