@@ -113,3 +113,90 @@ def test_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("PORTRAITS_KAFKA_CA_FILE", certifi.where())
     options = kafka_security.kafka_python_options(Settings())
     assert (options["sasl_plain_username"], options["sasl_plain_password"]) == ("api", "from-env")
+
+
+# ------------------------------------------------- every client of the product takes them
+
+class Captured(Exception):
+    """Raised by a stand-in client constructor once it has recorded its keyword arguments."""
+
+
+def capture(monkeypatch, owner, name: str) -> list[dict]:
+    """Replace ``owner.name`` (a client class) by a stand-in recording each construction's kwargs."""
+    calls: list[dict] = []
+
+    def constructor(*args, **kwargs):
+        calls.append(kwargs)
+        raise Captured(name)
+
+    monkeypatch.setattr(owner, name, constructor)
+    return calls
+
+
+def assert_secured(kwargs: dict, user: str = "producer") -> None:
+    assert kwargs["security_protocol"] == "SASL_SSL", kwargs
+    assert kwargs["sasl_mechanism"] == "SCRAM-SHA-512" and kwargs["sasl_plain_username"] == user
+    assert kwargs["sasl_plain_password"] == "pw-0123456789"
+    assert kwargs["ssl_context"].get_ca_certs()
+
+
+def test_the_producers_and_topic_creation_are_built_with_the_options(monkeypatch):
+    import kafka
+    import kafka.admin
+
+    from streams.producer import make_producer
+    from streams.topics import create_topics
+
+    producers = capture(monkeypatch, kafka, "KafkaProducer")
+    with pytest.raises(Captured):
+        make_producer(secured(), timeout_s=0)
+    admins = capture(monkeypatch, kafka.admin, "KafkaAdminClient")
+    with pytest.raises(Captured):
+        create_topics(secured(), timeout_s=0)
+    assert_secured(producers[0])
+    assert_secured(admins[0])
+
+
+def test_the_model_feed_and_the_hole_reader_of_the_engines_are_built_with_the_options(monkeypatch):
+    import asyncio
+
+    import kafka
+
+    from streams import faust_repairs
+    from streams.engines import Engines
+
+    engines = Engines(app=None, settings=secured())
+    feed_consumers = capture(monkeypatch, kafka, "KafkaConsumer")
+    engines.feed._stopping.wait = lambda timeout=None: engines.feed.stop()  # one attempt, then out of the loop
+    engines.feed.run()
+    assert_secured(feed_consumers[0])
+    hole_consumers = capture(monkeypatch, faust_repairs, "AIOKafkaConsumer")
+    with pytest.raises(Captured):
+        asyncio.run(engines.skipped.log_start("events", 0))
+    assert_secured(hole_consumers[0])
+
+
+def test_the_api_follower_and_event_sink_are_built_with_the_options(monkeypatch, tmp_path):
+    import time
+
+    import kafka
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app, open_store
+    from api.ingest import EventLogUnavailable, EventSink
+
+    consumers = capture(monkeypatch, kafka, "KafkaConsumer")
+    store = open_store(tmp_path / "store")
+    try:
+        with TestClient(create_app(secured(data_dir=tmp_path), tokens={"t": "admin"}, store=store, follow=True)):
+            deadline = time.monotonic() + 10
+            while not consumers and time.monotonic() < deadline:
+                time.sleep(0.05)
+    finally:
+        store.close()
+    assert_secured(consumers[0])
+
+    producers = capture(monkeypatch, kafka, "KafkaProducer")
+    with pytest.raises((Captured, EventLogUnavailable)):
+        EventSink(secured()).write([(b"u1", b"{}")])
+    assert_secured(producers[0])
