@@ -58,6 +58,7 @@ from online_models.events import MAX_ID_LENGTH, USER_ID_PATTERN, printable
 from online_models.portrait import iso
 from online_models.pseudonym import user_key
 from streams import topics
+from streams.kafka_security import kafka_python_options
 from streams.settings import Settings, get_settings
 
 ALERTS_TOPIC = "churn-alerts"
@@ -160,7 +161,7 @@ def create_app(
                 settings.topic(ALERTS_TOPIC): ALERTS_SPACE,
                 settings.topic(MODELS_TOPIC): MODELS_SPACE,
             }
-            follower = TopicFollower(local, spaces, settings.bootstrap_servers)
+            follower = TopicFollower(local, spaces, settings.bootstrap_servers, kafka_python_options(settings))
             follower.start()
             rescorer = Rescorer(local, PORTRAITS_SPACE, local.handlers[MODELS_SPACE])
             rescorer.start()

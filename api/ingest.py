@@ -19,7 +19,7 @@ from fastapi import HTTPException, Request
 
 from api.models import EventError
 from online_models.events import InvalidEvent, parse_event
-from streams import topics
+from streams import kafka_security, topics
 from streams.settings import Settings
 
 
@@ -106,6 +106,7 @@ class EventSink:
                         max_block_ms=int(self.timeout_s * 1000),
                         request_timeout_ms=int(self.timeout_s * 1000),
                         client_id="portraits-api-ingest",
+                        **kafka_security.kafka_python_options(self.settings),
                     )
                 except KafkaError as error:
                     raise EventLogUnavailable(f"cannot reach Kafka: {type(error).__name__}") from None

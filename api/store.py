@@ -302,11 +302,15 @@ class TopicFollower(threading.Thread):
 
     RECHECK_SECONDS = 5.0
 
-    def __init__(self, store: LocalStore, spaces: dict[str, bytes], bootstrap_servers: list[str]):
+    def __init__(
+        self, store: LocalStore, spaces: dict[str, bytes], bootstrap_servers: list[str], client_options: dict | None = None
+    ):
         super().__init__(name="topic-follower", daemon=True)
         self.store = store
         self.spaces = spaces
         self.bootstrap_servers = bootstrap_servers
+        #: the connection's security (:func:`streams.kafka_security.kafka_python_options`)
+        self.client_options = dict(client_options or {})
         self._stopping = threading.Event()
         self.caught_up = threading.Event()
         self.lag: int | None = None
@@ -356,6 +360,7 @@ class TopicFollower(threading.Thread):
             max_poll_records=5000,
             fetch_max_bytes=32 * 1024 * 1024,
             allow_auto_create_topics=False,
+            **self.client_options,
         )
         try:
             tps: list = []

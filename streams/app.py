@@ -29,7 +29,7 @@ import time
 import orjson
 from prometheus_client import generate_latest
 
-from streams import faust_repairs, metrics, topics
+from streams import faust_repairs, kafka_security, metrics, topics
 from streams.engines import Engines
 from streams.faust_repairs import DrainHookApp, PartitionWriter
 from streams.quiet_worker import QuietWorker
@@ -69,6 +69,7 @@ app = PortraitsApp(
     settings.app_id,
     Worker=QuietWorker,
     broker=";".join(f"kafka://{server}" for server in settings.bootstrap_servers),
+    broker_credentials=kafka_security.faust_credentials(settings),
     store="rocksdb://",
     datadir=str(settings.data_dir / "worker"),
     topic_partitions=settings.partitions,

@@ -15,7 +15,7 @@ import time
 from online_models.population import PopulationConfig, PopulationModels
 from online_models.processor import PROGRESS_KEY, TICKS, PartitionProcessor, PartitionProgress, Put, Record, Send
 from online_models.tags import TagRules
-from streams import faust_repairs, metrics, topics
+from streams import faust_repairs, kafka_security, metrics, topics
 from streams.faust_repairs import SkippedRecordReader, settle
 from streams.model_feed import ModelFeed
 from streams.record_batches import Outbox
@@ -35,8 +35,12 @@ class Engines:
         self.config = settings.engine_config()
         self.rules = TagRules.load(settings.tag_rules) if settings.tag_rules else TagRules.default()
         self.unfitted = PopulationModels(PopulationConfig(layers=settings.layer_config()), self.rules)
-        self.feed = ModelFeed(settings.topic(topics.MODELS), settings.bootstrap_servers)
-        self.skipped = SkippedRecordReader(settings.bootstrap_servers, client_id=f"{settings.app_id}-holes")
+        self.feed = ModelFeed(
+            settings.topic(topics.MODELS), settings.bootstrap_servers, kafka_security.kafka_python_options(settings)
+        )
+        self.skipped = SkippedRecordReader(
+            settings.bootstrap_servers, client_id=f"{settings.app_id}-holes", client_options=kafka_security.aiokafka_options(settings)
+        )
         self.by_partition: dict[int, PartitionProcessor] = {}
         self.kinds = {settings.topic(name): name for name in (topics.EVENTS, topics.PROFILES, topics.ERASURES, topics.TICKS)}
         #: partitions whose next profiles record is checked for a hole (Faust skips around rebalances)

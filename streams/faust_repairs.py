@@ -73,8 +73,16 @@ class SkippedRecordReader:
     partition read from its start) is never held in memory.
     """
 
-    def __init__(self, bootstrap_servers: str | list[str], client_id: str, timeout_s: float = HOLE_READ_TIMEOUT_SECONDS):
+    def __init__(
+        self,
+        bootstrap_servers: str | list[str],
+        client_id: str,
+        timeout_s: float = HOLE_READ_TIMEOUT_SECONDS,
+        client_options: dict | None = None,
+    ):
         self.bootstrap_servers, self.client_id, self.timeout_s = bootstrap_servers, client_id, timeout_s
+        #: the connection's security (:func:`streams.kafka_security.aiokafka_options`)
+        self.client_options = dict(client_options or {})
         self._consumer: AIOKafkaConsumer | None = None
 
     async def _consumer_of(self, tp: TopicPartition) -> AIOKafkaConsumer:
@@ -85,6 +93,7 @@ class SkippedRecordReader:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 client_id=self.client_id,
+                **self.client_options,
             )
             await consumer.start()
             self._consumer = consumer

@@ -11,10 +11,12 @@ log = logging.getLogger(__name__)
 class ModelFeed(threading.Thread):
     """Keeps the newest value of each key of a small compacted topic in memory (daemon thread)."""
 
-    def __init__(self, topic: str, bootstrap_servers: list[str]):
+    def __init__(self, topic: str, bootstrap_servers: list[str], client_options: dict | None = None):
         super().__init__(name="model-feed", daemon=True)
         self.topic = topic
         self.bootstrap_servers = bootstrap_servers
+        #: the connection's security (:func:`streams.kafka_security.kafka_python_options`)
+        self.client_options = dict(client_options or {})
         self.latest: dict[bytes, bytes] = {}
         self.caught_up = threading.Event()
         self._stopping = threading.Event()
@@ -42,6 +44,7 @@ class ModelFeed(threading.Thread):
                     client_id="portraits-model-feed",
                     max_partition_fetch_bytes=64 * 1024 * 1024,
                     fetch_max_bytes=64 * 1024 * 1024,
+                    **self.client_options,
                 )
                 try:
                     tp = TopicPartition(self.topic, 0)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 
 import orjson
 
-from streams import topics
+from streams import kafka_security, topics
 from streams.settings import Settings
 
 
@@ -27,6 +27,7 @@ def make_producer(settings: Settings, *, timeout_s: float = 60.0):
                 max_request_size=4 * 1024 * 1024,
                 # retried until delivery_timeout_ms (2 minutes): a broker restart loses nothing
                 client_id="portraits-producer",
+                **kafka_security.kafka_python_options(settings),
             )
         except KafkaError:
             if time.monotonic() > deadline:

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from online_models.alerts import AlertPolicy
@@ -24,6 +24,17 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PORTRAITS_", extra="ignore")
 
     kafka: str = Field("localhost:9092", description="Kafka bootstrap servers, comma separated")
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How every Kafka client connects: PLAINTEXT, or SASL over TLS (SASL_SSL)"
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism with SASL_SSL"
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user of this process (SASL_SSL only)")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password of this process (SASL_SSL only)")
+    kafka_ca_file: Path | None = Field(
+        None, description="PEM file of the CA(s) the broker's certificate is checked against (SASL_SSL; default: the system's)"
+    )
     topic_prefix: str = Field("", description="Prefix of every topic name, so deployments can share a broker")
     app_id: str = Field("portraits", description="Faust app id, also the worker's consumer group")
     data_dir: Path = Field(Path("data"), description="Where the worker's RocksDB tables and the API store live")
@@ -91,6 +102,30 @@ class Settings(BaseSettings):
                 "or unset it to keep user ids as sent"
             )
         return value
+
+    @model_validator(mode="after")
+    def _kafka_security_is_whole(self) -> "Settings":
+        if self.kafka_security_protocol == "SASL_SSL":
+            missing = [
+                name
+                for name, value in (("USERNAME", self.kafka_sasl_username), ("PASSWORD", self.kafka_sasl_password))
+                if value is None or not (value if isinstance(value, str) else value.get_secret_value()).strip()
+            ]
+            if missing:
+                raise ValueError(
+                    "PORTRAITS_KAFKA_SECURITY_PROTOCOL is SASL_SSL but "
+                    + " and ".join(f"PORTRAITS_KAFKA_SASL_{name}" for name in missing)
+                    + " is not set"
+                )
+            if self.kafka_ca_file is not None and not self.kafka_ca_file.is_file():
+                raise ValueError(f"PORTRAITS_KAFKA_CA_FILE {self.kafka_ca_file} is not a file")
+        elif self.kafka_sasl_username is not None or self.kafka_sasl_password is not None or self.kafka_ca_file is not None:
+            # credentials given for a connection that would not use them: never fall back to plaintext unnoticed
+            raise ValueError(
+                "PORTRAITS_KAFKA_SASL_USERNAME, _PASSWORD or PORTRAITS_KAFKA_CA_FILE is set but "
+                "PORTRAITS_KAFKA_SECURITY_PROTOCOL is PLAINTEXT: set it to SASL_SSL, or unset them"
+            )
+        return self
 
     @field_validator("earliest_event_time")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from streams import kafka_security
 from streams.settings import Settings
 
 EVENTS = "events"
@@ -88,7 +89,11 @@ def create_topics(
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="portraits-topics")
+            admin = KafkaAdminClient(
+                bootstrap_servers=settings.bootstrap_servers,
+                client_id="portraits-topics",
+                **kafka_security.kafka_python_options(settings),
+            )
             break
         except KafkaError:
             if time.monotonic() > deadline:
