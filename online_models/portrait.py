@@ -384,7 +384,7 @@ def render(state: PortraitState, *, as_of: int | None, config: PortraitConfig) -
         "refund_rate": _ratio(state.refunds, purchases),
         "active_hours": list(state.hours),
         "weekdays": list(state.weekdays),
-        "peak_hour": None if not active_total else max(range(24), key=lambda h: (state.hours[h], -h)),
+        "peak_hour": None if not active_total else state.hours.index(max(state.hours)),  # the earliest of equal hours
         "weekend_share": _ratio(weekend, active_total),
         "timezone": config.timezone,
         "top_categories": [{"category": name, "score": round(score, 4)} for name, score in top],

@@ -383,20 +383,23 @@ class SegmentModel:
         scorer = self.__dict__.get("_scorer")
         if scorer is None or scorer[0] != (self.n_learned, self.restarts):
             scorer = self._scorer = self._centre_array()
-        _, ids, column, centres = scorer
-        point = np.zeros(len(column))
-        for key, value in self._weigh(x).items():
+        _, ids, column, centres, weights = scorer
+        point = [0.0] * len(column)
+        for key, value in x.items():
             at = column.get(key)
             if at is not None:
-                point[at] = value
-        distances = (np.abs(centres - point) ** self.kmeans.p).sum(axis=1)
+                point[at] = value * weights[at]
+        gaps = centres - np.array(point)
+        distances = ((gaps * gaps) if self.kmeans.p == 2 else np.abs(gaps) ** self.kmeans.p).sum(axis=1)
         return ids[int(distances.argmin())]
 
-    def _centre_array(self) -> tuple[tuple[int, int], list[int], dict[str, int], np.ndarray]:
+    def _centre_array(self) -> tuple[tuple[int, int], list[int], dict[str, int], np.ndarray, list[float]]:
+        """The centres as one array, their features' columns, and each column's weight (centres live in the weighed space)."""
         ids = list(self.kmeans.centers)
         features = sorted({key for centre in self.kmeans.centers.values() for key in centre})
         centres = np.array([[self.kmeans.centers[i][key] for key in features] for i in ids], dtype=float).reshape(len(ids), -1)
-        return (self.n_learned, self.restarts), ids, {key: at for at, key in enumerate(features)}, centres
+        weights = [self._weight(key) for key in features]
+        return (self.n_learned, self.restarts), ids, {key: at for at, key in enumerate(features)}, centres, weights
 
     def population_mean(self) -> dict[str, float]:
         """The forgotten mean of every feature seen (missing features count as 0)."""
