@@ -34,12 +34,11 @@ from api.models import (
 )
 from online_models.lifecycle import STAGES
 from online_models.rfm import LAYERS
-from online_models.tags import MOBILE_DEVICES
+from online_models.vocabulary import MOBILE_DEVICES, VISIT_PEAK_HOURS, ratio
 
 #: Groups smaller than this get a warning.
 THIN_GROUP = 1000
 AGE_BANDS = ("<18", "18-24", "25-29", "30-34", "35-39", "40-49", "50-54", "55+")
-EVENING_HOURS = (20, 21)  # 20:00-22:00
 
 #: marker -> (healthy at or above, note)
 HEALTH_MARKERS = {
@@ -50,10 +49,6 @@ HEALTH_MARKERS = {
     "repurchase_rate_30d": (0.10, "non-standard goods >= 10%; standard goods should reach 20%"),
     "high_value_gmv_share_30d": (0.40, "share of 30-day GMV from the high-value layer"),
 }
-
-
-def _ratio(numerator: float, denominator: float) -> float | None:
-    return round(numerator / denominator, 4) if denominator else None
 
 
 def _counts(aggregates: dict[str, int], *prefix: str) -> dict[str, int]:
@@ -68,7 +63,7 @@ def _shares(counts: dict[str, int], order: tuple[str, ...] = (), limit: int | No
     else:
         keys = sorted(counts, key=lambda k: (-counts[k], k))
     keys = keys[:limit] if limit is not None else keys
-    return [Share(value=k, users=counts[k], share=_ratio(counts[k], total) or 0.0) for k in keys]
+    return [Share(value=k, users=counts[k], share=ratio(counts[k], total) or 0.0) for k in keys]
 
 
 def _core_age_share(bands: dict[str, int]) -> float | None:
@@ -76,7 +71,7 @@ def _core_age_share(bands: dict[str, int]) -> float | None:
     if not total:
         return None
     best = max(sum(bands.get(b, 0) for b in AGE_BANDS[i : i + 3]) for i in range(len(AGE_BANDS) - 2))
-    return _ratio(best, total)
+    return ratio(best, total)
 
 
 def build(aggregates: dict[str, int], *, plan: AudiencePlan | None = None) -> Overview:
@@ -93,13 +88,13 @@ def build(aggregates: dict[str, int], *, plan: AudiencePlan | None = None) -> Ov
         DeviceShare(device=name, share=round(units / (device_users * 10_000), 4))
         for name, units in sorted(device_units.items(), key=lambda kv: (-kv[1], kv[0]))
     ] if device_users else []
-    mobile_share = _ratio(sum(device_units.get(d, 0) for d in MOBILE_DEVICES), device_users * 10_000)
-    ios_share = _ratio(device_units.get("ios", 0), device_users * 10_000)
+    mobile_share = ratio(sum(device_units.get(d, 0) for d in MOBILE_DEVICES), device_users * 10_000)
+    ios_share = ratio(device_units.get("ios", 0), device_users * 10_000)
 
     hours = [aggregates.get(agg("hour", h), 0) for h in range(24)]
     weekdays = [aggregates.get(agg("weekday", d), 0) for d in range(7)]
     total_events = sum(hours)
-    evening = _ratio(sum(hours[h] for h in EVENING_HOURS), total_events)
+    evening = ratio(sum(hours[h] for h in VISIT_PEAK_HOURS), total_events)
     activity = Activity(
         hours=hours,
         weekdays=weekdays,
@@ -109,7 +104,7 @@ def build(aggregates: dict[str, int], *, plan: AudiencePlan | None = None) -> Ov
 
     firsts, anys = _counts(aggregates, "n", "topcat"), _counts(aggregates, "n", "cat")
     categories = [
-        CategoryStats(category=name, users_top=firsts.get(name, 0), users_any=n, share=_ratio(n, users) or 0.0)
+        CategoryStats(category=name, users_top=firsts.get(name, 0), users_any=n, share=ratio(n, users) or 0.0)
         for name, n in sorted(anys.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
     ]
 
@@ -123,11 +118,11 @@ def build(aggregates: dict[str, int], *, plan: AudiencePlan | None = None) -> Ov
             LayerStats(
                 layer=layer,
                 users=layer_users.get(layer, 0),
-                share=_ratio(layer_users.get(layer, 0), users) or 0.0,
+                share=ratio(layer_users.get(layer, 0), users) or 0.0,
                 gmv_30d=layer_gmv_30d / 100,
-                gmv_30d_share=_ratio(layer_gmv_30d, gmv_30d),
+                gmv_30d_share=ratio(layer_gmv_30d, gmv_30d),
                 gmv_lifetime=layer_gmv_life / 100,
-                gmv_lifetime_share=_ratio(layer_gmv_life, gmv_life),
+                gmv_lifetime_share=ratio(layer_gmv_life, gmv_life),
             )
         )
 
@@ -142,15 +137,15 @@ def build(aggregates: dict[str, int], *, plan: AudiencePlan | None = None) -> Ov
             id=segment,
             name=names[segment][1] if segment in names else None,
             users=n,
-            share=_ratio(n, users) or 0.0,
+            share=ratio(n, users) or 0.0,
             gmv_30d=aggregates.get(agg("gmv_30d", "seg", segment), 0) / 100,
-            gmv_30d_share=_ratio(aggregates.get(agg("gmv_30d", "seg", segment), 0), gmv_30d),
+            gmv_30d_share=ratio(aggregates.get(agg("gmv_30d", "seg", segment), 0), gmv_30d),
         )
         for segment, n in sorted(segment_users.items(), key=lambda kv: (-kv[1], kv[0]))
     ]
 
     buyers, repeaters = aggregates.get("buyers_30d", 0), aggregates.get("repeat_buyers_30d", 0)
-    repurchase = Repurchase(buyers_30d=buyers, repeat_buyers_30d=repeaters, rate=_ratio(repeaters, buyers))
+    repurchase = Repurchase(buyers_30d=buyers, repeat_buyers_30d=repeaters, rate=ratio(repeaters, buyers))
 
     scored = aggregates.get("risk_users", 0)
     histogram = [0] * 10
@@ -165,11 +160,11 @@ def build(aggregates: dict[str, int], *, plan: AudiencePlan | None = None) -> Ov
     high_value_gmv = aggregates.get(agg("gmv_30d", "layer", "high_value"), 0)
     values = {
         "core_age_band_share": _core_age_share(age_bands),
-        "top5_region_share": _ratio(sum(s.users for s in top_regions), region_total),
+        "top5_region_share": ratio(sum(s.users for s in top_regions), region_total),
         "mobile_share": mobile_share,
         "evening_peak_share": evening,
         "repurchase_rate_30d": repurchase.rate,
-        "high_value_gmv_share_30d": _ratio(high_value_gmv, gmv_30d),
+        "high_value_gmv_share_30d": ratio(high_value_gmv, gmv_30d),
     }
     health = [
         HealthMarker(

@@ -14,10 +14,10 @@ purchases_90d       ``log1p(windows.90d.purchases) / log1p(100)``
 events_30d          ``log1p(windows.30d.events) / log1p(1000)``
 aov                 ``log1p(aov) / log1p(5000)``; 0 for a user who never paid
 buyer               1 if the user ever paid, else 0
-night               share of activity at local hours 22, 23, 0, 1 (22:00-01:59)
+night               share of activity at night (:data:`online_models.vocabulary.NIGHT_HOURS`, 23:00-01:59)
 morning             share at hours 6-11
 afternoon           share at hours 12-17
-evening             share at hours 18-21
+evening             share at hours 18-22
 weekend_share       share of activity on Saturday and Sunday
 promo_share         share of purchases that were on promotion
 cart_to_purchase    purchases per add-to-cart (capped at 1)
@@ -27,7 +27,7 @@ recency             ``log1p(days_since_last_seen) / log1p(90)``; 1 if never seen
 purchase_recency    ``log1p(days_since_last_purchase) / log1p(90)``; 1 if never paid
 tenure              ``log1p(days since first_seen) / log1p(365)``
 diversity           ``log1p(category_count) / log1p(32)``
-mobile              share of events from a device not in :data:`DESKTOP_DEVICES`
+mobile              share of events from a mobile device (:func:`online_models.vocabulary.is_mobile`)
 cat:<name>          that category's share of the summed scores of ``top_categories``
 ==================  =========================================================================
 
@@ -49,7 +49,7 @@ are at most ``sqrt(2)`` apart on it: comparable to one or two behaviour features
 ... }
 >>> x = behaviour_features(portrait)
 >>> x["night"], x["weekend_share"], x["mobile"], x["cat:snacks"], x["cat:beauty"]
-(1.0, 0.5, 0.75, 0.75, 0.25)
+(0.75, 0.5, 0.75, 0.75, 0.25)
 >>> round(x["spend_90d"], 3), round(x["tenure"], 3), x["buyer"]
 (0.605, 0.576, 1.0)
 >>> all(0.0 <= v <= 1.0 for v in x.values())
@@ -64,18 +64,13 @@ import math
 from typing import Any
 
 from online_models.clock import days_between, instant_ms
+from online_models.vocabulary import AFTERNOON_HOURS, EVENING_HOURS, MORNING_HOURS, NIGHT_HOURS, is_mobile, share_of
 
-__all__ = ["behaviour_features", "BEHAVIOUR_FEATURES", "DESKTOP_DEVICES", "CATEGORY_PREFIX"]
+__all__ = ["behaviour_features", "BEHAVIOUR_FEATURES", "CATEGORY_PREFIX"]
 
-#: Devices that do not count towards the mobile share.
-DESKTOP_DEVICES = frozenset({"pc", "desktop", "web", "mac", "windows", "linux"})
 #: Prefix of the category-interest features.
 CATEGORY_PREFIX = "cat:"
 
-NIGHT_HOURS = (22, 23, 0, 1)
-MORNING_HOURS = tuple(range(6, 12))
-AFTERNOON_HOURS = tuple(range(12, 18))
-EVENING_HOURS = tuple(range(18, 22))
 
 #: The names of the non-category features, always present, in a fixed order.
 BEHAVIOUR_FEATURES = (
@@ -138,22 +133,16 @@ def behaviour_features(portrait: dict) -> dict[str, float]:
     purchases = lifetime.get("purchases") or funnel.get("purchases") or 0
 
     hours = portrait.get("active_hours") or [0] * 24
-    total = sum(hours)
 
     def hour_share(selected: tuple[int, ...]) -> float:
-        if not total:
-            return 0.0
-        picked = 0
-        for h in selected:
-            picked += hours[h]
-        return picked / total
+        return share_of(hours, selected) or 0.0
 
     seen = portrait.get("days_since_last_seen")
     paid = portrait.get("days_since_last_purchase")
     views = funnel.get("views") or 0
     devices = portrait.get("devices") or {}
     device_total = sum(devices.values())
-    mobile = sum(share for name, share in devices.items() if name.lower() not in DESKTOP_DEVICES) if device_total else 0
+    mobile = sum(share for name, share in devices.items() if is_mobile(name)) if device_total else 0
 
     x = {
         "spend_90d": _log_scale(w90.get("spend"), 20_000),

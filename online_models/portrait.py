@@ -33,6 +33,7 @@ import orjson
 from online_models.clock import DAY_MS, MINUTE_MS, ceil_minute
 from online_models.events import Event, Profile
 from online_models.lifecycle import last_return_gap_days
+from online_models.vocabulary import WEEKEND_DAYS, ratio
 
 WINDOW_DAYS = (7, 30, 90)
 #: the device entry that counts the events of every device beyond the ``max_devices`` most used
@@ -318,13 +319,6 @@ def iso(ts_ms: int | None) -> str | None:
     return (_EPOCH + timedelta(milliseconds=ts_ms)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _ratio(numerator: float, denominator: float, cap: float | None = None) -> float | None:
-    if not denominator:
-        return None
-    value = numerator / denominator
-    return round(min(value, cap) if cap is not None else value, 4)
-
-
 def window_totals(state: PortraitState, as_of: int, days: int) -> dict[str, Any]:
     """Events, purchases and spend with ``as_of - days < ts <= as_of`` (``as_of`` on a whole minute)."""
     lo = bisect.bisect_right(state.bucket_minutes, (as_of - days * DAY_MS) // MINUTE_MS)
@@ -356,7 +350,7 @@ def render(state: PortraitState, *, as_of: int | None, config: PortraitConfig) -
     scores = category_scores(state, as_of, config)
     top = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[: config.top_categories]
     device_total = sum(state.devices.values())
-    weekend = state.weekdays[5] + state.weekdays[6]
+    weekend = sum(state.weekdays[d] for d in WEEKEND_DAYS)
     active_total = sum(state.hours)
     return {
         "user_id": state.user_id,
@@ -381,11 +375,11 @@ def render(state: PortraitState, *, as_of: int | None, config: PortraitConfig) -
         "aov": None if not purchases else round(state.spend_cents / purchases / 100, 2),
         "purchase_days": len(state.purchase_days),
         "last_return_gap_days": last_return_gap_days(state.purchase_days),
-        "refund_rate": _ratio(state.refunds, purchases),
+        "refund_rate": ratio(state.refunds, purchases),
         "active_hours": list(state.hours),
         "weekdays": list(state.weekdays),
         "peak_hour": None if not active_total else state.hours.index(max(state.hours)),  # the earliest of equal hours
-        "weekend_share": _ratio(weekend, active_total),
+        "weekend_share": ratio(weekend, active_total),
         "timezone": config.timezone,
         "top_categories": [{"category": name, "score": round(score, 4)} for name, score in top],
         "category_count": len(scores),
@@ -397,13 +391,13 @@ def render(state: PortraitState, *, as_of: int | None, config: PortraitConfig) -
             "favorites": counts.get("favorite", 0),
             "orders": counts.get("order", 0),
             "purchases": purchases,
-            "cart_to_purchase": _ratio(purchases, counts.get("add_to_cart", 0), cap=1.0),
-            "favorite_to_purchase": _ratio(purchases, counts.get("favorite", 0), cap=1.0),
+            "cart_to_purchase": ratio(purchases, counts.get("add_to_cart", 0), cap=1.0),
+            "favorite_to_purchase": ratio(purchases, counts.get("favorite", 0), cap=1.0),
             "abandoned_carts": abandoned,
             "last_abandoned_cart": iso(last_abandoned),
         },
         "devices": {name: round(n / device_total, 4) for name, n in sorted(state.devices.items())},
-        "promo_share": _ratio(state.promo_purchases, purchases),
+        "promo_share": ratio(state.promo_purchases, purchases),
         "profile": dict(state.profile),
         "version": state.version,
     }

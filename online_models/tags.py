@@ -68,6 +68,7 @@ from pydantic_core import PydanticCustomError
 
 from online_models.lifecycle import LifecycleConfig, lifecycle_stage, tenure_days
 from online_models.rfm import LayerConfig, add_to_cart_rate, order_value_30d, repurchase_rate, value_layer
+from online_models.vocabulary import NIGHT_HOURS, WEEKEND_DAYS, is_mobile, ratio
 
 __all__ = [
     "DERIVED_FEATURES",
@@ -86,9 +87,6 @@ Kind = Literal["number", "string", "bool", "any"]
 OPS = (">", ">=", "<", "<=", "==", "!=", "in", "not_in")
 _ORDERING = frozenset({">", ">=", "<", "<="})
 #: Hours (in the portrait's timezone) that count as night.
-NIGHT_HOURS = (23, 0, 1, 2)
-#: Devices that count as mobile.
-MOBILE_DEVICES = ("ios", "android", "mini_program")
 _TAG_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _CONDITION_KEYS = ("all", "any", "field", "op", "value")
 
@@ -114,18 +112,11 @@ def _num(value: Any) -> float | None:
     return float(value)
 
 
-def _ratio(numerator: float | None, denominator: float | None, cap: float | None = None) -> float | None:
-    if numerator is None or not denominator:
-        return None
-    value = numerator / denominator
-    return round(min(value, cap) if cap is not None else value, 4)
-
-
 def _night_share(p: Mapping[str, Any]) -> float | None:
     hours = p.get("active_hours")
     if not isinstance(hours, (list, tuple)) or len(hours) != 24:
         return None
-    return _ratio(sum(hours[h] for h in NIGHT_HOURS), sum(hours))
+    return ratio(sum(hours[h] for h in NIGHT_HOURS), sum(hours))
 
 
 def _weekend_share(p: Mapping[str, Any]) -> float | None:
@@ -135,13 +126,13 @@ def _weekend_share(p: Mapping[str, Any]) -> float | None:
     days = p.get("weekdays")
     if not isinstance(days, (list, tuple)) or len(days) != 7:
         return None
-    return _ratio(days[5] + days[6], sum(days))
+    return ratio(sum(days[d] for d in WEEKEND_DAYS), sum(days))
 
 
 def _top_category_share(p: Mapping[str, Any]) -> float | None:
     top = p.get("top_categories") or []
     scores = [_num(c.get("score")) or 0.0 for c in top if isinstance(c, Mapping)]
-    return _ratio(scores[0], sum(scores)) if scores else None
+    return ratio(scores[0], sum(scores)) if scores else None
 
 
 def _top_category(p: Mapping[str, Any]) -> str | None:
@@ -153,7 +144,7 @@ def _mobile_share(p: Mapping[str, Any]) -> float | None:
     devices = p.get("devices")
     if not isinstance(devices, Mapping) or not devices:
         return None
-    return round(sum(_num(devices.get(d)) or 0.0 for d in MOBILE_DEVICES), 4)
+    return round(sum(_num(share) or 0.0 for name, share in devices.items() if isinstance(name, str) and is_mobile(name)), 4)
 
 
 def _repeat_purchase_days(p: Mapping[str, Any]) -> float:
@@ -168,13 +159,13 @@ _Feature = tuple[Kind, str, Callable[[Mapping[str, Any], LayerConfig, LifecycleC
 
 #: Derived features: name -> (kind, description, function of portrait and configs).
 DERIVED_FEATURES: dict[str, _Feature] = {
-    "night_share": ("number", "share of activity in hours 23, 0, 1 and 2 (portrait timezone)", lambda p, *_: _night_share(p)),
+    "night_share": ("number", "share of activity at night, 23:00-01:59 (portrait timezone)", lambda p, *_: _night_share(p)),
     "weekend_share": ("number", "share of activity on Saturday and Sunday", lambda p, *_: _weekend_share(p)),
     "promo_share": ("number", "share of purchases made on promotion", lambda p, *_: _num(p.get("promo_share"))),
     "cart_abandon_rate": (
         "number",
         "abandoned carts / add-to-cart events (capped at 1)",
-        lambda p, *_: _ratio(_num(_get(p, "funnel.abandoned_carts")), _num(_get(p, "funnel.add_to_cart")), cap=1.0),
+        lambda p, *_: ratio(_num(_get(p, "funnel.abandoned_carts")), _num(_get(p, "funnel.add_to_cart")), cap=1.0),
     ),
     "repeat_purchase_days": ("number", "distinct purchase days beyond the first", lambda p, *_: _repeat_purchase_days(p)),
     "repurchase_rate": ("number", "(purchase_days - 1) / purchase_days", lambda p, *_: _round(repurchase_rate(p))),
@@ -190,7 +181,7 @@ DERIVED_FEATURES: dict[str, _Feature] = {
     "favorite_rate": (
         "number",
         "favourites / views (lifetime)",
-        lambda p, *_: _ratio(_num(_get(p, "funnel.favorites")), _num(_get(p, "funnel.views"))),
+        lambda p, *_: ratio(_num(_get(p, "funnel.favorites")), _num(_get(p, "funnel.views"))),
     ),
     "spend_30d": ("number", "spend in the last 30 days", lambda p, *_: _num(_get(p, "windows.30d.spend"))),
     "spend_90d": ("number", "spend in the last 90 days", lambda p, *_: _num(_get(p, "windows.90d.spend"))),

@@ -102,7 +102,7 @@ def batch_portrait(events: list[dict], as_of: int, *, half_life_days: float = 30
 # -- decisions and group figures, from the rules as README.md states them --------------------
 
 BENCHMARK_AOV = 150.0
-NIGHT_HOURS = (23, 0, 1, 2)
+NIGHT_HOURS = (23, 0, 1)  # the domain brief's night owls: 23:00-02:00
 MOBILE = ("ios", "android", "mini_program")
 AGE_BANDS = ((18, "<18"), (25, "18-24"), (30, "25-29"), (35, "30-34"), (40, "35-39"), (50, "40-49"), (55, "50-54"))
 

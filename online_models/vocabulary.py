@@ -1,0 +1,58 @@
+"""The derived notions of a portrait, each defined once: parts of the day, weekend, mobile, ratios.
+
+Hours and weekdays are local to the shop's time zone (the portrait's
+``timezone``), as ``active_hours`` and ``weekdays`` count them; weekdays run
+from Monday (0) to Sunday (6).
+
+>>> NIGHT_HOURS, WEEKEND_DAYS
+((23, 0, 1), (5, 6))
+>>> share_of([4, 1, 1] + [0] * 20 + [4], NIGHT_HOURS)  # hours 0, 1 and 23 of 10 events
+0.9
+>>> is_mobile("iOS"), is_mobile("pc"), is_mobile("smart_tv")
+(True, False, False)
+>>> ratio(3, 4), ratio(5, 4, cap=1.0), ratio(1, 0), ratio(None, 2)
+(0.75, 1.0, None, None)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+#: Night: the domain brief's night owls are active 23:00-02:00.
+NIGHT_HOURS = (23, 0, 1)
+#: Morning, 06:00-11:59.
+MORNING_HOURS = tuple(range(6, 12))
+#: Afternoon, 12:00-17:59.
+AFTERNOON_HOURS = tuple(range(12, 18))
+#: Evening, 18:00-22:59 (up to the night).
+EVENING_HOURS = tuple(range(18, 23))
+#: The evening visit peak the domain brief's health marker reads (20:00-22:00).
+VISIT_PEAK_HOURS = (20, 21)
+#: Saturday and Sunday.
+WEEKEND_DAYS = (5, 6)
+#: Devices that count as mobile: the phone apps and the mini program (any case).
+MOBILE_DEVICES = ("ios", "android", "mini_program")
+
+
+def is_mobile(device: str) -> bool:
+    """Whether events from ``device`` count as mobile."""
+    return device.lower() in MOBILE_DEVICES
+
+
+def share_of(counts: Sequence[float], picked: Sequence[int]) -> float | None:
+    """The share of ``counts`` at the indices ``picked`` (hours of the day, days of the week); None when all are 0."""
+    total = sum(counts)
+    if not total:
+        return None
+    part = 0
+    for index in picked:
+        part += counts[index]
+    return part / total
+
+
+def ratio(numerator: float | None, denominator: float | None, cap: float | None = None) -> float | None:
+    """``numerator / denominator`` rounded to 4 places, at most ``cap``; None when either is missing or the denominator is 0."""
+    if numerator is None or not denominator:
+        return None
+    value = numerator / denominator
+    return round(min(value, cap) if cap is not None else value, 4)
