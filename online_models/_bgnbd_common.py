@@ -206,15 +206,22 @@ class BetaGeoBase(FittedModel):
         _check_history(x, t_x, T)
         if np.any(t < 0):
             raise ValueError("t must be non-negative")
+        p_alive = expit(self._log_odds_alive(x, t_x, T))
+        out = self._expected_if_alive(t, x, T) * p_alive
+        return float(out) if scalar else out
+
+    def _expected_if_alive(self, t, x, T):
         r, alpha, a, b = self._params()
         if abs(a - 1.0) < 1e-7:  # removable singularity at a == 1
             a = 1.0 + 1e-7
         c = a + b + x + self._k - 1
         log_1mz = -np.log1p(t / (alpha + T))
         G = np.exp((a - 1) * log_1mz) * hyp2f1(a + b + self._k - 1 - r, a - 1, c, -np.expm1(log_1mz))
-        p_alive = expit(self._log_odds_alive(x, t_x, T))
-        out = np.maximum(c / (a - 1) * (1.0 - G), 0.0) * p_alive
-        return float(out) if scalar else out
+        return np.maximum(c / (a - 1) * (1.0 - G), 0.0)
+
+    def expected_purchases_curve(self, t, x: float, t_x: float, T: float) -> np.ndarray:
+        """:meth:`expected_purchases` of one customer (plain numbers) at each horizon in ``t``: what CLV needs."""
+        return self._expected_if_alive(np.asarray(t, dtype=float), float(x), float(T)) * self.p_alive(x, t_x, T)
 
     def expected_purchases_new(self, t):
         """Expected number of repeat purchases in ``(0, t]`` of a new customer."""
