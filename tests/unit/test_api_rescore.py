@@ -70,6 +70,7 @@ def test_a_new_snapshot_rescores_stored_portraits_and_their_indexes(served):
         for user, portrait in base.items():
             served_churn = client.get(f"/v1/users/{user}/portrait", headers=auth()).json()["churn"]
             assert served_churn == new.churn(portrait) and served_churn["model_version"] == 9
+            assert client.get(f"/v1/users/{user}/portrait", headers=auth()).json()["clv"] == new.clv(portrait)
         # the worked numbers, independently: u00 bought on 15 days (0..28), silent since day 28 at as_of
         as_of_days = (store_as_of(base["u00"]) - START) / DAY
         expected = mbg_p_alive(NEW, 14, 28.0, as_of_days)
@@ -100,7 +101,9 @@ def test_a_portrait_scored_by_an_older_snapshot_is_scored_again_on_arrival(serve
     store.apply("portraits", b"p:", records([late], start_offset=100))
     stored = store.get_json(b"p:", "u01")
     assert stored["churn"] == new.churn(base["u01"]) and stored["churn"]["model_version"] == 9
-    assert {k: v for k, v in stored.items() if k != "churn"} == {k: v for k, v in late.items() if k != "churn"}
+    assert stored["clv"] == new.clv(base["u01"]) != late["clv"]
+    rescored = ("churn", "clv")
+    assert {k: v for k, v in stored.items() if k not in rescored} == {k: v for k, v in late.items() if k not in rescored}
 
 
 def test_a_portrait_scored_by_a_newer_snapshot_is_kept(served):
