@@ -91,3 +91,21 @@ def test_the_summary_reports_the_spend_fit_horizon_and_rate():
     assert clv["horizon_days"] == 180 and clv["annual_discount_rate"] == 0.05 and clv["purchase_model"] == "mbgnbd"
     assert {k: clv["gamma_gamma"][k] for k in SPEND} == SPEND and clv["gamma_gamma"]["in_use"]
     assert PopulationModels().summary()["clv"]["gamma_gamma"] is None
+
+
+def test_the_trainer_takes_the_clv_settings_whether_it_starts_afresh_or_from_a_snapshot():
+    from types import SimpleNamespace
+
+    from online_models.tags import TagRules
+    from streams.settings import Settings
+    from streams.trainer import Trainer
+
+    settings = Settings(clv_horizon_days=180, clv_annual_discount_rate=0.05)
+    latest: dict[bytes, bytes] = {}
+    engines = SimpleNamespace(feed=SimpleNamespace(latest=latest), rules=TagRules.default())
+    fresh = Trainer(engines, settings).resume()
+    assert (fresh.config.clv_horizon_days, fresh.config.clv_annual_discount_rate) == (180, 0.05)
+    latest[b"snapshot"] = snapshot(mbg=True).to_bytes()  # made under the defaults
+    resumed = Trainer(engines, settings).resume()
+    assert resumed.gamma_gamma is not None and resumed.summary()["clv"]["horizon_days"] == 180
+    assert resumed.summary()["clv"]["annual_discount_rate"] == 0.05
