@@ -20,7 +20,7 @@ SPEND = {"p": 4.0, "q": 3.5, "v": 180.0}
 
 @pytest.fixture(scope="module")
 def shop():
-    events = list(ShopSimulator(n_users=80, start_ms=START_MS, seed=5).history(60))
+    events = list(ShopSimulator(n_users=40, start_ms=START_MS, seed=5).history(45))
     return events, replay_history(events)
 
 
@@ -54,7 +54,7 @@ def test_portrait_clv_equals_the_batch_computation(shop, mbg, horizon_days, rate
         assert got["expected_purchases"] == pytest.approx(expected["expected_purchases"], abs=6e-5), user
         assert got["expected_order_value"] == pytest.approx(expected["expected_order_value"], abs=6e-3), user
         assert got["value"] == pytest.approx(expected["value"], rel=1e-4, abs=6e-3), user
-    assert buyers >= 20 and repeaters >= 10  # the history has one-time and repeat buyers
+    assert buyers >= 15 and repeaters >= 8 and buyers > repeaters  # one-time and repeat buyers
 
 
 def test_the_trainer_keeps_each_buyers_repeat_spend_as_the_batch_computes_it(shop):
