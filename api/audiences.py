@@ -24,6 +24,7 @@ import csv
 import hashlib
 import heapq
 import io
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field as dataclass_field
 from typing import Any
@@ -71,7 +72,7 @@ class Term:
         """The key ranges of the term's postings, each with the offset of the user id in its keys."""
         if self.ranged:
             lower, upper = ix.range_bounds(self.index, self.low, self.high)
-            width = len(ix.encode_float(0.0) if self.index == "risk" else ix.encode_count(0))
+            width = len(ix.encode_float(0.0) if self.index in ix.FLOAT_INDEXES else ix.encode_count(0))
             return [(lower, upper, len(ix.index_bounds(self.index)[0]) + width + 1)]
         out = []
         for prefix in self.prefixes():
@@ -92,6 +93,10 @@ class Term:
             low = 0 if self.low_value is None else min(99, max(0, int(self.low_value * 100)))
             high = 99 if self.high_value is None else min(99, max(0, int(self.high_value * 100)))
             return sum(aggregates.get(ix.agg("riskbin", b), 0) for b in range(low, high + 1))
+        if self.index == "clv":
+            low = 0 if self.low_value is None else ix.clv_bin(self.low_value)
+            high = len(ix.CLV_EDGES) - 1 if self.high_value is None else ix.clv_bin(self.high_value)
+            return sum(aggregates.get(ix.agg("clvbin", b), 0) for b in range(low, high + 1))
         prefix = ix.agg("n", self.index, "")
         total = 0
         for key, n in aggregates.items():
@@ -135,8 +140,42 @@ def _path(dotted: str) -> tuple[str, ...]:
     return tuple(dotted.split("."))
 
 
-def compile_filter(flt: AudienceFilter) -> list[Term]:
-    """The terms of a filter, each labelled with the part of the filter it comes from."""
+def _float_range(name: str, index: str, path: tuple, low: float | None, high: float | None) -> Term:
+    return Term(
+        name,
+        lambda p: _within(number(field(p, *path)), low, high),
+        index=index,
+        ranged=True,
+        low=None if low is None else ix.encode_float(low),
+        high=None if high is None else ix.encode_float(high),
+        low_value=low,
+        high_value=high,
+    )
+
+
+def clv_floor(
+    store: LocalStore, view, flt: AudienceFilter, aggregates: dict[str, int], deadline: Deadline = NO_DEADLINE
+) -> float | None:
+    """The lowest ``clv.value`` in the filter's top share (None: no top share asked; inf: no one valued).
+
+    The user ranked ``ceil(top_share x users with a value)``-th from the top of the ``clv`` index sets it.
+    """
+    if flt.clv is None or flt.clv.top_share is None:
+        return None
+    wanted = math.ceil(flt.clv.top_share * aggregates.get("clv_users", 0) - 1e-9)
+    lower, upper = ix.index_bounds("clv")
+    floor = math.inf
+    ranked = deadline.watch(store.keys_between(lower, upper, view=view, backwards=True))
+    for key, _ in zip(ranked, range(max(1, wanted))):
+        floor = ix.decode_float(key[len(lower) :].split(ix.SEP, 1)[0])
+    return floor
+
+
+def compile_filter(flt: AudienceFilter, top_clv_floor: float | None = None) -> list[Term]:
+    """The terms of a filter, each labelled with the part of the filter it comes from.
+
+    ``top_clv_floor``: the filter's CLV top share as a lowest value (:func:`clv_floor`).
+    """
     terms: list[Term] = []
     if flt.segments is not None:
         terms.append(_categorical("segments", "seg", flt.segments, lambda p: field(p, "segment", "id")))
@@ -164,19 +203,10 @@ def compile_filter(flt: AudienceFilter) -> list[Term]:
                 )
             )
     if flt.churn_risk is not None:
-        low, high = flt.churn_risk.min, flt.churn_risk.max
-        terms.append(
-            Term(
-                "churn_risk",
-                lambda p, low=low, high=high: _within(number(field(p, "churn", "risk")), low, high),
-                index="risk",
-                ranged=True,
-                low=None if low is None else ix.encode_float(low),
-                high=None if high is None else ix.encode_float(high),
-                low_value=low,
-                high_value=high,
-            )
-        )
+        terms.append(_float_range("churn_risk", "risk", ("churn", "risk"), flt.churn_risk.min, flt.churn_risk.max))
+    if flt.clv is not None:
+        lows = [v for v in (flt.clv.min, top_clv_floor) if v is not None]
+        terms.append(_float_range("clv", "clv", ("clv", "value"), max(lows) if lows else None, flt.clv.max))
     if flt.categories is not None:
         if flt.categories.top_in is not None:
             terms.append(
@@ -307,7 +337,7 @@ def select(store: LocalStore, flt: AudienceFilter, deadline: Deadline = NO_DEADL
     handler = store.handler(PORTRAITS_SPACE)
     aggregates = handler.aggregates() if isinstance(handler, PortraitSpace) else {}
     view = store.snapshot()
-    terms = compile_filter(flt)
+    terms = compile_filter(flt, clv_floor(store, view, flt, aggregates, deadline))
     positive = [t for t in terms if t.index is not None and not t.negative]
     unindexed = [t for t in terms if t.index is None]
 
@@ -470,7 +500,8 @@ def query_page(
     handler = store.handler(PORTRAITS_SPACE)
     aggregates = handler.aggregates() if isinstance(handler, PortraitSpace) else {}
     total = aggregates.get("users", store.count(PORTRAITS_SPACE))
-    terms = compile_filter(flt)
+    view = store.snapshot()
+    terms = compile_filter(flt, clv_floor(store, view, flt, aggregates, deadline))
     estimates = {t: t.estimate(aggregates) for t in terms if t.index is not None}
     share = 1.0
     for term in terms:  # conditions taken as independent; one without an index as everyone
@@ -493,7 +524,6 @@ def query_page(
         chosen, last = page(selection.users, after, limit)
         return Page(chosen, last, len(selection.users), len(selection.users), selection.plan, selection.view)
 
-    view = store.snapshot()
     # with the portrait at hand every condition is checked on it (the definitions); else by seeks,
     # the rarest first so most users fail at the first
     probes: list[Term] = []

@@ -23,6 +23,7 @@ index                         portrait field                       value encodin
 ``pay7``/``pay30``/``pay90``  ``windows.<D>d.purchases``           10-digit zero-padded
 ``risk``                      ``churn.risk``                       order-preserving hex
                                                                    of the IEEE double
+``clv``                       ``clv.value``                        as ``risk``
 ============================  ===================================  ==================
 
 Numeric postings sort by value, so a range is one contiguous key range. Values
@@ -37,6 +38,7 @@ estimates) and every figure of the group overview (:mod:`api.overview`).
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import struct
@@ -58,14 +60,18 @@ PORTRAITS_SPACE = b"p:"
 INDEX_SPACE = b"i:"
 
 #: Bump when postings or aggregates change meaning: the store rebuilds them at open.
-INDEX_VERSION = b"2"
+INDEX_VERSION = b"3"
 _VERSION_KEY = b"\x00version:portrait-indexes"
 _AGGREGATES_KEY = b"\x00aggregates:portraits"
 
 ATTRIBUTES = ("age_band", "gender", "region", "city_tier")
 WINDOWS = (7, 30, 90)
 CATEGORICAL_INDEXES = ("layer", "life", "seg", "tag", "topcat", "cat", *(f"attr.{name}" for name in ATTRIBUTES))
-NUMERIC_INDEXES = (*(f"pay{days}" for days in WINDOWS), "risk")
+NUMERIC_INDEXES = (*(f"pay{days}" for days in WINDOWS), "risk", "clv")
+#: numeric indexes whose values are floats (:func:`encode_float`), not counts
+FLOAT_INDEXES = ("risk", "clv")
+#: lower edges of the CLV histogram's bins, in 1-2-5 steps; the last bin has no upper edge
+CLV_EDGES = (0.0, *(float(m * 10**e) for e in range(7) for m in (1, 2, 5)))
 #: ``all`` lists every user (``i:all\x1f\x1f<user>``): small keys, quicker to list than the portraits.
 INDEXES = ("all",) + CATEGORICAL_INDEXES + NUMERIC_INDEXES
 
@@ -183,6 +189,26 @@ def encode_float(value: float) -> bytes:
     return b"%016x" % bits
 
 
+def decode_float(encoded: bytes) -> float:
+    """Inverse of :func:`encode_float`.
+
+    >>> [decode_float(encode_float(v)) for v in (-2.5, 0.0, 1234.56)]
+    [-2.5, 0.0, 1234.56]
+    """
+    bits = int(encoded, 16)
+    bits = bits ^ (1 << 63) if bits >> 63 else bits ^ 0xFFFF_FFFF_FFFF_FFFF
+    return struct.unpack(">d", struct.pack(">Q", bits))[0]
+
+
+def clv_bin(value: float) -> int:
+    """The CLV histogram bin of a value (:data:`CLV_EDGES`).
+
+    >>> [clv_bin(v) for v in (0.0, 0.99, 1.0, 4.99, 5.0, 120.0, 1e9)]
+    [0, 0, 1, 2, 3, 7, 21]
+    """
+    return max(0, bisect.bisect_right(CLV_EDGES, value) - 1)
+
+
 def posting_prefix(index: str, value: bytes) -> bytes:
     """Prefix of every posting of one indexed value."""
     return INDEX_SPACE + index.encode() + SEP + value + SEP
@@ -298,12 +324,15 @@ def entries(portrait: Any, *, with_postings: bool = True) -> tuple[set[tuple[str
             if with_postings:
                 posts.add((index, encode_count(purchases)))
             c[f"n{_ASEP}{index}{_ASEP}{purchases}"] = 1
+    def valued(index: str, value: float, bin_number: int) -> None:  # a float index: posting, bin, users
+        if with_postings:
+            posts.add((index, encode_float(value)))
+        c[f"{index}bin{_ASEP}{bin_number}"] = 1
+        c[f"{index}_users"] = 1
+
     risk = number(_obj(p.get("churn")).get("risk"))
     if risk is not None:
-        if with_postings:
-            posts.add(("risk", encode_float(risk)))
-        c[f"riskbin{_ASEP}{min(99, max(0, int(risk * 100)))}"] = 1
-        c["risk_users"] = 1
+        valued("risk", risk, min(99, max(0, int(risk * 100))))
         c["risk_sum_e6"] = int(round(risk * 1_000_000))
 
     hours = p.get("active_hours")
@@ -337,6 +366,14 @@ def entries(portrait: Any, *, with_postings: bool = True) -> tuple[set[tuple[str
             c[f"gmv_life{_ASEP}layer{_ASEP}{layer}"] = gmv_life
     if segment is not None and gmv_30d:
         c[f"gmv_30d{_ASEP}seg{_ASEP}{segment}"] = gmv_30d
+    value = number(_obj(p.get("clv")).get("value"))
+    if value is not None:
+        valued("clv", value, clv_bin(value))
+        clv_cents = cents(value)
+        if clv_cents:
+            c["clv_cents"] = clv_cents
+            if layer is not None:
+                c[f"clv_cents{_ASEP}layer{_ASEP}{layer}"] = clv_cents
     purchases_30d = count(_obj(windows.get("30d")).get("purchases")) or 0
     if purchases_30d >= 1:
         c["buyers_30d"] = 1
@@ -390,7 +427,7 @@ class PortraitSpace(SpaceHandler):
     def __init__(self, space: bytes = PORTRAITS_SPACE, erasures: ErasureLedger | None = None, models: ModelSpace | None = None):
         super().__init__(space)
         self.erasures = erasures
-        #: scores a portrait that arrives with an older snapshot's churn block (:mod:`api.rescore`)
+        #: scores a portrait that arrives with an older snapshot's churn block, and its CLV (:mod:`api.rescore`)
         self.models = models
         self._lock = threading.Lock()
         self._aggregates: dict[str, int] = {}
@@ -443,7 +480,7 @@ class PortraitSpace(SpaceHandler):
         if new and self.models is not None:
             fresh = self.models.score(new)
             if fresh is not None:
-                new["churn"] = fresh
+                new.update(fresh)
                 value = orjson.dumps(new)
         old_postings, old_share = entries(parse_portrait(old_raw)) if old_raw is not None else (set(), {})
         new_postings, new_share = entries(new) if value is not None else (set(), {})

@@ -24,6 +24,9 @@ class Lifetime(BaseModel):
     refunds: int
     refund_amount: float
     net_spend: float
+    repeat_spend: float | None = Field(
+        None, description="Spend on the purchase days after the first (UTC days); what Gamma-Gamma's mean spend m is made of"
+    )
 
 
 class CategoryScore(BaseModel):
@@ -43,6 +46,20 @@ class Funnel(BaseModel):
     favorite_to_purchase: float | None
     abandoned_carts: int
     last_abandoned_cart: str | None = Field(None, description="Time of the newest abandoned cart")
+
+
+class Clv(BaseModel):
+    """Customer lifetime value under the newest model snapshot, at the portrait's ``as_of``."""
+
+    expected_purchases: float = Field(
+        description="Purchase days the purchase model (MBG/NBD, else BG/NBD) expects within the horizon, each month's "
+        "discounted at the annual rate"
+    )
+    expected_order_value: float | None = Field(
+        description="Gamma-Gamma's expected spend of one purchase day, given the repeat days' mean spend (null: no spend fit)"
+    )
+    value: float | None = Field(description="expected_purchases x expected_order_value")
+    horizon_days: int
 
 
 class Portrait(BaseModel):
@@ -74,6 +91,7 @@ class Portrait(BaseModel):
     promo_share: float | None
     profile: dict[str, Any]
     version: int
+    clv: Clv | None = Field(None, description="Lifetime value of a buyer once the models are fitted; null otherwise")
 
 
 class Problem(BaseModel):
@@ -120,6 +138,7 @@ PORTRAIT_FIELDS = frozenset(Portrait.model_fields) | {
     "segment",
     "tags",
     "churn",
+    "clv",
     "last_return_gap_days",
 }
 
@@ -152,6 +171,24 @@ class RiskRange(_Strict):
     def _ordered(self) -> "RiskRange":
         if self.min is None and self.max is None:
             raise ValueError("give min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        return self
+
+
+class ClvFilter(_Strict):
+    """``min <= clv.value <= max``, and/or among the ``top_share`` most valuable users (``clv.value`` at least
+    that of the user ranked ``ceil(top_share x users with a value)``-th; ties at that value are all in).
+    A user without a value never matches."""
+
+    min: float | None = Field(None, ge=0)
+    max: float | None = Field(None, ge=0)
+    top_share: float | None = Field(None, gt=0, le=1, description="e.g. 0.1: the top 10% by value")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ClvFilter":
+        if self.min is None and self.max is None and self.top_share is None:
+            raise ValueError("give min, max, top_share or some of them")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) is above max ({self.max})")
         return self
@@ -283,6 +320,7 @@ class AudienceFilter(_Strict):
     lifecycle: list[Stage] | None = Field(None, min_length=1, description="lifecycle is one of these")
     tags: TagFilter | None = None
     churn_risk: RiskRange | None = None
+    clv: ClvFilter | None = None
     categories: CategoryFilter | None = None
     attributes: AttributeFilter | None = None
     behaviour: list[Behaviour] | None = Field(None, min_length=1, max_length=20, description="Every condition holds")
@@ -411,6 +449,8 @@ class LayerStats(BaseModel):
     gmv_30d_share: float | None
     gmv_lifetime: float
     gmv_lifetime_share: float | None
+    clv: float = Field(0.0, description="Sum of clv.value")
+    clv_share: float | None = Field(None, description="Share of the group's clv.value")
 
 
 class SegmentStats(BaseModel):
@@ -432,6 +472,22 @@ class ChurnStats(BaseModel):
     users_scored: int
     mean_risk: float | None
     histogram: list[int] = Field(description="Users by churn risk in tenths: [0, 0.1), ..., [0.9, 1]")
+
+
+class ClvBin(BaseModel):
+    low: float
+    high: float | None = Field(description="null: no upper bound")
+    users: int
+
+
+class ClvStats(BaseModel):
+    users_valued: int = Field(description="Users with a clv.value")
+    total: float = Field(description="Sum of clv.value")
+    mean: float | None
+    histogram: list[ClvBin] = Field(
+        description="Users by clv.value in bins of 1-2-5 steps ([0, 1), [1, 2), [2, 5), [5, 10), ...), "
+        "from the lowest bin with users to the highest"
+    )
 
 
 class HealthMarker(BaseModel):
@@ -462,6 +518,7 @@ class Overview(BaseModel):
     tags: list[Share]
     repurchase: Repurchase
     churn: ChurnStats
+    clv: ClvStats | None = None
     health: list[HealthMarker]
     warnings: list[str]
     plan: AudiencePlan | None = Field(None, description="How a filtered group was found")

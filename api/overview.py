@@ -13,17 +13,21 @@ portraits. Both go through :func:`build`, so they use the same definitions:
   window the value layers are defined on; lifetime spend is given alongside;
 * repurchase rate over 30 days = users with >= 2 purchases in 30 days / users
   with >= 1;
+* CLV sums ``clv.value`` (users without one are left out), in total, per value
+  layer (with its share of the total) and as a histogram of 1-2-5 bins;
 * health markers follow DOMAIN.md (see :data:`HEALTH_MARKERS`).
 """
 
 from __future__ import annotations
 
-from api.indexes import agg
+from api.indexes import CLV_EDGES, agg
 from api.models import (
     Activity,
     AudiencePlan,
     CategoryStats,
     ChurnStats,
+    ClvBin,
+    ClvStats,
     DeviceShare,
     HealthMarker,
     LayerStats,
@@ -109,11 +113,13 @@ def build(aggregates: dict[str, int], *, plan: AudiencePlan | None = None) -> Ov
     ]
 
     gmv_30d, gmv_life = aggregates.get("gmv_30d", 0), aggregates.get("gmv_life", 0)
+    clv_total = aggregates.get("clv_cents", 0)
     layer_users = _counts(aggregates, "n", "layer")
     layers = []
     for layer in list(LAYERS) + sorted(set(layer_users) - set(LAYERS)):
         layer_gmv_30d = aggregates.get(agg("gmv_30d", "layer", layer), 0)
         layer_gmv_life = aggregates.get(agg("gmv_life", "layer", layer), 0)
+        layer_clv = aggregates.get(agg("clv_cents", "layer", layer), 0)
         layers.append(
             LayerStats(
                 layer=layer,
@@ -123,6 +129,8 @@ def build(aggregates: dict[str, int], *, plan: AudiencePlan | None = None) -> Ov
                 gmv_30d_share=ratio(layer_gmv_30d, gmv_30d),
                 gmv_lifetime=layer_gmv_life / 100,
                 gmv_lifetime_share=ratio(layer_gmv_life, gmv_life),
+                clv=layer_clv / 100,
+                clv_share=ratio(layer_clv, clv_total),
             )
         )
 
@@ -201,7 +209,25 @@ def build(aggregates: dict[str, int], *, plan: AudiencePlan | None = None) -> Ov
         tags=_shares(_counts(aggregates, "n", "tag"), limit=30),
         repurchase=repurchase,
         churn=churn,
+        clv=clv_stats(aggregates),
         health=health,
         warnings=warnings,
         plan=plan,
     )
+
+
+def clv_stats(aggregates: dict[str, int]) -> ClvStats:
+    """How CLV spreads over the group: users valued, total, mean and the histogram (:data:`api.indexes.CLV_EDGES`).
+
+    >>> stats = clv_stats({"clv_users": 3, "clv_cents": 15_050, "clvbin\x1f5": 2, "clvbin\x1f7": 1})
+    >>> stats.total, stats.mean, [(b.low, b.high, b.users) for b in stats.histogram]
+    (150.5, 50.1667, [(20.0, 50.0, 2), (50.0, 100.0, 0), (100.0, 200.0, 1)])
+    """
+    users = aggregates.get("clv_users", 0)
+    total = aggregates.get("clv_cents", 0) / 100
+    bins = {int(key): n for key, n in _counts(aggregates, "clvbin").items()}
+    histogram = [
+        ClvBin(low=CLV_EDGES[i], high=CLV_EDGES[i + 1] if i + 1 < len(CLV_EDGES) else None, users=bins.get(i, 0))
+        for i in range(min(bins), max(bins) + 1)
+    ] if bins else []
+    return ClvStats(users_valued=users, total=total, mean=round(total / users, 4) if users else None, histogram=histogram)

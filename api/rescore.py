@@ -1,9 +1,9 @@
-"""Served churn scores are the newest snapshot's: the API re-scores stored portraits when one arrives.
+"""Served churn scores and CLV are the newest snapshot's: the API re-scores stored portraits when one arrives.
 
 The worker scores a portrait when it renders it, with the snapshot it holds then. The
-API follows the ``models`` topic too, and keeps every stored portrait's ``churn`` block
-as the newest snapshot scores it at the portrait's own ``as_of``, with the one scoring
-function of the core (:meth:`online_models.population.PopulationModels.churn`):
+API follows the ``models`` topic too, and keeps every stored portrait's ``churn`` and
+``clv`` blocks as the newest snapshot scores them at the portrait's own ``as_of``, with the
+scoring functions of the core (:meth:`online_models.population.PopulationModels.scores`):
 
 * a portrait arriving with an older ``churn.model_version`` than the API's snapshot is
   scored again before it is stored (:meth:`ModelSpace.score`), so its index postings
@@ -14,7 +14,7 @@ function of the core (:meth:`online_models.population.PopulationModels.churn`):
   parameters rewrites few portraits; an unchanged score keeps the version that made it.
 
 The API keeps of a snapshot only what that scoring reads (:func:`serving_copy`): the churn fits,
-the classifier, the configuration and the version. The trainer's purchase sample (statistics
+the Gamma-Gamma fit, the classifier, the configuration and the version. The trainer's purchase sample (statistics
 by user id), the RFM sketches and the segment centres are dropped before anything is stored.
 """
 
@@ -37,11 +37,14 @@ log = logging.getLogger(__name__)
 SNAPSHOT_KEY = b"snapshot"
 
 
-def _same_score(old: Any, new: dict[str, Any]) -> bool:
-    """Whether two churn blocks say the same, whichever snapshot version made them."""
-    if not isinstance(old, dict):
+def _same_score(portrait: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether the portrait's blocks say what ``new`` (``{"churn", "clv"}``) says, whichever snapshot version made them."""
+    old_churn = portrait.get("churn")
+    if not isinstance(old_churn, dict) or portrait.get("clv") != new["clv"]:
         return False
-    return {k: v for k, v in old.items() if k != "model_version"} == {k: v for k, v in new.items() if k != "model_version"}
+    return {k: v for k, v in old_churn.items() if k != "model_version"} == {
+        k: v for k, v in new["churn"].items() if k != "model_version"
+    }
 
 
 def serving_copy(models: PopulationModels) -> PopulationModels:
@@ -101,7 +104,8 @@ class ModelSpace(SpaceHandler):
         self._staged = None
 
     def score(self, portrait: dict[str, Any]) -> dict[str, Any] | None:
-        """The churn block the current snapshot gives ``portrait``; None when the stored one is as new or newer."""
+        """The ``churn`` and ``clv`` blocks the current snapshot gives ``portrait``; None when the stored churn
+        block is as new or newer."""
         models = self.models
         if models is None or not portrait.get("as_of"):
             return None
@@ -110,7 +114,7 @@ class ModelSpace(SpaceHandler):
         if isinstance(version, int) and version >= models.version:
             return None
         try:
-            return models.churn(portrait)
+            return models.scores(portrait)
         except Exception as error:  # one odd portrait must not stop the follower
             log.warning("portrait not re-scored: %s: %s", type(error).__name__, error)
             return None
@@ -127,7 +131,7 @@ class ModelSpace(SpaceHandler):
 
 
 def rescored_value(raw: bytes | None, score: Callable[[dict], dict | None], *, only_changed: bool) -> bytes | None:
-    """The portrait bytes with the churn block ``score`` gives, or None when they stay as they are.
+    """The portrait bytes with the blocks ``score`` gives, or None when they stay as they are.
 
     ``only_changed``: leave a portrait whose score would not change (a re-scoring pass).
     """
@@ -140,9 +144,9 @@ def rescored_value(raw: bytes | None, score: Callable[[dict], dict | None], *, o
     if not isinstance(portrait, dict):
         return None
     fresh = score(portrait)
-    if fresh is None or (only_changed and _same_score(portrait.get("churn"), fresh)):
+    if fresh is None or (only_changed and _same_score(portrait, fresh)):
         return None
-    portrait["churn"] = fresh
+    portrait.update(fresh)
     return orjson.dumps(portrait)
 
 

@@ -24,11 +24,11 @@ import warnings
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize
 from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
 
+from online_models._fitted import FittedModel, checked_weights
+
 PARAM_NAMES = ("r", "alpha", "a", "b")
-_LOG_BOUNDS = (-20.0, 20.0)  # on log-parameters: keeps the optimiser finite
 _NUMBERS = (int, float)
 
 
@@ -48,9 +48,10 @@ def _check_history(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> None:
         raise ValueError("t_x (recency) cannot exceed T (age)")
 
 
-class BetaGeoBase:
+class BetaGeoBase(FittedModel):
     """Base class of :class:`BGNBD` and :class:`MBGNBD`; see the module docstring."""
 
+    PARAMS = PARAM_NAMES
     _k: int = 0  # dropout chances before the first repeat purchase
 
     def __init__(self, penalizer: float = 0.0) -> None:
@@ -63,50 +64,23 @@ class BetaGeoBase:
     @classmethod
     def from_params(cls, r: float, alpha: float, a: float, b: float):
         """A model with known parameters (no fitting)."""
-        params = {"r": r, "alpha": alpha, "a": a, "b": b}
-        if not all(math.isfinite(v) and v > 0 for v in params.values()):
-            raise ValueError(f"parameters must be positive and finite: {params}")
-        model = cls()
-        model.params_ = {k: float(v) for k, v in params.items()}
-        return model
+        return cls._with_params({"r": r, "alpha": alpha, "a": a, "b": b})
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able snapshot of the model."""
-        self._check_fitted()
-        return {
-            "model": type(self).__name__,
-            "penalizer": self.penalizer,
-            "params": dict(self.params_),
-            "n_users": getattr(self, "n_users_", None),
-            "log_likelihood": getattr(self, "log_likelihood_", None),
-        }
+        return {**super().to_dict(), "penalizer": self.penalizer}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]):
         """Inverse of :meth:`to_dict`."""
-        if data.get("model", cls.__name__) != cls.__name__:
-            raise ValueError(f"snapshot of {data['model']}, not {cls.__name__}")
-        model = cls.from_params(**data["params"])
+        model = super().from_dict(data)
         model.penalizer = float(data.get("penalizer", 0.0))
-        if data.get("n_users") is not None:
-            model.n_users_ = float(data["n_users"])
-        if data.get("log_likelihood") is not None:
-            model.log_likelihood_ = float(data["log_likelihood"])
         return model
 
     def __repr__(self) -> str:
         if not hasattr(self, "params_"):
             return f"{type(self).__name__}(penalizer={self.penalizer})"
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in self.params_.items())
-        return f"{type(self).__name__}({shown})"
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "params_"):
-            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() or from_params()")
-
-    def _params(self) -> tuple[float, float, float, float]:
-        self._check_fitted()
-        return tuple(self.params_[name] for name in PARAM_NAMES)  # type: ignore[return-value]
+        return super().__repr__()
 
     # -- likelihood ----------------------------------------------------------------
 
@@ -161,9 +135,7 @@ class BetaGeoBase:
         _check_history(x, t_x, T)
         if x.size == 0:
             raise ValueError("cannot fit on no data")
-        w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=float).ravel()
-        if w.shape != x.shape or np.any(w < 0) or not np.all(np.isfinite(w)) or w.sum() <= 0:
-            raise ValueError("weights must be non-negative, finite, one per row, not all zero")
+        w = checked_weights(weights, x.shape)
 
         # Identical rows are collapsed into weights (CDNOW: 2357 rows -> 1016).
         rows, inverse = np.unique(np.stack([x, t_x, T], axis=1), axis=0, return_inverse=True)
@@ -183,23 +155,8 @@ class BetaGeoBase:
             gradient = -(grad @ w_u) / total * params + 2 * self.penalizer * params**2 + 2 * shrink * log_params
             return value, gradient
 
-        result = minimize(
-            objective,
-            x0=np.zeros(4),
-            jac=True,
-            method="L-BFGS-B",
-            bounds=[_LOG_BOUNDS] * 4,
-            options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-10},
-        )
-        # L-BFGS-B may stop "abnormally" in the line search once at the optimum
-        # to float precision; only a remaining gradient signals a real failure.
-        self.converged_ = bool(result.success or np.max(np.abs(result.jac)) < 1e-6)
-        if not self.converged_:
-            message = f"{type(self).__name__} fit did not converge: {result.message}"
-            warnings.warn(message, RuntimeWarning, stacklevel=2)
-        self.log_params_scaled_ = tuple(float(v) for v in result.x)
+        r, alpha_scaled, a, b = self._maximise(objective, 4)
         self.shrink_ = float(shrink)
-        r, alpha_scaled, a, b = np.exp(result.x)
         self.params_ = {"r": float(r), "alpha": float(alpha_scaled / scale), "a": float(a), "b": float(b)}
         self.n_users_ = float(w.sum())
         self.log_likelihood_ = float(w_u @ self.log_likelihood(rows[:, 0], rows[:, 1], rows[:, 2]))
@@ -249,15 +206,22 @@ class BetaGeoBase:
         _check_history(x, t_x, T)
         if np.any(t < 0):
             raise ValueError("t must be non-negative")
+        p_alive = expit(self._log_odds_alive(x, t_x, T))
+        out = self._expected_if_alive(t, x, T) * p_alive
+        return float(out) if scalar else out
+
+    def _expected_if_alive(self, t, x, T):
         r, alpha, a, b = self._params()
         if abs(a - 1.0) < 1e-7:  # removable singularity at a == 1
             a = 1.0 + 1e-7
         c = a + b + x + self._k - 1
         log_1mz = -np.log1p(t / (alpha + T))
         G = np.exp((a - 1) * log_1mz) * hyp2f1(a + b + self._k - 1 - r, a - 1, c, -np.expm1(log_1mz))
-        p_alive = expit(self._log_odds_alive(x, t_x, T))
-        out = np.maximum(c / (a - 1) * (1.0 - G), 0.0) * p_alive
-        return float(out) if scalar else out
+        return np.maximum(c / (a - 1) * (1.0 - G), 0.0)
+
+    def expected_purchases_curve(self, t, x: float, t_x: float, T: float) -> np.ndarray:
+        """:meth:`expected_purchases` of one customer (plain numbers) at each horizon in ``t``: what CLV needs."""
+        return self._expected_if_alive(np.asarray(t, dtype=float), float(x), float(T)) * self.p_alive(x, t_x, T)
 
     def expected_purchases_new(self, t):
         """Expected number of repeat purchases in ``(0, t]`` of a new customer."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import pickle
 import random
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,8 +35,10 @@ from online_models._bgnbd_common import fit_report, fit_trusted
 from online_models.bgnbd import BGNBD
 from online_models.churn import churn_scores, purchase_stats
 from online_models.churn_classifier import ChurnClassifier
+from online_models.clv import clv_scores
 from online_models.clock import DAY_MS
 from online_models.features import behaviour_features
+from online_models.gamma_gamma import GammaGamma, gamma_gamma_report
 from online_models.lifecycle import LifecycleConfig, lifecycle_stage
 from online_models.mbgnbd import MBGNBD
 from online_models.risk_selection import USES_CLASSIFIER, RiskSelection, no_purchase_within
@@ -55,13 +58,15 @@ class PopulationConfig:
     churn_min_buyers: int = 50
     classifier_min_labels: int = 300
     classifier_min_auc: float = 0.7
+    clv_horizon_days: int = 365  # PORTRAITS_CLV_HORIZON_DAYS
+    clv_annual_discount_rate: float = 0.10  # PORTRAITS_CLV_ANNUAL_DISCOUNT_RATE
     layers: LayerConfig = field(default_factory=LayerConfig)
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
     seed: int = 0
 
 
 class PopulationModels:
-    """RFM sketches, segments, churn classifier and BG/NBD fits, with one snapshot format."""
+    """RFM sketches, segments, churn classifier, BG/NBD and Gamma-Gamma fits, with one snapshot format."""
 
     def __init__(self, config: PopulationConfig | None = None, rules: TagRules | None = None):
         self.config = config or PopulationConfig()
@@ -73,11 +78,14 @@ class PopulationModels:
         self.risk = RiskSelection(min_labels=self.config.classifier_min_labels, min_auc=self.config.classifier_min_auc)
         self.bgnbd: BGNBD | None = None
         self.mbgnbd: MBGNBD | None = None
+        #: Gamma-Gamma spend model, fitted on the repeat buyers of the purchase sample
+        self.gamma_gamma: GammaGamma | None = None
         #: ``{"bgnbd": report, "mbgnbd": report}`` of the last refit (see :func:`online_models._bgnbd_common.fit_report`)
         self.fit_reports: dict[str, dict[str, Any]] = {}
-        #: user id -> (x, t_x, T) in days and the event time (ms) of the sample they come from, from which
-        #: T is carried forward (:meth:`current_purchase_stats`); None in entries of older snapshots
-        self.purchase_sample: dict[str, tuple[int, float, float, int | None]] = {}
+        #: user id -> (x, t_x, T) in days, the event time (ms) of the sample they come from, from which
+        #: T is carried forward (:meth:`current_purchase_stats`; None in entries of older snapshots), and
+        #: the spend on the x repeat purchase days (None: unknown; absent in entries of older snapshots)
+        self.purchase_sample: dict[str, tuple] = {}
         self.user_samples = 0
         self.since_refit = 0
         self.version = 0
@@ -88,8 +96,8 @@ class PopulationModels:
     def learn(self, sample: dict[str, Any]) -> None:
         """Learn one sample: ``{"kind": "user", "ts", "portrait"}``, ``{"kind": "label", "ts", "features",
         "label"}`` (optionally ``purchase_stats`` [x, t_x, T] at the snapshot and ``horizon_ms``), or
-        ``{"kind": "purchase_stats", "ts", "user_id", "stats"}``: a buyer's (x, t_x, T) after a purchase
-        that followed their sample of the period (see :mod:`online_models.watch`);
+        ``{"kind": "purchase_stats", "ts", "user_id", "stats", "repeat_spend"}``: a buyer's (x, t_x, T) and
+        repeat-day spend after a purchase that followed their sample of the period (see :mod:`online_models.watch`);
         ``{"kind": "forget", "user_id"}`` erases a user instead (:meth:`forget`)."""
         if sample["kind"] == "forget":
             self.forget(str(sample["user_id"]))
@@ -102,7 +110,10 @@ class PopulationModels:
             return
         if sample["kind"] == "purchase_stats":
             x, t_x, T = sample["stats"]
-            self._keep_purchase_stats(str(sample["user_id"]), (int(x), float(t_x), float(T)), ts)
+            spend = sample.get("repeat_spend")
+            self._keep_purchase_stats(
+                str(sample["user_id"]), (int(x), float(t_x), float(T)), ts, None if spend is None else float(spend)
+            )
             return
         portrait = sample["portrait"]
         self.user_samples += 1
@@ -111,7 +122,8 @@ class PopulationModels:
         self.segments.learn_one(behaviour_features(portrait), gmv=gmv)
         stats = purchase_stats(portrait)
         if stats is not None:
-            self._keep_purchase_stats(portrait["user_id"], stats, ts)
+            spend = (portrait.get("lifetime") or {}).get("repeat_spend")
+            self._keep_purchase_stats(portrait["user_id"], stats, ts, None if spend is None else float(spend))
             self.since_refit += 1
             if self.since_refit >= self.config.churn_refit_every or (
                 self.mbgnbd is None and len(self.purchase_sample) >= self.config.churn_min_buyers
@@ -134,11 +146,28 @@ class PopulationModels:
             )
         self.classifier.learn_one(features, churned)
 
-    def _keep_purchase_stats(self, user_id: str, stats: tuple[int, float, float], carried_from_ms: int | None) -> None:
+    def _keep_purchase_stats(
+        self, user_id: str, stats: tuple[int, float, float], carried_from_ms: int | None, repeat_spend: float | None
+    ) -> None:
         sample = self.purchase_sample
         if user_id not in sample and len(sample) >= self.config.churn_fit_sample:
             del sample[self._rng.choice(list(sample))]  # bounded: evict a random user
-        sample[user_id] = (*stats, carried_from_ms)
+        sample[user_id] = (*stats, carried_from_ms, repeat_spend)
+
+    def current_spend_stats(self) -> list[tuple[int, float]]:
+        """Gamma-Gamma's ``(x, m)`` of the kept repeat buyers whose repeat-day spend is known and positive.
+
+        >>> models = PopulationModels()
+        >>> models.purchase_sample = {"u1": (2, 10.0, 30.0, 0, 90.0), "u2": (0, 0.0, 5.0, 0, 0.0), "u3": (1, 3.0, 5.0, None)}
+        >>> models.current_spend_stats()
+        [(2, 45.0)]
+        """
+        out = []
+        for entry in self.purchase_sample.values():
+            x, spend = entry[0], entry[4] if len(entry) > 4 else None
+            if x > 0 and spend is not None and spend > 0:
+                out.append((x, spend / x))
+        return out
 
     def current_purchase_stats(self) -> list[tuple[int, float, float]]:
         """The kept ``(x, t_x, T)`` as of ``trained_until_ms``: each age ``T`` carried forward from its sample.
@@ -181,7 +210,8 @@ class PopulationModels:
         Silent users' ages ``T`` are carried forward to the newest sample (:meth:`current_purchase_stats`).
         Only a sound fit (:func:`online_models._bgnbd_common.fit_trusted`) replaces the one in use,
         a shrunk one beyond the slack only if it explains the current sample better than the one in use;
-        :attr:`fit_reports` says how the last refit went and whether it was kept.
+        :attr:`fit_reports` says how the last refit went and whether it was kept. Gamma-Gamma is refit
+        with them on the repeat buyers (:meth:`refit_spend`).
         """
         self.since_refit = 0
         if len(self.purchase_sample) < self.config.churn_min_buyers:
@@ -197,6 +227,27 @@ class PopulationModels:
                 setattr(self, name, model)
             reports[name] = {**report, "trained_until_ms": self.trained_until_ms, "in_use": model is not None}
         self.fit_reports = reports
+        self.refit_spend()
+
+    def refit_spend(self) -> None:
+        """Refit Gamma-Gamma on the kept repeat buyers (:meth:`current_spend_stats`); only a sound fit is used."""
+        rows = self.current_spend_stats()
+        if len(rows) < self.config.churn_min_buyers:
+            return
+        x, m = (np.array(column, dtype=float) for column in zip(*rows))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                model = GammaGamma().fit(x, m)
+            report = gamma_gamma_report(model)
+        except (ValueError, FloatingPointError, RuntimeError) as error:
+            model, report = None, {"sound": False, "error": str(error)[:200]}
+        in_use = model is not None and report["sound"]
+        if in_use:
+            self.gamma_gamma = model
+        elif model is not None:
+            report = {**report, "params": dict(model.params_)}
+        self.fit_reports = {**self.fit_reports, "gamma_gamma": {**report, "trained_until_ms": self.trained_until_ms, "in_use": in_use}}
 
     # ----------------------------------------------------------------- scoring
     def _segment_names(self) -> dict[int, str]:
@@ -240,7 +291,7 @@ class PopulationModels:
         return cached[1]
 
     def enrich(self, portrait: dict[str, Any]) -> dict[str, Any]:
-        """The portrait with ``rfm``, ``lifecycle``, ``segment``, ``tags`` and ``churn`` added."""
+        """The portrait with ``rfm``, ``lifecycle``, ``segment``, ``tags``, ``churn`` and ``clv`` added."""
         features = behaviour_features(portrait)
         out = dict(portrait)
         out["rfm"] = {**self.rfm.score(portrait), "layer": value_layer(portrait, self.config.layers)}
@@ -252,7 +303,28 @@ class PopulationModels:
             out["segment"] = None
         out["tags"] = self.rules.evaluate(portrait)
         out["churn"] = self.churn(portrait, features)
+        out["clv"] = self.clv(portrait)
         return out
+
+    def purchase_model(self) -> tuple[str, BGNBD | MBGNBD | None]:
+        """The purchase model CLV counts with: MBG/NBD, the one P(alive) is served from, else BG/NBD."""
+        if self.mbgnbd is not None:
+            return "mbgnbd", self.mbgnbd
+        return ("bgnbd", self.bgnbd) if self.bgnbd is not None else ("none", None)
+
+    def clv(self, portrait: dict[str, Any]) -> dict[str, Any] | None:
+        """The portrait's ``clv`` block (:func:`online_models.clv.clv_scores`) at its ``as_of``, under this snapshot."""
+        return clv_scores(
+            portrait,
+            self.purchase_model()[1],
+            self.gamma_gamma,
+            horizon_days=self.config.clv_horizon_days,
+            annual_rate=self.config.clv_annual_discount_rate,
+        )
+
+    def scores(self, portrait: dict[str, Any]) -> dict[str, Any]:
+        """What a newer snapshot changes in an enriched portrait: ``{"churn", "clv"}`` (see :mod:`api.rescore`)."""
+        return {"churn": self.churn(portrait), "clv": self.clv(portrait)}
 
     def churn(self, portrait: dict[str, Any], features: dict[str, float] | None = None) -> dict[str, Any]:
         """The portrait's ``churn`` part alone (what a check of a silent user needs), as :meth:`enrich` gives it.
@@ -307,6 +379,29 @@ class PopulationModels:
                 "sample_size": len(self.purchase_sample),
             },
             "segments": self.segments.describe() if self.segments.seeded else [],
+            "clv": self.clv_summary(),
+        }
+
+    def clv_summary(self) -> dict[str, Any]:
+        """The ``clv`` part of :meth:`summary`: the Gamma-Gamma fit (spend in the shop's currency), the
+        purchase model CLV counts with, the horizon and the discount rate."""
+        model = self.gamma_gamma
+        last = getattr(self, "fit_reports", {}).get("gamma_gamma")
+        if model is None:
+            spend = None if last is None else {"in_use": False, "last_refit": last}
+        else:
+            spend = {
+                **{k: round(float(v), 6) for k, v in model.params_.items()},
+                "mean_order_value": round(model.mean_value(), 4),
+                "in_use": True,
+                **gamma_gamma_report(model),
+                "last_refit": None if last is None or last.get("in_use") else last,
+            }
+        return {
+            "gamma_gamma": spend,
+            "purchase_model": self.purchase_model()[0],
+            "horizon_days": self.config.clv_horizon_days,
+            "annual_discount_rate": self.config.clv_annual_discount_rate,
         }
 
     # --------------------------------------------------------------- snapshots
@@ -317,6 +412,7 @@ class PopulationModels:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.rules = TagRules.default()
+        self.__dict__.setdefault("gamma_gamma", None)  # a snapshot made before CLV
         if "risk" not in state:  # a snapshot made before the risk was chosen by measurement
             self.risk = RiskSelection(min_labels=self.config.classifier_min_labels, min_auc=self.config.classifier_min_auc)
 

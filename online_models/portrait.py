@@ -16,7 +16,7 @@ they would have left in order, and a redelivered ``event_id`` changes nothing.
 ...     _ = update(state, parse_event(raw), watermark=0, config=config)
 >>> view = render(state, as_of=parse_event(raw).ts, config=config)
 >>> view["lifetime"], view["windows"]["7d"], view["peak_hour"]
-({'events': 2, 'purchases': 1, 'spend': 30.0, 'refunds': 0, 'refund_amount': 0.0, 'net_spend': 30.0}, {'events': 2, 'purchases': 1, 'spend': 30.0}, 10)
+({'events': 2, 'purchases': 1, 'spend': 30.0, 'refunds': 0, 'refund_amount': 0.0, 'net_spend': 30.0, 'repeat_spend': 0.0}, {'events': 2, 'purchases': 1, 'spend': 30.0}, 10)
 """
 
 from __future__ import annotations
@@ -107,6 +107,9 @@ class PortraitState:
     events: int = 0
     purchases: int = 0
     spend_cents: int = 0
+    # spend on the (UTC) day of the first purchase; the rest is repeat-day spend (None: a state
+    # kept before this was counted)
+    first_day_cents: int | None = None
     refunds: int = 0
     refund_cents: int = 0
     # per-minute totals of the last 90 days, as parallel lists sorted by the minute's end
@@ -201,6 +204,34 @@ def _count_device(devices: dict[str, int], device: str, max_devices: int) -> Non
     devices[device] = devices.get(device, 0) + 1
 
 
+def _count_first_day(state: PortraitState, day: int, cents: int) -> None:
+    """Count a payment on ``day`` into the first purchase day's spend (before ``first_purchase`` moves).
+
+    >>> state = PortraitState("u1", first_purchase=5 * DAY_MS, first_day_cents=100)
+    >>> _count_first_day(state, 5, 50); state.first_day_cents
+    150
+    >>> _count_first_day(state, 6, 70); state.first_day_cents
+    150
+    >>> _count_first_day(state, 4, 20); state.first_day_cents
+    20
+    """
+    if state.first_purchase is None:
+        state.first_day_cents = cents
+    elif state.first_day_cents is not None:
+        first = state.first_purchase // DAY_MS
+        if day < first:
+            state.first_day_cents = cents  # an earlier payment arrived late: the old first day is a repeat day
+        elif day == first:
+            state.first_day_cents += cents
+
+
+def repeat_spend_cents(state: PortraitState) -> int | None:
+    """Spend on the purchase days after the first (None when the first day's spend is unknown)."""
+    if not state.purchases:
+        return 0
+    return None if state.first_day_cents is None else state.spend_cents - state.first_day_cents
+
+
 def update(state: PortraitState, event: Event, *, watermark: int, config: PortraitConfig) -> bool:
     """Fold one admitted event into ``state``; False (and no change) for a duplicate.
 
@@ -239,6 +270,7 @@ def update(state: PortraitState, event: Event, *, watermark: int, config: Portra
     state.bucket_events[i] += 1
     if kind == "pay":
         cents = event.amount_cents
+        _count_first_day(state, ts // DAY_MS, cents)
         state.purchases += 1
         state.spend_cents += cents
         state.bucket_purchases[i] += 1
@@ -370,6 +402,7 @@ def render(state: PortraitState, *, as_of: int | None, config: PortraitConfig) -
             "refunds": state.refunds,
             "refund_amount": state.refund_cents / 100,
             "net_spend": (state.spend_cents - state.refund_cents) / 100,
+            "repeat_spend": None if (repeat := repeat_spend_cents(state)) is None else repeat / 100,
         },
         "windows": {f"{days}d": window_totals(state, as_of, days) for days in WINDOW_DAYS},
         "aov": None if not purchases else round(state.spend_cents / purchases / 100, 2),

@@ -148,7 +148,7 @@ def watch_user(state: PortraitState, *, as_of: int, watermark: int, models, conf
     in each sample period up to :func:`sampled_until_period`; the sample of that
     last period says ``"last_until_event": True``. A look right after a purchase
     (one the watermark has not passed) in a period already sampled sends the
-    buyer's current ``(x, t_x, T)`` instead (a ``purchase_stats`` sample), so the
+    buyer's current ``(x, t_x, T)`` and repeat-day spend instead (a ``purchase_stats`` sample), so the
     trainer's purchase statistics miss no purchase. A label snapshot keeps the
     buyer's ``(x, t_x, T)`` too, and the released label carries it
     (``purchase_stats``) with the horizon (``horizon_ms``): the trainer measures
@@ -179,7 +179,15 @@ def watch_user(state: PortraitState, *, as_of: int, watermark: int, models, conf
     elif state.last_purchase is not None and state.last_purchase >= watermark and period == state.sample_period:
         stats = purchase_stats(portrait)
         if stats is not None:
-            samples.append({"kind": "purchase_stats", "ts": as_of, "user_id": state.user_id, "stats": list(stats)})
+            samples.append(
+                {
+                    "kind": "purchase_stats",
+                    "ts": as_of,
+                    "user_id": state.user_id,
+                    "stats": list(stats),
+                    "repeat_spend": portrait["lifetime"]["repeat_spend"],
+                }
+            )
     state.pending_labels, labelled = delay.release(state.pending_labels, watermark, state.purchase_times, with_context=True)
     samples += [
         {"kind": "label", "ts": as_of, "features": x, "label": y, "purchase_stats": stats, "horizon_ms": config.label_horizon_ms}

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     churn_horizon_days: float = Field(30.0, gt=0, description="Churn label: no purchase within this horizon")
     snapshot_interval: float = Field(5.0, gt=0, description="Seconds between model snapshots of the trainer")
     benchmark_aov: float = Field(150.0, gt=0, description="The shop's benchmark order value for value layers")
+    clv_horizon_days: int = Field(365, gt=0, le=3650, description="Days of purchases a customer's lifetime value counts")
+    clv_annual_discount_rate: float = Field(0.10, ge=0, le=1, description="Yearly rate future purchases are discounted at in CLV")
     alert_threshold: float = Field(0.7, gt=0, le=1, description="Churn risk at which an alert fires")
     alert_rearm_below: float = Field(0.5, ge=0, le=1, description="Risk under which a fired user re-arms")
     alert_cooldown_days: float = Field(14.0, ge=0, description="Minimum event-time days between two alerts of a user")
@@ -177,6 +179,10 @@ class Settings(BaseSettings):
     def layer_config(self) -> LayerConfig:
         """Value-layer thresholds."""
         return LayerConfig(benchmark_aov=self.benchmark_aov)
+
+    def clv_config(self) -> dict[str, float]:
+        """The CLV fields of :class:`online_models.population.PopulationConfig`."""
+        return {"clv_horizon_days": self.clv_horizon_days, "clv_annual_discount_rate": self.clv_annual_discount_rate}
 
     def pseudonym_secret(self) -> bytes | None:
         """The pseudonym key as bytes, None when pseudonymisation is off."""

@@ -9,6 +9,7 @@ from the last snapshot.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import orjson
 
@@ -28,14 +29,18 @@ class Trainer:
         self.published = -1
 
     def resume(self) -> PopulationModels:
-        """The models of the last snapshot on the models topic, or fresh ones."""
+        """The models of the last snapshot on the models topic, or fresh ones; CLV's horizon and rate
+        are this worker's settings either way (the snapshots carry them to every scorer)."""
         raw = self.engines.feed.latest.get(b"snapshot")
         if raw is not None:
             try:
-                return PopulationModels.from_bytes(raw, self.engines.rules)
+                models = PopulationModels.from_bytes(raw, self.engines.rules)
+                models.config = replace(models.config, **self.settings.clv_config())
+                return models
             except Exception as error:
                 log.warning("starting the models afresh; the last snapshot does not load: %s", error)
-        return PopulationModels(PopulationConfig(layers=self.settings.layer_config()), self.engines.rules)
+        config = PopulationConfig(layers=self.settings.layer_config(), **self.settings.clv_config())
+        return PopulationModels(config, self.engines.rules)
 
 
 def install_trainer(app, settings: Settings, training_topic, models_topic) -> Trainer:

@@ -6,9 +6,12 @@ with the streaming core: every figure is recomputed from scratch at ``as_of``.
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
+
+from scipy.special import hyp2f1
 
 DAY = 86_400_000
 WEIGHTS = {"view": 1.0, "click": 1.0, "search": 0.5, "add_to_cart": 3.0, "favorite": 3.0, "order": 4.0, "pay": 5.0, "review": 2.0}
@@ -58,6 +61,7 @@ def batch_portrait(events: list[dict], as_of: int, *, half_life_days: float = 30
             "purchases": len(pays),
             "spend": sum(cents(e) for e in pays) / 100,
             "refunds": len(refunds),
+            "repeat_spend": sum(cents(e) for e in pays if e["ts"] // DAY > pays[0]["ts"] // DAY) / 100,
         },
         "windows": {},
     }
@@ -178,3 +182,48 @@ def user_figures(events: list[dict], profile: dict | None, as_of: int) -> dict:
         c for c in cart_times if c + DAY <= as_of and not any(c <= p < c + DAY for p in pays)
     ]
     return out
+
+
+# -- customer lifetime value, from the papers' formulas ----------------------------------------
+
+
+def purchase_history(events: list[dict], as_of: int) -> tuple[int, float, float, float] | None:
+    """(x, t_x, T) in days and the spend of the x repeat purchase days, one purchase per UTC day; None for non-buyers."""
+    pays = sorted((e for e in unique_events(events) if e["type"] == "pay"), key=lambda e: e["ts"])
+    if not pays:
+        return None
+    first, last = pays[0]["ts"], pays[-1]["ts"]
+    days = {e["ts"] // DAY for e in pays}
+    repeat = sum(cents(e) for e in pays if e["ts"] // DAY != first // DAY) / 100
+    return len(days) - 1, (last - first) / DAY, max(as_of - first, last - first) / DAY, repeat
+
+
+def expected_purchases(t: float, x: int, t_x: float, T: float, *, r: float, alpha: float, a: float, b: float, mbg: bool) -> float:
+    """E[Y(t) | x, t_x, T]: Fader, Hardie & Lee (2005) eq. 10 for BG/NBD; Batislam et al. (2007) for MBG/NBD."""
+    k = 1 if mbg else 0
+    hyper = hyp2f1(r + x, b + x + k, a + b + x + k - 1, t / (alpha + T + t))
+    head = (a + b + x + k - 1) / (a - 1) * (1 - ((alpha + T) / (alpha + T + t)) ** (r + x) * hyper)
+    if x == 0 and not mbg:
+        return head
+    return head / (1 + a / (b + x + k - 1) * ((alpha + T) / (alpha + t_x)) ** (r + x))
+
+
+def batch_clv(
+    events: list[dict], as_of: int, *, purchase: dict, mbg: bool, spend: dict, horizon_days: int, annual_rate: float
+) -> dict | None:
+    """The portrait's ``clv`` block from the raw events: each month of the horizon's expected purchases,
+    discounted at the month's end, times Gamma-Gamma's E[Z | x, m] (Fader, Hardie & Lee 2005, JMR, eq. 5)."""
+    history = purchase_history(events, as_of)
+    if history is None:
+        return None
+    x, t_x, T, repeat = history
+    months = math.ceil(horizon_days * 12 / 365)
+    ends = [horizon_days * i / months for i in range(months + 1)]
+    total = sum(
+        (expected_purchases(hi, x, t_x, T, **purchase, mbg=mbg) - expected_purchases(lo, x, t_x, T, **purchase, mbg=mbg))
+        / (1 + annual_rate) ** (hi / 365)
+        for lo, hi in zip(ends, ends[1:])
+    )
+    p, q, v = spend["p"], spend["q"], spend["v"]
+    order_value = p * (v + repeat) / (p * x + q - 1) if x else p * v / (q - 1)  # x * m is the repeat spend
+    return {"expected_purchases": total, "expected_order_value": order_value, "value": total * order_value, "horizon_days": horizon_days}

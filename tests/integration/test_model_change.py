@@ -1,4 +1,4 @@
-"""A served score is a current score: a model snapshot that arrives after a user's last check is served."""
+"""A served score is a current score: a model snapshot that arrives after a user's last check is served, churn and CLV."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import httpx
 import orjson
 import pytest
 
+from online_models.gamma_gamma import GammaGamma
 from online_models.mbgnbd import MBGNBD
 from online_models.population import PopulationModels
 from streams.producer import make_producer, send_events
 from tests.integration.conftest import send_models, wait_until
+from tests.reference import batch_clv, events_by_user, parse_iso
 
 DAY = 86_400_000
 START = 1_788_307_200_000  # 2026-09-01: event time only, the same checks whatever the day of the run
@@ -25,9 +27,13 @@ def history() -> list[dict]:
     return sorted(events, key=lambda e: e["ts"])
 
 
+SPEND = {"p": 6.0, "q": 4.0}
+
+
 def snapshot(version: int, **params: float) -> PopulationModels:
     models = PopulationModels()
     models.mbgnbd = MBGNBD.from_params(**params)
+    models.gamma_gamma = GammaGamma.from_params(**SPEND, v=15.0 * version)  # each snapshot values orders differently
     models.version = version
     return models
 
@@ -62,12 +68,14 @@ def test_a_snapshot_after_the_last_check_is_what_the_api_serves(stack):
             e["user_id"] == u for e in events) for u, p in portraits.items())
 
     wait_until(all_folded, timeout=240, interval=1, what="every purchase to be served")
+    by_user = events_by_user(events)
     before = served()
     # scored at their last check with the old snapshot: the silent read as alive (a portrait's as_of is its
     # partition's stream time, so only silent users sharing a partition with a busy one look silent)
     silent = [u for u, p in before.items() if p["days_since_last_purchase"] > 30]
     assert silent, [p["as_of"] for p in before.values()]
     assert all(before[u]["churn"]["model_version"] == 5 and before[u]["churn"]["p_alive"] == 1.0 for u in silent)
+    assert all(p["clv"] == old.clv(p) for p in before.values())
 
     send_models(producer, settings, new)
     producer.flush()
@@ -78,6 +86,13 @@ def test_a_snapshot_after_the_last_check_is_what_the_api_serves(stack):
         assert portrait["as_of"] == before[user]["as_of"], "the worker checked the user again: the test proves nothing"
         expected = new.churn(portrait)  # the newest snapshot at the portrait's as_of, computed here
         assert portrait["churn"] == expected, user
+        assert portrait["clv"] == new.clv(portrait) != before[user]["clv"], user
+        batch = batch_clv(  # and from the raw events, independently
+            by_user[user], parse_iso(portrait["as_of"]), purchase=new.mbgnbd.params_, mbg=True,
+            spend={**SPEND, "v": 135.0}, horizon_days=365, annual_rate=0.10,
+        )
+        for name in ("expected_purchases", "expected_order_value", "value"):
+            assert portrait["clv"][name] == pytest.approx(batch[name], rel=1e-4, abs=6e-3), (user, name)
     assert all(after[u]["churn"]["p_alive"] < 0.05 and after[u]["churn"]["model_version"] == 9 for u in silent)
     models = client.get("/v1/models").json()
     assert models["version"] == 9 and models["serving"] == {
@@ -86,7 +101,13 @@ def test_a_snapshot_after_the_last_check_is_what_the_api_serves(stack):
     risky = client.post("/v1/audiences/query", json={"filter": {"churn_risk": {"min": 0.9}}, "exact_count": True}).json()
     assert sorted(m["user_id"] for m in risky["users"]) == sorted(u for u, p in after.items() if p["churn"]["risk"] >= 0.9)
     assert set(silent) <= {m["user_id"] for m in risky["users"]}
-    overview = client.get("/v1/overview").json()["churn"]
-    assert overview["users_scored"] == 12 and sum(overview["histogram"][9:]) == len(risky["users"])
+    overview = client.get("/v1/overview").json()
+    assert overview["churn"]["users_scored"] == 12 and sum(overview["churn"]["histogram"][9:]) == len(risky["users"])
+    # and so do audiences by CLV and the overview's CLV figures
+    values = {u: p["clv"]["value"] for u, p in after.items()}
+    top = client.post("/v1/audiences/query", json={"filter": {"clv": {"top_share": 0.25}}, "exact_count": True}).json()
+    assert sorted(m["user_id"] for m in top["users"]) == sorted(u for u, v in values.items() if v >= sorted(values.values())[-3])
+    assert overview["clv"]["users_valued"] == 12 and overview["clv"]["total"] == pytest.approx(sum(values.values()), abs=0.01)
+    assert models["clv"]["gamma_gamma"]["v"] == 135.0 and models["clv"]["purchase_model"] == "mbgnbd"
     producer.close()
     client.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import random
 from datetime import datetime, timedelta
 
@@ -50,7 +51,18 @@ def between(value, low, high) -> bool:
     return value is not None and (low is None or value >= low) and (high is None or value <= high)
 
 
-def brute_match(p: dict, f: dict) -> bool:
+def top_clv_floor(portraits, share: float) -> float:
+    """The clv.value of the user ranked ceil(share x valued users)-th from the top (inf: no one valued)."""
+    values = sorted((get(p, "clv.value") for p in portraits if isinstance(get(p, "clv.value"), (int, float))), reverse=True)
+    return values[max(1, math.ceil(share * len(values))) - 1] if values else math.inf
+
+
+def brute_match(p: dict, f: dict, floor: float | None = None) -> bool:
+    if "clv" in f:
+        c = f["clv"]
+        low = max(v for v in (c.get("min"), floor) if v is not None) if (c.get("min"), floor) != (None, None) else None
+        if not between(get(p, "clv.value"), low, c.get("max")):
+            return False
     if "segments" in f and str(get(p, "segment.id")) not in {str(s) for s in f["segments"]}:
         return False
     if "layers" in f and get(p, "rfm.layer") not in f["layers"]:
@@ -154,6 +166,16 @@ def random_filter(rng: random.Random) -> dict:
     return f
 
 
+def random_clv_filter(rng: random.Random) -> dict:
+    c = rng.choice([{"min": 100.0}, {"max": 250.0}, {"min": 50.0, "max": 1000.0}, {"top_share": 0.1}, {"top_share": 0.5, "max": 2000.0}])
+    return dict(c)
+
+
+def brute_audience(current: dict, f: dict) -> list[str]:
+    floor = top_clv_floor(current.values(), f["clv"]["top_share"]) if f.get("clv", {}).get("top_share") else None
+    return sorted(u for u, p in current.items() if brute_match(p, f, floor))
+
+
 @pytest.fixture(scope="module")
 def population(tmp_path_factory):
     """A store of 3000 portraits after a round of updates and deletions, and the current portraits."""
@@ -189,10 +211,12 @@ def query_all(client, f: dict, limit: int, fields=(), exact_count: bool = True) 
 def random_audiences(population, seed: int, limits: list[int], exact_count: bool):
     """80 random filters, each queried page by page: (filter, expected users, count, members, plans)."""
     client, current = population
-    rng = random.Random(seed)
+    rng, clv_rng = random.Random(seed), random.Random(-seed)
     for _ in range(80):
         f = random_filter(rng)
-        expected = sorted(u for u, p in current.items() if brute_match(p, f))
+        if clv_rng.random() < 0.2:  # from a generator of its own, so the other conditions stay as they were
+            f["clv"] = random_clv_filter(clv_rng)
+        expected = brute_audience(current, f)
         yield f, expected, *query_all(client, f, limit=rng.choice(limits), exact_count=exact_count)
 
 
@@ -366,3 +390,33 @@ def test_a_foreign_or_broken_cursor_is_a_400(population):
     assert other.status_code == 400 and "different filter" in other.json()["detail"]
     broken = client.post("/v1/audiences/query", json={"cursor": "!!!"}, headers=auth())
     assert broken.status_code == 400 and "cursor" in broken.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "f",
+    [
+        {"clv": {"top_share": 0.1}},
+        {"clv": {"top_share": 0.25}, "layers": ["high_value", "potential"]},
+        {"clv": {"min": 100.0, "max": 250.0}},
+        {"clv": {"min": 1000.0}},
+        {"clv": {"top_share": 1.0}},
+        {"clv": {"top_share": 0.05, "min": 500.0}, "churn_risk": {"min": 0.5}},
+    ],
+)
+def test_clv_ranges_and_top_shares_select_like_a_brute_force_filter(population, f):
+    client, current = population
+    expected = brute_audience(current, f)
+    assert expected
+    for exact_count, limit in ((True, 1000), (False, 37)):
+        count, members, _ = query_all(client, f, limit=limit, fields=["clv.value"], exact_count=exact_count)
+        assert [m["user_id"] for m in members] == expected and count in (None, len(expected))
+        assert all(m["fields"]["clv.value"] is not None for m in members)
+
+
+def test_the_top_share_is_that_share_of_valued_users_with_ties_at_the_floor_all_in(population):
+    client, current = population
+    valued = [p["clv"]["value"] for p in current.values() if (p.get("clv") or {}).get("value") is not None]
+    count, members, _ = query_all(client, {"clv": {"top_share": 0.1}}, limit=1000)
+    floor = top_clv_floor(current.values(), 0.1)
+    assert count == sum(v >= floor for v in valued) >= math.ceil(0.1 * len(valued))
+    assert count < 0.11 * len(valued)  # the round values at the floor are few

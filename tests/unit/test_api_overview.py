@@ -50,6 +50,14 @@ def brute_overview(portraits: list[dict]) -> dict:
     for risk in risks:
         histogram[min(9, int(risk * 100) // 10)] += 1
     mobile = sum(devices.get(d, 0) for d in ("ios", "android", "mini_program"))
+    valued = [(opt(p, "rfm").get("layer"), opt(p, "clv")["value"]) for p in portraits if opt(p, "clv").get("value") is not None]
+    clv_total = sum(v for _, v in valued)
+    layer_clv = Counter()
+    for layer, value in valued:
+        if layer:
+            layer_clv[layer] += value
+    edges = [0.0] + [m * 10**e for e in range(7) for m in (1, 2, 5)]
+    clv_bins = Counter(max(i for i, edge in enumerate(edges) if value >= edge) for _, value in valued)
     return {
         "users": n,
         "age_bands": bands,
@@ -76,6 +84,10 @@ def brute_overview(portraits: list[dict]) -> dict:
         "churn": (len(risks), sum(risks) / len(risks) if risks else None, histogram),
         "core_age_band_share": ratio(core, sum(bands.values())),
         "high_value_gmv_share_30d": layer_gmv30["high_value"] / gmv30 if gmv30 else None,
+        "clv": (len(valued), clv_total, clv_total / len(valued) if valued else None),
+        "clv_bins": {(edges[i], edges[i + 1] if i + 1 < len(edges) else None): n for i, n in clv_bins.items()},
+        "layer_clv": layer_clv,
+        "layer_clv_share": {k: v / clv_total for k, v in layer_clv.items()},
     }
 
 
@@ -105,6 +117,16 @@ def check(overview: dict, expected: dict) -> None:
         assert layers[layer]["gmv_30d_share"] == pytest.approx(share, abs=1e-4)
     for layer, share in expected["layer_gmv_life_share"].items():
         assert layers[layer]["gmv_lifetime_share"] == pytest.approx(share, abs=1e-4)
+    for layer, share in expected["layer_clv_share"].items():
+        assert layers[layer]["clv_share"] == pytest.approx(share, abs=1e-4)
+        assert layers[layer]["clv"] == pytest.approx(expected["layer_clv"][layer], abs=0.01)
+    users_valued, clv_total, clv_mean = expected["clv"]
+    clv = overview["clv"]
+    assert (clv["users_valued"], clv["total"]) == (users_valued, pytest.approx(clv_total, abs=0.01))
+    assert clv["mean"] == (None if clv_mean is None else pytest.approx(clv_mean, abs=1e-4))
+    histogram = {(b["low"], b["high"]): b["users"] for b in clv["histogram"]}
+    assert {k: n for k, n in histogram.items() if n} == expected["clv_bins"]
+    assert sum(histogram.values()) == users_valued
     assert {t["value"]: t["users"] for t in overview["tags"]} == dict(expected["tags"])
     repurchase = overview["repurchase"]
     assert (repurchase["buyers_30d"], repurchase["repeat_buyers_30d"], repurchase["rate"]) == expected["repurchase"]

@@ -6,6 +6,7 @@ import orjson
 import pytest
 
 from api.rescore import rescore_stored
+from online_models.gamma_gamma import GammaGamma
 from online_models.mbgnbd import MBGNBD
 from online_models.population import PopulationModels
 from online_models.portrait import PortraitConfig, render
@@ -31,6 +32,7 @@ def history() -> list[dict]:
 def snapshot(version: int, **params: float) -> PopulationModels:
     models = PopulationModels()
     models.mbgnbd = MBGNBD.from_params(**params)
+    models.gamma_gamma = GammaGamma.from_params(p=6.0, q=4.0, v=15.0 * version)  # each snapshot values orders differently
     models.version = version
     return models
 
@@ -65,11 +67,14 @@ def test_a_new_snapshot_rescores_stored_portraits_and_their_indexes(served):
     with make_client(store) as client:
         models = client.get("/v1/models", headers=auth()).json()
         assert models["serving"] == {"model_version": 9, "rescored_version": None, "rescore_pending": True, "portraits_rescored": 0}
+        assert models["clv"] == new.summary()["clv"] and models["clv"]["gamma_gamma"]["v"] == 135.0
+        assert models["clv"]["horizon_days"] == 365 and models["clv"]["annual_discount_rate"] == 0.1
         rewritten = rescore_stored(store, b"p:", store.handlers[b"m:"])
         assert rewritten == 12
         for user, portrait in base.items():
             served_churn = client.get(f"/v1/users/{user}/portrait", headers=auth()).json()["churn"]
             assert served_churn == new.churn(portrait) and served_churn["model_version"] == 9
+            assert client.get(f"/v1/users/{user}/portrait", headers=auth()).json()["clv"] == new.clv(portrait)
         # the worked numbers, independently: u00 bought on 15 days (0..28), silent since day 28 at as_of
         as_of_days = (store_as_of(base["u00"]) - START) / DAY
         expected = mbg_p_alive(NEW, 14, 28.0, as_of_days)
@@ -84,6 +89,12 @@ def test_a_new_snapshot_rescores_stored_portraits_and_their_indexes(served):
         risks = [new.churn(p)["risk"] for p in base.values()]
         assert overview["mean_risk"] == pytest.approx(sum(risks) / len(risks), abs=1e-4)
         assert sum(overview["histogram"][5:]) == 6
+        # and so do audiences by CLV and the overview's CLV figures
+        values = {u: new.clv(p)["value"] for u, p in base.items()}
+        top = client.post("/v1/audiences/query", headers=auth(), json={"filter": {"clv": {"top_share": 0.25}}, "exact_count": True}).json()
+        assert sorted(m["user_id"] for m in top["users"]) == sorted(sorted(values, key=values.get)[-3:])
+        clv = client.get("/v1/overview", headers=auth()).json()["clv"]
+        assert clv["users_valued"] == 12 and clv["total"] == pytest.approx(sum(values.values()), abs=0.01)
     # a second pass with the same snapshot changes nothing
     assert rescore_stored(store, b"p:", store.handlers[b"m:"]) == 0
 
@@ -100,7 +111,9 @@ def test_a_portrait_scored_by_an_older_snapshot_is_scored_again_on_arrival(serve
     store.apply("portraits", b"p:", records([late], start_offset=100))
     stored = store.get_json(b"p:", "u01")
     assert stored["churn"] == new.churn(base["u01"]) and stored["churn"]["model_version"] == 9
-    assert {k: v for k, v in stored.items() if k != "churn"} == {k: v for k, v in late.items() if k != "churn"}
+    assert stored["clv"] == new.clv(base["u01"]) != late["clv"]
+    rescored = ("churn", "clv")
+    assert {k: v for k, v in stored.items() if k not in rescored} == {k: v for k, v in late.items() if k not in rescored}
 
 
 def test_a_portrait_scored_by_a_newer_snapshot_is_kept(served):

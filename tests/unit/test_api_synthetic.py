@@ -134,6 +134,17 @@ def synthetic_portrait(rng: random.Random, user_id: str) -> dict:
         portrait[name] = None if roll < 0.15 else value
     if portrait["funnel"]["abandoned_carts"]:  # its own generator, so the fields above stay as they were
         portrait["funnel"]["last_abandoned_cart"] = iso(random.Random(user_id).uniform(0, 27.9))
+    clv_rng = random.Random(f"clv:{user_id}")  # also its own: absent, null, without a value, a round (tied) value or any
+    roll = clv_rng.random()
+    if roll >= 0.10:
+        value = None if roll < 0.20 else float(clv_rng.choice((100, 250, 1000))) if roll < 0.35 else round(clv_rng.lognormvariate(6, 1.5), 2)
+        purchases = round(clv_rng.uniform(0, 12), 4)
+        portrait["clv"] = None if roll < 0.15 else {
+            "expected_purchases": purchases,
+            "expected_order_value": None if value is None else round(value / max(purchases, 0.01), 2),
+            "value": value,
+            "horizon_days": 365,
+        }
     return portrait
 
 
@@ -206,6 +217,6 @@ def test_synthetic_portraits_fit_the_portrait_contract():
     portraits = list(synthetic_portraits(300, seed=1))
     for portrait in portraits:
         Portrait.model_validate(portrait)
-    for name in ("rfm", "lifecycle", "segment", "tags", "churn"):
+    for name in ("rfm", "lifecycle", "segment", "tags", "churn", "clv"):
         kinds = {("absent" if name not in p else "null" if p[name] is None else "set") for p in portraits}
         assert kinds == {"absent", "null", "set"}, name
