@@ -17,7 +17,7 @@ from benchkit import kafka_io
 from benchkit.common import Run, ensure_events
 from benchkit.procs import free_port, managed, python_module
 
-MODES = ("read", "send", "rawsend", "table")
+MODES = ("read", "take", "send", "rawsend", "table")
 
 
 def run_ceiling(run: Run, *, events: int, users: int, days: float, records: int, timeout_s: float,

@@ -1,7 +1,8 @@
 """A bare Faust app for :mod:`benchkit.ceiling`: reads a topic and does one fixed thing per record.
 
 Run as ``python -m benchkit.faust_probe worker`` with ``PROBE_*`` variables: ``PROBE_MODE`` is
-``read`` (nothing), ``send`` (one record sent per record read with ``Topic.send``), ``rawsend``
+``read`` (nothing), ``take`` (nothing, the records taken in batches of up to 500 with
+``Stream.take_events``), ``send`` (one record sent per record read with ``Topic.send``), ``rawsend``
 (the same through the app's producer itself, ``app.producer.send``) or ``table`` (one RocksDB
 table write, with its changelog record, per record read). It writes ``<count> <seconds> <cpu seconds>`` to
 ``PROBE_OUT`` after ``PROBE_RECORDS`` records, counted from the first, and exits. Same
@@ -45,12 +46,22 @@ table = app.Table("probe", partitions=int(os.environ.get("PROBE_PARTITIONS", "8"
 _seen = {"count": 0, "first": 0.0, "first_cpu": 0.0}
 
 
+def _count(n: int = 1) -> None:
+    if not _seen["count"]:
+        _seen["first"], _seen["first_cpu"] = time.monotonic(), time.process_time()
+    _seen["count"] += n
+    if _seen["count"] >= RECORDS:
+        OUT.write_text(f"{_seen['count']} {time.monotonic() - _seen['first']} {time.process_time() - _seen['first_cpu']}")
+        os._exit(0)
+
+
 @app.agent(source)
 async def probe(stream):
+    if MODE == "take":
+        async for events in stream.take_events(500, within=0.05):
+            _count(len(events))
+        return
     async for event in stream.events():
-        if not _seen["count"]:
-            _seen["first"], _seen["first_cpu"] = time.monotonic(), time.process_time()
-        _seen["count"] += 1
         message = event.message
         if MODE == "send":
             await sink.send(key=message.key, value=message.value)
@@ -58,9 +69,7 @@ async def probe(stream):
             await app.producer.send(SINK_NAME, message.key, message.value, None, None, None)
         elif MODE == "table":
             table[message.key] = message.value
-        if _seen["count"] >= RECORDS:
-            OUT.write_text(f"{_seen['count']} {time.monotonic() - _seen['first']} {time.process_time() - _seen['first_cpu']}")
-            os._exit(0)
+        _count()
 
 
 if __name__ == "__main__":
