@@ -57,11 +57,9 @@ from online_models.erasure import ErasureRequest
 from online_models.events import MAX_ID_LENGTH, USER_ID_PATTERN, printable
 from online_models.portrait import iso
 from online_models.pseudonym import user_key
-from streams import topics
-from streams.settings import Settings, get_settings
+from online_models.settings import Settings, get_settings
+from online_models.topic_names import CHURN_ALERTS, ERASURES, MODELS, PORTRAITS
 
-ALERTS_TOPIC = "churn-alerts"
-MODELS_TOPIC = "models"
 MODELS_SPACE = b"m:"
 MODEL_SUMMARY_KEY = "summary"
 
@@ -156,9 +154,9 @@ def create_app(
         follower = rescorer = None
         if follow:
             spaces = {
-                settings.topic(topics.PORTRAITS): PORTRAITS_SPACE,
-                settings.topic(ALERTS_TOPIC): ALERTS_SPACE,
-                settings.topic(MODELS_TOPIC): MODELS_SPACE,
+                settings.topic(PORTRAITS): PORTRAITS_SPACE,
+                settings.topic(CHURN_ALERTS): ALERTS_SPACE,
+                settings.topic(MODELS): MODELS_SPACE,
             }
             follower = TopicFollower(local, spaces, settings.bootstrap_servers)
             follower.start()
@@ -280,7 +278,7 @@ def create_app(
         def run() -> ErasureAccepted:
             ErasureLedger.record(store, erasure.request_id, erasure.requested_at)
             try:
-                sink.write([(user_id.encode(), erasure.to_bytes())], topic=settings.topic(topics.ERASURES))
+                sink.write([(user_id.encode(), erasure.to_bytes())], topic=settings.topic(ERASURES))
             except EventLogUnavailable as error:
                 store.put_local(ERASURES_SPACE, erasure.request_id.encode(), None)
                 raise HTTPException(503, f"{error}; the erasure was not requested: retry") from None
