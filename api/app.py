@@ -137,10 +137,11 @@ def create_app(
     ``tokens`` maps bearer tokens to roles (default: ``PORTRAITS_API_TOKENS``, else one
     generated admin token printed to stderr). Without ``store`` the lifespan opens the
     store under ``data_dir/api/store``; with ``follow`` it follows the topics into it.
-    ``producer`` replaces the kafka-python producer of ``POST /v1/events``.
+    ``producer`` replaces the kafka-python producer of ``POST /v1/events``; ``api_settings``
+    the API's own settings of ``settings``.
     """
     settings = settings or get_settings()
-    api_settings = api_settings or ApiSettings()
+    api_settings = api_settings or settings
     registry = TokenRegistry.configure(tokens, api_settings)
     secret = settings.pseudonym_secret()
 

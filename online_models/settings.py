@@ -18,10 +18,40 @@ from online_models.rfm import LayerConfig
 from online_models.watch import WatchConfig
 
 
-class Settings(BaseSettings):
-    """Every setting of the worker, the API and the tools; see the README's table."""
+class ApiSettings(BaseSettings):
+    """The API's own settings (``PORTRAITS_API_*``), a part of :class:`Settings`."""
 
     model_config = SettingsConfigDict(env_prefix="PORTRAITS_", extra="ignore")
+
+    api_tokens: SecretStr | None = Field(None, description="Bearer tokens and roles: token1:admin,token2:reader")
+    api_max_events: int = Field(1000, ge=1, le=100_000, description="Most events in one POST /v1/events")
+    api_max_body_bytes: int = Field(
+        1 << 20, ge=1024, description="Largest request body of any endpoint, in bytes (413 beyond; checked after the token)"
+    )
+    api_query_concurrency: int = Field(
+        4, ge=1, le=256, description="Audience and overview queries run at once; one more is answered 503 with Retry-After"
+    )
+    api_query_timeout_seconds: float = Field(
+        10.0, gt=0, description="Deadline of an audience or overview query (and of an export's selection); 504 past it"
+    )
+    api_alert_queue: int = Field(256, ge=1, le=100_000, description="Alerts queued per live subscriber")
+    api_streams_per_token: int = Field(
+        4, ge=1, description="Live alert streams open at once per token; one more is answered 429 with Retry-After"
+    )
+    api_streams_total: int = Field(
+        256, ge=1, description="Live alert streams open at once in this process; one more is answered 503 with Retry-After"
+    )
+    api_alert_retention_days: float = Field(
+        90.0, gt=0, description="Alerts older (event time) than this before the newest stored alert are pruned from the store"
+    )
+    api_cache_mb: int = Field(256, ge=8, description="RocksDB block cache of the API's store, in MiB")
+    api_fast_lookups: bool = Field(
+        True, description="Answer plain portrait lookups before FastAPI's routing (api/fastpath.py); false: all in FastAPI"
+    )
+
+
+class Settings(ApiSettings):
+    """Every setting of the worker, the API and the tools; see the README's table."""
 
     kafka: str = Field("localhost:9092", description="Kafka bootstrap servers, comma separated")
     topic_prefix: str = Field("", description="Prefix of every topic name, so deployments can share a broker")
