@@ -130,11 +130,18 @@ def token_problem(registry: TokenRegistry, token: str | None) -> HTTPException |
     return None
 
 
+async def get_tokens(request: Request) -> TokenRegistry:
+    """The app's tokens (async: a plain function dependency would cost a hop to a worker thread)."""
+    return request.app.state.tokens
+
+
+Tokens = Annotated[TokenRegistry, Depends(get_tokens)]
+
+
 def require(role: Role) -> Callable[..., Principal]:
     """A dependency that admits tokens of ``role`` or a higher one (401 without a valid token, 403 below it)."""
 
-    def check(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
-        registry: TokenRegistry = request.app.state.tokens
+    def check(registry: TokenRegistry, credentials: HTTPAuthorizationCredentials | None) -> Principal:
         problem = token_problem(registry, None if credentials is None else credentials.credentials)
         if problem is not None:
             raise problem
@@ -148,9 +155,9 @@ def require(role: Role) -> Callable[..., Principal]:
     # async, although it does not wait: FastAPI runs a plain function dependency on a worker
     # thread, and that hop costs more than the check itself
     async def dependency(
-        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+        registry: Tokens, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
     ) -> Principal:
-        return check(request, credentials)
+        return check(registry, credentials)
 
     dependency.__name__ = f"require_{role.name}"
     dependency.check = check
@@ -164,13 +171,15 @@ def require_header_or_query(role: Role) -> Callable[..., Principal]:
     check = require(role).check
 
     async def dependency(
-        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+        request: Request,
+        registry: Tokens,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
         if credentials is None:
             token = request.query_params.get("token")
             if token:
                 credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
-        return check(request, credentials)
+        return check(registry, credentials)
 
     dependency.__name__ = f"require_{role.name}_header_or_query"
     return dependency
