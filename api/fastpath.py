@@ -19,11 +19,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.auth import Role, TokenRegistry
 from api.indexes import PORTRAITS_SPACE
+from api.routers.common import USER_ID_SEGMENT
 from online_models.events import FORBIDDEN_CHARACTERS, MAX_ID_LENGTH
 
 PREFIX = "/v1/users/"
 SUFFIX = "/portrait"
-TEMPLATE = PREFIX + "{user_id:path}" + SUFFIX
+TEMPLATE = PREFIX + USER_ID_SEGMENT + SUFFIX
 #: The path contract of a user id (``api.routers.common.UserIdPath``): 1 to 128 characters, none forbidden, ``/`` allowed.
 _VALID_ID = re.compile(f"[^{FORBIDDEN_CHARACTERS}]{{1,{MAX_ID_LENGTH}}}").fullmatch
 _JSON = b"application/json"

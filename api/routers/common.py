@@ -6,9 +6,24 @@ from typing import Annotated
 
 from fastapi import Path
 from pydantic import AfterValidator
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from api.models import Problem
 from online_models.events import MAX_ID_LENGTH, USER_ID_PATTERN, printable
+
+
+class UserIdConvertor(PathConvertor):
+    """Starlette's ``path`` convertor, line breaks included: an id holding one reaches the route and is
+    refused there (422 naming the character) like any other control character, instead of finding no
+    route (404) or, at the end of the path, being matched without it (``$`` matches before a final
+    line break, so ``DELETE /v1/users/u1%0A`` would erase ``u1``)."""
+
+    regex = "(?s:.*)"
+
+
+register_url_convertor("user_id", UserIdConvertor())
+#: The user-id segment of a route's path: the rest of the path up to the route's suffix.
+USER_ID_SEGMENT = "{user_id:user_id}"
 
 #: A user id in a path: the rest of the path up to the route's suffix, so ids with ``/`` work (sent as is or as ``%2F``).
 UserIdPath = Annotated[

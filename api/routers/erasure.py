@@ -12,7 +12,7 @@ from api.dependencies import AppSettings, Sink, Store
 from api.erasures import ERASURES_SPACE, ErasureLedger, status
 from api.ingest import EventLogUnavailable, wall_clock_ms
 from api.models import ErasureAccepted, ErasureStatus, Problem
-from api.routers.common import AUTH_ERRORS, UserIdPath
+from api.routers.common import AUTH_ERRORS, USER_ID_SEGMENT, UserIdPath
 from api.strict_json import StrictJsonRoute
 from online_models.erasure import ErasureRequest
 from online_models.portrait import iso
@@ -22,7 +22,7 @@ router = APIRouter(route_class=StrictJsonRoute)
 
 
 @router.delete(
-    "/v1/users/{user_id:path}",
+    "/v1/users/" + USER_ID_SEGMENT,
     status_code=202,
     response_model=ErasureAccepted,
     responses={503: {"model": Problem, "description": "Kafka did not confirm the request; retry"}, **AUTH_ERRORS},

@@ -9,14 +9,14 @@ from api.auth import Reader
 from api.dependencies import Store, StoredId
 from api.indexes import PORTRAITS_SPACE
 from api.models import Portrait, Problem
-from api.routers.common import AUTH_ERRORS, UserIdPath
+from api.routers.common import AUTH_ERRORS, USER_ID_SEGMENT, UserIdPath
 from api.strict_json import StrictJsonRoute
 
 router = APIRouter(route_class=StrictJsonRoute)
 
 
 @router.get(
-    "/v1/users/{user_id:path}/portrait",
+    "/v1/users/" + USER_ID_SEGMENT + "/portrait",
     response_model=Portrait,
     responses={404: {"model": Problem, "description": "No portrait for this user"}, **AUTH_ERRORS},
     tags=["portraits"],
