@@ -26,8 +26,8 @@ from typing import Annotated, TextIO
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from online_models.settings import ApiSettings
 
 
 class Role(IntEnum):
@@ -36,38 +36,6 @@ class Role(IntEnum):
     reader = 1  # portraits, audiences, overview, alerts, models
     operator = 2  # + CSV exports, HTTP ingestion
     admin = 3  # + erasure of users (and their requests' status)
-
-
-class ApiSettings(BaseSettings):
-    """The API's own settings (``PORTRAITS_API_*``), besides the shared :class:`~streams.settings.Settings`."""
-
-    model_config = SettingsConfigDict(env_prefix="PORTRAITS_", extra="ignore")
-
-    api_tokens: SecretStr | None = Field(None, description="Bearer tokens and roles: token1:admin,token2:reader")
-    api_max_events: int = Field(1000, ge=1, le=100_000, description="Most events in one POST /v1/events")
-    api_max_body_bytes: int = Field(
-        1 << 20, ge=1024, description="Largest request body of any endpoint, in bytes (413 beyond; checked after the token)"
-    )
-    api_query_concurrency: int = Field(
-        4, ge=1, le=256, description="Audience and overview queries run at once; one more is answered 503 with Retry-After"
-    )
-    api_query_timeout_seconds: float = Field(
-        10.0, gt=0, description="Deadline of an audience or overview query (and of an export's selection); 504 past it"
-    )
-    api_alert_queue: int = Field(256, ge=1, le=100_000, description="Alerts queued per live subscriber")
-    api_streams_per_token: int = Field(
-        4, ge=1, description="Live alert streams open at once per token; one more is answered 429 with Retry-After"
-    )
-    api_streams_total: int = Field(
-        256, ge=1, description="Live alert streams open at once in this process; one more is answered 503 with Retry-After"
-    )
-    api_alert_retention_days: float = Field(
-        90.0, gt=0, description="Alerts older (event time) than this before the newest stored alert are pruned from the store"
-    )
-    api_cache_mb: int = Field(256, ge=8, description="RocksDB block cache of the API's store, in MiB")
-    api_fast_lookups: bool = Field(
-        True, description="Answer plain portrait lookups before FastAPI's routing (api/fastpath.py); false: all in FastAPI"
-    )
 
 
 def parse_tokens(spec: str) -> dict[str, Role]:
@@ -162,11 +130,18 @@ def token_problem(registry: TokenRegistry, token: str | None) -> HTTPException |
     return None
 
 
+async def get_tokens(request: Request) -> TokenRegistry:
+    """The app's tokens (async: a plain function dependency would cost a hop to a worker thread)."""
+    return request.app.state.tokens
+
+
+Tokens = Annotated[TokenRegistry, Depends(get_tokens)]
+
+
 def require(role: Role) -> Callable[..., Principal]:
     """A dependency that admits tokens of ``role`` or a higher one (401 without a valid token, 403 below it)."""
 
-    def check(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
-        registry: TokenRegistry = request.app.state.tokens
+    def check(registry: TokenRegistry, credentials: HTTPAuthorizationCredentials | None) -> Principal:
         problem = token_problem(registry, None if credentials is None else credentials.credentials)
         if problem is not None:
             raise problem
@@ -180,9 +155,9 @@ def require(role: Role) -> Callable[..., Principal]:
     # async, although it does not wait: FastAPI runs a plain function dependency on a worker
     # thread, and that hop costs more than the check itself
     async def dependency(
-        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+        registry: Tokens, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
     ) -> Principal:
-        return check(request, credentials)
+        return check(registry, credentials)
 
     dependency.__name__ = f"require_{role.name}"
     dependency.check = check
@@ -196,13 +171,15 @@ def require_header_or_query(role: Role) -> Callable[..., Principal]:
     check = require(role).check
 
     async def dependency(
-        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+        request: Request,
+        registry: Tokens,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
         if credentials is None:
             token = request.query_params.get("token")
             if token:
                 credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
-        return check(request, credentials)
+        return check(registry, credentials)
 
     dependency.__name__ = f"require_{role.name}_header_or_query"
     return dependency

@@ -13,18 +13,19 @@ and this only skips the work for answers that route would give the same way.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.auth import Role, TokenRegistry
 from api.indexes import PORTRAITS_SPACE
+from api.routers.common import USER_ID_SEGMENT
 from online_models.events import FORBIDDEN_CHARACTERS, MAX_ID_LENGTH
 
 PREFIX = "/v1/users/"
 SUFFIX = "/portrait"
-TEMPLATE = PREFIX + "{user_id:path}" + SUFFIX
-#: The path contract of a user id (``api.app.UserIdPath``): 1 to 128 characters, none forbidden, ``/`` allowed.
+TEMPLATE = PREFIX + USER_ID_SEGMENT + SUFFIX
+#: The path contract of a user id (``api.routers.common.UserIdPath``): 1 to 128 characters, none forbidden, ``/`` allowed.
 _VALID_ID = re.compile(f"[^{FORBIDDEN_CHARACTERS}]{{1,{MAX_ID_LENGTH}}}").fullmatch
 _JSON = b"application/json"
 
@@ -46,16 +47,17 @@ def bearer_token(scope: Scope) -> str | None:
 class PortraitFastPath:
     """ASGI middleware that serves stored portraits to readers without entering FastAPI.
 
-    ``api`` is the FastAPI app (its ``state.store``, ``state.tokens`` and the route of the
-    endpoint, which goes into the scope for the metrics label); ``stored_id`` maps a user id to
-    the key it is stored under (the pseudonym when one is configured).
+    ``api`` is the FastAPI app (its ``state.store`` and ``state.tokens``); the endpoint's route,
+    found in ``routes`` (default: the app's own), goes into the scope for the metrics label;
+    ``stored_id`` maps a user id to the key it is stored under (the pseudonym when one is configured).
     """
 
-    def __init__(self, app: ASGIApp, *, api, stored_id: Callable[[str], str]):
+    def __init__(self, app: ASGIApp, *, api, stored_id: Callable[[str], str], routes: Iterable | None = None):
         self.app = app
         self.state = api.state
         self.stored_id = stored_id
-        self.route = next((r for r in api.router.routes if getattr(r, "path", None) == TEMPLATE), None)
+        routes = api.router.routes if routes is None else routes
+        self.route = next((r for r in routes if getattr(r, "path", None) == TEMPLATE), None)
 
     def _portrait(self, scope: Scope) -> bytes | None:
         """The stored JSON to answer with, or None when the request is not the plain case."""

@@ -18,9 +18,10 @@ import orjson
 from fastapi import HTTPException, Request
 
 from api.models import EventError
+from online_models import kafka_security
 from online_models.events import InvalidEvent, parse_event
-from streams import kafka_security, topics
-from streams.settings import Settings
+from online_models.settings import Settings
+from online_models.topic_names import EVENTS
 
 
 class EventLogUnavailable(Exception):
@@ -85,7 +86,7 @@ class EventSink:
 
     def __init__(self, settings: Settings, producer=None, *, timeout_s: float = 30.0):
         self.settings = settings
-        self.topic = settings.topic(topics.EVENTS)
+        self.topic = settings.topic(EVENTS)
         self.timeout_s = timeout_s
         self._producer = producer
         self._owned = producer is None

@@ -34,6 +34,9 @@ from online_models.segments import SegmentModel
 
 log = logging.getLogger(__name__)
 
+#: The key space of the models topic in the API's store.
+MODELS_SPACE = b"m:"
+
 SNAPSHOT_KEY = b"snapshot"
 
 

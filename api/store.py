@@ -17,16 +17,15 @@ there, :mod:`api.erasures`).
 
 from __future__ import annotations
 
-import logging
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, ReadOptions, WriteBatch
 
-log = logging.getLogger(__name__)
+from online_models.topic_follower import Follower
 
 _OFFSET_PREFIX = b"\x00offset:"
 _COUNT_PREFIX = b"\x00count:"
@@ -292,109 +291,41 @@ class LocalStore:
         self.db.close()
 
 
-class TopicFollower(threading.Thread):
+class TopicFollower(Follower):
     """Keeps a :class:`LocalStore` up to date with some topics, from a daemon thread.
 
     ``spaces`` maps each followed topic to its key space in the store. A topic
     that does not exist yet is looked for again every few seconds (the follower
-    never creates topics), while the others are followed.
+    never creates topics), while the others are followed. ``client_options`` are the
+    connection's security (:func:`online_models.kafka_security.kafka_python_options`).
     """
 
-    RECHECK_SECONDS = 5.0
-
     def __init__(
-        self, store: LocalStore, spaces: dict[str, bytes], bootstrap_servers: list[str], client_options: dict | None = None
+        self,
+        store: LocalStore,
+        spaces: dict[str, bytes],
+        bootstrap_servers: list[str],
+        client_options: Mapping[str, Any] | None = None,
     ):
-        super().__init__(name="topic-follower", daemon=True)
+        super().__init__(
+            spaces,
+            bootstrap_servers,
+            name="topic-follower",
+            consumer_options={
+                "client_id": "portraits-api",
+                "max_poll_records": 5000,
+                "fetch_max_bytes": 32 * 1024 * 1024,
+                "allow_auto_create_topics": False,
+                **(client_options or {}),
+            },
+        )
         self.store = store
         self.spaces = spaces
-        self.bootstrap_servers = bootstrap_servers
-        #: the connection's security (:func:`streams.kafka_security.kafka_python_options`)
-        self.client_options = dict(client_options or {})
-        self._stopping = threading.Event()
-        self.caught_up = threading.Event()
-        self.lag: int | None = None
-        self.error: str | None = None
-        self.missing_topics: list[str] = sorted(spaces)
 
-    def stop(self) -> None:
-        """Ask the thread to finish its current poll and exit."""
-        self._stopping.set()
+    def positions(self, topic: str) -> dict[int, int]:
+        """Where the store stands in ``topic``."""
+        return self.store.offsets(topic)
 
-    def run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                self._follow()
-            except Exception as error:  # keep serving what we have; retry the broker
-                self.error = f"{type(error).__name__}: {error}"
-                log.warning("topic follower: %s; retrying", self.error)
-                self._stopping.wait(2.0)
-
-    def _existing_partitions(self, consumer, topics: Iterable[str]) -> list:
-        from kafka import TopicPartition
-
-        tps = []
-        for topic in topics:
-            partitions = consumer.partitions_for_topic(topic)
-            tps += [TopicPartition(topic, p) for p in sorted(partitions or ())]
-        return tps
-
-    def _seek_stored(self, consumer, tps: list) -> None:
-        beginning = consumer.beginning_offsets(tps)
-        end = consumer.end_offsets(tps)
-        stored = {topic: self.store.offsets(topic) for topic in {tp.topic for tp in tps}}
-        for tp in tps:
-            offset = stored[tp.topic].get(tp.partition, 0)
-            if offset > end[tp] or offset < beginning[tp]:
-                offset = beginning[tp]  # the topic was recreated or compacted past us
-            consumer.seek(tp, offset)
-
-    def _follow(self) -> None:
-        from kafka import KafkaConsumer
-
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers,
-            enable_auto_commit=False,
-            group_id=None,
-            client_id="portraits-api",
-            max_poll_records=5000,
-            fetch_max_bytes=32 * 1024 * 1024,
-            allow_auto_create_topics=False,
-            **self.client_options,
-        )
-        try:
-            tps: list = []
-            missing = set(self.spaces)
-            next_check = 0.0
-            last_lag_check = 0.0
-            while not self._stopping.is_set():
-                now = time.monotonic()
-                if missing and now >= next_check:
-                    found = self._existing_partitions(consumer, sorted(missing))
-                    if found:
-                        positions = {tp: consumer.position(tp) for tp in tps}
-                        tps = tps + found
-                        consumer.assign(tps)
-                        for tp, position in positions.items():
-                            consumer.seek(tp, position)
-                        self._seek_stored(consumer, found)
-                        missing -= {tp.topic for tp in found}
-                    self.missing_topics = sorted(missing)
-                    next_check = now + self.RECHECK_SECONDS
-                    self.error = None
-                if not tps:
-                    self._stopping.wait(0.5)
-                    continue
-                polled = consumer.poll(timeout_ms=200)
-                for tp, batch in polled.items():
-                    records = [(r.partition, r.offset, r.key, r.value, r.headers) for r in batch]
-                    self.store.apply(tp.topic, self.spaces[tp.topic], records)
-                now = time.monotonic()
-                if now - last_lag_check > 1.0 or not polled:
-                    end = consumer.end_offsets(tps)
-                    self.lag = sum(max(0, end[tp] - consumer.position(tp)) for tp in tps)
-                    if self.lag == 0:
-                        self.caught_up.set()
-                    last_lag_check = now
-        finally:
-            consumer.close()
+    def apply(self, topic: str, records: list) -> None:
+        """Write a batch and its offsets to the topic's key space, atomically."""
+        self.store.apply(topic, self.spaces[topic], [(r.partition, r.offset, r.key, r.value, r.headers) for r in records])

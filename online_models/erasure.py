@@ -36,15 +36,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from online_models.events import MAX_ID_LENGTH, UserId, invalid_record
 from online_models.schedule import CheckSchedule
+from online_models.topic_names import CHURN_ALERTS, MODEL_TRAINING, PORTRAITS, PROFILES
 
 #: Header naming the erasure request on the tombstones it causes.
 ERASURE_HEADER = "erasure-request"
-
-# Topics an erasure writes to (short names, as in streams.topics).
-PORTRAITS = "portraits"
-PROFILES = "profiles"
-CHURN_ALERTS = "churn-alerts"
-MODEL_TRAINING = "model-training"
 
 
 class ErasureRequest(BaseModel):

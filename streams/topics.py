@@ -1,24 +1,24 @@
-"""The product's Kafka topics, their partitions and cleanup policies."""
+"""The product's Kafka topics, their partitions and cleanup policies (short names: :mod:`online_models.topic_names`)."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 
+from online_models.topic_names import (  # noqa: F401  (re-exported: the worker's modules read them here)
+    CHURN_ALERTS,
+    DEAD_LETTERS,
+    ENGINE_OUTPUTS,
+    ERASURES,
+    EVENTS,
+    MODEL_TRAINING,
+    MODELS,
+    PORTRAITS,
+    PROFILES,
+    TICKS,
+)
 from streams import kafka_security
 from streams.settings import Settings
-
-EVENTS = "events"
-PROFILES = "profiles"
-DEAD_LETTERS = "events.dlq"
-PORTRAITS = "portraits"
-CHURN_ALERTS = "churn-alerts"
-MODEL_TRAINING = "model-training"
-MODELS = "models"
-TICKS = "ticks"
-ERASURES = "erasures"
-#: what a worker's partition engines send besides their table's changelog
-ENGINE_OUTPUTS = (PORTRAITS, PROFILES, CHURN_ALERTS, MODEL_TRAINING, DEAD_LETTERS)
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,12 @@ def test_an_id_with_a_slash_is_looked_up_and_erased(tmp_path, fast):
             refused = client.get("/v1/users/a%E2%80%AEb/portrait", headers=auth())
             assert refused.status_code == 422 and "U+202E" in refused.text
             assert client.delete("/v1/users/a%00b", headers=auth("admin")).status_code == 422
+            # a line break is refused like any other control character, wherever it is in the id
+            for line_break in ("a%0Ab", "shop/7/u1%0A", "%0A", "a%0A%0Db"):
+                for method, url in (("delete", f"/v1/users/{line_break}"), ("get", f"/v1/users/{line_break}/portrait")):
+                    refused = getattr(client, method)(url, headers=auth("admin"))
+                    assert refused.status_code == 422 and "U+000A" in refused.text, (method, url, refused.text)
+            assert len(sent) == 1, "only the valid id was erased"
     finally:
         store.close()
 

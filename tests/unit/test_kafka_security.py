@@ -12,8 +12,9 @@ from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from pydantic import ValidationError
 
-from streams import kafka_security
-from streams.settings import Settings
+from online_models import kafka_security
+from online_models.settings import Settings
+from streams.kafka_security import faust_credentials
 
 
 def secured(**extra) -> Settings:
@@ -31,8 +32,24 @@ def test_plaintext_is_the_default_and_adds_nothing_but_the_protocol():
     assert settings.kafka_security_protocol == "PLAINTEXT"
     assert kafka_security.aiokafka_options(settings) == {"security_protocol": "PLAINTEXT"}
     assert kafka_security.kafka_python_options(settings) == {"security_protocol": "PLAINTEXT"}
-    assert kafka_security.faust_credentials(settings) is None
+    assert faust_credentials(settings) is None
     assert kafka_security.ssl_context(settings) is None
+
+
+def test_the_options_are_built_without_importing_a_kafka_client_and_the_workers_read_the_same():
+    import subprocess
+    import sys
+
+    import streams.kafka_security
+
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, online_models.kafka_security; print(sorted(m for m in sys.modules "
+         "if m.split('.')[0] in ('kafka', 'aiokafka', 'faust', 'streams')))"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.strip()
+    assert loaded == "[]"
+    for name in ("aiokafka_options", "kafka_python_options", "ssl_context"):
+        assert getattr(streams.kafka_security, name) is getattr(kafka_security, name)
 
 
 def test_sasl_ssl_options_for_aiokafka_and_kafka_python():
@@ -72,7 +89,7 @@ def test_every_option_is_one_the_client_libraries_take():
 
 def test_faust_gets_the_same_connection_as_the_other_clients():
     settings = secured()
-    credentials = kafka_security.faust_credentials(settings)
+    credentials = faust_credentials(settings)
     auth = credentials_to_aiokafka_auth(credentials)  # what Faust hands its consumer, producer and admin calls
     expected = kafka_security.aiokafka_options(settings)
     assert {k: v for k, v in auth.items() if k != "ssl_context"} == {k: v for k, v in expected.items() if k != "ssl_context"}
@@ -82,7 +99,7 @@ def test_faust_gets_the_same_connection_as_the_other_clients():
 def test_the_password_stays_out_of_reprs():
     settings = secured()
     assert "pw-0123456789" not in repr(settings)
-    assert "pw-0123456789" not in repr(kafka_security.faust_credentials(settings))
+    assert "pw-0123456789" not in repr(faust_credentials(settings))
 
 
 @pytest.mark.parametrize(
@@ -162,14 +179,17 @@ def test_the_model_feed_and_the_hole_reader_of_the_engines_are_built_with_the_op
 
     import kafka
 
+    from online_models.topic_follower import Follower
     from streams import faust_repairs
     from streams.engines import Engines
 
     engines = Engines(app=None, settings=secured())
+    assert isinstance(engines.feed, Follower)
     feed_consumers = capture(monkeypatch, kafka, "KafkaConsumer")
-    engines.feed._stopping.wait = lambda timeout=None: engines.feed.stop()  # one attempt, then out of the loop
-    engines.feed.run()
+    with pytest.raises(Captured):
+        engines.feed.consumer()  # what the feed's thread reads with, at every (re)connection
     assert_secured(feed_consumers[0])
+    assert feed_consumers[0]["client_id"] == "portraits-model-feed"
     hole_consumers = capture(monkeypatch, faust_repairs, "AIOKafkaConsumer")
     with pytest.raises(Captured):
         asyncio.run(engines.skipped.log_start("events", 0))
@@ -177,24 +197,25 @@ def test_the_model_feed_and_the_hole_reader_of_the_engines_are_built_with_the_op
 
 
 def test_the_api_follower_and_event_sink_are_built_with_the_options(monkeypatch, tmp_path):
-    import time
-
     import kafka
     from fastapi.testclient import TestClient
 
     from api.app import create_app, open_store
     from api.ingest import EventLogUnavailable, EventSink
+    from api.store import TopicFollower
 
-    consumers = capture(monkeypatch, kafka, "KafkaConsumer")
+    consumers = capture(monkeypatch, kafka, "KafkaConsumer")  # before the follower's thread starts: no connection
     store = open_store(tmp_path / "store")
     try:
-        with TestClient(create_app(secured(data_dir=tmp_path), tokens={"t": "admin"}, store=store, follow=True)):
-            deadline = time.monotonic() + 10
-            while not consumers and time.monotonic() < deadline:
-                time.sleep(0.05)
+        with TestClient(create_app(secured(data_dir=tmp_path), tokens={"t": "admin"}, store=store, follow=True)) as client:
+            follower = client.app.state.follower
+            assert isinstance(follower, TopicFollower)
+            with pytest.raises(Captured):
+                follower.consumer()  # what the follower's thread reads with, at every (re)connection
     finally:
         store.close()
     assert_secured(consumers[0])
+    assert consumers[0]["client_id"] == "portraits-api"
 
     producers = capture(monkeypatch, kafka, "KafkaProducer")
     with pytest.raises((Captured, EventLogUnavailable)):
