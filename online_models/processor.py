@@ -63,6 +63,7 @@ from online_models.events import MIN_TS_MS, Event, InvalidEvent
 from online_models.portrait import PortraitState, render, update_profile
 from online_models.retention import due_at, is_expired
 from online_models.schedule import CheckSchedule
+from online_models.topic_names import CHURN_ALERTS, DEAD_LETTERS, ERASURES, EVENTS, MODEL_TRAINING, PORTRAITS, PROFILES, TICKS
 from online_models.watch import WatchConfig, watch_user
 
 log = logging.getLogger(__name__)
@@ -70,9 +71,6 @@ log = logging.getLogger(__name__)
 #: state-store key of a partition's progress record; user ids cannot start with a NUL byte
 PROGRESS_KEY = b"\x00progress"
 
-# short names of the topics records come from and effects go to
-EVENTS, PROFILES, ERASURES, TICKS = "events", "profiles", "erasures", "ticks"
-PORTRAITS, CHURN_ALERTS, MODEL_TRAINING, DEAD_LETTERS = "portraits", "churn-alerts", "model-training", "events.dlq"
 
 #: dead-letter reason of an event that could take its user's stored state past ``max_state_bytes``
 STATE_TOO_LARGE = "state_too_large"
