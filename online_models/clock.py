@@ -41,7 +41,7 @@ def instant_ms(value: Any) -> int | None:
     >>> instant_ms("1970-01-01T00:00:01.500Z"), instant_ms("yesterday"), instant_ms("2024-01-01T00:00:00"), instant_ms(5)
     (1500, None, None, None)
     """
-    return _parse_instant_ms(value) if isinstance(value, str) else None
+    return _parse_instant_ms(value) if value.__class__ is str else None
 
 
 def days_between(start_ms: int, end_ms: int) -> float:
@@ -50,7 +50,7 @@ def days_between(start_ms: int, end_ms: int) -> float:
     >>> days_between(0, 36 * 3_600_000)
     1.5
     """
-    return timedelta(milliseconds=end_ms - start_ms).total_seconds() / 86_400
+    return (end_ms - start_ms) / 1000 / 86_400  # the same float as timedelta's total_seconds() / 86,400
 
 
 def ceil_minute(ts_ms: int) -> int:
