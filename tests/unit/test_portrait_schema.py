@@ -112,3 +112,17 @@ def test_the_portrait_route_documents_this_model(tmp_path):
     documented = openapi["components"]["schemas"]["Portrait"]
     assert documented["properties"].keys() == portrait_json_schema()["properties"].keys()
     assert documented["required"] == portrait_json_schema()["required"]
+
+
+def test_the_portrait_fields_tag_rules_may_name_are_in_the_model_with_their_kind():
+    from online_models.tags import PORTRAIT_FIELDS
+
+    schema = portrait_json_schema()
+    types = {"number": {"integer", "number"}, "string": {"string"}}
+    for path, kind in PORTRAIT_FIELDS.items():
+        node = schema
+        for key in path.split("."):
+            node = node["properties"][key]
+            node = schema["$defs"][node["$ref"].rsplit("/", 1)[1]] if "$ref" in node else node
+        found = {option.get("type") for option in node.get("anyOf", [node])} - {"null"}
+        assert found and found <= types[kind], (path, found)
