@@ -7,91 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from online_models.events import EVENT_TYPES
-
-
-class WindowTotals(BaseModel):
-    """Counts over ``as_of - N days < ts <= as_of``."""
-
-    events: int
-    purchases: int
-    spend: float
-
-
-class Lifetime(BaseModel):
-    events: int
-    purchases: int
-    spend: float
-    refunds: int
-    refund_amount: float
-    net_spend: float
-    repeat_spend: float | None = Field(
-        None, description="Spend on the purchase days after the first (UTC days); what Gamma-Gamma's mean spend m is made of"
-    )
-
-
-class CategoryScore(BaseModel):
-    category: str
-    score: float = Field(description="Decayed interest score at as_of")
-
-
-class Funnel(BaseModel):
-    views: int
-    searches: int
-    clicks: int
-    add_to_cart: int
-    favorites: int
-    orders: int
-    purchases: int
-    cart_to_purchase: float | None
-    favorite_to_purchase: float | None
-    abandoned_carts: int
-    last_abandoned_cart: str | None = Field(None, description="Time of the newest abandoned cart")
-
-
-class Clv(BaseModel):
-    """Customer lifetime value under the newest model snapshot, at the portrait's ``as_of``."""
-
-    expected_purchases: float = Field(
-        description="Purchase days the purchase model (MBG/NBD, else BG/NBD) expects within the horizon, each month's "
-        "discounted at the annual rate"
-    )
-    expected_order_value: float | None = Field(
-        description="Gamma-Gamma's expected spend of one purchase day, given the repeat days' mean spend (null: no spend fit)"
-    )
-    value: float | None = Field(description="expected_purchases x expected_order_value")
-    horizon_days: int
-
-
-class Portrait(BaseModel):
-    """One user's live portrait. Times are ISO-8601 UTC strings."""
-
-    user_id: str
-    as_of: str | None = Field(description="Event-time instant the figures refer to (partition watermark)")
-    first_seen: str | None
-    last_seen: str | None
-    first_purchase: str | None
-    last_purchase: str | None
-    days_since_last_seen: float | None
-    days_since_last_purchase: float | None
-    lifetime: Lifetime
-    windows: dict[str, WindowTotals] = Field(description="Keys 7d, 30d, 90d")
-    aov: float | None = Field(description="Average order value")
-    purchase_days: int
-    last_return_gap_days: int | None
-    refund_rate: float | None
-    active_hours: list[int] = Field(min_length=24, max_length=24)
-    weekdays: list[int] = Field(min_length=7, max_length=7, description="Monday first")
-    peak_hour: int | None
-    weekend_share: float | None
-    timezone: str
-    top_categories: list[CategoryScore]
-    category_count: int
-    funnel: Funnel
-    devices: dict[str, float]
-    promo_share: float | None
-    profile: dict[str, Any]
-    version: int
-    clv: Clv | None = Field(None, description="Lifetime value of a buyer once the models are fitted; null otherwise")
+from online_models.portrait_schema import Portrait
 
 
 class Problem(BaseModel):
@@ -132,15 +48,7 @@ COUNTED_EVENTS: dict[str, dict[int | None, str]] = {
 }
 
 #: Top-level portrait fields a projection may start with.
-PORTRAIT_FIELDS = frozenset(Portrait.model_fields) | {
-    "rfm",
-    "lifecycle",
-    "segment",
-    "tags",
-    "churn",
-    "clv",
-    "last_return_gap_days",
-}
+PORTRAIT_FIELDS = frozenset(Portrait.model_fields)
 
 
 class _Strict(BaseModel):

@@ -11,7 +11,8 @@ import orjson
 from streams.producer import make_producer, send_profiles
 from online_models.simulation import ShopSimulator, bad_events
 from streams.topics import state_changelog
-from tests.integration.conftest import assert_matches_batch, read_dead_letters, wait_until
+from tests.integration.conftest import assert_matches_batch, read_dead_letters, read_topic, wait_until
+from tests.portrait_contract import check_published
 from tests.reference import events_by_user
 
 USERS = 250
@@ -64,7 +65,15 @@ def test_portraits_from_the_api_equal_a_batch_computation(stack, kafka_bootstrap
     wait_until(all_users_complete, timeout=240, interval=2, what="every portrait to hold all its events")
 
     for user, user_events in by_user.items():
-        assert_matches_batch(client.get(f"/v1/users/{user}/portrait").json(), user_events, profiles[user])
+        served = client.get(f"/v1/users/{user}/portrait")
+        check_published(served.content)
+        assert_matches_batch(served.json(), user_events, profiles[user])
+
+    # every portrait the worker published is the documented portrait (schemas/portrait.schema.json)
+    published = [record.value for record in read_topic(kafka_bootstrap, settings.topic("portraits")) if record.value is not None]
+    assert len(published) >= len(by_user)
+    for value in published:
+        check_published(value)
 
     missing = client.get("/v1/users/nobody-like-this/portrait")
     assert missing.status_code == 404 and "nobody-like-this" in missing.json()["detail"]
