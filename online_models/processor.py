@@ -516,16 +516,19 @@ class PartitionProcessor:
         return True
 
     def _tick(self, record: Record, *, now_ms: int, models) -> list[Effect]:
-        """Live mode: a partition without records for a while follows the wall clock."""
-        idle_for = now_ms - self._last_record_wall_ms
-        if not self.config.live_idle_ms or idle_for < self.config.live_idle_ms:
-            return []
+        """Live mode: a partition without records for a while follows the wall clock.
+
+        A malformed tick is dead-lettered in every mode; a sound one moves nothing outside live mode.
+        """
         try:
             wall_ms = orjson.loads(record.value)["wall_ms"]
             if type(wall_ms) is not int:
                 raise TypeError("wall_ms is not an integer")
         except (orjson.JSONDecodeError, KeyError, TypeError) as error:
             return [self._dead_letter(record, InvalidEvent("invalid_tick", f"{type(error).__name__}: {error}"))]
+        idle_for = now_ms - self._last_record_wall_ms
+        if not self.config.live_idle_ms or idle_for < self.config.live_idle_ms:
+            return []
         # a tick moves the clock no further than the wall clock itself
         before = self.stream_time
         self.clock.observe(self.partition, min(wall_ms, now_ms))

@@ -119,6 +119,7 @@ async def publish_portraits() -> None:
     for partition, engine in list(engines.by_partition.items()):
         if engine.stream_time is not None:
             metrics.WATERMARK_DELAY.labels(str(partition)).set(max(0.0, (now_ms - engine.stream_time) / 1000))
+            metrics.STREAM_TIME_AHEAD.labels(str(partition)).set(max(0.0, (engine.stream_time - now_ms) / 1000))
     if time.monotonic() >= engines.publish_not_before:
         rendering = await engines.publish()
         # the share counts the rendering only: waiting for the broker (say, while it restarts) is not work

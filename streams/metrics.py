@@ -10,6 +10,9 @@ PORTRAITS_PUBLISHED = Counter("portraits_published_total", "Portraits published 
 WATERMARK_DELAY = Gauge(
     "portraits_watermark_delay_seconds", "Wall clock minus stream time, per partition", ["partition"]
 )
+STREAM_TIME_AHEAD = Gauge(
+    "portraits_stream_time_ahead_seconds", "Stream time minus wall clock, per partition (0 unless stream time runs ahead)", ["partition"]
+)
 ALERTS_FIRED = Counter("portraits_alerts_fired_total", "Churn alerts sent")
 USERS_SWEPT = Counter("portraits_users_swept_total", "Silent users re-scored by the watermark sweep")
 TRAINING_SAMPLES = Counter("portraits_training_samples_total", "Samples learned by the trainer")

@@ -198,6 +198,18 @@ def test_ticks_move_an_idle_partition_no_further_than_the_wall_clock_and_bad_one
     assert dict(letter.headers)["reason"] == b"invalid_tick"
 
 
+def test_a_malformed_tick_is_dead_lettered_outside_live_mode_and_a_sound_one_moves_nothing():
+    engine = PartitionProcessor(0, {}, ENGINE)
+    view = {"event_id": "a", "user_id": "u1", "type": "view", "ts": START_MS}
+    engine.process(Record(EVENTS, EVENTS, 0, b"u1", orjson.dumps(view)), now_ms=START_MS, models=None)
+    for offset, value in enumerate((b"{not json", b'{"wall_ms": "soon"}', None)):
+        (letter,) = engine.process(Record(TICKS, TICKS, offset, None, value), now_ms=START_MS + DAY, models=None)
+        assert letter.topic == DEAD_LETTERS and dict(letter.headers)["reason"] == b"invalid_tick"
+    sound = orjson.dumps({"wall_ms": START_MS + DAY})
+    assert engine.process(Record(TICKS, TICKS, 3, None, sound), now_ms=START_MS + DAY, models=None) == []
+    assert engine.stream_time == START_MS
+
+
 def test_users_idle_past_the_retention_are_forgotten_with_a_portrait_tombstone():
     store: dict = {}
     old = {"event_id": "a", "user_id": "u1", "type": "view", "ts": START_MS}
