@@ -31,7 +31,7 @@ from api.erasures import ERASURES_SPACE, ErasureLedger, status
 from api.fastpath import PortraitFastPath
 from api.indexes import PORTRAITS_SPACE, PortraitSpace, aggregate
 from api.limits import BodyGate, Deadline, QueryGate
-from api.ingest import EventLogUnavailable, EventSink, parse_batch, read_body, validate, wall_clock_ms
+from api.ingest import EventLogUnavailable, EventSink, admission_bounds, parse_batch, read_body, validate, wall_clock_ms
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.rescore import ModelSpace, Rescorer
 from api.models import (
@@ -489,7 +489,7 @@ def create_app(
 
         def run() -> IngestResult:
             items = parse_batch(body, api_settings.api_max_events)
-            records, errors = validate(items, now_ms=wall_clock_ms(), max_future_ms=int(settings.max_future_seconds * 1000))
+            records, errors = validate(items, now_ms=wall_clock_ms(), **admission_bounds(settings))
             try:
                 sink.write(records)
             except EventLogUnavailable as error:
