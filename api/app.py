@@ -200,6 +200,8 @@ def create_app(
             "portraits_api_portraits_stored": local.count(PORTRAITS_SPACE) if local is not None else None,
             "portraits_api_alerts_stored": alerts.count if alerts is not None else None,
             "portraits_api_alert_subscribers": alerts.hub.subscribers if isinstance(alerts, AlertSpace) else None,
+            "portraits_api_follower_resyncs": getattr(follower, "resyncs", None),
+            "portraits_api_follower_resync_removed": getattr(follower, "resync_removed", None),
         }
 
     metrics = ApiMetrics(state)
