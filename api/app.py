@@ -67,6 +67,8 @@ def _gauges(app: FastAPI) -> dict[str, float | None]:
         "portraits_api_portraits_stored": local.count(PORTRAITS_SPACE) if local is not None else None,
         "portraits_api_alerts_stored": alert_space.count if alert_space is not None else None,
         "portraits_api_alert_subscribers": alert_space.hub.subscribers if isinstance(alert_space, AlertSpace) else None,
+        "portraits_api_follower_resyncs": getattr(follower, "resyncs", None),
+        "portraits_api_follower_resync_removed": getattr(follower, "resync_removed", None),
     }
 
 

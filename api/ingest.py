@@ -1,11 +1,13 @@
 """HTTP ingestion: validate a batch of events and write the good ones to the ``events`` topic.
 
 Each event goes through :func:`online_models.events.parse_event`, the rule the
-stream applies (with the wall clock as "now"), so what the API accepts the
-worker admits. Accepted events are produced keyed by user id with ``acks=all``
-and the producer is flushed, and every send confirmed, before the API answers:
-an accepted event is in the log even if the API dies right after. A retry after
-an error is safe: the worker counts each ``event_id`` once.
+stream applies (with the wall clock as "now", and the same bounds on event time:
+``PORTRAITS_MAX_FUTURE_SECONDS`` ahead, ``PORTRAITS_EARLIEST_EVENT_TIME`` back, see
+:func:`admission_bounds`), so what the API accepts the worker admits. Accepted
+events are produced keyed by user id with ``acks=all`` and the producer is
+flushed, and every send confirmed, before the API answers: an accepted event is
+in the log even if the API dies right after. A retry after an error is safe: the
+worker counts each ``event_id`` once.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from fastapi import HTTPException, Request
 
 from api.models import EventError
 from online_models import kafka_security
-from online_models.events import InvalidEvent, parse_event
-from online_models.settings import Settings
+from online_models.events import MIN_TS_MS, InvalidEvent, parse_event
+from online_models.settings import Settings, instant_ms
 from online_models.topic_names import EVENTS
 
 
@@ -57,14 +59,26 @@ def parse_batch(body: bytes, max_events: int) -> list[Any]:
     return data
 
 
-def validate(items: list[Any], *, now_ms: int, max_future_ms: int) -> tuple[list[tuple[bytes, bytes]], list[EventError]]:
-    """(key, value) records of the valid events, and an error for each invalid one."""
+def admission_bounds(settings: Settings) -> dict[str, int]:
+    """The event-time bounds the worker admits with (:meth:`online_models.settings.Settings.engine_config`),
+    as :func:`validate`'s keyword arguments."""
+    return {
+        "max_future_ms": int(settings.max_future_seconds * 1000),
+        "earliest_ms": instant_ms(settings.earliest_event_time),
+    }
+
+
+def validate(
+    items: list[Any], *, now_ms: int, max_future_ms: int, earliest_ms: int = MIN_TS_MS
+) -> tuple[list[tuple[bytes, bytes]], list[EventError]]:
+    """(key, value) records of the valid events, and an error for each invalid one
+    (event times from ``earliest_ms`` to ``now_ms + max_future_ms`` are valid)."""
     records: list[tuple[bytes, bytes]] = []
     errors: list[EventError] = []
     for index, item in enumerate(items):
         raw = orjson.dumps(item)
         try:
-            event = parse_event(raw, now_ms=now_ms, max_future_ms=max_future_ms)
+            event = parse_event(raw, now_ms=now_ms, max_future_ms=max_future_ms, earliest_ms=earliest_ms)
         except InvalidEvent as error:
             errors.append(EventError(index=index, reason=error.reason, detail=error.detail))
         else:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,6 +33,16 @@ class StateCollector(Collector):
             family = GaugeMetricFamily(name, help_text)
             family.add_metric([], math.nan if value is None else float(value))
             yield family
+        for name, help_text in (
+            ("portraits_api_follower_resyncs", "Compacted topics read again from their start because the store "
+             "resumed later than the topic keeps its tombstones (delete.retention.ms)"),
+            ("portraits_api_follower_resync_removed", "Keys those re-reads removed from the store: the topic no longer held them"),
+        ):
+            value = state.get(name)
+            if value is not None:
+                family = CounterMetricFamily(name, help_text)
+                family.add_metric([], float(value))
+                yield family
 
 
 class ApiMetrics:

@@ -13,11 +13,19 @@ alerts (:mod:`api.alerts`). Handlers read the previous value of a key through
 the batch (:class:`Txn`), so several records for one key in one batch chain
 correctly. They also see the record's headers (an erasure names its request
 there, :mod:`api.erasures`).
+
+The follower also keeps, per partition, when the store last held every record
+of it; a store that comes back later than a compacted topic keeps its tombstones
+reads that topic again from its start and drops the keys it no longer holds
+(:mod:`api.resync`).
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,10 +33,19 @@ from typing import Any
 import orjson
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, ReadOptions, WriteBatch
 
+from api.resync import Guarantee, Resync, read_guarantees, stale_reason
 from online_models.topic_follower import Follower
+
+log = logging.getLogger(__name__)
 
 _OFFSET_PREFIX = b"\x00offset:"
 _COUNT_PREFIX = b"\x00count:"
+#: per topic partition: the wall time (ms) at which the store had read every record of it (:mod:`api.resync`)
+_SYNCED_PREFIX = b"\x00synced:"
+#: per topic: a re-read from the start is under way (:mod:`api.resync`)
+_RESYNC_PREFIX = b"\x00resync:"
+#: per key space: the keys a re-read found in the topic
+_SEEN_PREFIX = b"\x00seen:"
 
 #: Separates the parts of composite keys (index name, value, user id).
 SEP = b"\x1f"
@@ -231,14 +248,26 @@ class LocalStore:
 
     def offsets(self, topic: str) -> dict[int, int]:
         """Next offset to read per partition of ``topic``."""
-        prefix = _OFFSET_PREFIX + topic.encode() + b":"
+        return self._per_partition(_OFFSET_PREFIX, topic)
+
+    def synced(self, topic: str) -> dict[int, int]:
+        """Per partition of ``topic``: the wall time (ms) at which the store last held every record of it."""
+        return self._per_partition(_SYNCED_PREFIX, topic)
+
+    def _per_partition(self, kind: bytes, topic: str) -> dict[int, int]:
+        prefix = kind + topic.encode() + b":"
         return {int(key[len(prefix) :]): int(value) for key, value in self.items_between(prefix, prefix_end(prefix))}
 
+    def resync_interrupted(self, topic: str) -> bool:
+        """Whether a re-read of ``topic`` from its start began and never finished."""
+        return self.db.get(_RESYNC_PREFIX + topic.encode()) is not None
+
     # -- writes ----------------------------------------------------------------
-    def apply(self, topic: str | None, space: bytes, records: Sequence[tuple]) -> None:
+    def apply(self, topic: str | None, space: bytes, records: Sequence[tuple], *, mark: bool = False) -> None:
         """Write (partition, offset, key, value[, headers]) records atomically; a None value deletes the key.
 
-        ``topic`` None writes records of the API's own (no offset is kept).
+        ``topic`` None writes records of the API's own (no offset is kept). ``mark``: a re-read
+        is under way, so each key is also marked present (or, on a tombstone, absent) in the topic.
         """
 
         def stage(txn: Txn, handler: SpaceHandler) -> None:
@@ -247,10 +276,66 @@ class LocalStore:
                 last[partition] = offset
                 if key is not None:
                     handler.write(txn, key, value, rest[0] if rest else ())
+                    if mark:
+                        self._mark(txn.batch, space, key, value)
             for partition, offset in last.items() if topic is not None else ():
                 txn.put(_OFFSET_PREFIX + f"{topic}:{partition}".encode(), str(offset + 1).encode())
 
         self._atomically(space, stage)
+
+    @staticmethod
+    def _mark(batch: WriteBatch, space: bytes, key: bytes, value: bytes | None) -> None:
+        if value is None:
+            batch.delete(_SEEN_PREFIX + space + key)
+        else:
+            batch.put(_SEEN_PREFIX + space + key, b"")
+
+    def mark_seen(self, space: bytes, records: Sequence[tuple]) -> None:
+        """Mark the keys of (partition, offset, key, value, ...) records as present in (or, on a tombstone, absent
+        from) the topic, without applying them: their effect is in the store already."""
+        batch = WriteBatch(raw_mode=True)
+        for _, _, key, value, *_ in records:
+            if key is not None:
+                self._mark(batch, space, key, value)
+        with self._write_lock:
+            self.db.write(batch)
+
+    def begin_resync(self, topic: str, space: bytes, started_ms: int) -> None:
+        """Note that ``topic`` is being read again from its start, with no key of ``space`` marked yet."""
+        with self._write_lock:
+            self.db.delete_range(_SEEN_PREFIX + space, prefix_end(_SEEN_PREFIX + space))
+            self.db.put(_RESYNC_PREFIX + topic.encode(), str(started_ms).encode())
+
+    def finish_resync(self, topic: str, space: bytes, synced_ms: int, partitions: Iterable[int], batch_size: int = 5000) -> int:
+        """Remove every key of ``space`` the re-read did not find, through its handler; how many.
+
+        The partitions then count as read to their end at ``synced_ms`` (when the re-read took its targets).
+        """
+        removed = 0
+        marks = _SEEN_PREFIX + space
+        after = b""
+        while True:
+            keys = list(itertools.islice(self.keys_after(space, after), batch_size))
+            if not keys:
+                break
+            after = keys[-1]
+            gone = [key for key in keys if self.db.get(marks + key) is None]
+            if gone:
+                self.apply(None, space, [(0, 0, key, None) for key in gone])
+                removed += len(gone)
+        with self._write_lock:
+            self.db.delete_range(marks, prefix_end(marks))
+            self.db.delete(_RESYNC_PREFIX + topic.encode())
+        self.record_synced(topic, dict.fromkeys(partitions, synced_ms))
+        return removed
+
+    def record_synced(self, topic: str, synced: dict[int, int]) -> None:
+        """Note when each partition of ``topic`` was last read to its end."""
+        batch = WriteBatch(raw_mode=True)
+        for partition, ms in synced.items():
+            batch.put(_SYNCED_PREFIX + f"{topic}:{partition}".encode(), str(ms).encode())
+        with self._write_lock:
+            self.db.write(batch)
 
     def rewrite(self, space: bytes, keys: Sequence[bytes], change: Callable[[bytes | None], bytes | None]) -> int:
         """Replace the value of each of ``keys`` by ``change(current value)`` (None: leave it), read and
@@ -298,7 +383,12 @@ class TopicFollower(Follower):
     that does not exist yet is looked for again every few seconds (the follower
     never creates topics), while the others are followed. ``client_options`` are the
     connection's security (:func:`online_models.kafka_security.kafka_python_options`).
+    ``guarantees`` gives the topics' cleanup policy and ``delete.retention.ms``
+    (default: read from the broker, :func:`api.resync.read_guarantees`).
     """
+
+    #: how often the partitions' sync times (:mod:`api.resync`) are written down, at most
+    SYNC_RECORD_SECONDS = 10.0
 
     def __init__(
         self,
@@ -306,6 +396,8 @@ class TopicFollower(Follower):
         spaces: dict[str, bytes],
         bootstrap_servers: list[str],
         client_options: Mapping[str, Any] | None = None,
+        *,
+        guarantees: Callable[[list[str]], dict[str, Guarantee]] | None = None,
     ):
         super().__init__(
             spaces,
@@ -321,11 +413,123 @@ class TopicFollower(Follower):
         )
         self.store = store
         self.spaces = spaces
+        #: the connection's security, for the admin client that reads the topics' configs
+        self.client_options = dict(client_options or {})
+        #: the topics' cleanup policy and delete.retention.ms (default: read from the broker)
+        self.guarantees = guarantees or (lambda names: read_guarantees(self.bootstrap_servers, self.client_options, names))
+        #: re-reads from the start under way, by topic
+        self.resyncing: dict[str, Resync] = {}
+        #: re-reads begun, and keys they removed because their topic no longer held them
+        self.resyncs = 0
+        self.resync_removed = 0
+        self._synced: dict[tuple[str, int], int] = {}
+        self._synced_written = 0.0
 
     def positions(self, topic: str) -> dict[int, int]:
         """Where the store stands in ``topic``."""
         return self.store.offsets(topic)
 
     def apply(self, topic: str, records: list) -> None:
-        """Write a batch and its offsets to the topic's key space, atomically."""
-        self.store.apply(topic, self.spaces[topic], [(r.partition, r.offset, r.key, r.value, r.headers) for r in records])
+        """Write a batch of one partition and its offsets to the topic's key space, atomically; during a
+        re-read (:mod:`api.resync`) the records the store already holds only mark their keys."""
+        space = self.spaces[topic]
+        rows = [(r.partition, r.offset, r.key, r.value, r.headers) for r in records]
+        resync = self.resyncing.get(topic)
+        if resync is None or not rows:
+            self.store.apply(topic, space, rows)
+            return
+        known, new = resync.split(rows[0][0], rows)
+        if known:
+            self.store.mark_seen(space, known)
+        if new:
+            self.store.apply(topic, space, new, mark=True)
+
+    def seek_stored(self, consumer, tps: list) -> None:
+        """Resume each topic where the store stands, or read it again from its start when the store
+        may have missed deletions the topic no longer shows (:func:`api.resync.stale_reason`)."""
+        now_ms = int(time.time() * 1000)  # before the end offsets: records appended until now are below them
+        beginning = consumer.beginning_offsets(tps)
+        end = consumer.end_offsets(tps)
+        topics = sorted({tp.topic for tp in tps})
+        stored = {topic: self.positions(topic) for topic in topics}
+        guarantees = self.guarantees(topics)
+        for topic in topics:
+            mine = [tp for tp in tps if tp.topic == topic]
+            reason = stale_reason(
+                guarantees.get(topic, Guarantee(compacted=True)),
+                stored[topic],
+                self.store.synced(topic),
+                {tp.partition: beginning[tp] for tp in mine},
+                {tp.partition: end[tp] for tp in mine},
+                now_ms,
+                interrupted=self.store.resync_interrupted(topic),
+            )
+            if reason is not None:
+                self._begin_resync(consumer, topic, mine, stored[topic], beginning, end, now_ms, reason)
+                continue
+            for tp in mine:
+                offset = stored[topic].get(tp.partition, 0)
+                if offset > end[tp] or offset < beginning[tp]:
+                    offset = beginning[tp]  # the topic was recreated or records were deleted past us
+                consumer.seek(tp, offset)
+
+    def _begin_resync(self, consumer, topic: str, tps: list, stored: dict[int, int], beginning, end, now_ms: int, reason: str) -> None:
+        """Read ``topic`` again from its start, then drop what it no longer holds (:mod:`api.resync`)."""
+        space = self.spaces[topic]
+        resume = {
+            tp.partition: 0 if stored.get(tp.partition, 0) > end[tp] else stored.get(tp.partition, 0) for tp in tps
+        }
+        resync = Resync(topic, space, resume=resume, targets={tp.partition: end[tp] for tp in tps}, started_ms=now_ms, reason=reason)
+        log.warning(
+            "topic follower: %s may have lost deletions the store never applied (%s); reading it again from its start "
+            "(%d records) and dropping every key it no longer holds",
+            topic, reason, sum(end[tp] - beginning[tp] for tp in tps),
+        )
+        self.store.begin_resync(topic, space, now_ms)
+        self.resyncing[topic] = resync
+        self.resyncs += 1
+        self.caught_up.clear()
+        for tp in tps:
+            consumer.seek(tp, beginning[tp])
+        self._finish_resyncs(consumer)
+
+    def polled(self, consumer) -> None:
+        """Finish the re-reads that have reached their targets."""
+        if self.resyncing:
+            self._finish_resyncs(consumer)
+
+    def _finish_resyncs(self, consumer) -> None:
+        """Sweep each re-read whose partitions have all reached their targets."""
+        for topic, resync in list(self.resyncing.items()):
+            positions = {tp.partition: consumer.position(tp) for tp in consumer.assignment() if tp.topic == topic}
+            if not resync.reached(positions):
+                continue
+            removed = self.store.finish_resync(topic, resync.space, resync.started_ms, positions)
+            del self.resyncing[topic]
+            self.resync_removed += removed
+            log.warning("topic follower: %s read again from its start; %d key(s) it no longer holds removed from the store",
+                        topic, removed)
+
+    def settled(self) -> bool:
+        """Not while a re-read from the start is under way."""
+        return not self.resyncing
+
+    def measured(self, consumer, tps: list, end: Mapping, asked_ms: int) -> None:
+        """Remember which partitions were read to their end as of ``asked_ms``; write it down now and then."""
+        for tp in tps:
+            if tp.topic not in self.resyncing and consumer.position(tp) >= end[tp]:
+                self._synced[(tp.topic, tp.partition)] = asked_ms
+        now = time.monotonic()
+        if self._synced and now - self._synced_written >= self.SYNC_RECORD_SECONDS:
+            by_topic: dict[str, dict[int, int]] = {}
+            for (topic, partition), ms in self._synced.items():
+                by_topic.setdefault(topic, {})[partition] = ms
+            for topic, synced in by_topic.items():
+                self.store.record_synced(topic, synced)
+            self._synced.clear()
+            self._synced_written = now
+
+    def closing(self, consumer) -> None:
+        """Write down what is known of the partitions' sync times."""
+        self._synced_written = 0.0
+        self.measured(consumer, [], {}, 0)

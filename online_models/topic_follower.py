@@ -5,7 +5,11 @@ module needs no Kafka), from the positions :meth:`Follower.positions` gives (els
 beginning), and hands each polled batch of a topic partition to :meth:`Follower.apply`. A topic
 that does not exist yet is looked for again every few seconds while the others are followed; the
 follower never creates topics. It measures its lag to the topics' ends and sets ``caught_up``
-once it has read them all; on an error it keeps what it has and connects again.
+once it has read them all (and :meth:`Follower.settled` agrees); on an error it keeps what it has
+and connects again. A subclass may also place newly found partitions itself
+(:meth:`Follower.seek_stored`) and act after each poll (:meth:`Follower.polled`), after each
+measure of the lag (:meth:`Follower.measured`) and before the consumer closes
+(:meth:`Follower.closing`).
 """
 
 from __future__ import annotations
@@ -86,7 +90,8 @@ class Follower(threading.Thread):
             tps += [TopicPartition(topic, p) for p in sorted(partitions or ())]
         return tps
 
-    def _seek_stored(self, consumer, tps: list) -> None:
+    def seek_stored(self, consumer, tps: list) -> None:
+        """Place newly found partitions at :meth:`positions` (at their beginning where that offset is gone)."""
         beginning = consumer.beginning_offsets(tps)
         end = consumer.end_offsets(tps)
         stored = {topic: self.positions(topic) for topic in {tp.topic for tp in tps}}
@@ -95,6 +100,19 @@ class Follower(threading.Thread):
             if offset > end[tp] or offset < beginning[tp]:
                 offset = beginning[tp]  # the topic was recreated or compacted past us
             consumer.seek(tp, offset)
+
+    def polled(self, consumer) -> None:
+        """After the batches of a poll have been applied (nothing here)."""
+
+    def measured(self, consumer, tps: list, end: Mapping, asked_ms: int) -> None:
+        """After a measure of the lag: ``end`` the end offsets of ``tps``, asked for at wall time ``asked_ms`` (nothing here)."""
+
+    def settled(self) -> bool:
+        """Whether the follower counts as caught up once it has read the topics to their ends."""
+        return True
+
+    def closing(self, consumer) -> None:
+        """Before the consumer closes (nothing here)."""
 
     def _follow(self) -> None:
         consumer = self.consumer()
@@ -113,7 +131,7 @@ class Follower(threading.Thread):
                         consumer.assign(tps)
                         for tp, position in positions.items():
                             consumer.seek(tp, position)
-                        self._seek_stored(consumer, found)
+                        self.seek_stored(consumer, found)
                         missing -= {tp.topic for tp in found}
                     self.missing_topics = sorted(missing)
                     next_check = now + self.RECHECK_SECONDS
@@ -124,12 +142,18 @@ class Follower(threading.Thread):
                 polled = consumer.poll(timeout_ms=self.POLL_MS)
                 for tp, batch in polled.items():
                     self.apply(tp.topic, batch)
+                self.polled(consumer)
                 now = time.monotonic()
                 if now - last_lag_check > 1.0 or not polled:
+                    asked_ms = int(time.time() * 1000)  # before the end offsets: what was appended by then is below them
                     end = consumer.end_offsets(tps)
                     self.lag = sum(max(0, end[tp] - consumer.position(tp)) for tp in tps)
-                    if self.lag == 0:
+                    self.measured(consumer, tps, end, asked_ms)
+                    if self.lag == 0 and self.settled():
                         self.caught_up.set()
                     last_lag_check = now
         finally:
-            consumer.close()
+            try:
+                self.closing(consumer)
+            finally:
+                consumer.close()

@@ -219,3 +219,81 @@ def hostile_record(
     else:
         raise ValueError(f"unknown hostile kind {kind!r}")
     return key, value, kind
+
+
+# -- the soak's other cases (tests/integration/test_hostile_input.py) -----------------------------
+
+#: how long the event ids of the heavy user are: 2,000 of them fill about 240 KB of its state
+HEAVY_ID_LENGTH = 120
+
+
+def heavy_user_events(user_id: str, n: int, start_ms: int, end_ms: int) -> list[dict]:
+    """``n`` valid events of one user, each from a device of its own and with a long id of its own:
+    state that would grow without bound if every device and id were kept."""
+    step = max(1, (end_ms - start_ms) // max(1, n))
+    return [
+        {
+            "event_id": f"heavy-{i:08d}-".ljust(HEAVY_ID_LENGTH, "x"),
+            "user_id": user_id,
+            "type": "view",
+            "ts": start_ms + i * step,
+            "device": f"device-{i:08d}",
+            "category": ("snacks", "beauty", "books", "toys")[i % 4],
+        }
+        for i in range(n)
+    ]
+
+
+def future_events(rng: random.Random, user_ids: list[str], n: int, now_ms: int, max_ahead_ms: int) -> list[dict]:
+    """``n`` valid events stamped ahead of the wall clock, by up to ``max_ahead_ms``."""
+    return [
+        good_event(rng, rng.choice(user_ids), f"future-{i}", now_ms + rng.randrange(60_000, max_ahead_ms))
+        for i in range(n)
+    ]
+
+
+def old_history(n_users: int, n: int, start_ms: int, end_ms: int) -> list[dict]:
+    """``n`` valid events of users of their own between ``start_ms`` and ``end_ms`` (a 1997-98 shop log)."""
+    step = max(1, (end_ms - start_ms) // max(1, n))
+    rng = random.Random(1997)
+    return [good_event(rng, f"old-{i % n_users:04d}", f"old-{i}", start_ms + i * step) for i in range(n)]
+
+
+def oversized_record(rng: random.Random, user_id: str, now_ms: int, size: int) -> tuple[bytes, bytes]:
+    """A record of exactly ``size`` value bytes that breaks the contract (a time that is none), for
+    a dead letter that cannot fit its topic whole."""
+    event = good_event(rng, user_id, f"big-{rng.getrandbits(48):012x}", now_ms)
+    event["ts"] = "not a time"
+    event["blob"] = ""
+    body = orjson.dumps(event)
+    event["blob"] = "x" * (size - len(body))
+    value = orjson.dumps(event)
+    assert len(value) == size
+    return user_id.encode(), value
+
+
+#: ticks that break their contract ({"wall_ms": <integer>}): each must be dead-lettered as ``invalid_tick``
+BAD_TICKS = (
+    b"",
+    b"not json",
+    b"{",
+    b"null",
+    b"[1, 2]",
+    b'"wall_ms"',
+    b"{}",
+    b'{"wall_ms": "1714521600000"}',
+    b'{"wall_ms": 1714521600000.5}',
+    b'{"wall_ms": true}',
+    b'{"wall_ms": null}',
+    b'{"wall_ms": 1e300}',
+    b'{"wall_ms": 123456789012345678901234567890}',
+    b'{"wall_ms": [1]}',
+)
+
+
+def crafted_ticks(now_ms: int) -> list[bytes]:
+    """Well-formed ticks that try to move a partition's clock far ahead (or back)."""
+    return [
+        orjson.dumps({"wall_ms": wall_ms})
+        for wall_ms in (now_ms + DAY_MS, now_ms + 365 * DAY_MS, TS_2200, 2**63 - 1, -1, 0)
+    ]

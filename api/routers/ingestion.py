@@ -7,7 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.auth import Operator
 from api.dependencies import AppSettings, Metrics, Sink
-from api.ingest import EventLogUnavailable, parse_batch, read_body, validate, wall_clock_ms
+from api.ingest import EventLogUnavailable, admission_bounds, parse_batch, read_body, validate, wall_clock_ms
 from api.models import IngestResult, Problem
 from api.routers.common import AUTH_ERRORS
 from api.strict_json import StrictJsonRoute
@@ -55,7 +55,7 @@ async def ingest_events(
 
     def run() -> IngestResult:
         items = parse_batch(body, settings.api_max_events)
-        records, errors = validate(items, now_ms=wall_clock_ms(), max_future_ms=int(settings.max_future_seconds * 1000))
+        records, errors = validate(items, now_ms=wall_clock_ms(), **admission_bounds(settings))
         try:
             sink.write(records)
         except EventLogUnavailable as error:

@@ -158,3 +158,33 @@ def test_readers_may_not_ingest(setup):
     client, producer = setup
     assert client.post("/v1/events", json=[event(1)], headers=auth("reader")).status_code == 403
     assert producer.delivered == []
+
+
+PURCHASE_1997 = {"event_id": "o1", "user_id": "c1", "type": "pay", "ts": "1997-03-14T10:00:00Z", "amount": 29.9}
+
+
+def ingest_with(tmp_path, settings: Settings, batch: list[dict]) -> tuple[dict, FakeProducer]:
+    store = make_store(tmp_path)
+    producer = FakeProducer()
+    app = create_app(settings, tokens=TOKENS, store=store, follow=False, producer=producer)
+    try:
+        with TestClient(app) as client:
+            return client.post("/v1/events", json=batch, headers=auth("operator")).json(), producer
+    finally:
+        store.close()
+
+
+def test_the_earliest_event_time_setting_bounds_ingestion_as_it_bounds_the_worker(tmp_path):
+    before = {**PURCHASE_1997, "event_id": "o0", "ts": "1996-12-31T23:59:59Z"}
+    settings = Settings(data_dir=tmp_path, kafka="127.0.0.1:1", earliest_event_time="1997-01-01T00:00:00Z")
+    result, producer = ingest_with(tmp_path, settings, [PURCHASE_1997, before])
+    assert result["accepted"] == 1 and result["rejected"] == 1, result
+    assert [e["index"] for e in result["errors"]] == [1] and result["errors"][0]["reason"] == "invalid_field"
+    assert "1997-01-01T00:00:00Z" in result["errors"][0]["detail"]
+    assert [orjson.loads(value)["event_id"] for _, _, value in producer.delivered] == ["o1"]
+
+
+def test_by_default_ingestion_refuses_history_before_2000_as_the_worker_does(tmp_path):
+    result, producer = ingest_with(tmp_path, Settings(data_dir=tmp_path, kafka="127.0.0.1:1"), [PURCHASE_1997])
+    assert result["accepted"] == 0 and result["errors"][0]["reason"] == "invalid_field", result
+    assert "2000-01-01T00:00:00Z" in result["errors"][0]["detail"] and producer.delivered == []

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import namedtuple
 
 from kafka import TopicPartition
 
+from api.resync import Guarantee
 from api.store import LocalStore, TopicFollower
 from online_models.topic_follower import Follower
 from streams.model_feed import ModelFeed
@@ -32,6 +34,9 @@ class FakeConsumer:
 
     def position(self, tp):
         return self.at[tp]
+
+    def assignment(self):
+        return set(self.at)
 
     def beginning_offsets(self, tps):
         return {tp: self.topics[tp.topic][0].offset if self.topics[tp.topic] else 0 for tp in tps}
@@ -70,6 +75,11 @@ def run_until(follower: Follower, done, consumer: FakeConsumer) -> None:
         follower.join(timeout=5)
 
 
+def compacted(names: list[str]) -> dict[str, Guarantee]:
+    """Every topic compacted, keeping tombstones a day (as the broker's configs would say)."""
+    return {name: Guarantee(compacted=True) for name in names}
+
+
 def wait_for(done, timeout: float = 5.0) -> bool:
     pause = threading.Event()
     for _ in range(int(timeout / 0.01)):
@@ -91,9 +101,12 @@ def test_the_store_follower_resumes_where_the_store_stands_and_waits_for_missing
     store = LocalStore(tmp_path)
     try:
         store.apply("shop-portraits", b"p:", [(0, 0, b"u0", b'{"user_id":"u0"}')])
+        store.record_synced("shop-portraits", {0: int(time.time() * 1000)})  # read to its end a moment ago
         topics = {"shop-portraits": [record("shop-portraits", n, f"u{n}".encode(), b'{"user_id":"u%d"}' % n) for n in range(3)]}
         consumer = FakeConsumer(topics)
-        follower = TopicFollower(store, {"shop-portraits": b"p:", "shop-models": b"m:"}, ["127.0.0.1:1"])
+        follower = TopicFollower(
+            store, {"shop-portraits": b"p:", "shop-models": b"m:"}, ["127.0.0.1:1"], guarantees=compacted
+        )
         seen: list[tuple[str, int]] = []
         apply = follower.apply
         follower.apply = lambda topic, records: (seen.extend((topic, r.offset) for r in records), apply(topic, records))
@@ -108,5 +121,24 @@ def test_the_store_follower_resumes_where_the_store_stands_and_waits_for_missing
         assert seen == [("shop-portraits", 1), ("shop-portraits", 2), ("shop-models", 0)]
         assert store.offsets("shop-portraits") == {0: 3} and store.count(b"p:") == 3
         assert store.get(b"m:", "summary") == b"{}"
+        assert follower.resyncs == 0
+    finally:
+        store.close()
+
+
+def test_a_store_back_later_than_the_tombstones_reads_the_topic_again_and_drops_what_it_lost(tmp_path):
+    store = LocalStore(tmp_path)
+    try:
+        store.apply("shop-portraits", b"p:", [(0, n, f"u{n}".encode(), b"{}") for n in range(5)])
+        store.record_synced("shop-portraits", {0: int(time.time() * 1000) - 2 * 86_400_000})  # two days ago
+        # meanwhile u0, u2 and u4 were erased and the cleaner removed their tombstones; u5 came
+        log = [record("shop-portraits", 1, b"u1", b"{}"), record("shop-portraits", 3, b"u3", b"{}"),
+               record("shop-portraits", 5, b"u5", b"{}")]
+        follower = TopicFollower(store, {"shop-portraits": b"p:"}, ["127.0.0.1:1"], guarantees=compacted)
+        run_until(follower, follower.caught_up.is_set, FakeConsumer({"shop-portraits": log}))
+        assert sorted(k for k, _ in store.scan(b"p:")) == [b"u1", b"u3", b"u5"] and store.count(b"p:") == 3
+        assert follower.resyncs == 1 and follower.resync_removed == 3 and not follower.resyncing
+        assert store.offsets("shop-portraits") == {0: 6} and not store.resync_interrupted("shop-portraits")
+        assert store.synced("shop-portraits")[0] > int(time.time() * 1000) - 60_000
     finally:
         store.close()
