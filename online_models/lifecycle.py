@@ -70,7 +70,7 @@ def last_return_gap_days(purchase_days: Sequence[int]) -> int | None:
     """Whole days between the last two distinct purchase days; None with fewer than two.
 
     This is the figure :func:`lifecycle_stage` reads as ``last_return_gap_days``;
-    ``render`` can give it from ``PortraitState.purchase_days`` (sorted UTC day
+    ``render`` can give it from ``PortraitState.purchase_days`` (sorted shop-day
     numbers) with no new state.
 
     >>> last_return_gap_days([19700, 19705, 19810]), last_return_gap_days([19700])

@@ -33,7 +33,7 @@ import orjson
 from online_models.clock import DAY_MS, MINUTE_MS, ceil_minute
 from online_models.events import Event, Profile
 from online_models.lifecycle import last_return_gap_days
-from online_models.vocabulary import WEEKEND_DAYS, ratio
+from online_models.vocabulary import WEEKEND_DAYS, local_day, local_hour_weekday, ratio
 
 WINDOW_DAYS = (7, 30, 90)
 #: the device entry that counts the events of every device beyond the ``max_devices`` most used
@@ -132,7 +132,7 @@ class PortraitState:
     abandoned_carts: int = 0
     # time of the newest cart settled as abandoned
     last_abandoned_cart: int | None = None
-    # distinct UTC days with a purchase (sorted): repeat-purchase statistics
+    # distinct days of the shop's time zone with a purchase (sorted day numbers): repeat-purchase statistics
     purchase_days: list[int] = field(default_factory=list)
     # event_id -> event time, for duplicates within the dedupe horizon
     seen: dict[str, int] = field(default_factory=dict)
@@ -161,13 +161,6 @@ class PortraitState:
     def from_bytes(cls, raw: bytes) -> "PortraitState":
         """Inverse of :meth:`to_bytes`."""
         return cls(**orjson.loads(raw))
-
-
-def _local_hour_weekday(ts_ms: int, zone: str) -> tuple[int, int]:
-    if zone == "UTC":
-        return (ts_ms // 3_600_000) % 24, (ts_ms // DAY_MS + 3) % 7  # 1970-01-01 was a Thursday
-    local = (_EPOCH + timedelta(milliseconds=ts_ms)).astimezone(ZoneInfo(zone))
-    return local.hour, local.weekday()
 
 
 def _rescale_categories(state: PortraitState, ts_ms: int, half_life_ms: float) -> None:
@@ -204,8 +197,8 @@ def _count_device(devices: dict[str, int], device: str, max_devices: int) -> Non
     devices[device] = devices.get(device, 0) + 1
 
 
-def _count_first_day(state: PortraitState, day: int, cents: int) -> None:
-    """Count a payment on ``day`` into the first purchase day's spend (before ``first_purchase`` moves).
+def _count_first_day(state: PortraitState, day: int, cents: int, zone: str = "UTC") -> None:
+    """Count a payment on the shop's ``day`` (in ``zone``) into the first purchase day's spend (before ``first_purchase`` moves).
 
     >>> state = PortraitState("u1", first_purchase=5 * DAY_MS, first_day_cents=100)
     >>> _count_first_day(state, 5, 50); state.first_day_cents
@@ -218,7 +211,7 @@ def _count_first_day(state: PortraitState, day: int, cents: int) -> None:
     if state.first_purchase is None:
         state.first_day_cents = cents
     elif state.first_day_cents is not None:
-        first = state.first_purchase // DAY_MS
+        first = local_day(state.first_purchase, zone)
         if day < first:
             state.first_day_cents = cents  # an earlier payment arrived late: the old first day is a repeat day
         elif day == first:
@@ -254,7 +247,7 @@ def update(state: PortraitState, event: Event, *, watermark: int, config: Portra
 
     kind = event.type
     state.type_counts[kind] = state.type_counts.get(kind, 0) + 1
-    hour, weekday = _local_hour_weekday(ts, config.timezone)
+    hour, weekday = local_hour_weekday(ts, config.timezone)
     state.hours[hour] += 1
     state.weekdays[weekday] += 1
     if event.device:
@@ -270,7 +263,8 @@ def update(state: PortraitState, event: Event, *, watermark: int, config: Portra
     state.bucket_events[i] += 1
     if kind == "pay":
         cents = event.amount_cents
-        _count_first_day(state, ts // DAY_MS, cents)
+        day = local_day(ts, config.timezone)
+        _count_first_day(state, day, cents, config.timezone)
         state.purchases += 1
         state.spend_cents += cents
         state.bucket_purchases[i] += 1
@@ -281,7 +275,6 @@ def update(state: PortraitState, event: Event, *, watermark: int, config: Portra
             state.first_purchase = ts
         if event.promo:
             state.promo_purchases += 1
-        day = ts // DAY_MS
         i = bisect.bisect_left(state.purchase_days, day)
         if i == len(state.purchase_days) or state.purchase_days[i] != day:
             state.purchase_days.insert(i, day)

@@ -1,8 +1,8 @@
 """The derived notions of a portrait, each defined once: parts of the day, weekend, mobile, ratios.
 
-Hours and weekdays are local to the shop's time zone (the portrait's
-``timezone``), as ``active_hours`` and ``weekdays`` count them; weekdays run
-from Monday (0) to Sunday (6).
+Hours, weekdays and purchase days are local to the shop's time zone (the
+portrait's ``timezone``): :func:`local_hour_weekday` and :func:`local_day`;
+weekdays run from Monday (0) to Sunday (6).
 
 >>> NIGHT_HOURS, WEEKEND_DAYS
 ((23, 0, 1), (5, 6))
@@ -17,6 +17,12 @@ from Monday (0) to Sunday (6).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from online_models.clock import DAY_MS
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 #: Night: the domain brief's night owls are active 23:00-02:00.
 NIGHT_HOURS = (23, 0, 1)
@@ -32,6 +38,36 @@ VISIT_PEAK_HOURS = (20, 21)
 WEEKEND_DAYS = (5, 6)
 #: Devices that count as mobile: the phone apps and the mini program (any case).
 MOBILE_DEVICES = ("ios", "android", "mini_program")
+
+
+def _local(ts_ms: int, zone: str) -> datetime:
+    return (_EPOCH + timedelta(milliseconds=ts_ms)).astimezone(ZoneInfo(zone))
+
+
+def local_hour_weekday(ts_ms: int, zone: str) -> tuple[int, int]:
+    """The hour of the day (0-23) and the weekday (Monday 0) of ``ts_ms`` in the shop's time zone ``zone``.
+
+    >>> local_hour_weekday(0, "UTC"), local_hour_weekday(0, "Asia/Shanghai")  # 1970-01-01 was a Thursday
+    ((0, 3), (8, 3))
+    """
+    if zone == "UTC":
+        return (ts_ms // 3_600_000) % 24, (ts_ms // DAY_MS + 3) % 7
+    local = _local(ts_ms, zone)
+    return local.hour, local.weekday()
+
+
+def local_day(ts_ms: int, zone: str) -> int:
+    """The number of the shop's calendar day holding ``ts_ms`` (days since 1970-01-01 in ``zone``):
+    purchases on one such day count as one purchase day.
+
+    >>> late = 16 * 3_600_000 + 30 * 60_000   # 16:30 UTC on day 0 is 00:30 on day 1 in Shanghai
+    >>> local_day(late, "UTC"), local_day(late, "Asia/Shanghai")
+    (0, 1)
+    """
+    if zone == "UTC":
+        return ts_ms // DAY_MS
+    offset = _local(ts_ms, zone).utcoffset()
+    return (ts_ms + offset // timedelta(milliseconds=1)) // DAY_MS
 
 
 def is_mobile(device: str) -> bool:

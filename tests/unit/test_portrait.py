@@ -209,3 +209,26 @@ def test_local_time_zone_shifts_active_hours():
     view = render(state, as_of=None, config=config)
     assert view["peak_hour"] == 23
     assert view["weekdays"][2] == 1  # a Wednesday in Shanghai
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Shanghai", "America/New_York"])
+def test_purchase_days_are_the_shops_calendar_days(zone):
+    """Two payments an hour apart around local midnight are two purchase days; the first day's spend is the local day's."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from online_models.events import parse_event
+    from online_models.portrait import repeat_spend_cents
+
+    config = PortraitConfig(timezone=zone)
+    state = PortraitState("u")
+    stamps = ["2024-05-01T23:10:00", "2024-05-01T23:50:00", "2024-05-02T00:20:00", "2024-05-03T12:00:00"]
+    instants = [int(datetime.fromisoformat(s).replace(tzinfo=ZoneInfo(zone)).timestamp() * 1000) for s in stamps]
+    for i, ts in enumerate(instants):
+        event = orjson.dumps({"event_id": str(i), "user_id": "u", "type": "pay", "ts": ts, "amount": 10.0 * (i + 1)})
+        update(state, parse_event(event), watermark=0, config=config)
+    local_days = sorted({datetime.fromtimestamp(ts / 1000, ZoneInfo(zone)).date() for ts in instants})
+    view = render(state, as_of=None, config=config)
+    assert view["purchase_days"] == len(local_days) == 3
+    assert view["last_return_gap_days"] == (local_days[-1] - local_days[-2]).days == 1
+    assert repeat_spend_cents(state) == (30 + 40) * 100  # the first local day held the payments of 10 and 20
