@@ -105,15 +105,15 @@ def _lifespan(settings: Settings, store: LocalStore | None, follow: bool, produc
         try:
             yield
         finally:
+            if processes is not None:
+                app.state.queries.processes = None
+                processes.close()
             if follower is not None:
                 follower.stop()
                 rescorer.stop()
                 follower.join(timeout=10)
                 rescorer.join(timeout=10)
             sink.close()
-            if processes is not None:
-                app.state.queries.processes = None
-                processes.close()
             if store is None:
                 local.close()
 
