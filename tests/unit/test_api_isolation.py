@@ -16,7 +16,7 @@ import pytest
 
 from api.app import create_app
 from api.indexes import PORTRAITS_SPACE
-from api.isolation import QueryProcesses, audience_answer, isolated
+from api.isolation import NICENESS, QueryProcesses, audience_answer, isolated
 from api.limits import Deadline, QueryGate
 from api.models import AudienceQuery
 from online_models.settings import Settings
@@ -74,6 +74,7 @@ def test_the_query_processes_answer_as_the_api_process_does_and_leave_with_it(po
         processes = client.app.state.queries.processes
         pids = processes.pids()
         assert len(pids) == 2 and os.getpid() not in pids
+        assert all(os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, 0) + NICENESS for pid in pids)
         assert answers(client) == in_process
         # what the store is given later is seen by the next query
         gone = in_process[0]["users"][0]["user_id"].encode()
