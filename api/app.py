@@ -24,6 +24,7 @@ from api.erasures import ERASURES_SPACE, ErasureLedger
 from api.fastpath import PortraitFastPath
 from api.indexes import PORTRAITS_SPACE, PortraitSpace
 from api.ingest import EventSink
+from api.isolation import IsolationSettings, QueryProcesses
 from api.limits import BodyGate, QueryGate
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.rescore import MODELS_SPACE, ModelSpace, Rescorer
@@ -72,12 +73,24 @@ def _gauges(app: FastAPI) -> dict[str, float | None]:
     }
 
 
-def _lifespan(settings: Settings, store: LocalStore | None, follow: bool, producer):
-    """Opens the store (unless given), follows the topics into it, and closes what it opened."""
+def _lifespan(settings: Settings, store: LocalStore | None, follow: bool, producer, query_processes: int):
+    """Opens the store (unless given), starts the query processes, follows the topics into the store,
+    and closes what it opened."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         local = store or open_store(settings.data_dir / "api" / "store", settings)
+        processes = None
+        if query_processes > 0:
+            processes = QueryProcesses(local.path, query_processes)
+            try:
+                await processes.start()
+            except BaseException:
+                processes.close()
+                if store is None:
+                    local.close()
+                raise
+            app.state.queries.processes = processes
         follower = rescorer = None
         if follow:
             spaces = {
@@ -94,6 +107,9 @@ def _lifespan(settings: Settings, store: LocalStore | None, follow: bool, produc
         try:
             yield
         finally:
+            if processes is not None:
+                app.state.queries.processes = None
+                processes.close()
             if follower is not None:
                 follower.stop()
                 rescorer.stop()
@@ -114,6 +130,7 @@ def create_app(
     store: LocalStore | None = None,
     follow: bool = True,
     producer=None,
+    query_processes: int | None = None,
 ) -> FastAPI:
     """Build the API.
 
@@ -121,9 +138,13 @@ def create_app(
     generated admin token printed to stderr). Without ``store`` the lifespan opens the
     store under ``data_dir/api/store``; with ``follow`` it follows the topics into it.
     ``producer`` replaces the kafka-python producer of ``POST /v1/events``; ``api_settings``
-    the API's own settings of ``settings``.
+    the API's own settings of ``settings``. ``query_processes`` is how many processes run the
+    audience queries (:mod:`api.isolation`; default ``PORTRAITS_API_QUERY_PROCESSES``, 0: threads
+    of this process).
     """
     settings = settings or get_settings()
+    if query_processes is None:
+        query_processes = IsolationSettings().api_query_processes
     if api_settings is not None and api_settings is not settings:
         settings = settings.model_copy(update={name: getattr(api_settings, name) for name in ApiSettings.model_fields})
 
@@ -131,7 +152,7 @@ def create_app(
         title="Customer portraits",
         version="0.2.0",
         summary="Live customer portraits computed from the behaviour-event stream.",
-        lifespan=_lifespan(settings, store, follow, producer),
+        lifespan=_lifespan(settings, store, follow, producer, query_processes),
     )
     app.state.settings = settings
     app.state.tokens = TokenRegistry.configure(tokens, settings)

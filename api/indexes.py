@@ -441,9 +441,15 @@ class PortraitSpace(SpaceHandler):
     def open(self, store: LocalStore) -> None:
         if store.db.get(_VERSION_KEY) != INDEX_VERSION:
             self.rebuild(store)
+        self.reload(store)
+
+    def reload(self, store: LocalStore) -> None:
+        """Read the aggregates as the store holds them (a read-only view of the store reloads after each catch-up)."""
         raw = store.db.get(_AGGREGATES_KEY)
-        self._aggregates = orjson.loads(raw) if raw else {}
-        self.count = self._aggregates.get("users", 0)
+        aggregates = orjson.loads(raw) if raw else {}
+        with self._lock:
+            self._aggregates = aggregates
+            self.count = aggregates.get("users", 0)
 
     def rebuild(self, store: LocalStore, batch_size: int = 10_000) -> None:
         """Recompute every posting and aggregate from the stored portraits."""

@@ -5,8 +5,8 @@ that carries a body and no valid bearer token is answered 401 before a byte of t
 read, and a body larger than the cap is answered 413, from its ``Content-Length`` when it
 gives one, else as soon as the streamed bytes pass the cap; nothing is buffered first.
 
-:class:`QueryGate` runs audience and overview queries on worker threads, at most
-``concurrency`` at once (one more is answered 503 with ``Retry-After`` at once, never queued),
+:class:`QueryGate` runs audience and overview queries on worker threads, or in the query
+processes of :mod:`api.isolation` when the app has them, at most ``concurrency`` at once (one more is answered 503 with ``Retry-After`` at once, never queued),
 each under a :class:`Deadline` its loops check (504 when it passes).
 
 >>> deadline = Deadline(60)
@@ -73,12 +73,16 @@ class QueryGate:
         self.timeout_s = timeout_s
         self.retry_after_s = retry_after_s
         self._slots = threading.BoundedSemaphore(concurrency)
+        #: the query processes (:class:`api.isolation.QueryProcesses`) while the app runs, if it has them
+        self.processes = None
 
-    async def run(self, work: Callable[[Deadline], T]) -> T:
+    async def run(self, work: Callable[[Deadline], T], *, isolated: Callable[[Deadline], T] | None = None) -> T:
         """``work(deadline)`` on a worker thread: 503 when every slot is taken, 504 past the deadline.
 
-        The slot is held until the thread returns, even when the answer has gone out already, so the
-        bound counts the work really running; the work's own checks stop it soon after the deadline.
+        With query processes, ``isolated(deadline)`` (the same work, made by :func:`api.isolation.isolated`)
+        runs in one of them instead. The slot is held until the work returns, even when the answer
+        has gone out already, so the bound counts the work really running; the work's own checks
+        stop it soon after the deadline.
         """
         if not self._slots.acquire(blocking=False):
             raise HTTPException(
@@ -87,15 +91,25 @@ class QueryGate:
                 headers={"Retry-After": str(self.retry_after_s)},
             )
         deadline = Deadline(self.timeout_s)
+        processes = self.processes if isolated is not None else None
+        if processes is not None:
+            task = asyncio.ensure_future(processes.run(isolated, deadline))
 
-        def guarded() -> T:
-            try:
-                return work(deadline)
-            finally:
+            def done(t: asyncio.Future) -> None:
                 self._slots.release()
+                t.cancelled() or t.exception()  # retrieved, also after a timeout
 
-        task = asyncio.ensure_future(run_in_threadpool(guarded))
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved, also after a timeout
+            task.add_done_callback(done)
+        else:
+
+            def guarded() -> T:
+                try:
+                    return work(deadline)
+                finally:
+                    self._slots.release()
+
+            task = asyncio.ensure_future(run_in_threadpool(guarded))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved, also after a timeout
         try:
             # a little grace, so a query that notices its deadline answers itself
             return await asyncio.wait_for(asyncio.shield(task), self.timeout_s + 0.5)

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from rocksdict import BlockBasedOptions, Cache, Options, Rdict, ReadOptions, WriteBatch
+from rocksdict import AccessType, BlockBasedOptions, Cache, Options, Rdict, ReadOptions, WriteBatch
 
 from api.resync import Guarantee, Resync, read_guarantees, stale_reason
 from online_models.topic_follower import Follower
@@ -179,6 +179,7 @@ class LocalStore:
         table = BlockBasedOptions()
         table.set_block_cache(Cache(cache_mb << 20))  # index scans read many small keys: keep blocks hot
         options.set_block_based_table_factory(table)
+        self.path = path
         self.db = Rdict(str(path), options=options)
         self._write_lock = threading.Lock()
         self.handlers: dict[bytes, SpaceHandler] = {}
@@ -374,6 +375,40 @@ class LocalStore:
     def close(self) -> None:
         """Flush and close the database."""
         self.db.close()
+
+
+class SecondaryStore(LocalStore):
+    """A read-only view of another process's store: a RocksDB secondary instance of ``primary``.
+
+    It sees what the primary had written when it was opened or last :meth:`caught up
+    <catch_up>`, nothing newer, so the reads between two catch-ups agree with each other.
+    ``own`` is the secondary's own directory (its info log; one per instance). The handlers
+    only read: :meth:`catch_up` calls their ``open`` again to reload what they keep.
+    """
+
+    def __init__(self, primary: Path, own: Path, handlers: Iterable[SpaceHandler] = (), *, cache_mb: int = 64):
+        own.mkdir(parents=True, exist_ok=True)
+        options = Options(raw_mode=True)
+        options.set_max_open_files(-1)  # the primary may delete files a secondary still reads; keep them open
+        table = BlockBasedOptions()
+        table.set_block_cache(Cache(cache_mb << 20))
+        options.set_block_based_table_factory(table)
+        self.path = primary
+        self.db = Rdict(str(primary), options=options, access_type=AccessType.secondary(str(own)))
+        self._write_lock = threading.Lock()
+        self.handlers = {}
+        for handler in handlers:
+            self.handlers[handler.space] = handler
+            handler.open(self)
+
+    def catch_up(self) -> None:
+        """Read what the primary has written since, and reload the handlers' state from it."""
+        self.db.try_catch_up_with_primary()
+        for handler in self.handlers.values():
+            handler.open(self)
+
+    def _atomically(self, space: bytes, stage) -> None:
+        raise PermissionError("a secondary store is read-only")
 
 
 class TopicFollower(Follower):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import StreamingResponse
 
 from api import audiences
 from api.auth import Operator, Reader
 from api.dependencies import Queries, Store
+from api.isolation import audience_answer, audience_selection, isolated
 from api.models import AudienceExport, AudienceQuery, AudienceResult, Problem
 from api.routers.common import BODY_ERRORS, QUERY_ERRORS
 from api.strict_json import StrictJsonRoute
@@ -32,7 +35,7 @@ async def query_audience(query: AudienceQuery, store: Store, _: Reader, queries:
         after = audiences.decode_cursor(query.filter, query.cursor) if query.cursor else None
     except audiences.BadCursor as error:
         raise HTTPException(400, str(error)) from None
-    return await queries.run(lambda deadline: audiences.answer(store, query, after, deadline))
+    return await queries.run(partial(audience_answer, store, query, after), isolated=isolated(audience_answer, query, after))
 
 
 @router.post(
@@ -48,7 +51,9 @@ async def query_audience(query: AudienceQuery, store: Store, _: Reader, queries:
 async def export_audience(export: AudienceExport, store: Store, _: Operator, queries: Queries) -> StreamingResponse:
     """The whole audience as CSV (operator role). Nested values are JSON; formula-like text is quoted.
     The users are selected under the query deadline; their fields are read as the download goes."""
-    selection = await queries.run(lambda deadline: audiences.select(store, export.filter, deadline))
+    selection = await queries.run(
+        partial(audience_selection, store, export.filter), isolated=isolated(audience_selection, export.filter)
+    )
     return StreamingResponse(  # the rows read the live store: the selection's snapshot goes with this call
         audiences.csv_rows(store, selection.users, export.fields),
         media_type="text/csv; charset=utf-8",

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter
 
-from api import audiences, overview
+from api import overview
 from api.auth import Reader
 from api.dependencies import Queries, Store
-from api.indexes import PORTRAITS_SPACE, PortraitSpace, aggregate
-from api.limits import Deadline, QueryGate
+from api.indexes import PORTRAITS_SPACE, PortraitSpace
+from api.isolation import audience_overview, isolated
+from api.limits import QueryGate
 from api.models import AudienceFilter, Overview, OverviewQuery
 from api.routers.common import AUTH_ERRORS, BODY_ERRORS, QUERY_ERRORS
 from api.store import LocalStore
@@ -17,18 +20,12 @@ from api.strict_json import StrictJsonRoute
 router = APIRouter(route_class=StrictJsonRoute)
 
 
-def _overview(store: LocalStore, flt: AudienceFilter, deadline: Deadline) -> Overview:
-    selection = audiences.select(store, flt, deadline)
-    totals = aggregate(selection.portrait(user) or {} for user in deadline.watch(selection.users))
-    return overview.build(totals, plan=selection.plan)
-
-
 async def overview_of(store: LocalStore, flt: AudienceFilter, queries: QueryGate) -> Overview:
     """Everyone's from the running aggregates at once; an audience's as a bounded query."""
     handler = store.handler(PORTRAITS_SPACE)
     if flt == AudienceFilter() and isinstance(handler, PortraitSpace):
         return overview.build(handler.aggregates())
-    return await queries.run(lambda deadline: _overview(store, flt, deadline))
+    return await queries.run(partial(audience_overview, store, flt), isolated=isolated(audience_overview, flt))
 
 
 @router.get("/v1/overview", response_model=Overview, responses=AUTH_ERRORS, tags=["overview"])

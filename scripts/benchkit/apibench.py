@@ -58,7 +58,8 @@ def fill_store(data_dir: Path, portraits: int) -> dict:
 
 @dataclass
 class CpuUse:
-    """CPU time so far: the whole machine's (busy, ``/proc/stat``), the API's, and that of this
+    """CPU time so far: the whole machine's (busy, ``/proc/stat``), the API's (its process and the
+    processes below it, e.g. its query processes; ``api_main``: its own process), and that of this
     process's finished children (the load generators)."""
 
     at: float
@@ -66,18 +67,16 @@ class CpuUse:
     api: float
     children: float
 
+    api_main: float = 0.0
+
     @classmethod
     def now(cls, api_pid: int) -> "CpuUse":
         tick = os.sysconf("SC_CLK_TCK")
         ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
         busy = (sum(ticks) - ticks[3] - ticks[4]) / tick  # all but idle and iowait
-        try:
-            fields = Path(f"/proc/{api_pid}/stat").read_text().rsplit(")", 1)[1].split()
-            api = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-        except OSError:
-            api = 0.0
+        spent = _process_tree_cpu(api_pid, tick)
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return cls(time.monotonic(), busy, api, usage.ru_utime + usage.ru_stime)
+        return cls(time.monotonic(), busy, sum(spent.values()), usage.ru_utime + usage.ru_stime, spent.get(api_pid, 0.0))
 
     def since(self, start: "CpuUse") -> dict:
         """Cores in use on average between ``start`` and this: by the API, the load generator, everything else."""
@@ -85,8 +84,32 @@ class CpuUse:
         busy = (self.machine_busy - start.machine_busy) / seconds
         api = (self.api - start.api) / seconds
         loadgen = (self.children - start.children) / seconds
-        return {"machine": round(busy, 2), "api": round(api, 2), "load_generator": round(loadgen, 2),
-                "others": round(max(0.0, busy - api - loadgen), 2), "cores": os.cpu_count()}
+        api_main = (self.api_main - start.api_main) / seconds
+        return {"machine": round(busy, 2), "api": round(api, 2), "api_main_process": round(api_main, 2),
+                "load_generator": round(loadgen, 2), "others": round(max(0.0, busy - api - loadgen), 2),
+                "cores": os.cpu_count()}
+
+
+def _process_tree_cpu(root: int, tick: int) -> dict[int, float]:
+    """CPU seconds (user + system) of ``root`` and of each live process below it (the API's query processes)."""
+    parents, spent = {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        spent[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    below = {root}
+    grown = True
+    while grown:
+        more = {pid for pid, parent in parents.items() if parent in below} - below
+        below |= more
+        grown = bool(more)
+    return {pid: spent[pid] for pid in below if pid in spent}
 
 
 def run_api(run: Run, *, portraits: int, store_dir: Path | None, rate: float, audience_rate: float, seconds: float,
