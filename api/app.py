@@ -24,7 +24,7 @@ from api.erasures import ERASURES_SPACE, ErasureLedger
 from api.fastpath import PortraitFastPath
 from api.indexes import PORTRAITS_SPACE, PortraitSpace
 from api.ingest import EventSink
-from api.isolation import IsolationSettings, QueryProcesses
+from api.isolation import QueryProcesses
 from api.limits import BodyGate, QueryGate
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.rescore import MODELS_SPACE, ModelSpace, Rescorer
@@ -143,10 +143,10 @@ def create_app(
     of this process).
     """
     settings = settings or get_settings()
-    if query_processes is None:
-        query_processes = IsolationSettings().api_query_processes
     if api_settings is not None and api_settings is not settings:
         settings = settings.model_copy(update={name: getattr(api_settings, name) for name in ApiSettings.model_fields})
+    if query_processes is None:
+        query_processes = settings.api_query_processes
 
     app = FastAPI(
         title="Customer portraits",

@@ -34,8 +34,6 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.exceptions import HTTPException
 
 from api import audiences, overview
@@ -45,16 +43,6 @@ from api.models import AudienceFilter, AudienceQuery, AudienceResult, Overview
 from api.store import LocalStore, SecondaryStore
 
 T = TypeVar("T")
-
-
-class IsolationSettings(BaseSettings):
-    """``PORTRAITS_API_QUERY_PROCESSES``: where the heavy queries run."""
-
-    model_config = SettingsConfigDict(env_prefix="PORTRAITS_", extra="ignore")
-
-    api_query_processes: int = Field(
-        2, ge=0, le=64, description="Processes audience queries, exports' selections and audiences' overviews run in (0: threads of the API process)"
-    )
 
 
 # -- the work, the same in process and in a query process ---------------------------------------

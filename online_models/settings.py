@@ -28,6 +28,9 @@ class ApiSettings(BaseSettings):
     api_max_body_bytes: int = Field(
         1 << 20, ge=1024, description="Largest request body of any endpoint, in bytes (413 beyond; checked after the token)"
     )
+    api_query_processes: int = Field(
+        2, ge=0, le=64, description="Processes audience queries, exports' selections and audiences' overviews run in (0: threads of the API process)"
+    )
     api_query_concurrency: int = Field(
         4, ge=1, le=256, description="Audience and overview queries run at once; one more is answered 503 with Retry-After"
     )
