@@ -4,7 +4,7 @@ The purchase model (MBG/NBD or BG/NBD, in days) gives the purchases expected in 
 month of the horizon; each month's are discounted to today at the annual rate, at the
 month's end (as lifetimes' ``customer_lifetime_value`` does). Gamma-Gamma gives the
 expected value of one purchase day from the repeat days' mean spend. A purchase day is
-a (UTC) day with at least one payment, as in the purchase model's ``x``.
+a calendar day of the shop's time zone with at least one payment, as in the purchase model's ``x``.
 
 >>> from online_models.gamma_gamma import GammaGamma
 >>> from online_models.mbgnbd import MBGNBD

@@ -93,7 +93,7 @@ class Lifetime(BaseModel):
     refund_amount: Money = Field(description="Sum of refunded amounts, currency units")
     net_spend: float = Field(description="spend - refund_amount, currency units (negative if refunds exceed spend)")
     repeat_spend: Money | None = Field(
-        description="Spend on the purchase days (UTC days) after the first one, currency units: the repeat "
+        description="Spend on the purchase days (calendar days of the shop's time zone) after the first one, currency units: the repeat "
         "purchases' value Gamma-Gamma's mean spend is made of; 0 for a non-buyer; null in a state kept before "
         "it was counted"
     )
@@ -164,9 +164,9 @@ class RenderedPortrait(BaseModel):
     lifetime: Lifetime
     windows: Windows
     aov: Money | None = Field(description="Average order value: lifetime spend / purchases, currency units, 2 decimals; null for a non-buyer")
-    purchase_days: Count = Field(description="Distinct UTC days with a payment (the F of RFM; x + 1 of BG/NBD)")
+    purchase_days: Count = Field(description="Distinct days with a payment, calendar days of the shop's time zone (the F of RFM; x + 1 of BG/NBD)")
     last_return_gap_days: Count | None = Field(
-        description="Whole days between the last two distinct purchase days (UTC); null with fewer than two"
+        description="Whole days between the last two distinct purchase days (shop time zone); null with fewer than two"
     )
     refund_rate: float | None = Field(
         ge=0, description="refunds / purchases (lifetime), 4 decimals; can exceed 1; null for a non-buyer"

@@ -75,7 +75,7 @@ class Settings(ApiSettings):
     api_host: str = Field("127.0.0.1", description="Address the API binds")
     api_port: int = Field(8000, description="Port of the HTTP API")
     worker_web_port: int = Field(6066, description="Port of the worker's own web server (metrics)")
-    timezone: str = Field("UTC", description="Shop time zone for active hours and weekdays")
+    timezone: str = Field("UTC", description="Shop time zone for active hours, weekdays and purchase days")
     lateness_seconds: float = Field(300.0, ge=0, le=86_400, description="Allowed event-time lateness")
     max_future_seconds: float = Field(86_400.0, ge=0, description="How far ahead of the wall clock an event may be")
     earliest_event_time: str | int = Field(

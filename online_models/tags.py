@@ -68,7 +68,7 @@ from pydantic_core import PydanticCustomError
 
 from online_models.lifecycle import LifecycleConfig, lifecycle_stage, tenure_days
 from online_models.rfm import LayerConfig, add_to_cart_rate, order_value_30d, repurchase_rate, value_layer
-from online_models.vocabulary import NIGHT_HOURS, WEEKEND_DAYS, is_mobile, ratio
+from online_models.vocabulary import NIGHT_HOURS, WEEKEND_DAYS, is_mobile, ratio, share_of
 
 __all__ = [
     "DERIVED_FEATURES",
@@ -116,7 +116,7 @@ def _night_share(p: Mapping[str, Any]) -> float | None:
     hours = p.get("active_hours")
     if not isinstance(hours, (list, tuple)) or len(hours) != 24:
         return None
-    return ratio(sum(hours[h] for h in NIGHT_HOURS), sum(hours))
+    return _round(share_of(hours, NIGHT_HOURS))
 
 
 def _weekend_share(p: Mapping[str, Any]) -> float | None:
@@ -126,7 +126,7 @@ def _weekend_share(p: Mapping[str, Any]) -> float | None:
     days = p.get("weekdays")
     if not isinstance(days, (list, tuple)) or len(days) != 7:
         return None
-    return ratio(sum(days[d] for d in WEEKEND_DAYS), sum(days))
+    return _round(share_of(days, WEEKEND_DAYS))
 
 
 def _top_category_share(p: Mapping[str, Any]) -> float | None:
