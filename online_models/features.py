@@ -96,18 +96,11 @@ BEHAVIOUR_FEATURES = (
 )
 
 
-_LOG1P_CAPS: dict[float, float] = {}
-
-
 def _log_scale(value: Any, cap: float) -> float:
     """``log1p(value) / log1p(cap)`` clipped to ``[0, 1]``; None and negatives give 0."""
     if value is None or value <= 0:
         return 0.0
-    scale = _LOG1P_CAPS.get(cap)
-    if scale is None:
-        scale = _LOG1P_CAPS[cap] = math.log1p(cap)
-    value = math.log1p(value) / scale
-    return value if value < 1.0 else 1.0
+    return min(math.log1p(value) / math.log1p(cap), 1.0)
 
 
 def _fraction(value: Any) -> float:
