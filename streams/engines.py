@@ -161,9 +161,11 @@ class Engines:
                     self.webhook.submit(effect.value)
                 continue
             if confirm or effect.key == PROGRESS_KEY:
+                writer.apply_staged()
                 await outbox.deliver()
                 confirm = False
             writer.write(partition, effect.key, effect.value if type(effect) is Put else None, batches)
+        writer.apply_staged()
         if batches.pending:
             await outbox.ship()
         last = effects[-1]
