@@ -11,6 +11,8 @@ export const COLORS = {
   blue: "#2f6fde", teal: "#0e9aa7", violet: "#7c5cd6", red: "#d6453d", amber: "#d97706", green: "#1f9d55", grey: "#8a94a6",
 };
 const MUTED = "#6b7380";
+// every component an option of this module may set (see draw)
+const REPLACED = ["series", "xAxis", "yAxis", "grid", "legend", "title", "tooltip"];
 
 /** True when the chart library was served and loaded. */
 export const chartsAvailable = () => typeof window.echarts === "object" && window.echarts !== null;
@@ -31,8 +33,9 @@ export function draw(target, option) {
     });
     observer.observe(target);
   }
-  chart.setOption(option, { notMerge: true });
-  target.dataset.state = option.series && option.series.length ? "drawn" : "empty";
+  // the option replaces the previous one, but series, axes and the rest are updated in place (their
+  // bars move to the new values) rather than rebuilt, so a refresh does not replay the entry animation
+  chart.setOption(option, { replaceMerge: REPLACED });
   return chart;
 }
 

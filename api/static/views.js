@@ -13,7 +13,7 @@ export const OVERVIEW = "/v1/overview";
 const wholePct = (x) => `${Math.round(x * 100)}%`;
 
 const HOURS = Array.from({ length: 24 }, (_, h) => hourLabel(h));
-// the overview's evening_share covers 20:00-22:00 (online_models.vocabulary.VISIT_PEAK_HOURS)
+// the hours of the overview's evening_share (online_models.vocabulary.VISIT_PEAK_HOURS)
 const EVENING = [20, 21];
 const LAYER_NAMES = { high_value: "high value", potential: "potential", ordinary: "ordinary", low_value: "low value" };
 
@@ -21,7 +21,8 @@ const LAYER_NAMES = { high_value: "high value", potential: "potential", ordinary
 export function activityByHour(o) {
   const activity = o.activity || {};
   return columns(HOURS, activity.hours || [], {
-    name: "events", highlight: { indexes: EVENING, text: `20:00–22:00: ${pct(activity.evening_share)} of events` },
+    name: "events",
+    highlight: { indexes: EVENING, text: `${HOURS[EVENING[0]]}–${hourLabel(EVENING[EVENING.length - 1] + 1)}: ${pct(activity.evening_share)} of events` },
   });
 }
 

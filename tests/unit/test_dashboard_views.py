@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 import subprocess
 
 import pytest
 
 from api.app import STATIC_DIR
+from online_models.vocabulary import VISIT_PEAK_HOURS
 from tests.dashboard_reference import expected_overview_charts, expected_portrait_charts
 from tests.unit.test_api_synthetic import auth, make_client, make_store, synthetic_portraits
 
@@ -79,10 +81,12 @@ def test_the_overview_cards_draw_the_overview(overview):
     assert any(layer["clv_share"] for layer in body["value_layers"]) and len(body["clv"]["histogram"]) >= 5
     drawn = run_views("overview", body)
     assert_draws(drawn, expected)
-    # the evening visit peak (20:00-22:00) is marked, with its share of events
+    # the hours of the evening visit peak (those of the overview's evening_share) are marked, with its share
     hour_colours = drawn["chart-hours"]["colors"][0]
-    assert [h for h, colour in enumerate(hour_colours) if colour != hour_colours[0]] == [20, 21]
-    assert f"{body['activity']['evening_share'] * 100:.1f}%" in drawn["chart-hours"]["title"]
+    assert [h for h, colour in enumerate(hour_colours) if colour != hour_colours[0]] == list(VISIT_PEAK_HOURS)
+    first, last = VISIT_PEAK_HOURS[0], VISIT_PEAK_HOURS[-1] + 1
+    title = re.fullmatch(rf"{first:02d}:00–{last:02d}:00: (\d+\.\d)% of events", drawn["chart-hours"]["title"])
+    assert title and float(title.group(1)) == pytest.approx(body["activity"]["evening_share"] * 100, abs=0.051)
 
 
 def test_an_open_ended_clv_bin_and_missing_shares_are_drawn_as_such(overview):
