@@ -75,7 +75,7 @@ class PortraitConfig:
     #: the newest negative reviews of the window a portrait lists
     negative_reviews_shown: int = 3
     #: most negative reviews of the window kept per user (the newest); the window's count stops there
-    max_negative_reviews: int = 50
+    max_recent_negative_reviews: int = 50
     category_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CATEGORY_WEIGHTS))
 
     def __post_init__(self) -> None:
@@ -86,8 +86,10 @@ class PortraitConfig:
             raise ValueError("max_categories must be at least top_categories")
         if self.max_devices < 1 or self.max_seen_ids < 1:
             raise ValueError("max_devices and max_seen_ids must be positive")
-        if self.sentiment_window_days <= 0 or self.max_negative_reviews < self.negative_reviews_shown:
-            raise ValueError("sentiment_window_days must be positive and max_negative_reviews at least negative_reviews_shown")
+        if self.sentiment_window_days <= 0 or self.max_recent_negative_reviews < self.negative_reviews_shown:
+            raise ValueError(
+                "sentiment_window_days must be positive and max_recent_negative_reviews at least negative_reviews_shown"
+            )
 
 
 @dataclass(slots=True)
@@ -100,8 +102,8 @@ class PortraitState:
     ``type_counts``, ``hours``, ``weekdays``, ``profile`` (the profile contract's fields). By
     event time: the minute buckets (90 days), ``purchase_times`` (``purchase_memory_ms``),
     ``open_carts`` and ``recent_pays`` (the cart timeout and the lateness), ``pending_labels``
-    (the label horizon), ``purchase_days`` (one entry per day with a purchase), ``negative_reviews``
-    (the sentiment window, and at most ``max_negative_reviews``). A redelivery
+    (the label horizon), ``purchase_days`` (one entry per day with a purchase), ``recent_negative_reviews``
+    (the sentiment window, and at most ``max_recent_negative_reviews``). A redelivery
     whose id has left ``seen`` is dead-lettered as ``late_event`` when older than the watermark,
     else counted again: that takes more than ``max_seen_ids`` events of one user within the
     allowed lateness. The serialized state as a whole is capped by the partition engine
@@ -165,9 +167,9 @@ class PortraitState:
     sentiment_units: int = 0
     reviews_from_text: int = 0
     positive_reviews: int = 0
-    negative_review_count: int = 0
+    negative_reviews: int = 0
     # negative reviews within the sentiment window, sorted by time: [ts, item_id, score]
-    negative_reviews: list = field(default_factory=list)
+    recent_negative_reviews: list = field(default_factory=list)
 
     def has_seen(self, event_id: str) -> bool:
         """Whether ``event_id`` was already folded in (within the dedupe horizon)."""
@@ -254,10 +256,10 @@ def _count_review(state: PortraitState, event: Event, sentiment: ReviewScore, co
     if sentiment.score >= POSITIVE_AT:
         state.positive_reviews += 1
     elif sentiment.score <= NEGATIVE_AT:
-        state.negative_review_count += 1
-        kept = state.negative_reviews
+        state.negative_reviews += 1
+        kept = state.recent_negative_reviews
         bisect.insort(kept, [event.ts, event.item_id, sentiment.score], key=_review_time)
-        if len(kept) > config.max_negative_reviews:
+        if len(kept) > config.max_recent_negative_reviews:
             del kept[0]  # the oldest
 
 
@@ -375,8 +377,8 @@ def prune(state: PortraitState, watermark: int, config: PortraitConfig) -> None:
     if state.seen and next(iter(state.seen.values())) < horizon:
         state.seen = {k: v for k, v in state.seen.items() if v >= horizon}
     window_start = watermark - config.sentiment_window_days * DAY_MS
-    if state.negative_reviews and state.negative_reviews[0][0] <= window_start:
-        state.negative_reviews = [entry for entry in state.negative_reviews if entry[0] > window_start]
+    if state.recent_negative_reviews and state.recent_negative_reviews[0][0] <= window_start:
+        state.recent_negative_reviews = [entry for entry in state.recent_negative_reviews if entry[0] > window_start]
     oldest_needed = (watermark - WINDOW_DAYS[-1] * DAY_MS) // MINUTE_MS
     if state.bucket_minutes and state.bucket_minutes[0] <= oldest_needed:
         cut = bisect.bisect_right(state.bucket_minutes, oldest_needed)
@@ -412,14 +414,14 @@ def category_scores(state: PortraitState, as_of: int, config: PortraitConfig) ->
 def sentiment_view(state: PortraitState, as_of: int, config: PortraitConfig) -> dict[str, Any]:
     """The user's review sentiment at ``as_of``: mean, counts, and the window's negative reviews, newest first."""
     window_ms = config.sentiment_window_days * DAY_MS
-    recent = [entry for entry in state.negative_reviews if as_of - window_ms < entry[0] <= as_of]
+    recent = [entry for entry in state.recent_negative_reviews if as_of - window_ms < entry[0] <= as_of]
     scored = state.reviews_scored
     return {
         "mean": None if not scored else round(state.sentiment_units / scored / 10_000, 4),
         "reviews": scored,
         "from_text": state.reviews_from_text,
         "positive": state.positive_reviews,
-        "negative": state.negative_review_count,
+        "negative": state.negative_reviews,
         "window_days": config.sentiment_window_days,
         "negative_recent": len(recent),
         "recent_negative": [

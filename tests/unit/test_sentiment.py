@@ -213,19 +213,19 @@ def in_order_as_of(view: dict) -> int:
     return parse_iso(view["as_of"])
 
 
-def test_negative_reviews_leave_the_state_with_the_window_and_stay_bounded():
-    config = PortraitConfig(max_negative_reviews=5)
+def test_recent_negative_reviews_leave_the_state_with_the_window_and_stay_bounded():
+    config = PortraitConfig(max_recent_negative_reviews=5)
     h = History(config=config)
     for i in range(12):
         h.review(day=i, rating=1, item_id=f"item-{i}")
     state = h.state()
-    assert len(state.negative_reviews) == 5  # the newest five
-    assert [entry[1] for entry in state.negative_reviews] == [f"item-{i}" for i in range(7, 12)]
-    assert state.negative_review_count == 12
+    assert len(state.recent_negative_reviews) == 5  # the newest five
+    assert [entry[1] for entry in state.recent_negative_reviews] == [f"item-{i}" for i in range(7, 12)]
+    assert state.negative_reviews == 12
     # the watermark passes the window: the kept reviews are dropped, the lifetime counts stay
     later = parse_event(orjson.dumps({"event_id": "v", "user_id": "u1", "type": "view", "ts": T0 + 60 * DAY}))
     update(state, later, watermark=T0 + 60 * DAY, config=config)
-    assert state.negative_reviews == [] and state.negative_review_count == 12
+    assert state.recent_negative_reviews == [] and state.negative_reviews == 12
     view = render(state, as_of=T0 + 60 * DAY, config=config)["sentiment"]
     assert view["negative_recent"] == 0 and view["recent_negative"] == [] and view["mean"] == -1.0
 
