@@ -285,13 +285,22 @@ def entries(portrait: Any, *, with_postings: bool = True) -> tuple[set[tuple[str
         for key, n in zip(_WEEKDAY_KEYS, weekdays):
             if type(n) is int and n > 0:
                 c[key] = n
-    devices = p.get("devices")
-    if isinstance(devices, dict) and devices:
-        c["device_users"] = 1
-        for name, share in devices.items():
-            units = number(share)
-            if units is not None and units > 0:
-                _add(c, f"device{_ASEP}{name}", int(round(units * 10_000)))
+    for kind, users in (("device", "device_users"), ("method", "method_users")):  # mean shares, in 1e-4 units
+        shares = p.get("devices" if kind == "device" else "payment_methods")
+        if isinstance(shares, dict) and shares:
+            c[users] = 1
+            for name, share in shares.items():
+                units = number(share)
+                if units is not None and units > 0:
+                    _add(c, f"{kind}{_ASEP}{name}", int(round(units * 10_000)))
+    funnel = _obj(p.get("funnel"))
+    for name in ("visits", "visit_views", "item_purchases", "same_day_purchases"):
+        n = count(funnel.get(name))
+        if n:
+            c[name] = n
+    band = label(_obj(p.get("price_band")).get("band"))
+    if band is not None:
+        c[f"priceband{_ASEP}{band}"] = 1
 
     gmv_30d = cents(_obj(windows.get("30d")).get("spend"))
     gmv_life = cents(_obj(p.get("lifetime")).get("spend"))

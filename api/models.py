@@ -342,6 +342,24 @@ class Activity(BaseModel):
     evening_share: float | None = Field(description="Share of events between 20:00 and 22:00")
 
 
+class MethodShare(BaseModel):
+    method: str
+    share: float = Field(description="Mean share of the users' payments made this way")
+
+
+class DecisionHabits(BaseModel):
+    """How the group browses, decides and pays."""
+
+    visits: int = Field(description="Visits (sessions with a view) of every user")
+    browse_depth: float | None = Field(description="Views per visit over every visit, 4 decimals")
+    item_purchases: int = Field(description="Payments naming an item")
+    same_day_share: float | None = Field(
+        description="Share of those paid on the day the buyer first viewed the item (same-day decisions), 4 decimals"
+    )
+    payment_methods: list[MethodShare] = Field(description="Over the users whose payments named a method")
+    price_bands: list[Share] = Field(description="Buyers by price band (consumption level): low, mid, high")
+
+
 class CategoryStats(BaseModel):
     category: str
     users_top: int = Field(description="Users whose first top category this is")
@@ -419,6 +437,7 @@ class Overview(BaseModel):
     mobile_share: float | None = Field(description="ios + android + mini_program")
     ios_share: float | None
     activity: Activity
+    habits: DecisionHabits
     top_categories: list[CategoryStats]
     value_layers: list[LayerStats]
     segments: list[SegmentStats]
