@@ -43,7 +43,7 @@ from online_models.activity import (
 from online_models.clock import DAY_MS, MINUTE_MS, ceil_minute
 from online_models.events import Event, Profile
 from online_models.lifecycle import last_return_gap_days
-from online_models.vocabulary import WEEKEND_DAYS, local_calendar, local_day, ratio, week_of_day
+from online_models.vocabulary import SESSION_GAP_MS, WEEKEND_DAYS, local_calendar, local_day, ratio, week_of_day
 
 WINDOW_DAYS = (7, 30, 90)
 #: the device entry that counts the events of every device beyond the ``max_devices`` most used
@@ -83,7 +83,7 @@ class PortraitConfig:
     #: event stamped ahead of the stream time can open)
     activity_weeks: int = 53
     #: items whose first view is remembered for same-day decisions (the ones viewed last)
-    max_viewed_items: int = 64
+    max_viewed_items: int = 32
     category_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CATEGORY_WEIGHTS))
 
     def __post_init__(self) -> None:
@@ -294,8 +294,18 @@ def update(state: PortraitState, event: Event, *, watermark: int, config: Portra
     state.weekdays[weekday] += 1
     if event.device:
         _count_device(state.devices, event.device, config.max_devices)
-    week = count_week(state, week_of_day(day), config.activity_weeks)
-    count_session(state, ts, 1 if kind == "view" else 0)
+    # the common cases inline (hot path): the newest week of the ledger, the newest session
+    week = week_of_day(day)
+    weeks = state.week_numbers
+    week = len(weeks) - 1 if weeks and weeks[-1] == week else count_week(state, week, config.activity_weeks)
+    ends = state.session_ends
+    if ends and ts >= state.session_starts[-1] and ts - ends[-1] < SESSION_GAP_MS:
+        if ts > ends[-1]:
+            ends[-1] = ts
+        if kind == "view":
+            state.session_views[-1] += 1
+    else:
+        count_session(state, ts, 1 if kind == "view" else 0)
 
     minute = ceil_minute(ts) // MINUTE_MS
     i = bisect.bisect_left(state.bucket_minutes, minute)
@@ -390,8 +400,10 @@ def prune(state: PortraitState, watermark: int, config: PortraitConfig) -> None:
         cut = bisect.bisect_right(state.bucket_minutes, oldest_needed)
         for column in (state.bucket_minutes, state.bucket_events, state.bucket_purchases, state.bucket_cents):
             del column[:cut]
-    settle_sessions(state, watermark)
-    settle_decisions(state, watermark)
+    if state.session_ends and state.session_ends[0] + SESSION_GAP_MS <= watermark:
+        settle_sessions(state, watermark)
+    if state.pending_decisions and state.pending_decisions[0][0] < watermark:
+        settle_decisions(state, watermark)
 
 
 @lru_cache(maxsize=1 << 16)  # the same instants recur: check times, first and last visits

@@ -145,7 +145,7 @@ class Funnel(BaseModel):
     item_purchases: Count = Field(description="pay events naming an item_id")
     same_day_purchases: Count = Field(
         description="Of item_purchases, the same-day decisions: paid on the shop calendar day the user first viewed "
-        "the item, before the payment (first views are remembered for the 64 items the user viewed last)"
+        "the item, before the payment (first views are remembered for the 32 items the user viewed last)"
     )
     same_day_share: Share | None = Field(
         description="same_day_purchases / item_purchases, 4 decimals; null without a payment naming an item"

@@ -52,16 +52,31 @@ def _local(ts_ms: int, zone: str) -> datetime:
     return (_EPOCH + timedelta(milliseconds=ts_ms)).astimezone(ZoneInfo(zone))
 
 
+_QUARTER_MS = 900_000
+
+
+@lru_cache(maxsize=8192)
+def _quarter_offset_ms(quarter: int, zone: str) -> int | None:
+    """The zone's UTC offset throughout quarter hour ``quarter`` (ms), or None when it changes inside it."""
+    start = quarter * _QUARTER_MS
+    first = _local(start, zone).utcoffset() // timedelta(milliseconds=1)
+    return first if _local(start + _QUARTER_MS - 1, zone).utcoffset() // timedelta(milliseconds=1) == first else None
+
+
+def _offset_ms(ts_ms: int, zone: str) -> int:
+    """The zone's UTC offset at ``ts_ms``: looked up once per quarter hour (offsets change on quarter hours)."""
+    offset = _quarter_offset_ms(ts_ms // _QUARTER_MS, zone)
+    return offset if offset is not None else _local(ts_ms, zone).utcoffset() // timedelta(milliseconds=1)
+
+
 def local_hour_weekday(ts_ms: int, zone: str) -> tuple[int, int]:
     """The hour of the day (0-23) and the weekday (Monday 0) of ``ts_ms`` in the shop's time zone ``zone``.
 
     >>> local_hour_weekday(0, "UTC"), local_hour_weekday(0, "Asia/Shanghai")  # 1970-01-01 was a Thursday
     ((0, 3), (8, 3))
     """
-    if zone == "UTC":
-        return (ts_ms // 3_600_000) % 24, (ts_ms // DAY_MS + 3) % 7
-    local = _local(ts_ms, zone)
-    return local.hour, local.weekday()
+    local = ts_ms if zone == "UTC" else ts_ms + _offset_ms(ts_ms, zone)
+    return (local // 3_600_000) % 24, (local // DAY_MS + 3) % 7
 
 
 def local_day(ts_ms: int, zone: str) -> int:
@@ -72,10 +87,7 @@ def local_day(ts_ms: int, zone: str) -> int:
     >>> local_day(late, "UTC"), local_day(late, "Asia/Shanghai")
     (0, 1)
     """
-    if zone == "UTC":
-        return ts_ms // DAY_MS
-    offset = _local(ts_ms, zone).utcoffset()
-    return (ts_ms + offset // timedelta(milliseconds=1)) // DAY_MS
+    return (ts_ms if zone == "UTC" else ts_ms + _offset_ms(ts_ms, zone)) // DAY_MS
 
 
 def local_calendar(ts_ms: int, zone: str) -> tuple[int, int, int]:
@@ -85,11 +97,9 @@ def local_calendar(ts_ms: int, zone: str) -> tuple[int, int, int]:
     >>> local_calendar(late, "UTC"), local_calendar(late, "Asia/Shanghai")
     ((16, 3, 0), (0, 4, 1))
     """
-    if zone == "UTC":
-        day = ts_ms // DAY_MS
-        return (ts_ms // 3_600_000) % 24, (day + 3) % 7, day
-    local = _local(ts_ms, zone)
-    return local.hour, local.weekday(), (ts_ms + local.utcoffset() // timedelta(milliseconds=1)) // DAY_MS
+    local = ts_ms if zone == "UTC" else ts_ms + _offset_ms(ts_ms, zone)
+    day = local // DAY_MS
+    return (local // 3_600_000) % 24, (day + 3) % 7, day
 
 
 def week_of_day(day: int) -> int:
@@ -118,16 +128,6 @@ def day_number(value: date) -> int:
     1
     """
     return value.toordinal() - _EPOCH_DATE.toordinal()
-
-
-def day_end_ms(day: int, zone: str) -> int:
-    """The instant (epoch ms) at which the shop's calendar day ``day`` ends: the next day's local midnight.
-
-    >>> day_end_ms(0, "UTC"), day_end_ms(0, "Asia/Shanghai")
-    (86400000, 57600000)
-    """
-    midnight = datetime.combine(_EPOCH_DATE + timedelta(days=day + 1), datetime.min.time(), ZoneInfo(zone))
-    return (midnight - _EPOCH) // timedelta(milliseconds=1)
 
 
 def price_band(rank: float) -> str:

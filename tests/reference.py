@@ -233,7 +233,7 @@ def batch_clv(
 # -- AARRR and decision habits, from the definitions README.md gives --------------------------------
 
 SESSION_GAP = 30 * 60_000
-MIN_FIRST_VIEWS = 64  # the items whose first view a user's portrait remembers: the ones viewed last
+REMEMBERED_ITEMS = 32  # the items whose first view a user's portrait remembers: the ones viewed last
 
 
 def shop_date(ts: int, zone: str) -> date:
@@ -247,7 +247,7 @@ def shop_monday(ts: int, zone: str) -> date:
     return day - timedelta(days=day.weekday())
 
 
-def batch_habits(events: list[dict], zone: str = "UTC", *, remembered_items: int = MIN_FIRST_VIEWS, kept_weeks: int = 53) -> dict:
+def batch_habits(events: list[dict], zone: str = "UTC", *, remembered_items: int = REMEMBERED_ITEMS, kept_weeks: int = 53) -> dict:
     """One user's weekly ledger, visits, same-day decisions, payment methods and shares, from their raw events.
 
     Sessions: sorted events, a new one after 30 minutes without an event; a visit is a session with a view.
