@@ -45,6 +45,7 @@ COUNTED_EVENTS: dict[str, dict[int | None, str]] = {
     "favorite": {None: "funnel.favorites"},
     "order": {None: "funnel.orders"},
     "refund": {None: "lifetime.refunds"},
+    "share": {None: "funnel.shares"},
 }
 
 #: Top-level portrait fields a projection may start with.
@@ -148,12 +149,12 @@ class Performed(_Strict):
 
     Counted from the portrait: ``pay`` -> ``windows.<D>d.purchases`` (ever: ``lifetime.purchases``),
     ``any`` -> ``windows.<D>d.events`` (ever: ``lifetime.events``). Other events are counted
-    over the lifetime only: ``view``/``search``/``click``/``add_to_cart``/``favorite``/``order``
+    over the lifetime only: ``view``/``search``/``click``/``add_to_cart``/``favorite``/``order``/``share``
     -> ``funnel.*``, ``refund`` -> ``lifetime.refunds``.
     """
 
     kind: Literal["performed"]
-    event: str = Field(description="pay, any (every event), view, search, click, add_to_cart, favorite, order, refund")
+    event: str = Field(description="pay, any (every event), view, search, click, add_to_cart, favorite, order, refund, share")
     days: WindowDays | None = Field(None, description="Look-back window in days (7, 30 or 90); omit for the lifetime")
     at_least: int = Field(1, ge=0)
     at_most: int | None = Field(None, ge=0)

@@ -4,6 +4,7 @@ its running counters follow every change of the store; bad windows get a 4xx tha
 from __future__ import annotations
 
 import random
+from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from api.routers import aarrr as aarrr_router
 from tests.reference import batch_aarrr, shop_monday
 from tests.unit.shop_history import ZONE, replayed_shop
 from tests.unit.test_api_routers import mounted
-from tests.unit.test_api_synthetic import auth, make_store, records
+from tests.unit.test_api_synthetic import auth, make_client, make_store, records
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +147,13 @@ def test_the_running_counters_follow_every_change_and_equal_a_rebuild(shop, tmp_
 def test_a_portrait_without_the_fields_counts_for_nothing():
     assert aarrr.contribution({"user_id": "u", "weeks": "many", "first_seen": 5}) == {}
     assert aarrr.contribution({"timezone": "Mars/Olympus", "first_seen": "2026-01-01T00:00:00.000Z"}) == {}
+
+
+def test_users_who_shared_are_an_audience(shop, tmp_path: Path):
+    events, portraits, _ = shop
+    shares = Counter(e["user_id"] for e in events if e["type"] == "share")
+    with make_client(make_store(tmp_path, portraits)) as client:
+        body = {"filter": {"behaviour": [{"kind": "performed", "event": "share", "at_least": 2}]}, "limit": 1000}
+        answer = client.post("/v1/audiences/query", json=body, headers=auth()).json()
+    assert [m["user_id"] for m in answer["users"]] == sorted(user for user, n in shares.items() if n >= 2)
+    assert 0 < answer["count"] < len(portraits)
