@@ -63,6 +63,7 @@ from api.models import (
     WeekCount,
 )
 from online_models.clock import DAY_MS, instant_ms
+from online_models.events import MAX_TS_MS
 from online_models.vocabulary import day_number, local_day, ratio, week_of_day, week_start
 
 #: Activation windows (days from the first event to the first purchase) a query may ask for: 1 to this.
@@ -77,6 +78,8 @@ DEFAULT_WEEKS = 4
 THIN_GROUP = 1000
 
 _SEP = "\x1f"
+#: The dates a window may name: event time the contract can hold (1970 to the year 2286).
+EARLIEST_DATE, LATEST_DATE = date(1970, 1, 1), date(1970, 1, 1) + timedelta(milliseconds=MAX_TS_MS)
 
 
 class WindowError(ValueError):
@@ -192,9 +195,12 @@ def newest_week(counters: dict[str, int]) -> int | None:
 def window(counters: dict[str, int], start: date | None, end: date | None) -> tuple[int, int] | None:
     """The shop weeks ``(first, last)`` holding ``start`` and ``end`` (default: the four weeks up to the newest).
 
-    None when the store is empty and no date is given; :class:`WindowError` for a window that ends before it
-    starts or starts more than 51 weeks before the newest week.
+    None when the store is empty and no date is given; :class:`WindowError` for a date outside event time, a
+    window that ends before it starts, spans more than 52 weeks or starts more than 51 weeks before the newest week.
     """
+    for name, given in (("from", start), ("to", end)):
+        if given is not None and not EARLIEST_DATE <= given <= LATEST_DATE:
+            raise WindowError(f"{name} ({given}) must lie between {EARLIEST_DATE} and {LATEST_DATE}")
     newest = newest_week(counters)
     last = week_of_day(day_number(end)) if end is not None else newest
     if last is None:
@@ -214,6 +220,8 @@ def window(counters: dict[str, int], start: date | None, end: date | None) -> tu
                     f"the window must start in one of the {WINDOW_WEEKS} weeks up to the newest (the week of "
                     f"{week_start(newest)}): from {week_start(oldest)} on; {start} is earlier"
                 )
+    if last - first >= WINDOW_WEEKS:
+        raise WindowError(f"a window spans at most {WINDOW_WEEKS} weeks; from {start} to {end} spans {last - first + 1}")
     return first, last
 
 

@@ -102,6 +102,9 @@ def test_bad_windows_are_refused_with_the_reason(shop, client):
     assert "activation_days" in refused({"activation_days": 0})
     assert "activation_days" in refused({"activation_days": aarrr.MAX_ACTIVATION_DAYS + 1})
     assert "from" in refused({"from": "2026-02-30"})
+    assert "between 1970-01-01" in refused({"from": "0001-01-01"})
+    assert "between 1970-01-01" in refused({"to": "9999-12-31"})
+    assert "at most 52 weeks" in refused({"from": newest.isoformat(), "to": (newest + timedelta(weeks=52)).isoformat()})
     assert client.get("/v1/aarrr").status_code == 401
 
 
