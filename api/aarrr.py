@@ -5,7 +5,8 @@ summed over the store, as it keeps the overview's aggregates (:class:`api.indexe
 the difference between the old and the new portrait's counters is applied on each write, so a
 changed, expired or erased portrait leaves the figures exactly. A portrait's ``weeks`` (its weekly
 ledger), ``first_seen``, ``first_purchase``, ``timezone`` and ``as_of`` are all they read. Weeks are
-the shop's calendar weeks, Monday to Sunday (:func:`online_models.vocabulary.week_of_day`):
+the shop's calendar weeks, Monday to Sunday (:func:`online_models.vocabulary.week_of_day`), by
+number (``|`` below stands for the separator ``\x1f`` of a counter's name):
 
 ================  ==============================================================================
 counter           what it counts
@@ -101,18 +102,11 @@ def week_number(monday: Any) -> int | None:
         return None
 
 
-def _key(*parts: object) -> str:
-    """The name of one counter."""
-    return _SEP.join(map(str, parts))
-
-
-def _pairs(c: dict[str, int], kind: str, weeks: list[int]) -> None:
-    for x, y in zip(weeks, weeks[1:]):
-        c[_key(kind, x, y)] = 1
-
-
 def contribution(portrait: Any) -> dict[str, int]:
-    """The portrait's share of every AARRR counter (integers, zeros left out); every field is optional."""
+    """The portrait's share of every AARRR counter (integers, zeros left out); every field is optional.
+
+    Written for speed (the store runs it twice per portrait update): f-string keys, plain dict access.
+    """
     p = portrait if isinstance(portrait, dict) else {}
     c: dict[str, int] = {}
     zone = p.get("timezone") if isinstance(p.get("timezone"), str) else "UTC"
@@ -121,16 +115,16 @@ def contribution(portrait: Any) -> dict[str, int]:
     cohort = None
     try:
         if as_of is not None:
-            c[_key("asof", week_of_day(local_day(as_of, zone)))] = 1
+            c[f"asof{_SEP}{week_of_day(local_day(as_of, zone))}"] = 1
         if first is not None:
             cohort = week_of_day(local_day(first, zone))
     except (ValueError, KeyError):  # an unknown time zone: the portrait counts for nothing
         return {}
     if cohort is not None:
-        c[_key("cohort", cohort)] = 1
+        c[f"cohort{_SEP}{cohort}"] = 1
         bought = instant_ms(p.get("first_purchase"))
         if bought is not None and bought >= first and (bought - first) // DAY_MS < MAX_ACTIVATION_DAYS:
-            c[_key("act", cohort, (bought - first) // DAY_MS)] = 1
+            c[f"act{_SEP}{cohort}{_SEP}{(bought - first) // DAY_MS}"] = 1
     ledger = p.get("weeks")
     active, paid, shared = [], [], []
     for entry in ledger if isinstance(ledger, list) else ():
@@ -138,25 +132,25 @@ def contribution(portrait: Any) -> dict[str, int]:
         if week is None or (active and week <= active[-1]):  # the ledger is sorted; anything else is skipped
             continue
         active.append(week)
-        c[_key("active", week)] = 1
+        c[f"active{_SEP}{week}"] = 1
         if cohort is not None and 0 <= week - cohort < RETENTION_WEEKS:
-            c[_key("ret", cohort, week - cohort)] = 1
-        purchases = count(entry.get("purchases")) or 0
+            c[f"ret{_SEP}{cohort}{_SEP}{week - cohort}"] = 1
+        purchases = count(entry.get("purchases"))
         if purchases:
             paid.append(week)
-            c[_key("payers", week)] = 1
-            c[_key("orders", week)] = purchases
+            c[f"payers{_SEP}{week}"] = 1
+            c[f"orders{_SEP}{week}"] = purchases
             spend = cents(entry.get("spend"))
             if spend > 0:
-                c[_key("gmv", week)] = spend
-        shares = count(entry.get("shares")) or 0
+                c[f"gmv{_SEP}{week}"] = spend
+        shares = count(entry.get("shares"))
         if shares:
             shared.append(week)
-            c[_key("sharers", week)] = 1
-            c[_key("shares", week)] = shares
-    _pairs(c, "active2", active)
-    _pairs(c, "payers2", paid)
-    _pairs(c, "sharers2", shared)
+            c[f"sharers{_SEP}{week}"] = 1
+            c[f"shares{_SEP}{week}"] = shares
+    for kind, weeks in (("active2", active), ("payers2", paid), ("sharers2", shared)):
+        for x, y in zip(weeks, weeks[1:]):
+            c[f"{kind}{_SEP}{x}{_SEP}{y}"] = 1
     return c
 
 
