@@ -28,7 +28,7 @@ from api.isolation import QueryProcesses
 from api.limits import BodyGate, QueryGate
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.rescore import MODELS_SPACE, ModelSpace, Rescorer
-from api.routers import alerts, audiences, erasure, ingestion, models, operations, overview, portraits
+from api.routers import aarrr, alerts, audiences, erasure, ingestion, models, operations, overview, portraits
 from api.routers.operations import STATIC_DIR  # noqa: F401  (where the dashboard's files are)
 from api.store import LocalStore, TopicFollower
 from online_models.clock import DAY_MS
@@ -38,7 +38,7 @@ from online_models.settings import Settings, get_settings
 from online_models.topic_names import CHURN_ALERTS, MODELS, PORTRAITS
 
 #: The routers in the order their routes are matched.
-ROUTERS = (operations, portraits, erasure, audiences, overview, alerts, models, ingestion)
+ROUTERS = (operations, portraits, erasure, audiences, overview, aarrr, alerts, models, ingestion)
 
 
 def open_store(path: FsPath, api_settings: ApiSettings | None = None) -> LocalStore:

@@ -33,14 +33,15 @@ the user id is everything after the second separator.
 The aggregates are integer counters (money in cents, device shares in 1e-4
 units), so subtracting an old contribution is exact. They hold the posting
 count of every categorical and ``pay<D>`` value (the query planner's size
-estimates) and every figure of the group overview (:mod:`api.overview`).
+estimates) and every figure of the group overview (:mod:`api.overview`). The
+AARRR counters (:mod:`api.aarrr`) are kept the same way, apart, so the overview
+does not read them.
 """
 
 from __future__ import annotations
 
 import bisect
 import logging
-import math
 import struct
 import threading
 from collections.abc import Iterable, Mapping
@@ -48,7 +49,9 @@ from typing import Any
 
 import orjson
 
+from api import aarrr
 from api.erasures import ErasureLedger
+from api.fields import cents, count, field, label, number  # noqa: F401  (read here, and by the audiences)
 from api.rescore import ModelSpace
 from api.store import SEP, Headers, LocalStore, SpaceHandler, Txn, header, prefix_end
 from online_models.clock import instant_ms
@@ -60,9 +63,10 @@ PORTRAITS_SPACE = b"p:"
 INDEX_SPACE = b"i:"
 
 #: Bump when postings or aggregates change meaning: the store rebuilds them at open.
-INDEX_VERSION = b"3"
+INDEX_VERSION = b"4"
 _VERSION_KEY = b"\x00version:portrait-indexes"
 _AGGREGATES_KEY = b"\x00aggregates:portraits"
+_AARRR_KEY = b"\x00aggregates:aarrr"
 
 ATTRIBUTES = ("age_band", "gender", "region", "city_tier")
 WINDOWS = (7, 30, 90)
@@ -76,65 +80,6 @@ CLV_EDGES = (0.0, *(float(m * 10**e) for e in range(7) for m in (1, 2, 5)))
 INDEXES = ("all",) + CATEGORICAL_INDEXES + NUMERIC_INDEXES
 
 _ASEP = "\x1f"  # separator inside aggregate names
-_MAX_COUNT = 9_999_999_999
-
-
-# -- reading portrait fields defensively (every new field is optional) ---------
-
-
-def field(portrait: Any, *path: str | int) -> Any:
-    """The value at ``path`` or None when any step is missing or of the wrong kind.
-
-    >>> field({"a": {"b": [1, 2]}}, "a", "b", 1), field({"a": None}, "a", "b")
-    (2, None)
-    """
-    value = portrait
-    for step in path:
-        if isinstance(step, int):
-            if not isinstance(value, list) or not -len(value) <= step < len(value):
-                return None
-        elif not isinstance(value, Mapping):
-            return None
-        value = value[step] if isinstance(step, int) else value.get(step)
-        if value is None:
-            return None
-    return value
-
-
-def label(value: Any) -> str | None:
-    """A categorical value as the string that is indexed: strings as is, integers in decimal.
-
-    >>> label("vip"), label(3), label(True), label(2.5), label("")
-    ('vip', '3', None, None, None)
-    """
-    if isinstance(value, str):
-        return value or None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-def count(value: Any) -> int | None:
-    """A non-negative integer count, or None (integral floats count too).
-
-    >>> count(3), count(2.0), count(-1), count(True), count("3")
-    (3, 2, None, None, None)
-    """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, int) and 0 <= value <= _MAX_COUNT:
-        return value
-    return None
-
-
-def number(value: Any) -> float | None:
-    """A finite number as a float (-0.0 becomes 0.0), or None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value) + 0.0
-    return value if math.isfinite(value) else None
 
 
 def top_categories(portrait: Any) -> list[tuple[str, float | None]]:
@@ -255,11 +200,6 @@ def agg(*parts: object) -> str:
     return _ASEP.join(str(part) for part in parts)
 
 
-def cents(value: Any) -> int:
-    amount = number(value)
-    return 0 if amount is None else int(round(amount * 100))
-
-
 _HOUR_KEYS = tuple(agg("hour", h) for h in range(24))
 _WEEKDAY_KEYS = tuple(agg("weekday", d) for d in range(7))
 _WINDOW_KEYS = tuple((days, f"{days}d", f"pay{days}") for days in WINDOWS)
@@ -345,13 +285,22 @@ def entries(portrait: Any, *, with_postings: bool = True) -> tuple[set[tuple[str
         for key, n in zip(_WEEKDAY_KEYS, weekdays):
             if type(n) is int and n > 0:
                 c[key] = n
-    devices = p.get("devices")
-    if isinstance(devices, dict) and devices:
-        c["device_users"] = 1
-        for name, share in devices.items():
-            units = number(share)
-            if units is not None and units > 0:
-                _add(c, f"device{_ASEP}{name}", int(round(units * 10_000)))
+    for kind, users in (("device", "device_users"), ("method", "method_users")):  # mean shares, in 1e-4 units
+        shares = p.get("devices" if kind == "device" else "payment_methods")
+        if isinstance(shares, dict) and shares:
+            c[users] = 1
+            for name, share in shares.items():
+                units = number(share)
+                if units is not None and units > 0:
+                    _add(c, f"{kind}{_ASEP}{name}", int(round(units * 10_000)))
+    funnel = _obj(p.get("funnel"))
+    for name in ("visits", "visit_views", "item_purchases", "same_day_purchases"):
+        n = count(funnel.get(name))
+        if n:
+            c[name] = n
+    band = label(_obj(p.get("price_band")).get("band"))
+    if band is not None:
+        c[f"priceband{_ASEP}{band}"] = 1
 
     gmv_30d = cents(_obj(windows.get("30d")).get("spend"))
     gmv_life = cents(_obj(p.get("lifetime")).get("spend"))
@@ -420,8 +369,8 @@ class PortraitSpace(SpaceHandler):
     """Stores portraits with their postings and keeps the running aggregates.
 
     A tombstone removes the portrait, every posting and its share of the
-    aggregates; one with an ``erasure-request`` header also confirms that step
-    of the request in ``erasures``, in the same batch.
+    aggregates (and of the AARRR counters); one with an ``erasure-request`` header
+    also confirms that step of the request in ``erasures``, in the same batch.
     """
 
     def __init__(self, space: bytes = PORTRAITS_SPACE, erasures: ErasureLedger | None = None, models: ModelSpace | None = None):
@@ -432,11 +381,18 @@ class PortraitSpace(SpaceHandler):
         self._lock = threading.Lock()
         self._aggregates: dict[str, int] = {}
         self._delta: dict[str, int] = {}
+        self._aarrr: dict[str, int] = {}
+        self._aarrr_delta: dict[str, int] = {}
 
     def aggregates(self) -> dict[str, int]:
         """A copy of the running aggregates over every stored portrait."""
         with self._lock:
             return dict(self._aggregates)
+
+    def aarrr_counters(self) -> dict[str, int]:
+        """A copy of the running AARRR counters over every stored portrait (:mod:`api.aarrr`)."""
+        with self._lock:
+            return dict(self._aarrr)
 
     def open(self, store: LocalStore) -> None:
         if store.db.get(_VERSION_KEY) != INDEX_VERSION:
@@ -447,8 +403,11 @@ class PortraitSpace(SpaceHandler):
         """Read the aggregates as the store holds them (a read-only view of the store reloads after each catch-up)."""
         raw = store.db.get(_AGGREGATES_KEY)
         aggregates = orjson.loads(raw) if raw else {}
+        raw = store.db.get(_AARRR_KEY)
+        counters = orjson.loads(raw) if raw else {}
         with self._lock:
             self._aggregates = aggregates
+            self._aarrr = counters
             self.count = aggregates.get("users", 0)
 
     def rebuild(self, store: LocalStore, batch_size: int = 10_000) -> None:
@@ -458,18 +417,22 @@ class PortraitSpace(SpaceHandler):
             lower, upper = index_bounds(index)
             store.db.delete_range(lower, upper)
         totals: dict[str, int] = {}
+        counters: dict[str, int] = {}
         txn = Txn(store.db)
         pending = 0
         for user, raw in store.scan(self.space):
-            user_postings, share = entries(parse_portrait(raw))
+            portrait = parse_portrait(raw)
+            user_postings, share = entries(portrait)
             for index, value in user_postings:
                 txn.batch.put(posting_key(index, value, user), b"")
             add_into(totals, share)
+            add_into(counters, aarrr.contribution(portrait))
             pending += 1
             if pending >= batch_size:
                 store.db.write(txn.batch)
                 txn, pending = Txn(store.db), 0
         txn.batch.put(_AGGREGATES_KEY, orjson.dumps(totals))
+        txn.batch.put(_AARRR_KEY, orjson.dumps(counters))
         txn.batch.put(_VERSION_KEY, INDEX_VERSION)
         store.db.write(txn.batch)
 
@@ -488,7 +451,8 @@ class PortraitSpace(SpaceHandler):
             if fresh is not None:
                 new.update(fresh)
                 value = orjson.dumps(new)
-        old_postings, old_share = entries(parse_portrait(old_raw)) if old_raw is not None else (set(), {})
+        old = parse_portrait(old_raw) if old_raw is not None else None
+        old_postings, old_share = entries(old) if old is not None else (set(), {})
         new_postings, new_share = entries(new) if value is not None else (set(), {})
         for index, encoded in old_postings - new_postings:
             txn.batch.delete(posting_key(index, encoded, key))
@@ -496,6 +460,10 @@ class PortraitSpace(SpaceHandler):
             txn.batch.put(posting_key(index, encoded, key), b"")
         add_into(self._delta, old_share, -1)
         add_into(self._delta, new_share)
+        if old is not None:
+            add_into(self._aarrr_delta, aarrr.contribution(old), -1)
+        if value is not None:
+            add_into(self._aarrr_delta, aarrr.contribution(new))
         if value is None:
             txn.delete(full)
         else:
@@ -504,14 +472,21 @@ class PortraitSpace(SpaceHandler):
     def prepare(self, txn: Txn) -> None:
         with self._lock:
             totals = dict(self._aggregates)
+            counters = dict(self._aarrr) if self._aarrr_delta else None
         add_into(totals, self._delta)
         txn.put(_AGGREGATES_KEY, orjson.dumps(totals))
+        if counters is not None:
+            add_into(counters, self._aarrr_delta)
+            txn.put(_AARRR_KEY, orjson.dumps(counters))
 
     def committed(self) -> None:
         with self._lock:
             add_into(self._aggregates, self._delta)
+            add_into(self._aarrr, self._aarrr_delta)
             self.count = self._aggregates.get("users", 0)
         self._delta = {}
+        self._aarrr_delta = {}
 
     def rolled_back(self) -> None:
         self._delta = {}
+        self._aarrr_delta = {}

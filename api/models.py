@@ -45,6 +45,7 @@ COUNTED_EVENTS: dict[str, dict[int | None, str]] = {
     "favorite": {None: "funnel.favorites"},
     "order": {None: "funnel.orders"},
     "refund": {None: "lifetime.refunds"},
+    "share": {None: "funnel.shares"},
 }
 
 #: Top-level portrait fields a projection may start with.
@@ -148,12 +149,12 @@ class Performed(_Strict):
 
     Counted from the portrait: ``pay`` -> ``windows.<D>d.purchases`` (ever: ``lifetime.purchases``),
     ``any`` -> ``windows.<D>d.events`` (ever: ``lifetime.events``). Other events are counted
-    over the lifetime only: ``view``/``search``/``click``/``add_to_cart``/``favorite``/``order``
+    over the lifetime only: ``view``/``search``/``click``/``add_to_cart``/``favorite``/``order``/``share``
     -> ``funnel.*``, ``refund`` -> ``lifetime.refunds``.
     """
 
     kind: Literal["performed"]
-    event: str = Field(description="pay, any (every event), view, search, click, add_to_cart, favorite, order, refund")
+    event: str = Field(description="pay, any (every event), view, search, click, add_to_cart, favorite, order, refund, share")
     days: WindowDays | None = Field(None, description="Look-back window in days (7, 30 or 90); omit for the lifetime")
     at_least: int = Field(1, ge=0)
     at_most: int | None = Field(None, ge=0)
@@ -342,6 +343,24 @@ class Activity(BaseModel):
     evening_share: float | None = Field(description="Share of events between 20:00 and 22:00")
 
 
+class MethodShare(BaseModel):
+    method: str
+    share: float = Field(description="Mean share of the users' payments made this way")
+
+
+class DecisionHabits(BaseModel):
+    """How the group browses, decides and pays."""
+
+    visits: int = Field(description="Visits (sessions with a view) of every user")
+    browse_depth: float | None = Field(description="Views per visit over every visit, 4 decimals")
+    item_purchases: int = Field(description="Payments naming an item")
+    same_day_share: float | None = Field(
+        description="Share of those paid on the day the buyer first viewed the item (same-day decisions), 4 decimals"
+    )
+    payment_methods: list[MethodShare] = Field(description="Over the users whose payments named a method")
+    price_bands: list[Share] = Field(description="Buyers by price band (consumption level): low, mid, high")
+
+
 class CategoryStats(BaseModel):
     category: str
     users_top: int = Field(description="Users whose first top category this is")
@@ -419,6 +438,7 @@ class Overview(BaseModel):
     mobile_share: float | None = Field(description="ios + android + mini_program")
     ios_share: float | None
     activity: Activity
+    habits: DecisionHabits
     top_categories: list[CategoryStats]
     value_layers: list[LayerStats]
     segments: list[SegmentStats]
@@ -434,6 +454,99 @@ class Overview(BaseModel):
 
 class OverviewQuery(_Strict):
     filter: AudienceFilter = Field(default_factory=AudienceFilter)
+
+
+# ---------------------------------------------------------------------------------------------
+# AARRR over a window of shop weeks
+# ---------------------------------------------------------------------------------------------
+
+#: A shop week, by its Monday
+WeekStart = Annotated[str, Field(description="The week's Monday (YYYY-MM-DD); weeks run Monday to Sunday in the shop's calendar")]
+
+
+class AarrrWindow(BaseModel):
+    start: str | None = Field(description="Monday of the window's first week; null when the store holds no portrait")
+    end: str | None = Field(description="Sunday of the window's last week")
+    weeks: int = Field(description="Weeks in the window")
+    newest_week: str | None = Field(description="Monday of the newest week any portrait's as_of falls in")
+
+
+class WeekCount(BaseModel):
+    week: WeekStart
+    users: int
+
+
+class Acquisition(BaseModel):
+    new_users: int = Field(description="Users whose first event (first_seen) falls in the window")
+    by_week: list[WeekCount] = Field(description="New users per week of the window")
+
+
+class Activation(BaseModel):
+    within_days: int = Field(description="N: a new user is activated by a first purchase less than N days after the first event")
+    new_users: int = Field(description="Users first seen in the window")
+    activated: int = Field(description="Of them, users whose first purchase came less than within_days days after their first event")
+    rate: float | None = Field(description="activated / new_users, 4 decimals; null without new users")
+
+
+class RetentionCell(BaseModel):
+    weeks_after: int = Field(description="k: the cohort's week is 0")
+    users: int = Field(description="Users of the cohort with an event in week k after their first")
+    share: float | None = Field(description="users / the cohort's users, 4 decimals; null for an empty cohort")
+
+
+class RetentionCohort(BaseModel):
+    week: WeekStart
+    users: int = Field(description="Users first seen in this week")
+    cells: list[RetentionCell] = Field(
+        description="k = 0, 1, ... up to the newest week (at most 52): the triangle's row"
+    )
+
+
+class Retention(BaseModel):
+    cohorts: list[RetentionCohort] = Field(description="One cohort per week of the window: the users first seen in it")
+
+
+class RevenueWeek(BaseModel):
+    week: WeekStart
+    gmv: float = Field(description="Payments in the week, currency units (gross of refunds)")
+    purchases: int
+    active_users: int = Field(description="Users with an event in the week")
+    paying_users: int = Field(description="Users with a payment in the week")
+
+
+class Revenue(BaseModel):
+    gmv: float = Field(description="Payments (pay events) in the window, currency units, gross of refunds")
+    purchases: int = Field(description="Pay events in the window")
+    active_users: int = Field(description="Users with an event in the window, each counted once")
+    paying_users: int = Field(description="Users with a payment in the window, each counted once")
+    arpu: float | None = Field(description="gmv / active_users, 2 decimals; null without active users")
+    arppu: float | None = Field(description="gmv / paying_users, 2 decimals; null without paying users")
+    by_week: list[RevenueWeek]
+
+
+class ReferralWeek(BaseModel):
+    week: WeekStart
+    shares: int
+    sharing_users: int
+
+
+class Referral(BaseModel):
+    shares: int = Field(description="share events in the window: the referrals users made")
+    sharing_users: int = Field(description="Users who shared in the window, each counted once")
+    share_rate: float | None = Field(description="sharing_users / active users of the window, 4 decimals")
+    by_week: list[ReferralWeek]
+
+
+class Aarrr(BaseModel):
+    """Acquisition, activation, retention, revenue and referral over a window of shop weeks."""
+
+    window: AarrrWindow
+    acquisition: Acquisition
+    activation: Activation
+    retention: Retention
+    revenue: Revenue
+    referral: Referral
+    warnings: list[str]
 
 
 # ---------------------------------------------------------------------------------------------

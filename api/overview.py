@@ -13,6 +13,10 @@ portraits. Both go through :func:`build`, so they use the same definitions:
   window the value layers are defined on; lifetime spend is given alongside;
 * repurchase rate over 30 days = users with >= 2 purchases in 30 days / users
   with >= 1;
+* browse depth = views in visits / visits, over every user's visits (sessions with
+  a view); same-day decision share = same-day purchases / purchases naming an item;
+* payment methods, like devices, are the mean over the users who named one of each
+  user's share of payments per method; price bands count users per band;
 * CLV sums ``clv.value`` (users without one are left out), in total, per value
   layer (with its share of the total) and as a histogram of 1-2-5 bins;
 * health markers follow DOMAIN.md (see :data:`HEALTH_MARKERS`).
@@ -23,6 +27,7 @@ from __future__ import annotations
 from api.indexes import CLV_EDGES, agg
 from api.models import (
     Activity,
+    DecisionHabits,
     AudiencePlan,
     CategoryStats,
     ChurnStats,
@@ -31,6 +36,7 @@ from api.models import (
     DeviceShare,
     HealthMarker,
     LayerStats,
+    MethodShare,
     Overview,
     Repurchase,
     SegmentStats,
@@ -38,7 +44,7 @@ from api.models import (
 )
 from online_models.lifecycle import STAGES
 from online_models.rfm import LAYERS
-from online_models.vocabulary import MOBILE_DEVICES, VISIT_PEAK_HOURS, ratio
+from online_models.vocabulary import MOBILE_DEVICES, PRICE_BANDS, VISIT_PEAK_HOURS, ratio
 
 #: Groups smaller than this get a warning.
 THIN_GROUP = 1000
@@ -52,6 +58,7 @@ HEALTH_MARKERS = {
     "evening_peak_share": (0.40, "share of events between 20:00 and 22:00 shop time"),
     "repurchase_rate_30d": (0.10, "non-standard goods >= 10%; standard goods should reach 20%"),
     "high_value_gmv_share_30d": (0.40, "share of 30-day GMV from the high-value layer"),
+    "browse_depth": (3.0, "pages viewed per visit (a visit: a session with a view; sessions end after 30 idle minutes)"),
 }
 
 
@@ -93,6 +100,18 @@ def build(aggregates: dict[str, int], *, plan: AudiencePlan | None = None) -> Ov
         for name, units in sorted(device_units.items(), key=lambda kv: (-kv[1], kv[0]))
     ] if device_users else []
     mobile_share = ratio(sum(device_units.get(d, 0) for d in MOBILE_DEVICES), device_users * 10_000)
+    method_users = aggregates.get("method_users", 0)
+    habits = DecisionHabits(
+        visits=aggregates.get("visits", 0),
+        browse_depth=ratio(aggregates.get("visit_views", 0), aggregates.get("visits", 0)),
+        item_purchases=aggregates.get("item_purchases", 0),
+        same_day_share=ratio(aggregates.get("same_day_purchases", 0), aggregates.get("item_purchases", 0)),
+        payment_methods=[
+            MethodShare(method=name, share=round(units / (method_users * 10_000), 4))
+            for name, units in sorted(_counts(aggregates, "method").items(), key=lambda kv: (-kv[1], kv[0]))
+        ] if method_users else [],
+        price_bands=_shares(_counts(aggregates, "priceband"), order=PRICE_BANDS),
+    )
     ios_share = ratio(device_units.get("ios", 0), device_users * 10_000)
 
     hours = [aggregates.get(agg("hour", h), 0) for h in range(24)]
@@ -173,6 +192,7 @@ def build(aggregates: dict[str, int], *, plan: AudiencePlan | None = None) -> Ov
         "evening_peak_share": evening,
         "repurchase_rate_30d": repurchase.rate,
         "high_value_gmv_share_30d": ratio(high_value_gmv, gmv_30d),
+        "browse_depth": habits.browse_depth,
     }
     health = [
         HealthMarker(
@@ -202,6 +222,7 @@ def build(aggregates: dict[str, int], *, plan: AudiencePlan | None = None) -> Ov
         mobile_share=mobile_share,
         ios_share=ios_share,
         activity=activity,
+        habits=habits,
         top_categories=categories,
         value_layers=layers,
         segments=segments,

@@ -35,6 +35,7 @@ EVENT_TYPES = (
     "pay",
     "refund",
     "review",
+    "share",
 )
 EventType = Literal[
     "view",
@@ -47,7 +48,24 @@ EventType = Literal[
     "pay",
     "refund",
     "review",
+    "share",
 ]
+#: The payment methods an ``order`` or ``pay`` event may name (``payment_method``): wallets, cards, instalment
+#: credit (Huabei, Baitiao and the like), cash on delivery; ``other`` for anything else.
+PAYMENT_METHODS = (
+    "alipay",
+    "wechat_pay",
+    "unionpay",
+    "jd_pay",
+    "credit_card",
+    "debit_card",
+    "installment",
+    "apple_pay",
+    "paypal",
+    "cash_on_delivery",
+    "other",
+)
+PaymentMethod = Literal[PAYMENT_METHODS]  # type: ignore[valid-type]
 
 # Dead-letter reasons, stable strings that ops can count and filter on.
 MALFORMED_JSON = "malformed_json"
@@ -191,6 +209,8 @@ class Event(BaseModel):
     promo: bool | None = None
     rating: float | None = Field(default=None, ge=0, le=5)
     text: FreeText | None = None
+    #: how an order is (to be) paid: one of :data:`PAYMENT_METHODS`; counted from pay events
+    payment_method: PaymentMethod | None = None
 
     @field_validator("ts", mode="before")
     @classmethod

@@ -4,7 +4,7 @@ One trainer learns from samples every worker sends (one per user per period,
 plus churn labels as they mature) and publishes snapshots; every worker scores
 portraits with the latest snapshot. Here live the models and the rules that
 turn a portrait into decisions: RFM scores and value layer, lifecycle stage,
-tags, segment and churn risk.
+tags, segment, churn risk and price band.
 
 >>> from online_models.portrait import PortraitConfig, PortraitState, render, update
 >>> from online_models.events import parse_event
@@ -15,8 +15,8 @@ tags, segment and churn risk.
 >>> portrait = render(state, as_of=1714536060000, config=PortraitConfig())
 >>> models.learn({"kind": "user", "ts": 1714536060000, "portrait": portrait})
 >>> enriched = models.enrich(portrait)
->>> enriched["rfm"]["layer"], enriched["lifecycle"], enriched["segment"]["id"]
-('ordinary', 'new', 0)
+>>> enriched["rfm"]["layer"], enriched["lifecycle"], enriched["segment"]["id"], enriched["price_band"]
+('ordinary', 'new', 0, {'band': 'mid', 'rank': 0.5})
 >>> PopulationModels.from_bytes(models.to_bytes()).enrich(portrait) == enriched
 True
 """
@@ -41,10 +41,12 @@ from online_models.features import behaviour_features
 from online_models.gamma_gamma import GammaGamma, gamma_gamma_report
 from online_models.lifecycle import LifecycleConfig, lifecycle_stage
 from online_models.mbgnbd import MBGNBD
+from online_models.quantiles import PopulationQuantiles
 from online_models.risk_selection import USES_CLASSIFIER, RiskSelection, no_purchase_within
 from online_models.rfm import LayerConfig, RFMScorer, value_layer
 from online_models.segments import SegmentModel
 from online_models.tags import TagRules
+from online_models.vocabulary import price_band
 
 
 @dataclass
@@ -72,6 +74,8 @@ class PopulationModels:
         self.config = config or PopulationConfig()
         self.rules = rules or TagRules.default()
         self.rfm = RFMScorer()
+        #: the buyers' average order values (``aov``), one per user sample, the last one to two weeks: price bands
+        self.order_values = PopulationQuantiles(7 * DAY_MS)
         self.segments = SegmentModel(n_segments=self.config.n_segments, warmup=self.config.segment_warmup)
         self.classifier = ChurnClassifier()
         #: the candidate churn risks' progressive figures on buyers' labels, and the one served
@@ -118,6 +122,9 @@ class PopulationModels:
         portrait = sample["portrait"]
         self.user_samples += 1
         self.rfm.learn_one(portrait, ts)
+        aov = portrait.get("aov")
+        if aov is not None:
+            self.order_values.update(aov, ts)
         gmv = float(((portrait.get("windows") or {}).get("30d") or {}).get("spend") or 0.0)
         self.segments.learn_one(behaviour_features(portrait), gmv=gmv)
         stats = purchase_stats(portrait)
@@ -304,7 +311,17 @@ class PopulationModels:
         out["tags"] = self.rules.evaluate(portrait)
         out["churn"] = self.churn(portrait, features)
         out["clv"] = self.clv(portrait)
+        out["price_band"] = self.price_band(portrait)
         return out
+
+    def price_band(self, portrait: dict[str, Any]) -> dict[str, Any] | None:
+        """The portrait's ``price_band``: its ``aov`` ranked among the buyers' order values
+        (:func:`online_models.vocabulary.price_band`); None for a non-buyer or an empty population."""
+        aov = portrait.get("aov")
+        if aov is None or self.order_values.n == 0:
+            return None
+        rank = self.order_values.rank(aov)
+        return {"band": price_band(rank), "rank": round(rank, 4)}
 
     def purchase_model(self) -> tuple[str, BGNBD | MBGNBD | None]:
         """The purchase model CLV counts with: MBG/NBD, the one P(alive) is served from, else BG/NBD."""
@@ -380,7 +397,15 @@ class PopulationModels:
             },
             "segments": self.segments.describe() if self.segments.seeded else [],
             "clv": self.clv_summary(),
+            "order_values": self.order_value_summary(),
         }
+
+    def order_value_summary(self) -> dict[str, Any]:
+        """The ``order_values`` part of :meth:`summary`: how many buyer samples the price bands rank against, and
+        the order values at the band edges (the 25th and 75th percentiles) and the median, currency units."""
+        values = self.order_values
+        edge = lambda q: None if values.n == 0 else round(values.quantile(q), 2)  # noqa: E731
+        return {"samples": values.n, "p25": edge(0.25), "median": edge(0.5), "p75": edge(0.75)}
 
     def clv_summary(self) -> dict[str, Any]:
         """The ``clv`` part of :meth:`summary`: the Gamma-Gamma fit (spend in the shop's currency), the
@@ -413,6 +438,7 @@ class PopulationModels:
         self.__dict__.update(state)
         self.rules = TagRules.default()
         self.__dict__.setdefault("gamma_gamma", None)  # a snapshot made before CLV
+        self.__dict__.setdefault("order_values", PopulationQuantiles(7 * DAY_MS))  # made before price bands
         if "risk" not in state:  # a snapshot made before the risk was chosen by measurement
             self.risk = RiskSelection(min_labels=self.config.classifier_min_labels, min_auc=self.config.classifier_min_auc)
 

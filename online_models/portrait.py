@@ -30,11 +30,21 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from online_models.activity import (
+    count_session,
+    count_week,
+    note_item_payment,
+    note_view,
+    render_weeks,
+    settle_decisions,
+    settle_sessions,
+    visit_totals,
+)
 from online_models.clock import DAY_MS, MINUTE_MS, ceil_minute
 from online_models.events import Event, Profile
 from online_models.lifecycle import last_return_gap_days
 from online_models.sentiment import NEGATIVE_AT, POSITIVE_AT, ReviewScore
-from online_models.vocabulary import WEEKEND_DAYS, local_day, local_hour_weekday, ratio
+from online_models.vocabulary import SESSION_GAP_MS, WEEKEND_DAYS, local_calendar, local_day, local_hour_weekday, ratio, week_of_day
 
 WINDOW_DAYS = (7, 30, 90)
 #: the device entry that counts the events of every device beyond the ``max_devices`` most used
@@ -76,6 +86,11 @@ class PortraitConfig:
     negative_reviews_shown: int = 3
     #: most negative reviews of the window kept per user (the newest); the window's count stops there
     max_recent_negative_reviews: int = 50
+    #: shop weeks kept in the weekly ledger, counted back from the user's newest one (52 and the week an
+    #: event stamped ahead of the stream time can open)
+    activity_weeks: int = 53
+    #: items whose first view is remembered for same-day decisions (the ones viewed last)
+    max_viewed_items: int = 32
     category_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CATEGORY_WEIGHTS))
 
     def __post_init__(self) -> None:
@@ -90,6 +105,8 @@ class PortraitConfig:
             raise ValueError(
                 "sentiment_window_days must be positive and max_recent_negative_reviews at least negative_reviews_shown"
             )
+        if self.activity_weeks < 1 or self.max_viewed_items < 1:
+            raise ValueError("activity_weeks and max_viewed_items must be positive")
 
 
 @dataclass(slots=True)
@@ -99,11 +116,14 @@ class PortraitState:
     Every collection is bounded. By count: ``devices`` (the first ``max_devices`` names; any
     further device is counted under ``"other"``), ``seen`` (the ids of the last ``max_seen_ids``
     events folded in, within the dedupe horizon), ``category_scores`` (``max_categories``),
-    ``type_counts``, ``hours``, ``weekdays``, ``profile`` (the profile contract's fields). By
+    ``type_counts``, ``hours``, ``weekdays``, ``profile`` (the profile contract's fields),
+    ``payment_methods`` (the contract's vocabulary), ``first_views`` (``max_viewed_items``). By
     event time: the minute buckets (90 days), ``purchase_times`` (``purchase_memory_ms``),
     ``open_carts`` and ``recent_pays`` (the cart timeout and the lateness), ``pending_labels``
     (the label horizon), ``purchase_days`` (one entry per day with a purchase), ``recent_negative_reviews``
-    (the sentiment window, and at most ``max_recent_negative_reviews``). A redelivery
+    (the sentiment window, and at most ``max_recent_negative_reviews``), the weekly
+    ledger (``activity_weeks``), the open sessions and ``pending_decisions`` (the lateness and a
+    session gap; see :mod:`online_models.activity`). A redelivery
     whose id has left ``seen`` is dead-lettered as ``late_event`` when older than the watermark,
     else counted again: that takes more than ``max_seen_ids`` events of one user within the
     allowed lateness. The serialized state as a whole is capped by the partition engine
@@ -170,6 +190,27 @@ class PortraitState:
     negative_reviews: int = 0
     # negative reviews within the sentiment window, sorted by time: [ts, item_id, score]
     recent_negative_reviews: list = field(default_factory=list)
+    # payments (pay events) by the payment method they name
+    payment_methods: dict[str, int] = field(default_factory=dict)
+    # the weekly ledger (online_models.activity): shop weeks with an event, sorted, and per week the
+    # payments, their spend in cents and the shares
+    week_numbers: list[int] = field(default_factory=list)
+    week_purchases: list[int] = field(default_factory=list)
+    week_cents: list[int] = field(default_factory=list)
+    week_shares: list[int] = field(default_factory=list)
+    # sessions a late event can still join (start, end, views), sorted; settled visits and their views
+    session_starts: list[int] = field(default_factory=list)
+    session_ends: list[int] = field(default_factory=list)
+    session_views: list[int] = field(default_factory=list)
+    visits: int = 0
+    visit_views: int = 0
+    # item -> time of its first view, for the items viewed last (in order of their last view)
+    first_views: dict[str, int] = field(default_factory=dict)
+    # payments naming an item, those first viewed earlier on the payment's shop day, and the
+    # answers a late view can still change: [pay time, shop day, item, 0 or 1]
+    item_purchases: int = 0
+    same_day_purchases: int = 0
+    pending_decisions: list = field(default_factory=list)
 
     def has_seen(self, event_id: str) -> bool:
         """Whether ``event_id`` was already folded in (within the dedupe horizon)."""
@@ -292,11 +333,24 @@ def update(
 
     kind = event.type
     state.type_counts[kind] = state.type_counts.get(kind, 0) + 1
-    hour, weekday = local_hour_weekday(ts, config.timezone)
+    zone = config.timezone
+    hour, weekday, day = local_calendar(ts, zone)
     state.hours[hour] += 1
     state.weekdays[weekday] += 1
     if event.device:
         _count_device(state.devices, event.device, config.max_devices)
+    # the common cases inline (hot path): the newest week of the ledger, the newest session
+    week = week_of_day(day)
+    weeks = state.week_numbers
+    week = len(weeks) - 1 if weeks and weeks[-1] == week else count_week(state, week, config.activity_weeks)
+    ends = state.session_ends
+    if ends and ts >= state.session_starts[-1] and ts - ends[-1] < SESSION_GAP_MS:
+        if ts > ends[-1]:
+            ends[-1] = ts
+        if kind == "view":
+            state.session_views[-1] += 1
+    else:
+        count_session(state, ts, 1 if kind == "view" else 0)
 
     minute = ceil_minute(ts) // MINUTE_MS
     i = bisect.bisect_left(state.bucket_minutes, minute)
@@ -308,8 +362,7 @@ def update(
     state.bucket_events[i] += 1
     if kind == "pay":
         cents = event.amount_cents
-        day = local_day(ts, config.timezone)
-        _count_first_day(state, day, cents, config.timezone)
+        _count_first_day(state, day, cents, zone)
         state.purchases += 1
         state.spend_cents += cents
         state.bucket_purchases[i] += 1
@@ -327,6 +380,19 @@ def update(
         state.open_carts = [c for c in state.open_carts if not (ts - config.cart_timeout_ms < c <= ts)]
         bisect.insort(state.recent_pays, ts)
         bisect.insort(state.purchase_times, ts)
+        if week is not None:
+            state.week_purchases[week] += 1
+            state.week_cents[week] += cents
+        if event.payment_method:
+            state.payment_methods[event.payment_method] = state.payment_methods.get(event.payment_method, 0) + 1
+        if event.item_id:
+            note_item_payment(state, event.item_id, ts, day, zone)
+    elif kind == "view":
+        if event.item_id:
+            note_view(state, event.item_id, ts, config.max_viewed_items, zone)
+    elif kind == "share":
+        if week is not None:
+            state.week_shares[week] += 1
     elif kind == "refund":
         state.refunds += 1
         state.refund_cents += event.amount_cents
@@ -384,6 +450,10 @@ def prune(state: PortraitState, watermark: int, config: PortraitConfig) -> None:
         cut = bisect.bisect_right(state.bucket_minutes, oldest_needed)
         for column in (state.bucket_minutes, state.bucket_events, state.bucket_purchases, state.bucket_cents):
             del column[:cut]
+    if state.session_ends and state.session_ends[0] + SESSION_GAP_MS <= watermark:
+        settle_sessions(state, watermark)
+    if state.pending_decisions and state.pending_decisions[0][0] < watermark:
+        settle_decisions(state, watermark)
 
 
 @lru_cache(maxsize=1 << 16)  # the same instants recur: check times, first and last visits
@@ -445,6 +515,8 @@ def render(state: PortraitState, *, as_of: int | None, config: PortraitConfig) -
     scores = category_scores(state, as_of, config)
     top = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[: config.top_categories]
     device_total = sum(state.devices.values())
+    method_total = sum(state.payment_methods.values())
+    visits, visit_views = visit_totals(state)
     weekend = sum(state.weekdays[d] for d in WEEKEND_DAYS)
     active_total = sum(state.hours)
     return {
@@ -491,10 +563,19 @@ def render(state: PortraitState, *, as_of: int | None, config: PortraitConfig) -
             "favorite_to_purchase": ratio(purchases, counts.get("favorite", 0), cap=1.0),
             "abandoned_carts": abandoned,
             "last_abandoned_cart": iso(last_abandoned),
+            "shares": counts.get("share", 0),
+            "visits": visits,
+            "visit_views": visit_views,
+            "browse_depth": ratio(visit_views, visits),
+            "item_purchases": state.item_purchases,
+            "same_day_purchases": state.same_day_purchases,
+            "same_day_share": ratio(state.same_day_purchases, state.item_purchases),
         },
         "devices": {name: round(n / device_total, 4) for name, n in sorted(state.devices.items())},
+        "payment_methods": {name: round(n / method_total, 4) for name, n in sorted(state.payment_methods.items())},
         "promo_share": ratio(state.promo_purchases, purchases),
         "sentiment": sentiment_view(state, as_of, config),
         "profile": dict(state.profile),
+        "weeks": render_weeks(state),
         "version": state.version,
     }

@@ -28,9 +28,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from online_models.events import PAYMENT_METHODS
 from online_models.lifecycle import STAGES
 from online_models.rfm import LAYERS
 from online_models.risk_selection import CANDIDATES
+from online_models.vocabulary import PRICE_BANDS
 
 __all__ = [
     "CategoryScore",
@@ -38,6 +40,7 @@ __all__ = [
     "Clv",
     "Funnel",
     "Lifetime",
+    "PriceBand",
     "Portrait",
     "ProfileAttributes",
     "NegativeReview",
@@ -45,6 +48,7 @@ __all__ = [
     "ReviewSentiment",
     "Rfm",
     "Segment",
+    "WeekActivity",
     "WindowTotals",
     "Windows",
     "portrait_json_schema",
@@ -131,6 +135,37 @@ class Funnel(BaseModel):
     last_abandoned_cart: Instant | None = Field(
         description="Time of the newest abandoned cart (its add_to_cart event); null when none is abandoned"
     )
+    shares: Count = Field(description="share events (the user shared an item or the shop: referrals)")
+    visits: Count = Field(
+        description="Visits: sessions holding a view, a session being the user's events less than 30 minutes apart "
+        "(a 30-minute gap without an event starts the next)"
+    )
+    visit_views: Count = Field(description="view events in those visits")
+    browse_depth: float | None = Field(
+        ge=1, description="visit_views / visits: pages viewed per visit, 4 decimals; null without a visit"
+    )
+    item_purchases: Count = Field(description="pay events naming an item_id")
+    same_day_purchases: Count = Field(
+        description="Of item_purchases, the same-day decisions: paid on the shop calendar day the user first viewed "
+        "the item, before the payment (first views are remembered for the 32 items the user viewed last)"
+    )
+    same_day_share: Share | None = Field(
+        description="same_day_purchases / item_purchases, 4 decimals; null without a payment naming an item"
+    )
+
+
+class WeekActivity(BaseModel):
+    """One shop week (Monday to Sunday, shop time zone) in which the user had an event."""
+
+    week: str = Field(
+        pattern=r"^\d{4}-\d{2}-\d{2}$",
+        json_schema_extra={"format": "date"},
+        description="The week's Monday, YYYY-MM-DD, in the shop's calendar",
+        examples=["2026-11-16"],
+    )
+    purchases: Count = Field(description="pay events in the week")
+    spend: Money = Field(description="Sum of the week's payment amounts, currency units (gross of refunds)")
+    shares: Count = Field(description="share events in the week")
 
 
 class ProfileAttributes(BaseModel):
@@ -228,9 +263,18 @@ class RenderedPortrait(BaseModel):
         description="Share of the events that named a device, by device (ios, android, pc, mini_program, ...), "
         "4 decimals; devices beyond the first 8 seen are counted under 'other'"
     )
+    payment_methods: dict[Literal[PAYMENT_METHODS], Share] = Field(  # type: ignore[valid-type]
+        description="Share of the payments (pay events) that named a payment method, by method (the event "
+        "contract's vocabulary), 4 decimals; empty when none named one"
+    )
     promo_share: Share | None = Field(description="Share of payments made on a promotion; null for a non-buyer")
     sentiment: ReviewSentiment
     profile: ProfileAttributes
+    weeks: list[WeekActivity] = Field(
+        max_length=53,
+        description="The shop weeks with an event among the 53 up to the week of the user's newest event, oldest "
+        "first: what the AARRR figures (GET /v1/aarrr) count",
+    )
     version: Count = Field(description="Changes folded into the user's state (events and profile records); grows with each")
 
 
@@ -294,6 +338,18 @@ class Clv(BaseModel):
     horizon_days: int = Field(gt=0, description="Days ahead of as_of the value counts (PORTRAITS_CLV_HORIZON_DAYS)")
 
 
+class PriceBand(BaseModel):
+    """The user's consumption level: their ``aov`` ranked among the recent buyers' average order values."""
+
+    band: Literal[PRICE_BANDS] = Field(  # type: ignore[valid-type]
+        description="low: rank below 0.25; high: rank 0.75 or more; mid: between"
+    )
+    rank: Share = Field(
+        description="Mid-rank of aov among the buyers' average order values: (share below + share at or below) / 2, "
+        "4 decimals"
+    )
+
+
 class Portrait(RenderedPortrait):
     """One user's live portrait as published on the ``portraits`` topic and served by the API."""
 
@@ -307,6 +363,10 @@ class Portrait(RenderedPortrait):
     tags: list[str] = Field(description="Names of the rule-defined tags that hold (PORTRAITS_TAG_RULES), sorted")
     churn: Churn
     clv: Clv | None = Field(description="Lifetime value of a buyer once a purchase model is fitted; null otherwise")
+    price_band: PriceBand | None = Field(
+        description="Where the user's average order value stands among the recent buyers' (one sample per buyer "
+        "and week, the last one to two weeks); null for a non-buyer or before the population holds an order value"
+    )
 
 
 def portrait_json_schema() -> dict[str, Any]:

@@ -463,10 +463,9 @@ class PartitionProcessor:
         if state.user_id not in self.cache:
             return  # a new user: one event is far below the cap
         cap = self.config.max_state_bytes
-        strings = len(event.event_id) + len(event.category or "") + len(event.device or "")
-        if event.type == "review":
-            strings += len(event.item_id or "")  # a negative review is kept with its item
-        growth = EVENT_GROWTH_BYTES + 6 * strings
+        growth = EVENT_GROWTH_BYTES + 6 * (
+            len(event.event_id) + len(event.category or "") + len(event.device or "") + len(event.item_id or "")
+        )
         bound = self._state_bytes.get(state.user_id)
         if bound is None or bound + growth > cap:
             bound = len(state.to_bytes())

@@ -20,14 +20,23 @@ True
 Volume (events per user per day, measured by :func:`events_per_user_per_day`
 over 28 days; lapsers are averaged over time they are silent too)::
 
-    night_owl 10.6   weekend_shopper 9.7   promo_hunter 9.6   loyal_repeat 11.6
-    browser 18.3     lapser 7.6            newcomer 4.8       default mix ~10.5
+    night_owl 10.7   weekend_shopper 9.8   promo_hunter 9.7   loyal_repeat 11.7
+    browser 18.7     lapser 7.7            newcomer 4.8       default mix ~10.6
 
 so 300 users x 30 days is about 96k events (1M events stream in ~8-14 s on one core, ~80 MB).
 Scale with ``n_users`` and ``days``.
 
 Calendar: promotion days are every Wednesday (member day) plus 3-8, 5-20,
 6-18, 11-11 and 12-12 in shop-local time; see :meth:`ShopSimulator.is_promo_day`.
+
+Orders and payments name a payment method (each user has a usual one) and users
+share items now and then (``share`` events: after a purchase, or while browsing).
+Both come from a random stream of their own, so the other events are the same with
+``payments_and_shares=False``, which leaves them out:
+
+>>> plain = list(ShopSimulator(14, 1_717_171_200_000, seed=7, payments_and_shares=False).history(3))
+>>> [{k: v for k, v in e.items() if k != "payment_method"} for e in events if e["type"] != "share"] == plain
+True
 """
 
 from __future__ import annotations
@@ -78,6 +87,8 @@ CATALOGUE = _build_catalogue()
 
 DEVICES = ("ios", "android", "pc", "mini_program")
 CHANNELS = ("organic", "search", "recommend", "live_stream", "social", "push", "ad")
+#: How the shop's users usually pay (shares of users); a user pays the usual way 85% of the time.
+PAYMENT_MIX = {"alipay": .52, "wechat_pay": .3, "installment": .07, "unionpay": .04, "credit_card": .04, "cash_on_delivery": .03}
 MEMBER_LEVELS = ("regular", "silver", "gold", "platinum")
 
 # (province or municipality, weight, ((city, tier), ...))
@@ -189,6 +200,8 @@ class Archetype:
     max_quantity: int = 2
     multi_quantity_prob: float = 0.25  # chance a cart line holds more than one piece
     promo_click_boost: float = 1.0  # click_prob multiplier for discounted items
+    share_prob: float = 0.08  # paid order -> the item shared
+    view_share_prob: float = 0.01  # view -> the item shared
     lapse_prob: float = 0.0
     joins_late: bool = False
 
@@ -238,7 +251,7 @@ ARCHETYPES: dict[str, Archetype] = {
             devices={"android": .45, "mini_program": .3, "ios": .2, "pc": .05},
             channels={"push": .35, "ad": .2, "search": .2, "social": .15, "organic": .1},
             age_range=(24, 55), female_share=.65, member_levels=(.4, .35, .2, .05),
-            search_prob=.7, fav_buy_prob=.1, refund_prob=.1, promo_click_boost=1.8,
+            search_prob=.7, fav_buy_prob=.1, refund_prob=.1, promo_click_boost=1.8, share_prob=.25,
         ),
         Archetype(
             name="loyal_repeat",
@@ -267,7 +280,7 @@ ARCHETYPES: dict[str, Archetype] = {
             devices={"android": .4, "ios": .3, "pc": .2, "mini_program": .1},
             channels={"recommend": .35, "search": .3, "ad": .2, "social": .15},
             age_range=(16, 28), female_share=.45, member_levels=(.8, .15, .05, 0),
-            search_prob=.8, fav_buy_prob=0.0,
+            search_prob=.8, fav_buy_prob=0.0, view_share_prob=.03,
         ),
         Archetype(
             name="lapser",
@@ -345,7 +358,8 @@ class ShopSimulator:
 
     ``start_ms`` is the first instant of the history, ``tz_offset_hours`` the shop's
     UTC offset (habits are in shop-local time). ``mix`` optionally overrides
-    :data:`DEFAULT_MIX`. Lapse and join instants are placed at fractions of the
+    :data:`DEFAULT_MIX`. ``payments_and_shares`` adds payment methods and share events
+    (drawn apart from everything else). Lapse and join instants are placed at fractions of the
     horizon (lapsers between 30% and 70%); the horizon is ``horizon_days`` and
     each :meth:`history` call resets it to its ``days`` so ground truth always
     matches the last history generated.
@@ -361,6 +375,7 @@ class ShopSimulator:
         *,
         mix: dict[str, float] | None = None,
         horizon_days: float = 30.0,
+        payments_and_shares: bool = True,
     ):
         if n_users < 0:
             raise ValueError("n_users must not be negative")
@@ -369,6 +384,7 @@ class ShopSimulator:
         self.seed = seed
         self.tz_offset_ms = int(tz_offset_hours * HOUR_MS)
         self.user_prefix = user_prefix
+        self.payments_and_shares = payments_and_shares
         self.mix = dict(mix or DEFAULT_MIX)
         unknown = set(self.mix) - set(ARCHETYPES)
         if unknown:
@@ -495,6 +511,9 @@ class ShopSimulator:
                 pool = CATALOGUE[c]
                 staples.append((c, *pool[int((band_lo + rng.random() * (band_hi - band_lo)) * (len(pool) - 1))]))
             next_staple = active_from + int(rng.random() * arch.staple_every_days * DAY_MS)
+        extras = random.Random(f"extras:{self.seed}:{uid}") if self.payments_and_shares else None
+        usual_method = extras.choices(list(PAYMENT_MIX), weights=list(PAYMENT_MIX.values()))[0] if extras else None
+        shares_made = 0
         wishes: list[tuple[int, int, str, str, float]] = []  # (due_ms, expires_ms, cat, item, price)
         pending: list[tuple[int, int, dict]] = []  # deferred refunds and reviews
 
@@ -541,6 +560,21 @@ class ShopSimulator:
                     t += 2_000 + int(rng.expovariate(1 / 25_000))
                     return ev
 
+                def maybe_share(after: dict, prob: float) -> None:
+                    """Now and then the user shares the item of ``after`` within two seconds of it (before the next event)."""
+                    nonlocal shares_made
+                    if extras is None or extras.random() >= prob:
+                        return
+                    shares_made += 1
+                    out.append({"event_id": f"x{tag}-{shares_made}", "type": "share", "ts": after["ts"] + 1_000 + extras.randrange(1_000),
+                                **common, "item_id": after["item_id"], "category": after["category"]})
+
+                def paid_with() -> dict:
+                    if extras is None:
+                        return {}
+                    method = usual_method if extras.random() < 0.85 else extras.choice(list(PAYMENT_MIX))
+                    return {"payment_method": method}
+
                 cart: list[tuple[str, str, float, int, bool, bool]] = []  # cat, item, price, qty, promo, directed
 
                 if rng.random() < arch.search_prob:
@@ -566,7 +600,7 @@ class ShopSimulator:
                     c, item, price = pick_item()
                     promo = rng.random() < sale_prob
                     p = round(price * rng.uniform(0.6, 0.9), 2) if promo else price
-                    emit("view", item_id=item, category=c, price=p, promo=promo)
+                    maybe_share(emit("view", item_id=item, category=c, price=p, promo=promo), arch.view_share_prob)
                     if rng.random() >= (arch.click_prob * arch.promo_click_boost if promo else arch.click_prob):
                         continue
                     emit("click", item_id=item, category=c, price=p, promo=promo)
@@ -588,11 +622,12 @@ class ShopSimulator:
                     counter += 1
                     order_id = f"o{tag}-{counter}"
                     amount = round(p * qty, 2)
-                    line = {"item_id": item, "category": c, "price": p, "quantity": qty, "order_id": order_id, "promo": promo}
+                    line = {"item_id": item, "category": c, "price": p, "quantity": qty, "order_id": order_id, "promo": promo, **paid_with()}
                     emit("order", amount=amount, **line)
                     if rng.random() >= arch.pay_prob:
                         continue
                     paid = emit("pay", amount=amount, **line)
+                    maybe_share(paid, arch.share_prob)
                     refunded = rng.random() < arch.refund_prob
                     deferred_common = {"user_id": uid, "device": common["device"], "item_id": item, "category": c, "order_id": order_id}
                     if refunded:

@@ -10,9 +10,10 @@ import logging
 import math
 import re
 from collections import Counter, defaultdict
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 from scipy.special import hyp2f1
 
@@ -284,4 +285,137 @@ def batch_sentiment(events: list[dict], as_of: int, *, window_days: float = 30.0
         "negative": sum(s <= -0.2 for s in scores),
         "negative_recent": len(window),
         "recent_negative": [(ts, item, score) for ts, item, score in reversed(window[-shown:])],
+# -- AARRR and decision habits, from the definitions README.md gives --------------------------------
+
+SESSION_GAP = 30 * 60_000
+REMEMBERED_ITEMS = 32  # the items whose first view a user's portrait remembers: the ones viewed last
+
+
+def shop_date(ts: int, zone: str) -> date:
+    """The shop's calendar day of ``ts``."""
+    return datetime.fromtimestamp(ts / 1000, ZoneInfo(zone)).date()
+
+
+def shop_monday(ts: int, zone: str) -> date:
+    """The Monday of the shop week holding ``ts``."""
+    day = shop_date(ts, zone)
+    return day - timedelta(days=day.weekday())
+
+
+def batch_habits(events: list[dict], zone: str = "UTC", *, remembered_items: int = REMEMBERED_ITEMS, kept_weeks: int = 53) -> dict:
+    """One user's weekly ledger, visits, same-day decisions, payment methods and shares, from their raw events.
+
+    Sessions: sorted events, a new one after 30 minutes without an event; a visit is a session with a view.
+    Same-day: a payment naming an item first viewed earlier that shop day, first views remembered for the
+    ``remembered_items`` items viewed last (in event-time order).
+    """
+    events = sorted(unique_events(events), key=lambda e: e["ts"])
+    out: dict = {"shares": sum(e["type"] == "share" for e in events)}
+    weeks: dict[date, dict] = {}
+    for e in events:
+        week = weeks.setdefault(shop_monday(e["ts"], zone), {"purchases": 0, "cents": 0, "shares": 0})
+        if e["type"] == "pay":
+            week["purchases"] += 1
+            week["cents"] += cents(e)
+        elif e["type"] == "share":
+            week["shares"] += 1
+    newest = max(weeks, default=None)
+    out["weeks"] = [
+        {"week": monday.isoformat(), "purchases": w["purchases"], "spend": w["cents"] / 100, "shares": w["shares"]}
+        for monday, w in sorted(weeks.items())
+        if (newest - monday).days < 7 * kept_weeks
+    ]
+    sessions: list[list[dict]] = []
+    for e in events:
+        if sessions and e["ts"] - sessions[-1][-1]["ts"] < SESSION_GAP:
+            sessions[-1].append(e)
+        else:
+            sessions.append([e])
+    views_per_visit = [n for n in (sum(e["type"] == "view" for e in s) for s in sessions) if n]
+    out["visits"], out["visit_views"] = len(views_per_visit), sum(views_per_visit)
+    out["browse_depth"] = round(out["visit_views"] / out["visits"], 4) if out["visits"] else None
+    first_view: dict[str, int] = {}
+    last_view: dict[str, int] = {}
+    item_purchases = same_day = 0
+    for e in events:
+        item = e.get("item_id")
+        if not item:
+            continue
+        if e["type"] == "view":
+            if item not in first_view:
+                first_view[item] = e["ts"]
+            last_view[item] = e["ts"]
+            if len(first_view) > remembered_items:
+                forgotten = min(last_view, key=last_view.__getitem__)
+                del first_view[forgotten], last_view[forgotten]
+        elif e["type"] == "pay":
+            item_purchases += 1
+            seen = first_view.get(item)
+            same_day += seen is not None and shop_date(seen, zone) == shop_date(e["ts"], zone)
+    out["item_purchases"], out["same_day_purchases"] = item_purchases, same_day
+    out["same_day_share"] = round(same_day / item_purchases, 4) if item_purchases else None
+    methods = Counter(e["payment_method"] for e in events if e["type"] == "pay" and e.get("payment_method"))
+    total = sum(methods.values())
+    out["payment_methods"] = {m: round(n / total, 4) for m, n in sorted(methods.items())}
+    pays = [cents(e) for e in events if e["type"] == "pay"]
+    out["aov"] = round(sum(pays) / len(pays) / 100, 2) if pays else None
+    return out
+
+
+def mid_rank(value: float, population: list[float]) -> float:
+    """(share of the population below ``value`` + share at or below) / 2."""
+    below = sum(v < value for v in population)
+    at_or_below = sum(v <= value for v in population)
+    return (below + at_or_below) / (2 * len(population))
+
+
+def band_of(rank: float) -> str:
+    """README's price bands: low below 0.25, high from 0.75, mid between."""
+    return "low" if rank < 0.25 else ("high" if rank >= 0.75 else "mid")
+
+
+def batch_aarrr(
+    events: list[dict], *, zone: str, first: date, last: date, newest: date, activation_days: int = 7
+) -> dict:
+    """AARRR of the weeks from the Monday ``first`` to the Monday ``last``, straight from the raw events.
+
+    ``newest`` is the Monday of the newest week the figures know (retention rows end there, at most 52 cells).
+    """
+    by_user = {user: sorted(unique_events(evs), key=lambda e: e["ts"]) for user, evs in events_by_user(events).items()}
+    inside = lambda ts: first <= shop_monday(ts, zone) <= last  # noqa: E731
+    mondays = [first + timedelta(weeks=i) for i in range((last - first).days // 7 + 1)]
+    cohort_of = {user: shop_monday(evs[0]["ts"], zone) for user, evs in by_user.items()}
+    new_users = [user for user, monday in cohort_of.items() if first <= monday <= last]
+    activated = 0
+    for user in new_users:
+        pays = [e["ts"] for e in by_user[user] if e["type"] == "pay"]
+        activated += bool(pays) and pays[0] - by_user[user][0]["ts"] < activation_days * DAY
+    cohorts = []
+    for monday in mondays:
+        members = [u for u, m in cohort_of.items() if m == monday]
+        cells = []
+        for k in range(min(52, (newest - monday).days // 7 + 1)):
+            week = monday + timedelta(weeks=k)
+            users = sum(any(shop_monday(e["ts"], zone) == week for e in by_user[u]) for u in members)
+            cells.append((k, users, round(users / len(members), 4) if members else None))
+        cohorts.append({"week": monday.isoformat(), "users": len(members), "cells": cells})
+    window_events = [e for evs in by_user.values() for e in evs if inside(e["ts"])]
+    pays = [e for e in window_events if e["type"] == "pay"]
+    gmv = sum(cents(e) for e in pays) / 100
+    active = {e["user_id"] for e in window_events}
+    paying = {e["user_id"] for e in pays}
+    sharing = {e["user_id"] for e in window_events if e["type"] == "share"}
+    return {
+        "new_users": len(new_users),
+        "new_by_week": [sum(m == monday for m in cohort_of.values()) for monday in mondays],
+        "activated": activated,
+        "cohorts": cohorts,
+        "gmv": gmv,
+        "purchases": len(pays),
+        "active_users": len(active),
+        "paying_users": len(paying),
+        "arpu": round(gmv / len(active), 2) if active else None,
+        "arppu": round(gmv / len(paying), 2) if paying else None,
+        "shares": sum(e["type"] == "share" for e in window_events),
+        "sharing_users": len(sharing),
     }

@@ -7,6 +7,8 @@ from collections import Counter
 
 import pytest
 
+from tests.reference import band_of, batch_habits, events_by_user, mid_rank
+from tests.unit.shop_history import ZONE, replayed_shop
 from tests.unit.test_api_synthetic import auth, churned_population, make_client, make_store, records, synthetic_portraits
 
 AGE_BANDS = ("<18", "18-24", "25-29", "30-34", "35-39", "40-49", "50-54", "55+")
@@ -202,3 +204,25 @@ def test_the_running_overview_follows_updates(tmp_path):
         after = client.get("/v1/overview", headers=auth()).json()
         check(after, brute_overview([moved, *portraits[1:]]))
     store.close()
+
+
+def test_decision_habits_and_price_bands_equal_the_batch_computation_over_the_events(tmp_path):
+    events, portraits, _, _ = replayed_shop()
+    habits = {user: batch_habits(mine, ZONE) for user, mine in events_by_user(events).items()}
+    population = [h["aov"] for h in habits.values() if h["aov"] is not None]
+    with make_client(make_store(tmp_path, portraits)) as client:
+        overview = client.get("/v1/overview", headers=auth()).json()
+    got = overview["habits"]
+    assert got["visits"] == sum(h["visits"] for h in habits.values())
+    assert got["browse_depth"] == ratio(sum(h["visit_views"] for h in habits.values()), got["visits"])
+    assert got["item_purchases"] == sum(h["item_purchases"] for h in habits.values())
+    assert got["same_day_share"] == ratio(sum(h["same_day_purchases"] for h in habits.values()), got["item_purchases"])
+    payers = [h["payment_methods"] for h in habits.values() if h["payment_methods"]]
+    means = {m: sum(p.get(m, 0.0) for p in payers) / len(payers) for p in payers for m in p}
+    assert {row["method"] for row in got["payment_methods"]} == set(means) and len(means) > 3
+    for row in got["payment_methods"]:  # each user's shares are rounded to 4 decimals before they are averaged
+        assert abs(row["share"] - means[row["method"]]) < 2e-4, row
+    bands = Counter(band_of(mid_rank(aov, population)) for aov in population)
+    assert {row["value"]: row["users"] for row in got["price_bands"]} == dict(bands) and len(bands) == 3
+    depth = {h["marker"]: h for h in overview["health"]}["browse_depth"]
+    assert depth["value"] == got["browse_depth"] and depth["healthy_at"] == 3.0
