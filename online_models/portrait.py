@@ -36,6 +36,8 @@ from online_models.lifecycle import last_return_gap_days
 from online_models.vocabulary import WEEKEND_DAYS, local_day, local_hour_weekday, ratio
 
 WINDOW_DAYS = (7, 30, 90)
+#: calendar days (shop time zone) of purchases the portrait's ``bought_items`` lists
+BOUGHT_ITEMS_DAYS = 90
 #: the device entry that counts the events of every device beyond the ``max_devices`` most used
 OTHER_DEVICES = "other"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -69,6 +71,10 @@ class PortraitConfig:
     #: between two flushes, so a crash's replay still recognises what it already folded in
     max_seen_ids: int = 2000
     purchase_memory_ms: int = 120 * DAY_MS
+    #: items and categories whose last reported buyer contribution a user's state remembers
+    #: (:mod:`online_models.item_facts`); past these, the one bought longest ago is forgotten
+    max_bought_items: int = 50
+    max_bought_categories: int = 32
     category_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CATEGORY_WEIGHTS))
 
     def __post_init__(self) -> None:
@@ -79,6 +85,8 @@ class PortraitConfig:
             raise ValueError("max_categories must be at least top_categories")
         if self.max_devices < 1 or self.max_seen_ids < 1:
             raise ValueError("max_devices and max_seen_ids must be positive")
+        if self.max_bought_items < 1 or self.max_bought_categories < 1:
+            raise ValueError("max_bought_items and max_bought_categories must be positive")
 
 
 @dataclass(slots=True)
@@ -88,7 +96,8 @@ class PortraitState:
     Every collection is bounded. By count: ``devices`` (the first ``max_devices`` names; any
     further device is counted under ``"other"``), ``seen`` (the ids of the last ``max_seen_ids``
     events folded in, within the dedupe horizon), ``category_scores`` (``max_categories``),
-    ``type_counts``, ``hours``, ``weekdays``, ``profile`` (the profile contract's fields). By
+    ``type_counts``, ``hours``, ``weekdays``, ``profile`` (the profile contract's fields),
+    ``bought_items`` and ``bought_categories`` (``max_bought_items``, ``max_bought_categories``). By
     event time: the minute buckets (90 days), ``purchase_times`` (``purchase_memory_ms``),
     ``open_carts`` and ``recent_pays`` (the cart timeout and the lateness), ``pending_labels``
     (the label horizon), ``purchase_days`` (one entry per day with a purchase). A redelivery
@@ -148,6 +157,10 @@ class PortraitState:
     next_check: int | None = None
     # the worker's sequence number of the change that left this state (see online_models.processor)
     seq: int = 0
+    # item id / category -> the buyer contribution last reported to the items' engines
+    # ([latest purchase day, previous purchase day, layer, segment, age band], online_models.item_facts)
+    bought_items: dict[str, list] = field(default_factory=dict)
+    bought_categories: dict[str, list] = field(default_factory=dict)
 
     def has_seen(self, event_id: str) -> bool:
         """Whether ``event_id`` was already folded in (within the dedupe horizon)."""
@@ -355,6 +368,13 @@ def window_totals(state: PortraitState, as_of: int, days: int) -> dict[str, Any]
     }
 
 
+def bought_items(state: PortraitState, as_of: int, config: PortraitConfig, days: int = BOUGHT_ITEMS_DAYS) -> list[str]:
+    """Items paid for on one of the last ``days`` calendar days (shop time zone) up to ``as_of``'s, most recent first, ties by id."""
+    since = local_day(as_of, config.timezone) - days
+    recent = [(entry[0], item) for item, entry in state.bought_items.items() if entry[0] > since]
+    return [item for _, item in sorted(recent, key=lambda pair: (-pair[0], pair[1]))]
+
+
 def category_scores(state: PortraitState, as_of: int, config: PortraitConfig) -> dict[str, float]:
     """Every kept category's decayed score valued at ``as_of``."""
     factor = 2.0 ** (-(as_of - state.category_ref) / (config.category_half_life_days * DAY_MS))
@@ -424,6 +444,7 @@ def render(state: PortraitState, *, as_of: int | None, config: PortraitConfig) -
         },
         "devices": {name: round(n / device_total, 4) for name, n in sorted(state.devices.items())},
         "promo_share": ratio(state.promo_purchases, purchases),
+        "bought_items": bought_items(state, as_of, config),
         "profile": dict(state.profile),
         "version": state.version,
     }
