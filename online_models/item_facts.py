@@ -4,9 +4,16 @@ The users' engine knows each buyer at the moment of a purchase; the items'
 engines own items and categories. Between them runs the ``item-facts`` topic
 (Kafka Streams' repartition pattern): for every event of a counted type
 (:data:`ITEM_FACT_TYPES`) that names an item or a category, the users' engine
-sends one small record keyed ``item:<item_id>`` and one keyed
+makes one small fact for the key ``item:<item_id>`` and one for
 ``category:<name>`` (:func:`item_key`, :func:`category_key`; the prefixes keep an
-item and a category of the same name apart). The record carries no user id.
+item and a category of the same name apart). A fact carries no user id.
+
+A record of the topic is a *pack*: a JSON array of facts, each naming its key
+(:func:`pack_facts`, :func:`parse_item_facts`), every one of them a key of the
+record's partition (the record's key is its first fact's key). The worker packs
+the facts a user partition made between two of its flushes by the item partition
+they go to, so the item engines read one record per pack, not one per fact; a
+pack of one fact is a record too.
 
 A purchase also moves the buyer's *contribution* to the key's buyer counts: the
 buyer's latest purchase day of the item (or category), the one before it, and
@@ -31,22 +38,24 @@ BuyerAttributes(layer='ordinary', segment=None, age_band=None)
 >>> facts = facts_for(state, pay, partition=3, offset=41, buyer=buyer, config=config)
 >>> [key for key, _ in facts]
 [b'item:sku-1', b'category:snacks']
->>> fact = parse_item_fact(*facts[0]); fact.cents, fact.source, fact.was, fact.now
-(3000, (3, 41), None, Contribution(latest_day=19844, second_day=None, layer='ordinary', segment=None, age_band=None))
+>>> fact = parse_item_facts(pack_facts(value for _, value in facts))[0]
+>>> fact.key, fact.cents, fact.source, fact.was, fact.now
+('item:sku-1', 3000, (3, 41), None, Contribution(latest_day=19844, second_day=None, layer='ordinary', segment=None, age_band=None))
 >>> again = facts_for(state, pay, partition=3, offset=42, buyer=buyer, config=config)  # the same buyer, the same day
->>> parse_item_fact(*again[0]).now is None  # counted already: nothing moves
+>>> parse_item_facts(pack_facts([again[0][1]]))[0].now is None  # counted already: nothing moves
 True
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from online_models.clock import ceil_minute
-from online_models.events import InvalidEvent, Event
+from online_models.events import Event, InvalidEvent
 from online_models.features import behaviour_features
 from online_models.portrait import PortraitConfig, PortraitState, render
 from online_models.rfm import LAYERS, LayerConfig
@@ -126,12 +135,13 @@ class Contribution:
         return cls(latest, second, layer, segment, age_band)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ItemFact:
-    """One event as an item or category engine folds it; ``source`` is where the event was read
-    (its partition and offset of the events topic): the items' side skips a fact from a source
-    position it has already folded in, which makes a re-sent fact harmless."""
+    """One event as an item or category engine folds it under ``key``; ``source`` is where the event
+    was read (its partition and offset of the events topic): the items' side skips a fact from a
+    source position it has already folded in, which makes a re-sent fact harmless."""
 
+    key: str
     event_id: str
     type: str
     ts: int
@@ -203,13 +213,13 @@ def facts_for(
 ) -> list[tuple[bytes, bytes]]:
     """The facts (key, value) of an event just folded into ``state``; none for an event the item portraits do not count.
 
-    ``buyer`` (a purchase's :func:`buyer_attributes`) moves the buyer's contributions in
-    ``state``'s memories; every other fact is one value sent under both keys.
+    ``buyer`` (a purchase's :func:`buyer_attributes`) moves the buyer's contributions in ``state``'s memories.
     """
     if event.type not in ITEM_FACT_TYPES or not (event.item_id or event.category):
         return []
     day = local_day(event.ts, config.timezone)
     body = {
+        "key": None,
         "event_id": event.event_id,
         "type": event.type,
         "ts": event.ts,
@@ -224,70 +234,78 @@ def facts_for(
         keys.append((item_key(event.item_id), state.bought_items, event.item_id, config.max_bought_items))
     if event.category:
         keys.append((category_key(event.category), state.bought_categories, event.category, config.max_bought_categories))
-    if buyer is None:
-        value = orjson.dumps(body)
-        return [(key.encode(), value) for key, *_ in keys]
     facts = []
     for key, memory, name, cap in keys:
-        moved = remember_purchase(memory, name, day, buyer, cap)
-        if moved is not None:
-            was, now = moved
-            body["was"], body["now"] = (None if was is None else was.to_list()), now.to_list()
-        else:
-            body["was"] = body["now"] = None
+        body["key"] = key
+        if buyer is not None:
+            moved = remember_purchase(memory, name, day, buyer, cap)
+            was, now = moved if moved is not None else (None, None)
+            body["was"], body["now"] = (None if was is None else was.to_list()), (None if now is None else now.to_list())
         facts.append((key.encode(), orjson.dumps(body)))
     return facts
 
 
-def _text(body: dict, name: str, *, required: bool = True) -> str | None:
-    value = body.get(name)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{name} must be a non-empty string")
-    return value
+def pack_facts(values: Iterable[bytes]) -> bytes:
+    """One record of the item-facts topic holding the facts ``values`` (each a fact's JSON), in order.
+
+    >>> pack_facts([b'{"a":1}', b'{"b":2}'])
+    b'[{"a":1},{"b":2}]'
+    """
+    return b"[" + b",".join(values) + b"]"
 
 
-def _integer(body: dict, name: str, low: int | None = None) -> int:
-    value = body.get(name)
-    if type(value) is not int or (low is not None and value < low):
-        raise ValueError(f"{name} must be an integer" + ("" if low is None else f" >= {low}"))
-    return value
+def _is_count(value: Any) -> bool:
+    return type(value) is int and value >= 0
 
 
-def parse_item_fact(key: bytes | None, value: bytes | None) -> ItemFact:
-    """A record of the item-facts topic as an :class:`ItemFact`; :class:`InvalidEvent` (``invalid_item_fact``)
-    for a record that is not one, or whose key does not name its item or category."""
+def _fact(body: Any) -> ItemFact:
+    """One fact of a pack; ValueError (or KeyError, TypeError) for anything else."""
+    if type(body) is not dict:
+        raise ValueError("a fact is a JSON object")
+    key, kind, ts, day, cents, source = body["key"], body["type"], body["ts"], body["day"], body["cents"], body["source"]
+    if kind not in ITEM_FACT_TYPES:
+        raise ValueError(f"type {str(kind)[:40]!r} is not counted")
+    if type(ts) is not int or type(day) is not int or not _is_count(cents):
+        raise ValueError("ts and day must be integers, cents one >= 0")
+    if type(source) is not list or len(source) != 2 or not (_is_count(source[0]) and _is_count(source[1])):
+        raise ValueError("source must be [partition, offset]")
+    event_id, item_id, category = body["event_id"], body.get("item_id"), body.get("category")
+    if type(event_id) is not str or not event_id:
+        raise ValueError("event_id must be a non-empty string")
+    if not ((type(item_id) is str and key == ITEM_PREFIX + item_id) or (type(category) is str and key == CATEGORY_PREFIX + category)):
+        raise ValueError("key must be item:<item_id> or category:<category> of the fact")
+    was, now = body.get("was"), body.get("now")
+    if was is not None and now is None:
+        raise ValueError("a contribution taken away is replaced")
+    return ItemFact(
+        key,
+        event_id,
+        kind,
+        ts,
+        day,
+        item_id if type(item_id) is str else None,
+        category if type(category) is str else None,
+        cents,
+        (source[0], source[1]),
+        None if was is None else Contribution.from_list(was),
+        None if now is None else Contribution.from_list(now),
+    )
+
+
+def parse_item_facts(value: bytes | None) -> list[ItemFact]:
+    """The facts of a record of the item-facts topic (a pack, :func:`pack_facts`), in order;
+    :class:`InvalidEvent` (``invalid_item_fact``) naming the first that is not a fact, and nothing else."""
     try:
-        if key is None or value is None:
-            raise ValueError("an item fact has a key and a value")
-        named = split_key(key.decode("utf-8"))
-        body = orjson.loads(value)
-        if named is None or not isinstance(body, dict):
-            raise ValueError("the key is item:<id> or category:<name>, the value a JSON object")
-        kind = _text(body, "type")
-        if kind not in ITEM_FACT_TYPES:
-            raise ValueError(f"type {kind[:40]!r} is not counted")
-        item_id, category = _text(body, "item_id", required=False), _text(body, "category", required=False)
-        if named != ("item", item_id) and named != ("category", category):
-            raise ValueError("the key names neither the fact's item nor its category")
-        source = body.get("source")
-        if not (isinstance(source, list) and len(source) == 2 and all(type(x) is int and x >= 0 for x in source)):
-            raise ValueError("source must be [partition, offset]")
-        moves = [None if body.get(name) is None else Contribution.from_list(body[name]) for name in ("was", "now")]
-        if moves[0] is not None and moves[1] is None:
-            raise ValueError("a contribution taken away is replaced")
-        return ItemFact(
-            event_id=_text(body, "event_id"),
-            type=kind,
-            ts=_integer(body, "ts"),
-            day=_integer(body, "day"),
-            item_id=item_id,
-            category=category,
-            cents=_integer(body, "cents", 0),
-            source=(source[0], source[1]),
-            was=moves[0],
-            now=moves[1],
-        )
-    except (ValueError, UnicodeDecodeError, orjson.JSONDecodeError) as error:
+        facts = orjson.loads(value)
+        if type(facts) is not list or not facts:
+            raise ValueError("a record of item facts is a JSON array of them")
+    except (ValueError, TypeError) as error:  # orjson's errors are ValueErrors
         raise InvalidEvent(INVALID_ITEM_FACT, str(error)[:200]) from None
+    out = []
+    for i, body in enumerate(facts):
+        try:
+            out.append(_fact(body))
+        except (ValueError, KeyError, TypeError) as error:
+            detail = f"missing {error}" if isinstance(error, KeyError) else str(error)
+            raise InvalidEvent(INVALID_ITEM_FACT, f"fact {i}: {detail}"[:200]) from None
+    return out

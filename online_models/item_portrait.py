@@ -17,9 +17,9 @@ kilobytes however busy it is (minute buckets over 90 days would not).
 >>> from online_models.item_facts import Contribution, ItemFact
 >>> state = ItemState("item:sku-1")
 >>> now = Contribution(19844, None, "ordinary", None, "25-29")
->>> for fact in (ItemFact("v1", "view", 1714536000000, 19844, "sku-1", "snacks", 0, (0, 1)),
-...              ItemFact("p1", "pay", 1714536060000, 19844, "sku-1", "snacks", 2500, (0, 2), None, now),
-...              ItemFact("p1", "pay", 1714536060000, 19844, "sku-1", "snacks", 2500, (0, 2), None, now)):
+>>> for fact in (ItemFact("item:sku-1", "v1", "view", 1714536000000, 19844, "sku-1", "snacks", 0, (0, 1)),
+...              ItemFact("item:sku-1", "p1", "pay", 1714536060000, 19844, "sku-1", "snacks", 2500, (0, 2), None, now),
+...              ItemFact("item:sku-1", "p1", "pay", 1714536060000, 19844, "sku-1", "snacks", 2500, (0, 2), None, now)):
 ...     _ = fold(state, fact)
 >>> view = render(state, as_of=1714536120000, config=ItemConfig())
 >>> view["windows"]["7d"]["purchases"], view["windows"]["7d"]["conversion"], view["windows"]["7d"]["buyers"]
@@ -187,9 +187,13 @@ def fold(state: ItemState, fact: ItemFact) -> bool:
     return True
 
 
-def prune(state: ItemState, watermark: int, config: ItemConfig) -> None:
-    """Drop the days no window can count any more: a window ends on the day of an ``as_of`` past the watermark."""
-    floor = local_day(watermark, config.timezone) - KEPT_DAYS + 1
+def floor_day(watermark: int, config: ItemConfig) -> int:
+    """The oldest shop day a window can still count: a window ends on the day of an ``as_of`` past the watermark."""
+    return local_day(watermark, config.timezone) - KEPT_DAYS + 1
+
+
+def prune(state: ItemState, floor: int) -> None:
+    """Drop the days before ``floor`` (:func:`floor_day`): no window can count them any more."""
     if state.floor_day is not None and floor <= state.floor_day:
         return
     state.floor_day = floor
@@ -198,17 +202,8 @@ def prune(state: ItemState, watermark: int, config: ItemConfig) -> None:
         del state.days[:cut], state.tallies[:cut], state.buyers_by[:cut]
 
 
-def _window(state: ItemState, last_day: int, days: int) -> dict[str, Any]:
-    """The figures of the ``days`` shop days up to ``last_day``."""
-    lo = bisect.bisect_right(state.days, last_day - days)
-    hi = bisect.bisect_right(state.days, last_day)
-    totals = [0] * len(TALLIES)
-    by: dict[str, int] = {}
-    for tallies, counts in zip(state.tallies[lo:hi], state.buyers_by[lo:hi]):
-        for k, n in enumerate(tallies):
-            totals[k] += n
-        for name, n in counts.items():
-            by[name] = by.get(name, 0) + n
+def _figures(totals: list[int], by: dict[str, int]) -> dict[str, Any]:
+    """One window's figures from its summed :data:`TALLIES` and buyer counts."""
     views, purchases, buyers = totals[_VIEWS], totals[_PURCHASES], totals[_BUYERS]
     return {
         "views": views,
@@ -228,6 +223,23 @@ def _window(state: ItemState, last_day: int, days: int) -> dict[str, Any]:
             for name, prefix in ATTRIBUTES
         },
     }
+
+
+def _windows(state: ItemState, last_day: int) -> dict[str, dict[str, Any]]:
+    """Every window's figures: the days up to ``last_day`` summed newest first, in one pass."""
+    totals = [0] * len(TALLIES)
+    by: dict[str, int] = {}
+    out = {}
+    i = bisect.bisect_right(state.days, last_day) - 1
+    for days in WINDOW_DAYS:
+        while i >= 0 and state.days[i] > last_day - days:
+            for k, n in enumerate(state.tallies[i]):
+                totals[k] += n
+            for name, n in state.buyers_by[i].items():
+                by[name] = by.get(name, 0) + n
+            i -= 1
+        out[f"{days}d"] = _figures(totals, by)
+    return out
 
 
 def day_iso(day: int) -> str:
@@ -265,6 +277,6 @@ def render(state: ItemState, *, as_of: int | None, config: ItemConfig) -> dict[s
             "refunds": lifetime[_REFUNDS],
             "refund_amount": lifetime[_REFUND_CENTS] / 100,
         },
-        "windows": {f"{days}d": _window(state, last_day, days) for days in WINDOW_DAYS},
+        "windows": _windows(state, last_day),
         "version": state.version,
     }

@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from online_models.events import parse_event
-from online_models.item_facts import BuyerAttributes, facts_for, parse_item_fact, remember_purchase
+from online_models.item_facts import BuyerAttributes, facts_for, pack_facts, parse_item_facts, remember_purchase
 from online_models.item_portrait import ItemConfig, ItemState, fold, render
 from online_models.item_processor import ItemEngineConfig, ItemPartitionProcessor
 from online_models.partition_engine import PROGRESS_KEY, Delete, Flushing, Put, Record, Send, apply_to
@@ -76,8 +76,9 @@ def delivered(history: list[dict], seed: int) -> list[dict]:
     return order
 
 
-def run_users(events: list[dict], profiles: dict, models) -> dict[int, list[tuple[bytes, bytes]]]:
-    """Every user partition's engine over its profiles, then its events; the item facts each sent, in order."""
+def run_users(events: list[dict], profiles: dict, models) -> dict[int, list[list[tuple[bytes, bytes]]]]:
+    """Every user partition's engine over its profiles, then its events; the item facts each sent, in order,
+    in the runs the worker packs: the facts sent between two flushes."""
     by_partition: dict[int, list[Record]] = defaultdict(list)
     for profile in profiles.values():
         key = profile["user_id"].encode()
@@ -92,22 +93,38 @@ def run_users(events: list[dict], profiles: dict, models) -> dict[int, list[tupl
     facts = {}
     for partition, records in by_partition.items():
         engine = PartitionProcessor(partition, {}, ENGINE)
-        sent = []
-        for record in records:
-            for effect in engine.process(record, now_ms=NOW_MS, models=models):
-                if isinstance(effect, Send) and effect.kind == "item_fact":
-                    sent.append((effect.key, effect.value))
-        facts[partition] = sent
+        facts[partition] = runs_of([engine.process(record, now_ms=NOW_MS, models=models) for record in records])
     return facts
 
 
-def route(facts: dict[int, list[tuple[bytes, bytes]]], seed: int) -> dict[int, list[Record]]:
-    """The facts on the item-facts partitions: each source's in its order, the sources interleaved at random."""
-    queues: dict[int, dict[int, list]] = defaultdict(lambda: defaultdict(list))
-    for source, sent in facts.items():
-        for key, value in sent:
-            queues[partition_of(key)][source].append((key, value))
+def runs_of(log: list[list]) -> list[list[tuple[bytes, bytes]]]:
+    """The item facts of an engine's effects, cut at each write: what the worker packs and sends before it."""
+    runs, run = [], []
+    for effects in log:
+        for effect in effects:
+            if isinstance(effect, Send) and effect.kind == "item_fact":
+                run.append((effect.key, effect.value))
+            elif isinstance(effect, (Put, Delete)) and run:
+                runs.append(run)
+                run = []
+    return runs + ([run] if run else [])
+
+
+def route(facts: dict[int, list[list[tuple[bytes, bytes]]]], seed: int) -> dict[int, list[Record]]:
+    """The facts on the item-facts partitions as the worker sends them: each run of a source packed by item
+    partition (cut at random, some packs of one fact), each source's packs in order, the sources interleaved."""
     rng = random.Random(seed)
+    queues: dict[int, dict[int, list]] = defaultdict(lambda: defaultdict(list))
+    for source, runs in facts.items():
+        for run in runs:
+            by_partition: dict[int, list] = defaultdict(list)
+            for key, value in run:
+                by_partition[partition_of(key)].append((key, value))
+            for partition, pack in by_partition.items():
+                while pack:
+                    size = rng.choice((1, len(pack), rng.randrange(1, len(pack) + 1)))
+                    queues[partition][source].append((pack[0][0], pack_facts(value for _, value in pack[:size])))
+                    pack = pack[size:]
     out = {}
     for partition, by_source in queues.items():
         pending = {source: list(reversed(items)) for source, items in by_source.items()}
@@ -201,9 +218,12 @@ def test_item_facts_delivered_again_change_nothing(streamed):
     _, facts, served = streamed
     for partition, records in route(facts, seed=1).items():
         rng = random.Random(partition)
-        twice = records + [Record(ITEM_FACTS, ITEM_FACTS, len(records) + i, r.key, r.value) for i, r in enumerate(rng.sample(records, 200))]
+        again = rng.sample(records, len(records) // 3)
+        twice = records + [Record(ITEM_FACTS, ITEM_FACTS, len(records) + i, r.key, r.value) for i, r in enumerate(again)]
         engine, _ = run_items(twice, {}, partition)
-        assert engine.counts["item_facts_duplicate"] == 200 and engine.counts["item_facts_applied"] == len(records)
+        total = sum(len(parse_item_facts(r.value)) for r in records)
+        assert engine.counts["item_facts_applied"] == total
+        assert engine.counts["item_facts_duplicate"] == sum(len(parse_item_facts(r.value)) for r in again) > 0
         sends, _ = engine.publication(None)
         assert all(orjson.loads(s.value) == served[s.key.decode()] for s in sends)
 
@@ -259,65 +279,69 @@ def test_a_crash_of_a_user_engine_sends_facts_again_and_the_items_count_them_onc
     for n in sorted(random.Random(8).sample(range(len(writes)), 4)):
         at_record, at_effect = writes[n]
         store: dict = {}
-        before: list[tuple[bytes, bytes]] = []
+        before = []
         for i, effects in enumerate(log[: at_record + 1]):
             upto = effects if i < at_record else effects[:at_effect]
             apply_to(store, upto)
-            before += [(e.key, e.value) for e in upto if isinstance(e, Send) and e.kind == "item_fact"]
+            before.append(upto)
         restarted = PartitionProcessor(source, store, ENGINE)
-        after = []
-        for record in records:
-            for effect in restarted.process(record, now_ms=NOW_MS, models=models):
-                if isinstance(effect, Send) and effect.kind == "item_fact":
-                    after.append((effect.key, effect.value))
-        resent = {**facts, source: before + after}
+        after = [restarted.process(record, now_ms=NOW_MS, models=models) for record in records]
+        resent = {**facts, source: runs_of(before) + runs_of(after)}
         assert portraits_of(route(resent, seed=1)) == served, f"crash after state write {n}"
 
 
 def test_an_item_partition_forgets_a_key_idle_past_the_retention():
     engine = ItemPartitionProcessor(0, {}, ItemEngineConfig(retention_ms=30 * DAY))
-    view = {"event_id": "e1", "type": "view", "ts": START_MS, "day": START_MS // DAY, "item_id": "a", "category": None,
-            "cents": 0, "source": [0, 0]}
-    engine.process(Record(ITEM_FACTS, ITEM_FACTS, 0, b"item:a", orjson.dumps(view)), now_ms=NOW_MS)
-    later = {**view, "event_id": "e2", "ts": START_MS + 31 * DAY, "day": START_MS // DAY + 31, "item_id": "b", "source": [0, 1]}
-    effects = engine.process(Record(ITEM_FACTS, ITEM_FACTS, 1, b"item:b", orjson.dumps(later)), now_ms=NOW_MS)
+    view = {"key": "item:a", "event_id": "e1", "type": "view", "ts": START_MS, "day": START_MS // DAY, "item_id": "a",
+            "category": None, "cents": 0, "source": [0, 0]}
+    engine.process(Record(ITEM_FACTS, ITEM_FACTS, 0, b"item:a", orjson.dumps([view])), now_ms=NOW_MS)
+    later = {**view, "key": "item:b", "event_id": "e2", "ts": START_MS + 31 * DAY, "day": START_MS // DAY + 31, "item_id": "b",
+             "source": [0, 1]}
+    effects = engine.process(Record(ITEM_FACTS, ITEM_FACTS, 1, b"item:b", orjson.dumps([later])), now_ms=NOW_MS)
     assert [(e.key, e.value, e.kind) for e in effects if isinstance(e, Send)] == [(b"item:a", None, "expiry")]
     assert engine.state("item:a") is None and engine.counts["item_keys_expired"] == 1
     assert Delete(b"item:a") in effects  # a month of stream time passed: the flush came with the record
 
 
+GOOD = {"key": "item:a", "event_id": "e", "type": "view", "ts": START_MS, "day": START_MS // DAY, "item_id": "a",
+        "category": None, "cents": 0, "source": [0, 1]}
+
+
 @pytest.mark.parametrize(
-    "key, body, reason",
+    "body",
     [
-        (b"item:a", b"{not json", "invalid_item_fact"),
-        (b"sku-a", orjson.dumps({"event_id": "e", "type": "view", "ts": 1, "day": 0, "item_id": "sku-a", "cents": 0, "source": [0, 1]}), "invalid_item_fact"),
-        (b"item:a", orjson.dumps({"event_id": "e", "type": "view", "ts": 1, "day": 0, "item_id": "b", "cents": 0, "source": [0, 1]}), "invalid_item_fact"),
-        (b"item:a", orjson.dumps({"event_id": "e", "type": "search", "ts": 1, "day": 0, "item_id": "a", "cents": 0, "source": [0, 1]}), "invalid_item_fact"),
-        (b"item:a", orjson.dumps({"event_id": "e", "type": "pay", "ts": 1, "day": 0, "item_id": "a", "cents": 5, "source": [0, 1],
-                                  "was": [0, None, "ordinary", None, None], "now": None}), "invalid_item_fact"),
-        (b"item:a", orjson.dumps({"event_id": "e", "type": "pay", "ts": 1, "day": 0, "item_id": "a", "cents": 5, "source": [0, 1],
-                                  "now": [0, 0, "ordinary", None, None]}), "invalid_item_fact"),
+        b"{not json",
+        orjson.dumps(GOOD),  # a fact, not a pack of them
+        orjson.dumps([]),
+        orjson.dumps([GOOD, {**GOOD, "key": "sku-a"}]),
+        orjson.dumps([{**GOOD, "item_id": "b"}]),
+        orjson.dumps([{**GOOD, "type": "search"}]),
+        orjson.dumps([{k: v for k, v in GOOD.items() if k != "source"}]),
+        orjson.dumps([{**GOOD, "cents": -5}]),
+        orjson.dumps([{**GOOD, "type": "pay", "was": [0, None, "ordinary", None, None], "now": None}]),
+        orjson.dumps([{**GOOD, "type": "pay", "now": [0, 0, "ordinary", None, None]}]),
+        orjson.dumps([{**GOOD, "type": "pay", "now": [0, None, "vip", None, None]}]),
     ],
 )
-def test_a_record_that_is_not_an_item_fact_is_dead_lettered_and_the_flow_goes_on(key, body, reason):
+def test_a_record_that_is_not_a_pack_of_item_facts_is_dead_lettered_whole_and_the_flow_goes_on(body):
     engine = ItemPartitionProcessor(2, {}, ItemEngineConfig())
-    (letter,) = engine.process(Record(ITEM_FACTS, "shop.item-facts", 7, key, body), now_ms=NOW_MS)
+    (letter,) = engine.process(Record(ITEM_FACTS, "shop.item-facts", 7, b"item:a", body), now_ms=NOW_MS)
     headers = dict(letter.headers)
-    assert letter.topic == "events.dlq" and letter.value == body and headers["reason"] == reason.encode()
+    assert letter.topic == "events.dlq" and letter.value == body and headers["reason"] == b"invalid_item_fact"
     assert headers["source.topic"] == b"shop.item-facts" and headers["source.offset"] == b"7" and headers["detail"]
-    good = {"event_id": "e1", "type": "view", "ts": START_MS, "day": START_MS // DAY, "item_id": "a", "category": None,
-            "cents": 0, "source": [0, 0]}
-    engine.process(Record(ITEM_FACTS, "shop.item-facts", 8, b"item:a", orjson.dumps(good)), now_ms=NOW_MS)
+    assert engine.state("item:a") is None  # nothing of the record was folded in
+    good = {**GOOD, "event_id": "e1", "source": [0, 0]}
+    engine.process(Record(ITEM_FACTS, "shop.item-facts", 8, b"item:a", orjson.dumps([good])), now_ms=NOW_MS)
     assert engine.state("item:a").lifetime[0] == 1 and engine.applied_offset("shop.item-facts") == 8
 
 
 def test_a_buyer_taken_away_who_was_never_counted_leaves_no_negative_count():
     """A replay that scored the buyer otherwise (other models) takes away what it never added: counts stay at 0."""
     state = ItemState("item:a")
-    pay = parse_item_fact(b"item:a", orjson.dumps({
-        "event_id": "p2", "type": "pay", "ts": START_MS, "day": START_MS // DAY, "item_id": "a", "category": None,
+    (pay,) = parse_item_facts(orjson.dumps([{
+        "key": "item:a", "event_id": "p2", "type": "pay", "ts": START_MS, "day": START_MS // DAY, "item_id": "a", "category": None,
         "cents": 100, "source": [0, 5], "was": [START_MS // DAY - 1, None, "potential", 7, None],
-        "now": [START_MS // DAY, START_MS // DAY - 1, "ordinary", 2, "25-29"]}))
+        "now": [START_MS // DAY, START_MS // DAY - 1, "ordinary", 2, "25-29"]}]))
     assert fold(state, pay)
     window = render(state, as_of=START_MS, config=ItemConfig())["windows"]["7d"]
     assert window["buyers"] == 1 and window["repeat_buyers"] == 1
