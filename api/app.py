@@ -28,22 +28,23 @@ from api.isolation import QueryProcesses
 from api.limits import BodyGate, QueryGate
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.rescore import MODELS_SPACE, ModelSpace, Rescorer
-from api.routers import aarrr, alerts, audiences, erasure, ingestion, models, operations, overview, portraits
+from api.routers import aarrr, alerts, audiences, erasure, ingestion, items, models, operations, overview, portraits
+from api.routers.items import ITEM_PORTRAITS_SPACE
 from api.routers.operations import STATIC_DIR  # noqa: F401  (where the dashboard's files are)
 from api.store import LocalStore, TopicFollower
 from online_models.clock import DAY_MS
 from online_models.kafka_security import kafka_python_options
 from online_models.pseudonym import user_key
 from online_models.settings import Settings, get_settings
-from online_models.topic_names import CHURN_ALERTS, MODELS, PORTRAITS
+from online_models.topic_names import CHURN_ALERTS, ITEM_PORTRAITS, MODELS, PORTRAITS
 
 #: The routers in the order their routes are matched.
-ROUTERS = (operations, portraits, erasure, audiences, overview, aarrr, alerts, models, ingestion)
+ROUTERS = (operations, portraits, items, erasure, audiences, overview, aarrr, alerts, models, ingestion)
 
 
 def open_store(path: FsPath, api_settings: ApiSettings | None = None) -> LocalStore:
     """The API's store with its key spaces: portraits (indexed, churn scored with the newest models), churn alerts,
-    models, erasure requests."""
+    models, erasure requests (and, without a handler of their own, item and category portraits)."""
     ledger = ErasureLedger(ERASURES_SPACE)
     model_space = ModelSpace(MODELS_SPACE)
     limits = api_settings or ApiSettings()
@@ -66,6 +67,7 @@ def _gauges(app: FastAPI) -> dict[str, float | None]:
         "portraits_api_follower_lag": follower.lag if follower else None,
         "portraits_api_follower_caught_up": float(follower.caught_up.is_set()) if follower else None,
         "portraits_api_portraits_stored": local.count(PORTRAITS_SPACE) if local is not None else None,
+        "portraits_api_item_portraits_stored": local.count(ITEM_PORTRAITS_SPACE) if local is not None else None,
         "portraits_api_alerts_stored": alert_space.count if alert_space is not None else None,
         "portraits_api_alert_subscribers": alert_space.hub.subscribers if isinstance(alert_space, AlertSpace) else None,
         "portraits_api_follower_resyncs": getattr(follower, "resyncs", None),
@@ -97,6 +99,7 @@ def _lifespan(settings: Settings, store: LocalStore | None, follow: bool, produc
                 settings.topic(PORTRAITS): PORTRAITS_SPACE,
                 settings.topic(CHURN_ALERTS): ALERTS_SPACE,
                 settings.topic(MODELS): MODELS_SPACE,
+                settings.topic(ITEM_PORTRAITS): ITEM_PORTRAITS_SPACE,
             }
             follower = TopicFollower(local, spaces, settings.bootstrap_servers, kafka_python_options(settings))
             follower.start()

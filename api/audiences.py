@@ -67,6 +67,7 @@ class Term:
     high_value: float | None = None
     exact: bool = True  # the postings alone answer the term
     negative: bool = False  # users in the postings are excluded
+    counted: int | None = None  # an index the aggregates do not count: its postings counted (up to a bound)
 
     def ranges(self) -> list[tuple[bytes, bytes, int]]:
         """The key ranges of the term's postings, each with the offset of the user id in its keys."""
@@ -84,7 +85,9 @@ class Term:
         return [ix.posting_prefix(self.index, ix.encode_label(value)) for value in self.values]
 
     def estimate(self, aggregates: dict[str, int]) -> int:
-        """Users in the postings, from the running aggregates."""
+        """Users in the postings, from the running aggregates (or from :func:`count_postings`)."""
+        if self.counted is not None:
+            return self.counted
         if self.index == "all":
             return aggregates.get("users", 0)
         if not self.ranged:
@@ -153,6 +156,23 @@ def _float_range(name: str, index: str, path: tuple, low: float | None, high: fl
     )
 
 
+#: most postings of an index the aggregates do not count that a query counts for its estimate
+UNCOUNTED_COUNT_CAP = 10_000
+
+
+def count_postings(store: LocalStore, view, terms: list[Term], deadline: Deadline = NO_DEADLINE) -> None:
+    """Give each term on an index the aggregates do not count (:data:`api.indexes.UNCOUNTED_INDEXES`) its size:
+    the postings of its values, counted up to :data:`UNCOUNTED_COUNT_CAP` (beyond it the estimate stays there)."""
+    for term in terms:
+        if term.index not in ix.UNCOUNTED_INDEXES:
+            continue
+        counted = 0
+        for lower, upper, _ in term.ranges():
+            left = UNCOUNTED_COUNT_CAP - counted
+            counted += sum(1 for _ in zip(deadline.watch(store.keys_between(lower, upper, view=view)), range(left)))
+        term.counted = counted
+
+
 def clv_floor(
     store: LocalStore, view, flt: AudienceFilter, aggregates: dict[str, int], deadline: Deadline = NO_DEADLINE
 ) -> float | None:
@@ -219,6 +239,11 @@ def compile_filter(flt: AudienceFilter, top_clv_floor: float | None = None) -> l
                 return any(c == category and s is not None and s >= minimum for c, s in ix.top_categories(p))
 
             terms.append(Term("categories.score_at_least", scored, index="cat", values=(wanted.category,), exact=False))
+    if flt.bought_items is not None:
+        wanted = tuple(dict.fromkeys(flt.bought_items))
+        terms.append(
+            Term("bought_items", lambda p, w=frozenset(wanted): not w.isdisjoint(ix.bought_items_of(p)), index="item", values=wanted)
+        )
     if flt.attributes is not None:
         for attribute in ix.ATTRIBUTES:
             values = getattr(flt.attributes, attribute)
@@ -338,6 +363,7 @@ def select(store: LocalStore, flt: AudienceFilter, deadline: Deadline = NO_DEADL
     aggregates = handler.aggregates() if isinstance(handler, PortraitSpace) else {}
     view = store.snapshot()
     terms = compile_filter(flt, clv_floor(store, view, flt, aggregates, deadline))
+    count_postings(store, view, terms, deadline)
     positive = [t for t in terms if t.index is not None and not t.negative]
     unindexed = [t for t in terms if t.index is None]
 
@@ -502,6 +528,7 @@ def query_page(
     total = aggregates.get("users", store.count(PORTRAITS_SPACE))
     view = store.snapshot()
     terms = compile_filter(flt, clv_floor(store, view, flt, aggregates, deadline))
+    count_postings(store, view, terms, deadline)
     estimates = {t: t.estimate(aggregates) for t in terms if t.index is not None}
     share = 1.0
     for term in terms:  # conditions taken as independent; one without an index as everyone

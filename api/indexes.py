@@ -20,6 +20,7 @@ index                         portrait field                       value encodin
 ``cat``                       every ``top_categories[*].category`` the name
 ``attr.<name>``               ``profile.<name>`` for age_band,     ``str(value)``
                               gender, region, city_tier
+``item``                      every ``bought_items[*]``            the item id
 ``pay7``/``pay30``/``pay90``  ``windows.<D>d.purchases``           10-digit zero-padded
 ``risk``                      ``churn.risk``                       order-preserving hex
                                                                    of the IEEE double
@@ -33,9 +34,11 @@ the user id is everything after the second separator.
 The aggregates are integer counters (money in cents, device shares in 1e-4
 units), so subtracting an old contribution is exact. They hold the posting
 count of every categorical and ``pay<D>`` value (the query planner's size
-estimates) and every figure of the group overview (:mod:`api.overview`). The
+estimates) and every figure of the group overview (:mod:`api.overview`); the
 AARRR counters (:mod:`api.aarrr`) are kept the same way, apart, so the overview
-does not read them.
+does not read them; the ``item`` postings are not counted there (a shop sells far more items than it has
+categories or tags; the aggregates are written with every batch): a query counts
+an item's postings itself, up to a bound (:data:`UNCOUNTED_INDEXES`).
 """
 
 from __future__ import annotations
@@ -70,7 +73,9 @@ _AARRR_KEY = b"\x00aggregates:aarrr"
 
 ATTRIBUTES = ("age_band", "gender", "region", "city_tier")
 WINDOWS = (7, 30, 90)
-CATEGORICAL_INDEXES = ("layer", "life", "seg", "tag", "topcat", "cat", *(f"attr.{name}" for name in ATTRIBUTES))
+CATEGORICAL_INDEXES = ("layer", "life", "seg", "tag", "topcat", "cat", *(f"attr.{name}" for name in ATTRIBUTES), "item")
+#: categorical indexes whose values the aggregates do not count (a query counts their postings, up to a bound)
+UNCOUNTED_INDEXES = ("item",)
 NUMERIC_INDEXES = (*(f"pay{days}" for days in WINDOWS), "risk", "clv")
 #: numeric indexes whose values are floats (:func:`encode_float`), not counts
 FLOAT_INDEXES = ("risk", "clv")
@@ -94,6 +99,14 @@ def top_categories(portrait: Any) -> list[tuple[str, float | None]]:
             if name is not None:
                 result.append((name, number(entry.get("score"))))
     return result
+
+
+def bought_items_of(portrait: Any) -> list[str]:
+    """The distinct item ids of a portrait's ``bought_items``, in order."""
+    items = portrait.get("bought_items") if isinstance(portrait, dict) else None
+    if not isinstance(items, list):
+        return []
+    return list(dict.fromkeys(name for name in map(label, items) if name is not None))
 
 
 def tags_of(portrait: Any) -> list[str]:
@@ -252,6 +265,9 @@ def entries(portrait: Any, *, with_postings: bool = True) -> tuple[set[tuple[str
         categorical("cat", name)
         if position == 0:
             categorical("topcat", name)
+    if with_postings:
+        for item in bought_items_of(p):
+            posts.add(("item", encode_label(item)))
     profile = _obj(p.get("profile"))
     for name in ATTRIBUTES:
         value = label(profile.get(name))

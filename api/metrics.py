@@ -26,6 +26,7 @@ class StateCollector(Collector):
             ("portraits_api_follower_lag", "Records of the followed topics not yet in the local store"),
             ("portraits_api_follower_caught_up", "1 once the local store has caught up with the topics"),
             ("portraits_api_portraits_stored", "Portraits in the local store"),
+            ("portraits_api_item_portraits_stored", "Item and category portraits in the local store"),
             ("portraits_api_alerts_stored", "Churn alerts in the local store"),
             ("portraits_api_alert_subscribers", "Live alert stream connections"),
         ):

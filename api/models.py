@@ -231,6 +231,13 @@ class AudienceFilter(_Strict):
     churn_risk: RiskRange | None = None
     clv: ClvFilter | None = None
     categories: CategoryFilter | None = None
+    bought_items: list[Label] | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description="The buyers of these items: one of them is in bought_items (paid for on one of the last 90 shop "
+        "days, among the 50 items each user bought last)",
+    )
     attributes: AttributeFilter | None = None
     behaviour: list[Behaviour] | None = Field(None, min_length=1, max_length=20, description="Every condition holds")
 

@@ -47,6 +47,8 @@ from online_models.sentiment import NEGATIVE_AT, POSITIVE_AT, ReviewScore
 from online_models.vocabulary import SESSION_GAP_MS, WEEKEND_DAYS, local_calendar, local_day, local_hour_weekday, ratio, week_of_day
 
 WINDOW_DAYS = (7, 30, 90)
+#: calendar days (shop time zone) of purchases the portrait's ``bought_items`` lists
+BOUGHT_ITEMS_DAYS = 90
 #: the device entry that counts the events of every device beyond the ``max_devices`` most used
 OTHER_DEVICES = "other"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -91,6 +93,10 @@ class PortraitConfig:
     activity_weeks: int = 53
     #: items whose first view is remembered for same-day decisions (the ones viewed last)
     max_viewed_items: int = 32
+    #: items and categories whose last reported buyer contribution a user's state remembers
+    #: (:mod:`online_models.item_facts`); past these, the one bought longest ago is forgotten
+    max_bought_items: int = 50
+    max_bought_categories: int = 32
     category_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CATEGORY_WEIGHTS))
 
     def __post_init__(self) -> None:
@@ -107,6 +113,8 @@ class PortraitConfig:
             )
         if self.activity_weeks < 1 or self.max_viewed_items < 1:
             raise ValueError("activity_weeks and max_viewed_items must be positive")
+        if self.max_bought_items < 1 or self.max_bought_categories < 1:
+            raise ValueError("max_bought_items and max_bought_categories must be positive")
 
 
 @dataclass(slots=True)
@@ -117,7 +125,8 @@ class PortraitState:
     further device is counted under ``"other"``), ``seen`` (the ids of the last ``max_seen_ids``
     events folded in, within the dedupe horizon), ``category_scores`` (``max_categories``),
     ``type_counts``, ``hours``, ``weekdays``, ``profile`` (the profile contract's fields),
-    ``payment_methods`` (the contract's vocabulary), ``first_views`` (``max_viewed_items``). By
+    ``payment_methods`` (the contract's vocabulary), ``first_views`` (``max_viewed_items``),
+    ``bought_items`` and ``bought_categories`` (``max_bought_items``, ``max_bought_categories``). By
     event time: the minute buckets (90 days), ``purchase_times`` (``purchase_memory_ms``),
     ``open_carts`` and ``recent_pays`` (the cart timeout and the lateness), ``pending_labels``
     (the label horizon), ``purchase_days`` (one entry per day with a purchase), ``recent_negative_reviews``
@@ -211,6 +220,10 @@ class PortraitState:
     item_purchases: int = 0
     same_day_purchases: int = 0
     pending_decisions: list = field(default_factory=list)
+    # item id / category -> the buyer contribution last reported to the items' engines
+    # ([latest purchase day, previous purchase day, layer, segment, age band], online_models.item_facts)
+    bought_items: dict[str, list] = field(default_factory=dict)
+    bought_categories: dict[str, list] = field(default_factory=dict)
 
     def has_seen(self, event_id: str) -> bool:
         """Whether ``event_id`` was already folded in (within the dedupe horizon)."""
@@ -475,6 +488,13 @@ def window_totals(state: PortraitState, as_of: int, days: int) -> dict[str, Any]
     }
 
 
+def bought_items(state: PortraitState, as_of: int, config: PortraitConfig, days: int = BOUGHT_ITEMS_DAYS) -> list[str]:
+    """Items paid for on one of the last ``days`` calendar days (shop time zone) up to ``as_of``'s, most recent first, ties by id."""
+    since = local_day(as_of, config.timezone) - days
+    recent = [(entry[0], item) for item, entry in state.bought_items.items() if entry[0] > since]
+    return [item for _, item in sorted(recent, key=lambda pair: (-pair[0], pair[1]))]
+
+
 def category_scores(state: PortraitState, as_of: int, config: PortraitConfig) -> dict[str, float]:
     """Every kept category's decayed score valued at ``as_of``."""
     factor = 2.0 ** (-(as_of - state.category_ref) / (config.category_half_life_days * DAY_MS))
@@ -575,6 +595,7 @@ def render(state: PortraitState, *, as_of: int | None, config: PortraitConfig) -
         "payment_methods": {name: round(n / method_total, 4) for name, n in sorted(state.payment_methods.items())},
         "promo_share": ratio(state.promo_purchases, purchases),
         "sentiment": sentiment_view(state, as_of, config),
+        "bought_items": bought_items(state, as_of, config),
         "profile": dict(state.profile),
         "weeks": render_weeks(state),
         "version": state.version,

@@ -7,7 +7,9 @@
 the API serves. The model describes that JSON; the hot path keeps building plain
 dicts, so nothing is validated per event. ``schemas/portrait.schema.json`` is
 :func:`portrait_json_schema`, written by
-``python -m online_models.portrait_schema > schemas/portrait.schema.json``.
+``python -m online_models.portrait_schema > schemas/portrait.schema.json``. The item and category
+portrait (:func:`online_models.item_portrait.render`) is :class:`ItemPortrait`, written to
+``schemas/item-portrait.schema.json`` by ``python -m online_models.portrait_schema item``.
 
 >>> from online_models.events import parse_event
 >>> from online_models.population import PopulationModels
@@ -39,6 +41,7 @@ __all__ = [
     "Churn",
     "Clv",
     "Funnel",
+    "ItemPortrait",
     "Lifetime",
     "PriceBand",
     "Portrait",
@@ -51,6 +54,7 @@ __all__ = [
     "WeekActivity",
     "WindowTotals",
     "Windows",
+    "item_portrait_json_schema",
     "portrait_json_schema",
 ]
 
@@ -269,6 +273,10 @@ class RenderedPortrait(BaseModel):
     )
     promo_share: Share | None = Field(description="Share of payments made on a promotion; null for a non-buyer")
     sentiment: ReviewSentiment
+    bought_items: list[str] = Field(
+        description="Item ids the user paid for on one of the last 90 calendar days of the shop's time zone (as_of's day "
+        "and the 89 before), most recent purchase day first, ties by id; at most the 50 items bought last are remembered"
+    )
     profile: ProfileAttributes
     weeks: list[WeekActivity] = Field(
         max_length=53,
@@ -375,5 +383,102 @@ def portrait_json_schema() -> dict[str, Any]:
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema, "title": "Customer portrait"}
 
 
+# ---------------------------------------------------------------------------------------------
+# Item and category portraits (online_models.item_portrait.render)
+# ---------------------------------------------------------------------------------------------
+
+
+class ItemLifetime(BaseModel):
+    """Totals since the first fact of the item or category."""
+
+    views: Count = Field(description="view events naming it")
+    add_to_cart: Count = Field(description="add_to_cart events naming it")
+    favorites: Count = Field(description="favorite events naming it")
+    purchases: Count = Field(description="pay events naming it")
+    gmv: Money = Field(description="Sum of those payments' amounts, currency units (gross of refunds)")
+    refunds: Count = Field(description="refund events naming it")
+    refund_amount: Money = Field(description="Sum of those refunds' amounts, currency units")
+
+
+class BuyersBy(BaseModel):
+    """The window's buyers, each counted once, by who they were at their latest purchase of it in the window."""
+
+    layers: dict[str, Count] = Field(
+        description="Buyers by value layer (rfm.layer) at that purchase, as the layer rules give it for the purchase's "
+        "minute and the buyer's events folded in so far"
+    )
+    segments: dict[str, Count] = Field(
+        description="Buyers by behaviour segment id at that purchase under the models of the moment; 'unknown' before "
+        "the segment model is seeded"
+    )
+    age_bands: dict[str, Count] = Field(description="Buyers by the age band of their profile at that purchase; 'unknown' without one")
+
+
+class ItemWindow(BaseModel):
+    """Figures of the window's shop days: ``day(as_of) - N < day <= day(as_of)``, days of the shop's time zone."""
+
+    views: Count = Field(description="view events in the window")
+    add_to_cart: Count = Field(description="add_to_cart events in the window")
+    favorites: Count = Field(description="favorite events in the window")
+    purchases: Count = Field(description="pay events in the window")
+    gmv: Money = Field(description="Sum of the window's payment amounts, currency units (gross of refunds)")
+    refunds: Count = Field(description="refund events in the window")
+    refund_amount: Money = Field(description="Sum of the window's refunded amounts, currency units")
+    conversion: float | None = Field(
+        ge=0,
+        description="purchases / views in the window (events, not visitors), 4 decimals; can exceed 1 when items are "
+        "bought without a recorded view; null without views",
+    )
+    refund_rate: float | None = Field(
+        ge=0, description="refunds / purchases in the window, 4 decimals; can exceed 1; null without purchases"
+    )
+    buyers: Count = Field(description="Distinct buyers with a purchase in the window")
+    repeat_buyers: Count = Field(description="Buyers with purchases on two or more distinct days in the window")
+    repurchase_rate: Share | None = Field(description="repeat_buyers / buyers, 4 decimals; null without buyers")
+    buyers_by: BuyersBy
+
+
+class ItemWindows(BaseModel):
+    """Windows of whole shop days ending with the day of ``as_of``, keyed by their length."""
+
+    d7: ItemWindow = Field(alias="7d", description="The last 7 shop days")
+    d30: ItemWindow = Field(alias="30d", description="The last 30 shop days")
+    d90: ItemWindow = Field(alias="90d", description="The last 90 shop days")
+
+
+class ItemPortrait(BaseModel):
+    """One item's or category's live portrait, as published on the ``item-portraits`` topic and served by the API."""
+
+    key: str = Field(description="The record key: item:<item_id> or category:<name>")
+    kind: Literal["item", "category"] = Field(description="What the portrait describes")
+    id: str = Field(description="The item id or the category name, as sent in the events")
+    category: str | None = Field(description="An item's category, from its newest event that named one; null for a category")
+    as_of: Instant = Field(
+        description="Event-time instant the figures are valued at: the item partition's stream time (the newest "
+        "fact's time, never past the wall clock) rounded up to the whole minute"
+    )
+    as_of_day: str = Field(
+        pattern=r"^\d{4}-\d{2}-\d{2}$", description="The shop day of as_of (in timezone): the last day of every window"
+    )
+    timezone: str = Field(description="IANA time zone of the shop days (PORTRAITS_TIMEZONE)")
+    first_seen: Instant | None = Field(description="Time of the first event counted")
+    last_seen: Instant | None = Field(description="Time of the newest event counted")
+    lifetime: ItemLifetime
+    windows: ItemWindows
+    version: Count = Field(description="Events folded into the state; grows with each")
+
+
+def item_portrait_json_schema() -> dict[str, Any]:
+    """JSON Schema of one record of the ``item-portraits`` topic (``schemas/item-portrait.schema.json``)."""
+    schema = ItemPortrait.model_json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema, "title": "Item or category portrait"}
+
+
 if __name__ == "__main__":
-    print(json.dumps(portrait_json_schema(), indent=2, ensure_ascii=False))
+    import sys
+
+    which = sys.argv[1] if len(sys.argv) > 1 else "portrait"
+    if which not in ("portrait", "item"):
+        raise SystemExit("usage: python -m online_models.portrait_schema [portrait|item]")
+    schema = portrait_json_schema() if which == "portrait" else item_portrait_json_schema()
+    print(json.dumps(schema, indent=2, ensure_ascii=False))

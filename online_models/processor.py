@@ -1,4 +1,4 @@
-"""One partition's engine: records in, effects out, with the partition's live states cached.
+"""One user partition's engine: records in, effects out, with the partition's live states cached.
 
 A :class:`PartitionProcessor` owns everything one input partition needs: its
 event clock, its progress (input offsets applied, stream time, change numbers),
@@ -10,17 +10,20 @@ objects in front of the state store. It takes records of ``events``,
 order. There is no Kafka, Faust or asyncio in here, so the worker, the
 in-process replay, evaluation and the benchmarks drive the same code.
 
-The model is Kafka Streams' processor with punctuators and its record cache:
+The machinery (flushes, progress records, the record cache, publication) is
+:class:`online_models.partition_engine.PartitionEngine`'s, shared with the items'
+engine; here is what the users' records do:
 
-* a state changed N times between two flushes is written once;
-* a flush writes the changed states and then the progress record that covers
-  them, so any prefix of the state's changelog that holds a progress record
-  holds every change it covers; records after it are applied again after a
-  crash, and events already folded in are recognised by ``event_id``;
+* events already folded in are recognised by ``event_id`` (a crash's replay
+  re-applies the records after the last progress record);
 * a :class:`Send` with ``confirm`` must be delivered before any later
   :class:`Put` or :class:`Delete` is executed: an alert reaches Kafka before
   the state that remembers it, an erasure's tombstones before the state is
-  deleted.
+  deleted, an event's item facts (:mod:`online_models.item_facts`) before the
+  state that has folded the event in;
+* each event that names an item or a category is sent on, re-keyed, to the
+  ``item-facts`` topic, where the items' engines fold it
+  (:mod:`online_models.item_processor`).
 
 >>> import orjson
 >>> store = {}
@@ -49,29 +52,49 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import Counter
-from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 import orjson
 
 from online_models.admission import admit_erasure, admit_event, admit_profile, fold_event, review_sentiment
-from online_models.clock import EventClock
 from online_models.erasure import erasure_records, forget_local
 from online_models.events import MIN_TS_MS, Event, InvalidEvent
+from online_models.item_facts import ITEM_FACT_TYPES, buyer_attributes, facts_for
+from online_models.partition_engine import (  # noqa: F401  (re-exported: the engine's values are read here too)
+    MAX_DEAD_LETTER_BYTES,
+    MAX_DEAD_LETTER_KEY_BYTES,
+    MAX_DETAIL_CHARS,
+    PROGRESS_KEY,
+    Delete,
+    Effect,
+    Flushing,
+    PartitionEngine,
+    PartitionProgress,
+    Put,
+    Record,
+    Send,
+    StateReader,
+    apply_to,
+    is_internal_key,
+)
 from online_models.portrait import PortraitState, render, update_profile
 from online_models.retention import due_at, is_expired
 from online_models.schedule import CheckSchedule
 from online_models.sentiment import ReviewScorer, ShippedModelScorer
-from online_models.topic_names import CHURN_ALERTS, DEAD_LETTERS, ERASURES, EVENTS, MODEL_TRAINING, PORTRAITS, PROFILES, TICKS
+from online_models.topic_names import (  # noqa: F401  (re-exported)
+    CHURN_ALERTS,
+    DEAD_LETTERS,
+    ERASURES,
+    EVENTS,
+    ITEM_FACTS,
+    MODEL_TRAINING,
+    PORTRAITS,
+    PROFILES,
+    TICKS,
+)
 from online_models.watch import WatchConfig, watch_user
 
 log = logging.getLogger(__name__)
-
-#: state-store key of a partition's progress record; user ids cannot start with a NUL byte
-PROGRESS_KEY = b"\x00progress"
-
 
 #: dead-letter reason of an event that could take its user's stored state past ``max_state_bytes``
 STATE_TOO_LARGE = "state_too_large"
@@ -80,12 +103,6 @@ MAX_STATE_BYTES = 900_000
 #: the most one event (and the look at the user after it) adds to a serialized state, besides its
 #: strings: a minute bucket, times, counters, a label snapshot
 EVENT_GROWTH_BYTES = 2048
-#: most bytes of key and value a dead letter carries; the rest is cut (headers say so and how big it was)
-MAX_DEAD_LETTER_BYTES = 1_000_000
-#: most bytes of a record's key a dead letter carries (user ids are far shorter)
-MAX_DEAD_LETTER_KEY_BYTES = 1024
-#: most characters of the ``detail`` header
-MAX_DETAIL_CHARS = 1000
 #: least wall-clock time between two log lines about events stamped ahead of the wall clock
 CLAMP_LOG_INTERVAL_MS = 60_000
 
@@ -97,115 +114,6 @@ def fence_key(user_id: str) -> str:
     (True, 32)
     """
     return hashlib.blake2b(user_id.encode(), digest_size=16).hexdigest()
-
-
-def is_internal_key(key: bytes) -> bool:
-    """Keys of the state store that are bookkeeping, not users."""
-    return key.startswith(b"\x00") or key.startswith(b"__faust")
-
-
-@dataclass
-class PartitionProgress:
-    """Input offsets applied (by full topic name), stream time and change numbers of one partition.
-
-    >>> p = PartitionProgress(offsets={"events": 41}, stream_time=1714536000000, seq=7)
-    >>> PartitionProgress.from_bytes(p.to_bytes()) == p
-    True
-    >>> p.covers("events", 41), p.covers("events", 42), p.covers("profiles", 0)
-    (True, False, False)
-    """
-
-    offsets: dict[str, int] = field(default_factory=dict)
-    stream_time: int | None = None
-    #: number of the last state change in the partition (each state carries its own)
-    seq: int = 0
-    #: every change up to this number is on the portraits topic
-    published_seq: int = 0
-    #: erased users (:func:`fence_key`) -> request time: their events and profiles stamped at or before it are dropped
-    fences: dict[str, int] = field(default_factory=dict)
-
-    def covers(self, topic: str, offset: int) -> bool:
-        """Whether the record at ``offset`` of ``topic`` is already in the state."""
-        applied = self.offsets.get(topic)
-        return applied is not None and offset <= applied
-
-    def to_bytes(self) -> bytes:
-        """Compact JSON for the state store."""
-        return orjson.dumps(self)
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> "PartitionProgress":
-        """Inverse of :meth:`to_bytes`."""
-        return cls(**orjson.loads(raw))
-
-
-# ------------------------------------------------------------------ values in and out
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One input record: short topic name (``events``, ``profiles``, ``erasures``, ``ticks``), full topic name, offset, key, value."""
-
-    kind: str
-    topic: str
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-
-@dataclass(frozen=True, slots=True)
-class Put:
-    """Write ``value`` under ``key`` in the partition's state store (and its changelog)."""
-
-    key: bytes
-    value: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Delete:
-    """Delete ``key`` from the partition's state store (a tombstone on its changelog)."""
-
-    key: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """Send a record to a topic (short name); ``value`` None is a tombstone.
-
-    With ``confirm``, the record must be delivered before any later :class:`Put`
-    or :class:`Delete` is executed. ``payload`` is what the value encodes
-    (an :class:`~online_models.alerts.Alert`, a training sample), for callers
-    that use it in process; ``kind`` says what the record is (``alert``,
-    ``sample``, ``dead_letter``, ``portrait``, ``erasure``, ``expiry``).
-    """
-
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...] = ()
-    confirm: bool = False
-    kind: str = ""
-    payload: Any = field(default=None, compare=False, repr=False)
-
-
-Effect = Put | Delete | Send
-
-
-class StateReader(Protocol):
-    """What the processor reads of its partition's state store."""
-
-    def get(self, key: bytes) -> bytes | None: ...
-
-    def items(self) -> Iterable[tuple[bytes, bytes]]: ...
-
-
-def apply_to(store: MutableMapping[bytes, bytes], effects: Iterable[Effect]) -> None:
-    """Execute the store effects of ``effects`` on an in-memory store (sends are left to the caller)."""
-    for effect in effects:
-        if isinstance(effect, Put):
-            store[effect.key] = effect.value
-        elif isinstance(effect, Delete):
-            store.pop(effect.key, None)
 
 
 # ------------------------------------------------------------------ configuration
@@ -239,111 +147,69 @@ class EngineConfig:
     dead_letter_max_bytes: int = MAX_DEAD_LETTER_BYTES
     #: scores each review once, at admission (see online_models.sentiment)
     scorer: ReviewScorer = field(default_factory=ShippedModelScorer, compare=False, repr=False)
+    #: send each counted event that names an item or a category on to the items' engines (item-facts topic)
+    item_facts: bool = True
 
     def __post_init__(self) -> None:
         if self.progress_every >= self.watch.portrait.max_seen_ids:
             # a crash's replay recognises the events it already folded in by the ids each state keeps
             raise ValueError("progress_every must be below the portrait's max_seen_ids")
 
+    def flushing(self) -> Flushing:
+        """The engine machinery's part of the configuration."""
+        return Flushing(
+            lateness_ms=self.lateness_ms,
+            progress_every=self.progress_every,
+            progress_time_step_ms=self.progress_time_step_ms,
+            cache_size=self.cache_users,
+            dead_letter_max_bytes=self.dead_letter_max_bytes,
+        )
+
 
 # ------------------------------------------------------------------ the processor
 
 
-class PartitionProcessor:
-    """The pure engine of one input partition (see the module's docstring)."""
+class PartitionProcessor(PartitionEngine[PortraitState]):
+    """The pure engine of one user partition (see the module's docstring)."""
+
+    publish_topic = PORTRAITS
 
     def __init__(self, partition: int, store: StateReader, config: EngineConfig):
-        self.partition = partition
         self.config = config
-        self.store = store
-        self.clock = EventClock(lateness_ms=config.lateness_ms)
         self.schedule = CheckSchedule()
-        #: user id -> live state (changed or recently read)
-        self.cache: dict[str, PortraitState] = {}
-        #: user id -> changed state (None: delete) since the last flush, in order of change
-        self.changed: dict[str, PortraitState | None] = {}
-        #: users whose portrait changed since the last publication
-        self.unpublished: dict[str, None] = {}
-        #: counts of what happened (records folded, checks, alerts, ...), drained by the caller
-        self.counts: Counter[str] = Counter()
-        self.progress = self._restore()
-        self._records_since_flush = 0
-        #: stream time at the last flush (None: no event time seen yet)
-        self._flushed_at = self.stream_time
-        self._last_record_wall_ms = 0
-        #: user id -> an upper bound of the bytes of the cached state (absent: measure it)
-        self._state_bytes: dict[str, int] = {}
+        super().__init__(partition, store, config.flushing())
         #: events ahead of the wall clock since the last log line about them, the most one was ahead, that line's time
         self._ahead_unlogged = 0
         self._ahead_most_ms = 0
         self._ahead_logged_at = -CLAMP_LOG_INTERVAL_MS
 
-    def _restore(self) -> PartitionProgress:
-        """Progress, clock, schedule and unpublished users from what the store holds."""
-        raw = self.store.get(PROGRESS_KEY)
-        restored = PartitionProgress.from_bytes(raw) if raw is not None else PartitionProgress()
-        if restored.stream_time is not None:
-            self.clock.observe(self.partition, restored.stream_time)
-        last_seq = restored.seq
-        for key, value in self.store.items():
-            if is_internal_key(key):
-                continue
-            state = PortraitState.from_bytes(value)
-            self.schedule.set(state.user_id, due_at(state, self.config.retention_ms))
-            if state.seq > restored.published_seq:  # changed, maybe never published: publish again
-                self.unpublished[state.user_id] = None
-                self.cache[state.user_id] = state
-            last_seq = max(last_seq, state.seq)
-        restored.seq = last_seq  # changes made after the progress record keep their numbers unique
-        return restored
+    # ------------------------------------------------------------- the engine's hooks
+    def _decode(self, raw: bytes) -> PortraitState:
+        return PortraitState.from_bytes(raw)
 
-    # ------------------------------------------------------------- reading
-    @property
-    def stream_time(self) -> int | None:
-        """The largest event time seen on the partition."""
-        return self.clock.stream_time.get(self.partition)
+    def _key(self, state: PortraitState) -> str:
+        return state.user_id
 
-    @property
-    def watermark(self) -> int:
-        """Event time before which the partition accepts nothing new."""
-        return self.clock.watermark(self.partition)
+    def _restored(self, state: PortraitState) -> None:
+        self.schedule.set(state.user_id, due_at(state, self.config.retention_ms))
 
-    @property
-    def as_of(self) -> int | None:
-        """The instant the partition's portraits describe."""
-        return self.clock.as_of(self.partition)
+    def _render(self, state: PortraitState, as_of: int | None, models) -> bytes:
+        portrait = render(state, as_of=as_of, config=self.config.watch.portrait)
+        if models is not None:
+            portrait = models.enrich(portrait)
+        return orjson.dumps(portrait)
 
-    @property
-    def unflushed(self) -> bool:
-        """Whether records were applied (or states changed) since the last flush."""
-        return self._records_since_flush > 0 or bool(self.changed)
+    def _time_moved(self, effects: list[Effect], models) -> None:
+        self._sweep(effects, models)
 
-    def applied_offset(self, topic: str) -> int | None:
-        """The last offset of ``topic`` (full name) in the state, None before any."""
-        return self.progress.offsets.get(topic)
+    def _flush_now(self, record: Record) -> bool:
+        # an erasure is recorded as applied at once, so a replay never brings back what it erased
+        return record.kind == ERASURES
 
-    def state(self, user_id: str) -> PortraitState | None:
-        """The user's live state, None for an unknown user."""
-        state = self.cache.get(user_id)
-        if state is None and user_id not in self.changed:
-            raw = self.store.get(user_id.encode())
-            if raw is not None:
-                state = self.cache[user_id] = PortraitState.from_bytes(raw)
-                self._state_bytes[user_id] = len(raw)
-        return state
-
-    def states(self) -> Iterator[PortraitState]:
-        """Every user's live state: the store's, with the changes not flushed yet."""
-        for key, value in self.store.items():
-            if is_internal_key(key):
-                continue
-            user_id = key.decode()
-            if user_id not in self.cache and user_id not in self.changed:
-                yield PortraitState.from_bytes(value)
-        for user_id, state in self.cache.items():
-            if user_id not in self.changed:
-                yield state
-        yield from (state for state in self.changed.values() if state is not None)
+    def _before_progress(self) -> None:
+        if self.progress.fences:  # a fence below the watermark guards nothing: older events are late anyway
+            watermark = self.watermark
+            self.progress.fences = {key: at for key, at in self.progress.fences.items() if at >= watermark}
 
     # ------------------------------------------------------------- records
     def process(self, record: Record, *, now_ms: int, models=None) -> list[Effect]:
@@ -354,66 +220,15 @@ class PartitionProcessor:
         """
         if record.kind == TICKS:
             return self._tick(record, now_ms=now_ms, models=models)
-        if self.progress.covers(record.topic, record.offset):
-            self.counts["records_skipped"] += 1  # already in the state restored after a crash or a move
-            return []
-        self._last_record_wall_ms = now_ms
-        effects: list[Effect] = []
-        before = self.stream_time
-        try:
-            if record.kind == ERASURES:
-                self._erase(record, effects)
-            elif record.kind == PROFILES:
-                self._profile(record)
-            else:
-                self._event(record, effects, now_ms=now_ms, models=models)
-        except InvalidEvent as error:
-            effects.append(self._dead_letter(record, error))
-        except Exception as error:  # a fault of ours must not stop the flow: the record is kept, dead-lettered
-            log.exception("%s[%s]@%s: applying failed; dead-lettered", record.topic, self.partition, record.offset)
-            effects.append(self._dead_letter(record, InvalidEvent("apply_failed", f"{type(error).__name__}: {error}")))
-        self.progress.offsets[record.topic] = record.offset
-        if self.stream_time != before:
-            self._sweep(effects, models)
-        self._records_since_flush += 1
-        # an erasure is recorded as applied at once, so a replay never brings back what it erased
-        if record.kind == ERASURES or self._flush_due():
-            effects += self.flush()
-        return effects
+        return super().process(record, now_ms=now_ms, models=models)
 
-    def dead_letter(self, record: Record, reason: str, detail: str) -> Send:
-        """The dead-letter record for ``record`` (the caller's, for a record that failed to apply)."""
-        return self._dead_letter(record, InvalidEvent(reason, detail))
-
-    def _dead_letter(self, record: Record, error: InvalidEvent) -> Send:
-        """The record as it came, with the reason in its headers; cut to fit the dead-letter topic.
-
-        A key or value beyond the limits is cut; the ``truncated`` header names what
-        was cut and ``original.key.bytes`` / ``original.value.bytes`` its size, and the
-        ``source.*`` headers say where the whole record is.
-        """
-        self.counts[f"rejected:{error.reason}"] += 1
-        headers = [
-            ("reason", error.reason.encode()),
-            ("detail", error.detail[:MAX_DETAIL_CHARS].encode()),
-            ("source.topic", record.topic.encode()),
-            ("source.partition", str(self.partition).encode()),
-            ("source.offset", str(record.offset).encode()),
-        ]
-        key, value, cut = record.key, record.value, []
-        if key is not None and len(key) > MAX_DEAD_LETTER_KEY_BYTES:
-            cut.append("key")
-            headers.append(("original.key.bytes", str(len(key)).encode()))
-            key = key[:MAX_DEAD_LETTER_KEY_BYTES]
-        room = max(0, self.config.dead_letter_max_bytes - len(key or b""))
-        if value is not None and len(value) > room:
-            cut.append("value")
-            headers.append(("original.value.bytes", str(len(value)).encode()))
-            value = value[:room]
-        if cut:
-            headers.append(("truncated", ",".join(cut).encode()))
-            self.counts["dead_letters_truncated"] += 1
-        return Send(DEAD_LETTERS, key, value, tuple(headers), kind="dead_letter")
+    def _apply(self, record: Record, effects: list[Effect], *, now_ms: int, models) -> None:
+        if record.kind == ERASURES:
+            self._erase(record, effects)
+        elif record.kind == PROFILES:
+            self._profile(record)
+        else:
+            self._event(record, effects, now_ms=now_ms, models=models)
 
     def _event(self, record: Record, effects: list[Effect], *, now_ms: int, models) -> None:
         config = self.config
@@ -451,8 +266,19 @@ class PartitionProcessor:
         # a purchase may lower the risk (re-arming alerts); a new period means a new sample
         if admitted.type == "pay" or as_of // config.watch.sample_period_ms != state.sample_period:
             self._watch(state, as_of, effects, models)
+        if config.item_facts and admitted.type in ITEM_FACT_TYPES:
+            self._item_facts(state, admitted, record.offset, effects, models)
         self._changed(state)
         self.counts["events_processed"] += 1
+
+    def _item_facts(self, state: PortraitState, event: Event, offset: int, effects: list[Effect], models) -> None:
+        """The event re-keyed by item and category for the items' engines, delivered before the state that holds it."""
+        if not (event.item_id or event.category):
+            return
+        portrait_config = self.config.watch.portrait
+        buyer = buyer_attributes(state, event.ts, models=models, config=portrait_config) if event.type == "pay" else None
+        for key, value in facts_for(state, event, partition=self.partition, offset=offset, buyer=buyer, config=portrait_config):
+            effects.append(Send(ITEM_FACTS, key, value, confirm=True, kind="item_fact"))
 
     def _make_room(self, state: PortraitState, event: Event) -> None:
         """Raise ``state_too_large`` if folding ``event`` could take the user's serialized state past the cap.
@@ -593,79 +419,5 @@ class PartitionProcessor:
 
     def _forget(self, user_id: str) -> None:
         """Drop the user from the schedule, the cache and the publication; their state is deleted in the next flush."""
-        known = self.state(user_id) is not None or user_id in self.changed
         forget_local(user_id, schedule=self.schedule, pending=self.unpublished)
-        self.cache.pop(user_id, None)
-        self._state_bytes.pop(user_id, None)
-        if known:
-            self.changed.pop(user_id, None)  # the deletion takes the place of any change in the flush's order
-            self.changed[user_id] = None
-
-    def _changed(self, state: PortraitState) -> None:
-        self.progress.seq += 1
-        state.seq = self.progress.seq
-        self.cache[state.user_id] = state
-        self.changed[state.user_id] = state
-        self.unpublished[state.user_id] = None
-
-    # ------------------------------------------------------------- flushes
-    def _flush_due(self) -> bool:
-        if self._flushed_at is None:
-            self._flushed_at = self.stream_time
-        return self._records_since_flush >= self.config.progress_every or (
-            self.stream_time is not None and self.stream_time - self._flushed_at >= self.config.progress_time_step_ms
-        )
-
-    def flush(self) -> list[Effect]:
-        """The changed states, each written once, then the progress record that covers them."""
-        effects: list[Effect] = []
-        for user_id, state in self.changed.items():
-            if state is None:
-                effects.append(Delete(user_id.encode()))
-                continue
-            value = state.to_bytes()
-            self._state_bytes[user_id] = len(value)
-            effects.append(Put(user_id.encode(), value))
-        self.changed = {}
-        self.progress.stream_time = self.stream_time
-        if self.progress.fences:  # a fence below the watermark guards nothing: older events are late anyway
-            watermark = self.watermark
-            self.progress.fences = {key: at for key, at in self.progress.fences.items() if at >= watermark}
-        effects.append(Put(PROGRESS_KEY, self.progress.to_bytes()))
-        self._records_since_flush = 0
-        self._flushed_at = self.stream_time
-        self._trim_cache()
-        return effects
-
-    def _trim_cache(self) -> None:
-        excess = len(self.cache) - self.config.cache_users
-        if excess <= 0:
-            return
-        for user_id in [u for u in self.cache if u not in self.unpublished][:excess]:
-            del self.cache[user_id]
-            self._state_bytes.pop(user_id, None)
-
-    # ------------------------------------------------------------- publication
-    def publication(self, models) -> tuple[list[Send], int]:
-        """Portraits of the users changed since the last publication, each once, and the change number they cover.
-
-        Call :meth:`published` with that number once Kafka has them.
-        """
-        covered = self.progress.seq
-        as_of = self.as_of
-        portrait_config = self.config.watch.portrait
-        sends = []
-        for user_id in self.unpublished:
-            state = self.cache.get(user_id)
-            if state is None:
-                continue
-            portrait = render(state, as_of=as_of, config=portrait_config)
-            if models is not None:
-                portrait = models.enrich(portrait)
-            sends.append(Send(PORTRAITS, user_id.encode(), orjson.dumps(portrait), kind="portrait"))
-        self.unpublished = {}
-        return sends, covered
-
-    def published(self, seq: int) -> None:
-        """Every change numbered up to ``seq`` is on the portraits topic."""
-        self.progress.published_seq = max(self.progress.published_seq, seq)
+        self._drop(user_id)

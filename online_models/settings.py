@@ -12,6 +12,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from online_models.alerts import AlertPolicy
 from online_models.clock import DAY_MS
 from online_models.events import MAX_TS_MS, to_epoch_ms
+from online_models.item_portrait import ItemConfig
+from online_models.item_processor import ItemEngineConfig
+from online_models.partition_engine import Flushing
 from online_models.portrait import PortraitConfig
 from online_models.processor import EngineConfig
 from online_models.rfm import LayerConfig
@@ -83,6 +86,12 @@ class Settings(ApiSettings):
         description="Events stamped before this instant are invalid: ISO-8601 with an offset, or epoch milliseconds (1970 on)",
     )
     publish_interval: float = Field(0.1, gt=0, description="Seconds between publications of changed portraits")
+    item_portraits: bool = Field(
+        True, description="Send counted events on to the item engines, which keep the item and category portraits (item-facts topic)"
+    )
+    item_publish_interval: float = Field(
+        1.0, gt=0, description="Seconds between publications of changed item and category portraits"
+    )
     category_half_life_days: float = Field(30.0, gt=0, description="Half-life of category interest")
     cart_timeout_hours: float = Field(24.0, gt=0, description="A cart with no payment within this time is abandoned")
     sentiment_window_days: float = Field(
@@ -211,6 +220,19 @@ class Settings(ApiSettings):
             live_idle_ms=int(self.live_idle_seconds * 1000),
             pseudonym_key=self.pseudonym_secret(),
             cache_users=self.state_cache_users,
+            item_facts=self.item_portraits,
+        )
+
+    def item_engine_config(self) -> ItemEngineConfig:
+        """What each item partition's engine needs: the shop's time zone, flushes, retention."""
+        return ItemEngineConfig(
+            item=ItemConfig(timezone=self.timezone),
+            flushing=Flushing(
+                lateness_ms=int(self.lateness_seconds * 1000),
+                progress_every=self.progress_every,
+                cache_size=self.state_cache_users,
+            ),
+            retention_ms=int(self.retention_days * DAY_MS),
         )
 
     def layer_config(self) -> LayerConfig:

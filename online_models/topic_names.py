@@ -9,5 +9,11 @@ MODEL_TRAINING = "model-training"
 MODELS = "models"
 TICKS = "ticks"
 ERASURES = "erasures"
-#: what a worker's partition engines send besides their table's changelog
-ENGINE_OUTPUTS = (PORTRAITS, PROFILES, CHURN_ALERTS, MODEL_TRAINING, DEAD_LETTERS)
+#: events re-keyed by item and by category (online_models.item_facts), co-partitioned with events
+ITEM_FACTS = "item-facts"
+#: item and category portraits (compacted, keyed item:<id> and category:<name>)
+ITEM_PORTRAITS = "item-portraits"
+#: what a worker's user partition engines send besides their table's changelog
+ENGINE_OUTPUTS = (PORTRAITS, PROFILES, CHURN_ALERTS, MODEL_TRAINING, DEAD_LETTERS, ITEM_FACTS)
+#: what a worker's item partition engines send besides their table's changelog
+ITEM_ENGINE_OUTPUTS = (ITEM_PORTRAITS, DEAD_LETTERS)

@@ -9,10 +9,15 @@
   any later write (an alert before the state that remembers it, an erasure's
   tombstones before the state's deletion), and every state write delivered
   before the progress record that covers it.
+* ``fold_item_facts`` hands each record of ``item-facts`` (the users' events
+  re-keyed by item and category, co-partitioned with ``events``) to
+  :class:`streams.engines.ItemEngines`, whose partition engines keep the item and
+  category states in a table of their own, crash-safe the same way.
 * ``publish_portraits`` publishes the portraits each engine has changed since the
   last tick, rendered from its live states and scored with the latest models;
-  ``flush_idle_partitions`` writes the changes a partition holds in memory at
-  least every ``PORTRAITS_FLUSH_INTERVAL`` seconds.
+  ``publish_item_portraits`` does the same for items and categories, every
+  ``PORTRAITS_ITEM_PUBLISH_INTERVAL`` seconds; ``flush_idle_partitions`` writes the
+  changes a partition holds in memory at least every ``PORTRAITS_FLUSH_INTERVAL`` seconds.
 * the trainer (:mod:`streams.trainer`, one partition, so one in the group) learns
   the population models from the samples and publishes snapshots to the
   compacted ``models`` topic, which every worker follows.
@@ -30,7 +35,7 @@ import orjson
 from prometheus_client import generate_latest
 
 from streams import faust_repairs, kafka_security, metrics, topics
-from streams.engines import Engines
+from streams.engines import EngineGroup, Engines, ItemEngines
 from streams.faust_repairs import DrainHookApp, PartitionWriter
 from streams.quiet_worker import QuietWorker
 from streams.settings import get_settings
@@ -56,12 +61,15 @@ class PortraitsApp(DrainHookApp):
     """Faust's app with this worker's engines; a graceful stop writes what every engine holds."""
 
     engines: Engines
+    item_engines: ItemEngines
     writer: PartitionWriter
+    item_writer: PartitionWriter
     trainer: Trainer
 
     async def on_drained_for_stop(self) -> None:
-        await self.engines.flush()
-        await self.engines.deliver()
+        for group in (self.engines, self.item_engines):
+            await group.flush()
+            await group.deliver()
 
 
 settings = get_settings()
@@ -92,14 +100,23 @@ source_topic = app.topic(*SOURCE_NAMES, settings.topic(topics.TICKS))
 training_topic = app.topic(settings.topic(topics.MODEL_TRAINING))
 models_topic = app.topic(settings.topic(topics.MODELS))
 ticks_topic = app.topic(settings.topic(topics.TICKS))
+ITEM_FACTS_NAME = settings.topic(topics.ITEM_FACTS)
+item_facts_topic = app.topic(ITEM_FACTS_NAME)
 #: user id -> PortraitState bytes, and each partition's progress record; bytes in and out, also on the
 #: changelog that recovery reads (compacted; segments rolled every 10 minutes keep about one record per user)
 portrait_table = app.Table(
     topics.STATE_TABLE, partitions=settings.partitions, key_type=bytes, value_type=bytes,
     extra_topic_configs=topics.CHANGELOG_CONFIGS,
 )
+#: item:<id> / category:<name> -> ItemState bytes, and each item partition's progress record, as above
+item_table = app.Table(
+    topics.ITEM_STATE_TABLE, partitions=settings.partitions, key_type=bytes, value_type=bytes,
+    extra_topic_configs=topics.CHANGELOG_CONFIGS,
+)
 app.writer = PartitionWriter(portrait_table)
-app.engines = Engines(app, settings)
+app.item_writer = PartitionWriter(item_table)
+app.engines = Engines(app, settings, app.writer)
+app.item_engines = ItemEngines(app, settings, app.item_writer)
 app.trainer = install_trainer(app, settings, training_topic, models_topic)
 
 
@@ -111,6 +128,21 @@ async def ingest(stream):
         await app.engines.handle(event.message)
 
 
+@app.agent(item_facts_topic)
+async def fold_item_facts(stream):
+    """Hand each item fact to its partition's item engine and execute what it returns."""
+    async for event in stream.events():
+        await app.item_engines.handle(event.message)
+
+
+async def publish_share(group: EngineGroup) -> None:
+    """Publish what the group's engines changed, unless its publication is resting to keep to :data:`PUBLISH_SHARE`."""
+    if time.monotonic() >= group.publish_not_before:
+        rendering = await group.publish()
+        # the share counts the rendering only: waiting for the broker (say, while it restarts) is not work
+        group.publish_not_before = time.monotonic() + rendering * (1 / PUBLISH_SHARE - 1)
+
+
 @app.timer(interval=settings.publish_interval)
 async def publish_portraits() -> None:
     """Publish every portrait that changed since the last tick, once, scored with the latest models."""
@@ -120,10 +152,13 @@ async def publish_portraits() -> None:
         if engine.stream_time is not None:
             metrics.WATERMARK_DELAY.labels(str(partition)).set(max(0.0, (now_ms - engine.stream_time) / 1000))
             metrics.STREAM_TIME_AHEAD.labels(str(partition)).set(max(0.0, (engine.stream_time - now_ms) / 1000))
-    if time.monotonic() >= engines.publish_not_before:
-        rendering = await engines.publish()
-        # the share counts the rendering only: waiting for the broker (say, while it restarts) is not work
-        engines.publish_not_before = time.monotonic() + rendering * (1 / PUBLISH_SHARE - 1)
+    await publish_share(engines)
+
+
+@app.timer(interval=settings.item_publish_interval)
+async def publish_item_portraits() -> None:
+    """Publish every item and category portrait that changed since the last tick, once."""
+    await publish_share(app.item_engines)
 
 
 @app.timer(interval=settings.flush_interval)
@@ -136,8 +171,10 @@ async def flush_idle_partitions() -> None:
     """
     if app.rebalancing or getattr(app, "in_recovery", False):
         return
-    active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == SOURCE_NAMES[0]}
-    await app.engines.flush([p for p, engine in app.engines.by_partition.items() if engine.unflushed and p in active])
+    actives = app.assignor.assigned_actives()
+    for group, source in ((app.engines, SOURCE_NAMES[0]), (app.item_engines, ITEM_FACTS_NAME)):
+        active = {tp.partition for tp in actives if tp.topic == source}
+        await group.flush([p for p, engine in group.by_partition.items() if engine.unflushed and p in active])
 
 
 @app.timer(interval=max(0.5, settings.live_idle_seconds / 2) if settings.live_idle_seconds else 60.0)
@@ -163,12 +200,12 @@ async def _forget_revoked(app, revoked, **kwargs) -> None:
     Nothing is written here: a table write in a rebalance's drain left the next owner's
     recovery stuck; the next owner reads again what the last flush does not cover.
     """
-    engines = app.engines
-    leaving = {tp.partition for tp in revoked if tp.topic == SOURCE_NAMES[0]}
-    async with engines.turn:
-        await engines.publish(leaving)
-        for partition in leaving:
-            engines.by_partition.pop(partition, None)
+    for group, source in ((app.engines, SOURCE_NAMES[0]), (app.item_engines, ITEM_FACTS_NAME)):
+        leaving = {tp.partition for tp in revoked if tp.topic == source}
+        async with group.turn:
+            await group.publish(leaving)
+            for partition in leaving:
+                group.by_partition.pop(partition, None)
     if any(tp.topic == training_topic.get_topic_name() for tp in revoked):
         app.trainer.models = None  # another worker resumes from the last snapshot
 
@@ -176,6 +213,7 @@ async def _forget_revoked(app, revoked, **kwargs) -> None:
 @app.on_before_shutdown.connect
 async def _close_skipped_records(app, **kwargs) -> None:
     await app.engines.skipped.stop()
+    await app.item_engines.skipped.stop()
 
 
 @app.timer(interval=2.0)
@@ -183,26 +221,27 @@ async def mind_assigned_partitions() -> None:
     """Take over newly assigned partitions at once; read a stalled one again from its progress.
 
     A partition that comes back after a rebalance may get no new record for a long time;
-    its unpublished users must still be published. An agent idle for
+    its unpublished states must still be published. A group of engines idle for
     :data:`STALL_SECONDS` (three times that while a rebalance or recovery is not over)
     with unread records is stalled (:func:`streams.faust_repairs.read_stalled_again`).
     """
-    engines = app.engines
     busy = app.rebalancing or getattr(app, "in_recovery", False)
-    idle = time.monotonic() - engines.last_record_at
-    stalled = idle >= (3 * STALL_SECONDS if busy else STALL_SECONDS)
-    if busy and not stalled:
-        return
-    source = [tp for tp in app.assignor.assigned_actives() if tp.topic in SOURCE_NAMES]
-    for tp in source:
-        engines.engine(tp.partition)
-    if stalled:
-        if busy:
-            log.warning("idle for %.0f s with the rebalance or recovery not over", idle)
-        applied = {tp: engines.by_partition[tp.partition].applied_offset(tp.topic) for tp in source if tp.partition in engines.by_partition}
-        sought = await faust_repairs.read_stalled_again(app.consumer, source, applied)
-        metrics.PARTITIONS_UNSTALLED.inc(len(sought))
-        engines.last_record_at = time.monotonic()  # give the seeks time to deliver
+    actives = app.assignor.assigned_actives()
+    for group, names in ((app.engines, SOURCE_NAMES), (app.item_engines, (ITEM_FACTS_NAME,))):
+        idle = time.monotonic() - group.last_record_at
+        stalled = idle >= (3 * STALL_SECONDS if busy else STALL_SECONDS)
+        if busy and not stalled:
+            continue
+        source = [tp for tp in actives if tp.topic in names]
+        for tp in source:
+            group.engine(tp.partition)
+        if stalled:
+            if busy:
+                log.warning("idle for %.0f s with the rebalance or recovery not over", idle)
+            applied = {tp: group.by_partition[tp.partition].applied_offset(tp.topic) for tp in source if tp.partition in group.by_partition}
+            sought = await faust_repairs.read_stalled_again(app.consumer, source, applied)
+            metrics.PARTITIONS_UNSTALLED.inc(len(sought))
+            group.last_record_at = time.monotonic()  # give the seeks time to deliver
 
 
 @app.page("/metrics")

@@ -1,9 +1,14 @@
 """A worker's partition engines: records in from Faust, effects out to RocksDB and Kafka.
 
-:class:`Engines` keeps one :class:`~online_models.processor.PartitionProcessor` per
-partition this worker holds, hands it each record (filling holes Faust left first),
-executes the effects it returns in the order they require, and publishes the
-portraits the engines changed. The Faust app that feeds it is :mod:`streams.app`.
+:class:`EngineGroup` keeps one engine (an
+:class:`~online_models.partition_engine.PartitionEngine`) per partition this worker
+holds of one kind of input, hands it each record (filling holes Faust left first),
+executes the effects it returns in the order they require, and publishes the states
+the engines changed. There are two groups: :class:`Engines`, the users'
+(:class:`~online_models.processor.PartitionProcessor` over ``events``, ``profiles``,
+``erasures`` and ``ticks``, scoring with the models), and :class:`ItemEngines`, the
+items' (:class:`~online_models.item_processor.ItemPartitionProcessor` over
+``item-facts``). The Faust app that feeds them is :mod:`streams.app`.
 """
 
 from __future__ import annotations
@@ -13,12 +18,14 @@ import gc
 import logging
 import time
 
+from online_models.item_processor import ItemPartitionProcessor
+from online_models.partition_engine import PROGRESS_KEY, PartitionEngine, PartitionProgress, Put, Record, Send
 from online_models.population import PopulationConfig, PopulationModels
-from online_models.processor import PROGRESS_KEY, TICKS, PartitionProcessor, PartitionProgress, Put, Record, Send
+from online_models.processor import TICKS, PartitionProcessor
 from online_models.sentiment import ShippedModelScorer
 from online_models.tags import TagRules
 from streams import faust_repairs, kafka_security, metrics, topics
-from streams.faust_repairs import SkippedRecordReader, settle
+from streams.faust_repairs import PartitionWriter, SkippedRecordReader, settle
 from streams.model_feed import ModelFeed
 from streams.record_batches import Outbox
 from streams.settings import Settings
@@ -29,36 +36,197 @@ log = logging.getLogger(__name__)
 MODEL_WAIT_WARNING_SECONDS = 30.0
 
 
-class Engines:
-    """This worker's partition engines, the models they score with, and the execution of their effects."""
+class EngineGroup:
+    """This worker's engines of one kind, by partition, and the execution of their effects.
 
-    def __init__(self, app, settings: Settings):
-        self.app, self.settings = app, settings
-        self.config = settings.engine_config()
-        self.rules = TagRules.load(settings.tag_rules) if settings.tag_rules else TagRules.default()
-        self.unfitted = PopulationModels(PopulationConfig(layers=settings.layer_config()), self.rules)
-        self.feed = ModelFeed(
-            settings.topic(topics.MODELS), settings.bootstrap_servers, kafka_security.kafka_python_options(settings)
-        )
+    ``kinds`` are the short names of the inputs (their full names are the settings'),
+    ``outputs`` of the topics the engines send to besides their table's changelog, and
+    ``publish_topic`` of the topic their publication goes to.
+    """
+
+    #: Prometheus counter of the states published
+    published_metric = metrics.PORTRAITS_PUBLISHED
+
+    def __init__(self, app, settings: Settings, writer: PartitionWriter, *, kinds: tuple[str, ...],
+                 outputs: tuple[str, ...], publish_topic: str, client_id: str):
+        self.app, self.settings, self.writer = app, settings, writer
+        self.kinds = {settings.topic(name): name for name in kinds}
+        self.outputs = outputs
+        self.publish_topic = publish_topic
         self.skipped = SkippedRecordReader(
-            settings.bootstrap_servers, client_id=f"{settings.app_id}-holes", client_options=kafka_security.aiokafka_options(settings)
+            settings.bootstrap_servers, client_id=client_id, client_options=kafka_security.aiokafka_options(settings)
         )
-        self.by_partition: dict[int, PartitionProcessor] = {}
-        self.kinds = {settings.topic(name): name for name in (topics.EVENTS, topics.PROFILES, topics.ERASURES, topics.TICKS)}
-        #: partitions whose next profiles record is checked for a hole (Faust skips around rebalances)
-        self.profiles_unchecked: set[int] = set()
+        self.by_partition: dict[int, PartitionEngine] = {}
         self._outbox: Outbox | None = None
         self._publication: Outbox | None = None
         #: held while one engine call and its effects run, so a timer's flush never splits them
         self.turn = asyncio.Lock()
         self.last_record_at = time.monotonic()
         self.publish_not_before = 0.0
+
+    # -------------------------------------------------------------- what a group says
+    def make_engine(self, partition: int) -> PartitionEngine:
+        """A new engine of the partition over its table."""
+        raise NotImplementedError
+
+    def models(self) -> PopulationModels | None:
+        """What the engines score with (None: nothing)."""
+        return None
+
+    def _gapless(self, kind: str, partition: int) -> bool:
+        """Whether a gap before a record of ``kind`` is a hole Faust left (the default: always)."""
+        return True
+
+    def _sent(self, effect: Send) -> None:
+        """A send was handed to the batches."""
+
+    # -------------------------------------------------------------- partitions
+    def engine(self, partition: int) -> PartitionEngine:
+        """The partition's engine, restored from its table on first use."""
+        engine = self.by_partition.get(partition)
+        if engine is None:
+            engine = self.by_partition[partition] = self.make_engine(partition)
+            self._show_applied(partition, engine.progress)
+        return engine
+
+    @staticmethod
+    def _show_applied(partition: int, progress: PartitionProgress) -> None:
+        """The offsets the partition's state holds, on /metrics."""
+        for topic, offset in progress.offsets.items():
+            metrics.APPLIED_OFFSET.labels(topic, str(partition)).set(offset)
+
+    async def handle(self, message) -> None:
+        """One record from Faust: fill any hole before it, then apply it."""
+        self.last_record_at = time.monotonic()
+        kind = self.kinds[message.topic]
+        engine = self.engine(message.partition)
+        if kind != TICKS and not engine.progress.covers(message.topic, message.offset) and self._gapless(kind, message.partition):
+            applied = engine.applied_offset(message.topic)
+            # with no progress yet, everything the broker holds of the partition is still to apply
+            first = applied + 1 if applied is not None else await self.skipped.log_start(message.topic, message.partition)
+            if message.offset > first:
+                await self.fill_hole(message, first, engine)
+        await self.apply(engine, kind, message)
+
+    async def fill_hole(self, message, first: int, engine: PartitionEngine) -> None:
+        """Apply the records from ``first`` up to before ``message`` that Faust skipped, read from the broker."""
+        last = message.offset - 1
+        log.warning("%s[%s]: record %s arrived with %s the next to apply: reading %s to %s directly",
+                    message.topic, message.partition, message.offset, first, first, last)
+        metrics.HOLES_REREAD.inc()
+        async for missed in self.skipped.read(message.topic, message.partition, first, last):
+            await self.apply(engine, self.kinds[message.topic], missed)
+        await settle(self.app.consumer, message.tp, first, last)
+
+    async def apply(self, engine: PartitionEngine, kind: str, message) -> None:
+        record = Record(kind, message.topic, message.offset, message.key, message.value)
+        async with self.turn:
+            effects = engine.process(record, now_ms=int(time.time() * 1000), models=self.models())
+            if effects:
+                await self.execute(engine.partition, effects)
+        metrics.add_engine_counts(engine.counts)
+
+    async def flush(self, partitions=None) -> None:
+        """Write what the engines of ``partitions`` (default: all) hold in memory, and their progress."""
+        async with self.turn:
+            for partition in list(self.by_partition if partitions is None else partitions):
+                engine = self.by_partition.get(partition)
+                if engine is not None:
+                    await self.execute(partition, engine.flush())
+
+    async def execute(self, partition: int, effects: list) -> None:
+        """Carry out effects in order. Records travel in batches; a write waits until every confirmed
+        send before it is delivered, and the progress record until every state write before it is."""
+        outbox, writer = await self.outbox(), self.writer
+        batches, confirm = outbox.batches, False
+        for effect in effects:
+            if type(effect) is Send:
+                batches.add(self.settings.topic(effect.topic), effect.key, effect.value, headers=effect.headers)
+                confirm = confirm or effect.confirm
+                self._sent(effect)
+                continue
+            if confirm or effect.key == PROGRESS_KEY:
+                writer.apply_staged()
+                await outbox.deliver()
+                confirm = False
+            writer.write(partition, effect.key, effect.value if type(effect) is Put else None, batches)
+        writer.apply_staged()
+        if batches.pending:
+            await outbox.ship()
+        last = effects[-1]
+        if type(last) is Put and last.key == PROGRESS_KEY:
+            self._show_applied(partition, PartitionProgress.from_bytes(last.value))
+
+    async def outbox(self) -> Outbox:
+        """Where the engines' records and table writes leave (made once the producer runs)."""
+        if self._outbox is None:
+            outbox = Outbox(faust_repairs.aiokafka_producer(self.app), on_delivered=self.writer.delivered)
+            await outbox.batches.know([self.settings.topic(name) for name in self.outputs] + [self.writer.changelog])
+            self._outbox = outbox
+        return self._outbox
+
+    async def deliver(self) -> None:
+        """Wait until Kafka has every record the engines sent so far."""
+        await (await self.outbox()).deliver()
+
+    # -------------------------------------------------------------- publication
+    async def publish(self, partitions=None) -> float:
+        """Publish the changed states of ``partitions`` (default: all); wait until Kafka has them. Seconds spent rendering."""
+        models, rendering, covered = self.models(), 0.0, []
+        topic = self.settings.topic(self.publish_topic)
+        if self._publication is None:
+            publication = Outbox(faust_repairs.aiokafka_producer(self.app))
+            await publication.batches.know([topic])
+            self._publication = publication
+        batches = self._publication.batches
+        for partition in list(self.by_partition if partitions is None else partitions):
+            engine = self.by_partition.get(partition)
+            if engine is None or not engine.unpublished:
+                continue
+            started = time.monotonic()
+            sends, seq = engine.publication(models)
+            for send in sends:
+                batches.add(topic, send.key, send.value)
+            covered.append((engine, seq, len(sends)))
+            rendering += time.monotonic() - started
+            await asyncio.sleep(0)  # let the agents run between partitions
+        await self._publication.deliver()
+        for engine, seq, _ in covered:
+            engine.published(seq)
+        self.published_metric.inc(sum(count for _, _, count in covered))
+        return rendering
+
+
+class Engines(EngineGroup):
+    """This worker's user partition engines, and the models they score with."""
+
+    def __init__(self, app, settings: Settings, writer: PartitionWriter):
+        super().__init__(
+            app,
+            settings,
+            writer,
+            kinds=(topics.EVENTS, topics.PROFILES, topics.ERASURES, topics.TICKS),
+            outputs=topics.ENGINE_OUTPUTS,
+            publish_topic=topics.PORTRAITS,
+            client_id=f"{settings.app_id}-holes",
+        )
+        self.config = settings.engine_config()
+        self.rules = TagRules.load(settings.tag_rules) if settings.tag_rules else TagRules.default()
+        self.unfitted = PopulationModels(PopulationConfig(layers=settings.layer_config()), self.rules)
+        self.feed = ModelFeed(
+            settings.topic(topics.MODELS), settings.bootstrap_servers, kafka_security.kafka_python_options(settings)
+        )
+        #: partitions whose next profiles record is checked for a hole (Faust skips around rebalances)
+        self.profiles_unchecked: set[int] = set()
         self._scoring: tuple[bytes | None, PopulationModels | None] = (None, None)
         self.webhook = None
         if settings.alert_webhook:
             from online_models.webhook import WebhookSender
 
             self.webhook = WebhookSender(settings.alert_webhook)
+
+    def make_engine(self, partition: int) -> PartitionProcessor:
+        return PartitionProcessor(partition, self.writer.reader(partition), self.config)
 
     # -------------------------------------------------------------- models
     def models(self) -> PopulationModels:
@@ -93,37 +261,9 @@ class Engines:
             if waited % MODEL_WAIT_WARNING_SECONDS == 0:
                 log.warning("waiting %.0f s for the models topic to be read before applying any record", waited)
 
-    # -------------------------------------------------------------- partitions
-    def engine(self, partition: int) -> PartitionProcessor:
-        """The partition's engine, restored from its table on first use."""
-        engine = self.by_partition.get(partition)
-        if engine is None:
-            engine = self.by_partition[partition] = PartitionProcessor(partition, self.app.writer.reader(partition), self.config)
-            self._show_applied(partition, engine.progress)
-        return engine
-
-    @staticmethod
-    def _show_applied(partition: int, progress: PartitionProgress) -> None:
-        """The offsets the partition's state holds, on /metrics."""
-        for topic, offset in progress.offsets.items():
-            metrics.APPLIED_OFFSET.labels(topic, str(partition)).set(offset)
-
-    async def handle(self, message) -> None:
-        """One record from Faust: fill any hole before it, then apply it."""
-        self.last_record_at = time.monotonic()
-        kind = self.kinds[message.topic]
-        engine = self.engine(message.partition)
-        if kind != TICKS and not engine.progress.covers(message.topic, message.offset) and self._gapless(kind, message.partition):
-            applied = engine.applied_offset(message.topic)
-            # with no progress yet, everything the broker holds of the partition is still to apply
-            first = applied + 1 if applied is not None else await self.skipped.log_start(message.topic, message.partition)
-            if message.offset > first:
-                await self.fill_hole(message, first, engine)
-        await self.apply(engine, kind, message)
-
     def _gapless(self, kind: str, partition: int) -> bool:
-        """Whether a gap before this record is a hole: always for events and erasures; for the
-        compacted profiles only on the first record after a rebalance (elsewhere gaps are compaction's)."""
+        """Always for events and erasures; for the compacted profiles only on the first record after a
+        rebalance (elsewhere gaps are compaction's)."""
         if kind != topics.PROFILES:
             return True
         if partition in self.profiles_unchecked:
@@ -131,91 +271,27 @@ class Engines:
             return True
         return False
 
-    async def fill_hole(self, message, first: int, engine: PartitionProcessor) -> None:
-        """Apply the records from ``first`` up to before ``message`` that Faust skipped, read from the broker."""
-        last = message.offset - 1
-        log.warning("%s[%s]: record %s arrived with %s the next to apply: reading %s to %s directly",
-                    message.topic, message.partition, message.offset, first, first, last)
-        metrics.HOLES_REREAD.inc()
-        async for missed in self.skipped.read(message.topic, message.partition, first, last):
-            await self.apply(engine, self.kinds[message.topic], missed)
-        await settle(self.app.consumer, message.tp, first, last)
+    def _sent(self, effect: Send) -> None:
+        if effect.kind == "alert" and self.webhook is not None:
+            self.webhook.submit(effect.value)
 
-    async def apply(self, engine: PartitionProcessor, kind: str, message) -> None:
-        record = Record(kind, message.topic, message.offset, message.key, message.value)
-        async with self.turn:
-            effects = engine.process(record, now_ms=int(time.time() * 1000), models=self.models())
-            if effects:
-                await self.execute(engine.partition, effects)
-        metrics.add_engine_counts(engine.counts)
 
-    async def flush(self, partitions=None) -> None:
-        """Write what the engines of ``partitions`` (default: all) hold in memory, and their progress."""
-        async with self.turn:
-            for partition in list(self.by_partition if partitions is None else partitions):
-                engine = self.by_partition.get(partition)
-                if engine is not None:
-                    await self.execute(partition, engine.flush())
+class ItemEngines(EngineGroup):
+    """This worker's item partition engines: item facts in, item and category portraits out."""
 
-    async def execute(self, partition: int, effects: list) -> None:
-        """Carry out effects in order. Records travel in batches; a write waits until every confirmed
-        send before it is delivered, and the progress record until every state write before it is."""
-        outbox, writer = await self.outbox(), self.app.writer
-        batches, confirm = outbox.batches, False
-        for effect in effects:
-            if type(effect) is Send:
-                batches.add(self.settings.topic(effect.topic), effect.key, effect.value, headers=effect.headers)
-                confirm = confirm or effect.confirm
-                if effect.kind == "alert" and self.webhook is not None:
-                    self.webhook.submit(effect.value)
-                continue
-            if confirm or effect.key == PROGRESS_KEY:
-                writer.apply_staged()
-                await outbox.deliver()
-                confirm = False
-            writer.write(partition, effect.key, effect.value if type(effect) is Put else None, batches)
-        writer.apply_staged()
-        if batches.pending:
-            await outbox.ship()
-        last = effects[-1]
-        if type(last) is Put and last.key == PROGRESS_KEY:
-            self._show_applied(partition, PartitionProgress.from_bytes(last.value))
+    published_metric = metrics.ITEM_PORTRAITS_PUBLISHED
 
-    async def outbox(self) -> Outbox:
-        """Where the engines' records and table writes leave (made once the producer runs)."""
-        if self._outbox is None:
-            outbox = Outbox(faust_repairs.aiokafka_producer(self.app), on_delivered=self.app.writer.delivered)
-            await outbox.batches.know([self.settings.topic(name) for name in topics.ENGINE_OUTPUTS] + [self.app.writer.changelog])
-            self._outbox = outbox
-        return self._outbox
+    def __init__(self, app, settings: Settings, writer: PartitionWriter):
+        super().__init__(
+            app,
+            settings,
+            writer,
+            kinds=(topics.ITEM_FACTS,),
+            outputs=topics.ITEM_ENGINE_OUTPUTS,
+            publish_topic=topics.ITEM_PORTRAITS,
+            client_id=f"{settings.app_id}-item-holes",
+        )
+        self.config = settings.item_engine_config()
 
-    async def deliver(self) -> None:
-        """Wait until Kafka has every record the engines sent so far."""
-        await (await self.outbox()).deliver()
-
-    # -------------------------------------------------------------- publication
-    async def publish(self, partitions=None) -> float:
-        """Publish the changed portraits of ``partitions`` (default: all); wait until Kafka has them. Seconds spent rendering."""
-        models, rendering, covered = self.models(), 0.0, []
-        topic = self.settings.topic(topics.PORTRAITS)
-        if self._publication is None:
-            publication = Outbox(faust_repairs.aiokafka_producer(self.app))
-            await publication.batches.know([topic])
-            self._publication = publication
-        batches = self._publication.batches
-        for partition in list(self.by_partition if partitions is None else partitions):
-            engine = self.by_partition.get(partition)
-            if engine is None or not engine.unpublished:
-                continue
-            started = time.monotonic()
-            sends, seq = engine.publication(models)
-            for send in sends:
-                batches.add(topic, send.key, send.value)
-            covered.append((engine, seq, len(sends)))
-            rendering += time.monotonic() - started
-            await asyncio.sleep(0)  # let the agent run between partitions
-        await self._publication.deliver()
-        for engine, seq, _ in covered:
-            engine.published(seq)
-        metrics.PORTRAITS_PUBLISHED.inc(sum(count for _, _, count in covered))
-        return rendering
+    def make_engine(self, partition: int) -> ItemPartitionProcessor:
+        return ItemPartitionProcessor(partition, self.writer.reader(partition), self.config)

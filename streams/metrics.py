@@ -7,6 +7,14 @@ EVENTS_REJECTED = Counter("portraits_events_rejected_total", "Records sent to th
 EVENTS_DUPLICATE = Counter("portraits_events_duplicate_total", "Redelivered events ignored by event_id")
 PROFILES_PROCESSED = Counter("portraits_profiles_processed_total", "Profile records applied")
 PORTRAITS_PUBLISHED = Counter("portraits_published_total", "Portraits published to the portraits topic")
+ITEM_PORTRAITS_PUBLISHED = Counter(
+    "portraits_item_portraits_published_total", "Item and category portraits published to the item-portraits topic"
+)
+ITEM_FACTS_APPLIED = Counter("portraits_item_facts_applied_total", "Item facts folded into item and category states")
+ITEM_FACTS_DUPLICATE = Counter(
+    "portraits_item_facts_duplicate_total", "Item facts from a source position already folded in (sent again), ignored"
+)
+ITEM_KEYS_EXPIRED = Counter("portraits_item_keys_expired_total", "Items and categories forgotten after the retention in event time")
 WATERMARK_DELAY = Gauge(
     "portraits_watermark_delay_seconds", "Wall clock minus stream time, per partition", ["partition"]
 )
@@ -49,7 +57,7 @@ DEAD_LETTERS_TRUNCATED = Counter(
     "portraits_dead_letters_truncated_total", "Dead letters cut to fit the dead-letter topic (the source headers point at the whole record)"
 )
 
-#: the engine's counts (online_models.processor) and the metric each one adds to
+#: the engines' counts (online_models.processor, online_models.item_processor) and the metric each one adds to
 _ENGINE_COUNTS = {
     "clock_clamped": CLOCK_CLAMPED,
     "dead_letters_truncated": DEAD_LETTERS_TRUNCATED,
@@ -63,6 +71,9 @@ _ENGINE_COUNTS = {
     "users_expired": USERS_EXPIRED,
     "records_skipped": RECORDS_SKIPPED,
     "checks": CHECKS,
+    "item_facts_applied": ITEM_FACTS_APPLIED,
+    "item_facts_duplicate": ITEM_FACTS_DUPLICATE,
+    "item_keys_expired": ITEM_KEYS_EXPIRED,
 }
 
 

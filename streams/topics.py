@@ -11,6 +11,9 @@ from online_models.topic_names import (  # noqa: F401  (re-exported: the worker'
     ENGINE_OUTPUTS,
     ERASURES,
     EVENTS,
+    ITEM_ENGINE_OUTPUTS,
+    ITEM_FACTS,
+    ITEM_PORTRAITS,
     MODEL_TRAINING,
     MODELS,
     PORTRAITS,
@@ -44,11 +47,13 @@ COMPACTED = {"cleanup.policy": "compact", **CHANGELOG_CONFIGS}
 
 #: the workers' state table; Faust names its changelog topic ``{app_id}-{table}-changelog``
 STATE_TABLE = "portrait-state"
+#: the workers' table of item and category states (online_models.item_portrait)
+ITEM_STATE_TABLE = "item-state"
 
 
-def state_changelog(app_id: str) -> str:
-    """The full name of the state table's changelog topic of the deployment ``app_id``."""
-    return f"{app_id}-{STATE_TABLE}-changelog"
+def state_changelog(app_id: str, table: str = STATE_TABLE) -> str:
+    """The full name of a state table's changelog topic of the deployment ``app_id`` (default: the users' table)."""
+    return f"{app_id}-{table}-changelog"
 
 
 TOPICS = (
@@ -65,6 +70,11 @@ TOPICS = (
     # erasure requests, keyed and partitioned like events so each reaches the worker holding the user;
     # kept a week (they name the user), long enough for a stopped worker to come back and act on them
     TopicSpec(ERASURES, configs={"retention.ms": str(7 * 86_400_000), **RECORD_LIMIT}),
+    # events re-keyed by item and category for the item engines (a repartition topic: as many
+    # partitions as events, so item partition N goes with user partition N); no user id in them
+    TopicSpec(ITEM_FACTS, configs={"retention.ms": str(7 * 86_400_000), **RECORD_LIMIT}),
+    # item and category portraits, the API follows them as it follows portraits
+    TopicSpec(ITEM_PORTRAITS, configs=COMPACTED),
 )
 
 
@@ -77,10 +87,10 @@ def create_topics(
 ) -> list[str]:
     """Create the missing topics; return the names created. Waits for the broker up to ``timeout_s``.
 
-    The state changelog of ``settings.app_id`` is made here too, as Faust would make it: a
-    worker whose consumer read the cluster's metadata just before Faust made it sees it
-    with no partitions until that metadata is refreshed (5 minutes), and every table write
-    fails meanwhile. ``changelog_segment_ms`` rolls its segments faster than the product's
+    The state changelogs of ``settings.app_id`` (the users' and the items' tables) are made here
+    too, as Faust would make them: a worker whose consumer read the cluster's metadata just before
+    Faust made one sees it with no partitions until that metadata is refreshed (5 minutes), and
+    every table write fails meanwhile. ``changelog_segment_ms`` rolls its segments faster than the product's
     10 minutes (the footprint benchmark has the broker compact it within a run).
     """
     from kafka.admin import KafkaAdminClient, NewTopic
@@ -104,7 +114,8 @@ def create_topics(
         specs = {settings.topic(spec.name): spec for spec in TOPICS}
         if with_state_changelog:
             configs = COMPACTED if changelog_segment_ms is None else {**COMPACTED, "segment.ms": str(changelog_segment_ms)}
-            specs[state_changelog(settings.app_id)] = TopicSpec(STATE_TABLE, configs=configs)
+            for table in (STATE_TABLE, ITEM_STATE_TABLE):
+                specs[state_changelog(settings.app_id, table)] = TopicSpec(table, configs=configs)
         wanted = [
             NewTopic(
                 name=name,

@@ -1,4 +1,4 @@
-"""The published portrait's contract as the tests hold it: the model, strictly, with no field unknown or missing."""
+"""The published portraits' contracts as the tests hold them: the models, strictly, with no field unknown or missing."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from online_models.portrait_schema import Portrait
+from online_models.portrait_schema import ItemPortrait, Portrait
 
 
 def check_published(value: bytes | dict[str, Any]) -> Portrait:
@@ -17,3 +17,9 @@ def check_published(value: bytes | dict[str, Any]) -> Portrait:
     """
     raw = value if isinstance(value, bytes) else orjson.dumps(value)
     return Portrait.model_validate_json(raw, strict=True, extra="forbid")
+
+
+def check_item_published(value: bytes | dict[str, Any]) -> ItemPortrait:
+    """``value`` (a record of the item-portraits topic, or its parsed JSON) as the model, as strictly."""
+    raw = value if isinstance(value, bytes) else orjson.dumps(value)
+    return ItemPortrait.model_validate_json(raw, strict=True, extra="forbid")

@@ -1,4 +1,4 @@
-"""What several routers share: the user-id path parameter and the documented error answers."""
+"""What several routers share: the id path parameters and the documented error answers."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ class UserIdConvertor(PathConvertor):
 register_url_convertor("user_id", UserIdConvertor())
 #: The user-id segment of a route's path: the rest of the path up to the route's suffix.
 USER_ID_SEGMENT = "{user_id:user_id}"
+#: The item-id and category segments, read the same way (ids with ``/`` work, sent as is or as ``%2F``).
+ITEM_ID_SEGMENT = "{item_id:user_id}"
+CATEGORY_SEGMENT = "{category:user_id}"
 
 #: A user id in a path: the rest of the path up to the route's suffix, so ids with ``/`` work (sent as is or as ``%2F``).
 UserIdPath = Annotated[
@@ -36,6 +39,21 @@ UserIdPath = Annotated[
     ),
     AfterValidator(printable),
 ]
+
+
+
+def _id_path(description: str):
+    return Annotated[
+        str,
+        Path(min_length=1, max_length=MAX_ID_LENGTH, description=description, json_schema_extra={"pattern": USER_ID_PATTERN}),
+        AfterValidator(printable),
+    ]
+
+
+#: An item id in a path, as the events' ``item_id``.
+ItemIdPath = _id_path("The item id as sent in the events' item_id (no control or bidirectional characters; '/' allowed)")
+#: A category in a path, as the events' ``category``.
+CategoryPath = _id_path("The category as sent in the events' category (no control or bidirectional characters; '/' allowed)")
 
 AUTH_ERRORS = {
     401: {"model": Problem, "description": "Missing or invalid bearer token"},

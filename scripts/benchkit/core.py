@@ -1,8 +1,10 @@
 """The pure core without Kafka: replay rate and the cost of each step of a portrait, per checkout.
 
 ``measure`` replays the same synthetic events through :func:`online_models.replay.replay_history`
-with a frozen model snapshot (admission, fold, watch, the watermark sweeps of silent users) and
-times the steps of a publication over the final states (state decode, render, scoring, JSON).
+with a frozen model snapshot (admission, fold, watch, the watermark sweeps of silent users, and
+where the checkout has them the item facts and their fold by the items' engine) and times the
+steps of a publication over the final states (state decode, render, scoring, JSON; an item or
+category portrait's render).
 ``compare`` runs ``measure`` in one subprocess per checkout, one after the other in the same
 run, so two versions of the core are compared on the same events and the same machine.
 
@@ -46,6 +48,7 @@ def measure(events: int, users: int, days: float, seed: int) -> dict:
     result = replay_history(history, frozen=frozen)
     seconds = time.perf_counter() - started
     states = list(result.states.values())
+    item_states = list(getattr(result, "item_states", {}).values())  # checkouts before item portraits have none
     config = WatchConfig().portrait
     raws = [state.to_bytes() for state in states]
     portraits = [render(state, as_of=result.as_of, config=config) for state in states]
@@ -63,6 +66,20 @@ def measure(events: int, users: int, days: float, seed: int) -> dict:
             "enrich (rfm, lifecycle, segment, tags, churn)": _per_item_us(frozen.enrich, portraits),
             "json": _per_item_us(orjson.dumps, enriched),
         },
+        "items": len(item_states),
+        "per_item_portrait_us": _item_steps(item_states, result) if item_states else None,
+    }
+
+
+def _item_steps(states: list, result) -> dict:
+    from online_models.item_portrait import ItemConfig, ItemState, render
+
+    config = ItemConfig()
+    raws = [state.to_bytes() for state in states]
+    return {
+        "state_from_bytes": _per_item_us(ItemState.from_bytes, raws),
+        "render": _per_item_us(lambda s: render(s, as_of=result.item_as_of, config=config), states),
+        "state_bytes": round(sum(map(len, raws)) / len(raws)),
     }
 
 

@@ -153,12 +153,13 @@ def test_create_topics_makes_the_changelog_compacted_with_its_segment_override(s
     """The footprint benchmark rolls the changelog's segments fast; every other caller gets the product's."""
     from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
-    from streams.topics import CHANGELOG_CONFIGS, create_topics
+    from streams.topics import CHANGELOG_CONFIGS, ITEM_STATE_TABLE, create_topics
 
     settings = stack.settings()
     fast = settings.model_copy(update={"app_id": f"{settings.app_id}-fast"})
     created = create_topics(fast, changelog_segment_ms=5_000)
-    assert created == [state_changelog(fast.app_id)]  # the product's topics were there already
+    # the product's topics were there already; the users' and the items' table changelogs were not
+    assert created == [state_changelog(fast.app_id), state_changelog(fast.app_id, ITEM_STATE_TABLE)]
 
     admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     try:

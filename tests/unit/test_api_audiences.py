@@ -14,6 +14,7 @@ import pytest
 from tests.unit.test_api_synthetic import (
     AGE_BANDS,
     CATEGORIES,
+    ITEMS,
     LAYERS,
     REGIONS,
     SEGMENTS,
@@ -87,6 +88,8 @@ def brute_match(p: dict, f: dict, floor: float | None = None) -> bool:
         want = c["score_at_least"]
         if not any(e["category"] == want["category"] and e["score"] >= want["at_least"] for e in cats):
             return False
+    if "bought_items" in f and not set(f["bought_items"]) & set(p.get("bought_items") or ()):
+        return False
     for name, values in f.get("attributes", {}).items():
         value = (p.get("profile") or {}).get(name)
         if value is None or str(value) not in {str(v) for v in values}:
@@ -166,6 +169,11 @@ def random_filter(rng: random.Random) -> dict:
     return f
 
 
+def random_items_filter(rng: random.Random) -> list[str]:
+    """Buyers of one to three items, popular or not."""
+    return rng.sample(ITEMS[:5], 1) + rng.sample(ITEMS, rng.randrange(0, 3))
+
+
 def random_clv_filter(rng: random.Random) -> dict:
     c = rng.choice([{"min": 100.0}, {"max": 250.0}, {"min": 50.0, "max": 1000.0}, {"top_share": 0.1}, {"top_share": 0.5, "max": 2000.0}])
     return dict(c)
@@ -211,11 +219,13 @@ def query_all(client, f: dict, limit: int, fields=(), exact_count: bool = True) 
 def random_audiences(population, seed: int, limits: list[int], exact_count: bool):
     """80 random filters, each queried page by page: (filter, expected users, count, members, plans)."""
     client, current = population
-    rng, clv_rng = random.Random(seed), random.Random(-seed)
+    rng, clv_rng, items_rng = random.Random(seed), random.Random(-seed), random.Random(seed + 0.5)
     for _ in range(80):
         f = random_filter(rng)
         if clv_rng.random() < 0.2:  # from a generator of its own, so the other conditions stay as they were
             f["clv"] = random_clv_filter(clv_rng)
+        if items_rng.random() < 0.2:
+            f["bought_items"] = random_items_filter(items_rng)
         expected = brute_audience(current, f)
         yield f, expected, *query_all(client, f, limit=rng.choice(limits), exact_count=exact_count)
 
@@ -420,3 +430,42 @@ def test_the_top_share_is_that_share_of_valued_users_with_ties_at_the_floor_all_
     floor = top_clv_floor(current.values(), 0.1)
     assert count == sum(v >= floor for v in valued) >= math.ceil(0.1 * len(valued))
     assert count < 0.11 * len(valued)  # the round values at the floor are few
+
+
+@pytest.mark.parametrize("also", [{}, {"layers": ["ordinary", "potential"]}, {"attributes": {"gender": ["female"]}},
+                                  {"tags": {"none": ["loyal"]}}, {"behaviour": [{"kind": "spend", "days": 30, "at_least": 100}]}])
+@pytest.mark.parametrize("items", [["sku-000"], ["sku-003", "sku-150"], ["sku-199"], ["no-such-sku"]])
+def test_the_buyers_of_items_are_the_users_listing_one_of_them(population, items, also):
+    client, current = population
+    f = {"bought_items": items, **also}
+    expected = brute_audience(current, f)
+    for exact in (True, False):
+        count, members, plans = query_all(client, f, limit=40, exact_count=exact)
+        assert [m["user_id"] for m in members] == expected, (f, exact)
+        assert count in (None, len(expected))
+    if items == ["sku-000"] and not also:
+        assert len(expected) > 100  # a popular item: the filter is not trivial
+        answer = client.post("/v1/audiences/query", json={"filter": f, "limit": 0}, headers=auth()).json()
+        assert answer["count"] == answer["estimated_count"] == len(expected)
+        assert answer["plan"]["driver"] == "item" and answer["plan"]["residual"] == []
+
+
+def test_an_items_estimate_counts_its_postings_up_to_a_bound(population, monkeypatch):
+    from api import audiences
+    from api.models import AudienceFilter
+
+    client, current = population
+    store = client.app.state.store
+    f = {"bought_items": ["sku-000"]}
+    expected = [u.encode() for u in brute_audience(current, f)]
+    monkeypatch.setattr(audiences, "UNCOUNTED_COUNT_CAP", 25)  # in this process: the query runs here, not in a query process
+    page = audiences.query_page(store, AudienceFilter(**f), None, 10)
+    assert page.estimate == 25 < len(expected) and page.count is None and page.plan.walked  # found without counting
+    assert page.users == expected[:10]
+    assert audiences.query_page(store, AudienceFilter(**f), None, 10, exact_count=True).count == len(expected)
+
+
+def test_too_many_items_is_a_422(population):
+    client, _ = population
+    response = client.post("/v1/audiences/query", json={"filter": {"bought_items": [f"s{i}" for i in range(101)]}}, headers=auth())
+    assert response.status_code == 422 and "bought_items" in response.text

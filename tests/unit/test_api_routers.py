@@ -17,7 +17,7 @@ from api.ingest import EventLogUnavailable
 from api.limits import QueryGate
 from api.metrics import ApiMetrics
 from api.rescore import MODELS_SPACE
-from api.routers import alerts, audiences, erasure, ingestion, models, operations, overview, portraits
+from api.routers import alerts, audiences, erasure, ingestion, items, models, operations, overview, portraits
 from online_models.settings import Settings
 from tests.unit.test_api_synthetic import TOKENS, auth, make_store, synthetic_portraits
 
@@ -84,6 +84,44 @@ def test_portraits_are_looked_up_under_the_stored_id(populated):
         assert found.status_code == 200 and found.json()["user_id"] == stored
         assert client.get("/v1/users/nobody/portrait", headers=auth()).status_code == 404
         assert client.get("/v1/users/alias/portrait").status_code == 401
+
+
+def item_portrait(key: str) -> bytes:
+    """A stored item or category portrait, as the item engines publish them."""
+    from online_models.item_facts import ItemFact
+    from online_models.item_portrait import ItemConfig, ItemState, fold, render
+
+    state = ItemState(key)
+    name = key.split(":", 1)[1]
+    fold(state, ItemFact(key, "e1", "view", 1714536000000, 19844, name if key.startswith("item:") else None,
+                         name if key.startswith("category:") else "toys", 0, (0, 1)))
+    return orjson.dumps(render(state, as_of=1714536000000, config=ItemConfig()))
+
+
+def test_item_and_category_portraits_are_served_as_stored_and_unknown_ones_are_a_404(store):
+    from tests.portrait_contract import check_item_published
+
+    keys = ["item:sku-1", "item:shop/7/sku 2", "category:toys", "category:baby & kids"]
+    store.apply("item-portraits", items.ITEM_PORTRAITS_SPACE, [(0, i, key.encode(), item_portrait(key)) for i, key in enumerate(keys)])
+    with mounted(items.router, get_store=store) as client:
+        for path, key in (
+            ("/v1/items/sku-1/portrait", "item:sku-1"),
+            ("/v1/items/shop/7/sku 2/portrait", "item:shop/7/sku 2"),
+            ("/v1/items/shop%2F7%2Fsku%202/portrait", "item:shop/7/sku 2"),
+            ("/v1/categories/toys/portrait", "category:toys"),
+            ("/v1/categories/baby%20%26%20kids/portrait", "category:baby & kids"),
+        ):
+            found = client.get(path, headers=auth())
+            assert found.status_code == 200, (path, found.text)
+            assert check_item_published(found.content).key == key
+        missing = client.get("/v1/items/toys/portrait", headers=auth())  # a category's name is not an item's id
+        assert missing.status_code == 404 and "no portrait for item 'toys'" in missing.json()["detail"]
+        missing = client.get("/v1/categories/sku-1/portrait", headers=auth())
+        assert missing.status_code == 404 and "category 'sku-1'" in missing.json()["detail"]
+        assert client.get("/v1/items/sku-1/portrait").status_code == 401
+        bad = client.get("/v1/items/sku%E2%80%AE1/portrait", headers=auth())
+        assert bad.status_code == 422 and "U+202E" in bad.text
+        assert client.get("/v1/items/" + "x" * 129 + "/portrait", headers=auth()).status_code == 422
 
 
 def test_erasure_writes_the_request_to_the_prefixed_topic_and_tracks_it(store):

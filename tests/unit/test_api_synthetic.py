@@ -30,6 +30,8 @@ AGE_BANDS = ("<18", "18-24", "25-29", "30-34", "35-39", "40-49", "50-54", "55+")
 TAGS = ("night_owl", "weekend_shopper", "promotion_driven", "big_spender", "window_shopper", "cart_abandoner", "loyal")
 SEGMENTS = {0: "typical shoppers", 1: "price-sensitive newcomers", 2: "quality-seeking loyal", 3: "young trend seekers"}
 DEVICES = ("ios", "android", "mini_program", "pc")
+#: item ids; the first ones are bought far more often
+ITEMS = tuple(f"sku-{i:03d}" for i in range(200))
 
 
 def iso(day: float) -> str:
@@ -146,6 +148,10 @@ def synthetic_portrait(rng: random.Random, user_id: str) -> dict:
             "value": value,
             "horizon_days": 365,
         }
+    items_rng = random.Random(f"items:{user_id}")  # its own too: absent (stored before it was published) or a few items
+    if items_rng.random() >= 0.1:
+        picked = {ITEMS[min(len(ITEMS) - 1, int(items_rng.paretovariate(1.2)) - 1)] for _ in range(items_rng.randrange(0, 7))}
+        portrait["bought_items"] = sorted(picked, key=lambda item: items_rng.random())
     return portrait
 
 

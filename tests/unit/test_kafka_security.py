@@ -181,9 +181,9 @@ def test_the_model_feed_and_the_hole_reader_of_the_engines_are_built_with_the_op
 
     from online_models.topic_follower import Follower
     from streams import faust_repairs
-    from streams.engines import Engines
+    from streams.engines import Engines, ItemEngines
 
-    engines = Engines(app=None, settings=secured())
+    engines = Engines(app=None, settings=secured(), writer=None)
     assert isinstance(engines.feed, Follower)
     feed_consumers = capture(monkeypatch, kafka, "KafkaConsumer")
     with pytest.raises(Captured):
@@ -194,6 +194,10 @@ def test_the_model_feed_and_the_hole_reader_of_the_engines_are_built_with_the_op
     with pytest.raises(Captured):
         asyncio.run(engines.skipped.log_start("events", 0))
     assert_secured(hole_consumers[0])
+    items = ItemEngines(app=None, settings=secured(), writer=None)  # the item engines read their holes alike
+    with pytest.raises(Captured):
+        asyncio.run(items.skipped.log_start("item-facts", 0))
+    assert_secured(hole_consumers[1])
 
 
 def test_the_api_follower_and_event_sink_are_built_with_the_options(monkeypatch, tmp_path):

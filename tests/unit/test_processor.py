@@ -151,7 +151,7 @@ def test_alerts_and_erasure_records_are_confirmed_before_any_later_write(history
     records = records_of(history, erasures={100: history[100]["user_id"]})
     _, log = run(records, {}, models)
     kinds = {e.kind for effects in log for e in effects if isinstance(e, Send) and e.confirm}
-    assert kinds == {"alert", "erasure"}
+    assert kinds == {"alert", "erasure", "item_fact"}
     erasure = next(effects for effects in log if any(isinstance(e, Send) and e.kind == "erasure" for e in effects))
     first_write = next(i for i, e in enumerate(erasure) if not isinstance(e, Send))
     assert [e.topic for e in erasure[:first_write] if e.kind == "erasure"] == ["portraits", "profiles", "churn-alerts", "model-training"]
