@@ -285,6 +285,9 @@ def batch_sentiment(events: list[dict], as_of: int, *, window_days: float = 30.0
         "negative": sum(s <= -0.2 for s in scores),
         "negative_recent": len(window),
         "recent_negative": [(ts, item, score) for ts, item, score in reversed(window[-shown:])],
+    }
+
+
 # -- AARRR and decision habits, from the definitions README.md gives --------------------------------
 
 SESSION_GAP = 30 * 60_000
