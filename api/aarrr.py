@@ -32,8 +32,7 @@ the newest ``as_of`` week on is complete: a window must start there or later (:f
 
 >>> portrait = {"as_of": "2024-05-08T00:00:00.000Z", "timezone": "UTC",
 ...             "first_seen": "2024-04-24T10:00:00.000Z", "first_purchase": "2024-04-26T09:00:00.000Z",
-...             "weeks": [{"week": "2024-04-22", "purchases": 1, "spend": 30.0, "shares": 0},
-...                       {"week": "2024-05-06", "purchases": 0, "spend": 0.0, "shares": 2}]}
+...             "weeks": {"start": ["2024-04-22", "2024-05-06"], "purchases": [1, 0], "spend": [30.0, 0.0], "shares": [0, 2]}}
 >>> figures = build(contribution(portrait), first_week=week_number("2024-04-22"), last_week=week_number("2024-05-06"))
 >>> figures.acquisition.new_users, figures.activation.activated, figures.revenue.arpu, figures.referral.shares
 (1, 1, 30.0, 2)
@@ -126,24 +125,29 @@ def contribution(portrait: Any) -> dict[str, int]:
         if bought is not None and bought >= first and (bought - first) // DAY_MS < MAX_ACTIVATION_DAYS:
             c[f"act{_SEP}{cohort}{_SEP}{(bought - first) // DAY_MS}"] = 1
     ledger = p.get("weeks")
-    active, paid, shared = [], [], []
-    for entry in ledger if isinstance(ledger, list) else ():
-        week = week_number(entry.get("week")) if isinstance(entry, dict) else None
+    columns = [ledger.get(name) for name in ("start", "purchases", "spend", "shares")] if isinstance(ledger, dict) else ()
+    if not columns or not all(isinstance(column, list) and len(column) == len(columns[0]) for column in columns):
+        columns = [[], [], [], []]  # a ledger that is not four columns of one length counts for nothing
+    active: list[int] = []
+    paid: list[int] = []
+    shared: list[int] = []
+    for monday, purchases, spend, shares in zip(*columns):
+        week = week_number(monday)
         if week is None or (active and week <= active[-1]):  # the ledger is sorted; anything else is skipped
             continue
         active.append(week)
         c[f"active{_SEP}{week}"] = 1
         if cohort is not None and 0 <= week - cohort < RETENTION_WEEKS:
             c[f"ret{_SEP}{cohort}{_SEP}{week - cohort}"] = 1
-        purchases = count(entry.get("purchases"))
+        purchases = count(purchases)
         if purchases:
             paid.append(week)
             c[f"payers{_SEP}{week}"] = 1
             c[f"orders{_SEP}{week}"] = purchases
-            spend = cents(entry.get("spend"))
+            spend = cents(spend)
             if spend > 0:
                 c[f"gmv{_SEP}{week}"] = spend
-        shares = count(entry.get("shares"))
+        shares = count(shares)
         if shares:
             shared.append(week)
             c[f"sharers{_SEP}{week}"] = 1

@@ -83,12 +83,14 @@ def count_week(state: "PortraitState", week: int, keep: int) -> int | None:
     return i
 
 
-def render_weeks(state: "PortraitState") -> list[dict[str, Any]]:
-    """The ledger as the portrait publishes it, oldest week first."""
-    return [
-        {"week": week_start(week), "purchases": purchases, "spend": cents / 100, "shares": shares}
-        for week, purchases, cents, shares in zip(state.week_numbers, state.week_purchases, state.week_cents, state.week_shares)
-    ]
+def render_weeks(state: "PortraitState") -> dict[str, list[Any]]:
+    """The ledger as the portrait publishes it, in columns, oldest week first."""
+    return {
+        "start": [week_start(week) for week in state.week_numbers],
+        "purchases": list(state.week_purchases),
+        "spend": [cents / 100 for cents in state.week_cents],
+        "shares": list(state.week_shares),
+    }
 
 
 # -- sessions -------------------------------------------------------------------------------------

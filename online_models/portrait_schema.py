@@ -51,7 +51,7 @@ __all__ = [
     "ReviewSentiment",
     "Rfm",
     "Segment",
-    "WeekActivity",
+    "WeeklyLedger",
     "WindowTotals",
     "Windows",
     "item_portrait_json_schema",
@@ -158,18 +158,16 @@ class Funnel(BaseModel):
     )
 
 
-class WeekActivity(BaseModel):
-    """One shop week (Monday to Sunday, shop time zone) in which the user had an event."""
+class WeeklyLedger(BaseModel):
+    """The shop weeks (Monday to Sunday, shop time zone) in which the user had an event, in columns: the i-th
+    entry of each list is the i-th week's."""
 
-    week: str = Field(
-        pattern=r"^\d{4}-\d{2}-\d{2}$",
-        json_schema_extra={"format": "date"},
-        description="The week's Monday, YYYY-MM-DD, in the shop's calendar",
-        examples=["2026-11-16"],
+    start: list[Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$", json_schema_extra={"format": "date"})]] = Field(
+        max_length=53, description="Each week's Monday, YYYY-MM-DD in the shop's calendar, oldest first", examples=[["2026-11-16"]]
     )
-    purchases: Count = Field(description="pay events in the week")
-    spend: Money = Field(description="Sum of the week's payment amounts, currency units (gross of refunds)")
-    shares: Count = Field(description="share events in the week")
+    purchases: list[Count] = Field(max_length=53, description="pay events in each week")
+    spend: list[Money] = Field(max_length=53, description="Sum of each week's payment amounts, currency units (gross of refunds)")
+    shares: list[Count] = Field(max_length=53, description="share events in each week")
 
 
 class ProfileAttributes(BaseModel):
@@ -278,8 +276,7 @@ class RenderedPortrait(BaseModel):
         "and the 89 before), most recent purchase day first, ties by id; at most the 50 items bought last are remembered"
     )
     profile: ProfileAttributes
-    weeks: list[WeekActivity] = Field(
-        max_length=53,
+    weeks: WeeklyLedger = Field(
         description="The shop weeks with an event among the 53 up to the week of the user's newest event, oldest "
         "first: what the AARRR figures (GET /v1/aarrr) count",
     )

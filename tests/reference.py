@@ -323,11 +323,13 @@ def batch_habits(events: list[dict], zone: str = "UTC", *, remembered_items: int
         elif e["type"] == "share":
             week["shares"] += 1
     newest = max(weeks, default=None)
-    out["weeks"] = [
-        {"week": monday.isoformat(), "purchases": w["purchases"], "spend": w["cents"] / 100, "shares": w["shares"]}
-        for monday, w in sorted(weeks.items())
-        if (newest - monday).days < 7 * kept_weeks
-    ]
+    kept = [(monday, w) for monday, w in sorted(weeks.items()) if (newest - monday).days < 7 * kept_weeks]
+    out["weeks"] = {
+        "start": [monday.isoformat() for monday, _ in kept],
+        "purchases": [w["purchases"] for _, w in kept],
+        "spend": [w["cents"] / 100 for _, w in kept],
+        "shares": [w["shares"] for _, w in kept],
+    }
     sessions: list[list[dict]] = []
     for e in events:
         if sessions and e["ts"] - sessions[-1][-1]["ts"] < SESSION_GAP:
