@@ -83,7 +83,11 @@ EARLIEST_DATE, LATEST_DATE = date(1970, 1, 1), date(1970, 1, 1) + timedelta(mill
 
 
 class WindowError(ValueError):
-    """A window the counters cannot answer; the message says why, for the 4xx answer."""
+    """A window the counters cannot answer: ``parameter`` names the query parameter at fault, the message says why."""
+
+    def __init__(self, parameter: str, message: str):
+        super().__init__(message)
+        self.parameter = parameter
 
 
 @lru_cache(maxsize=4096)
@@ -198,7 +202,7 @@ def window(counters: dict[str, int], start: date | None, end: date | None) -> tu
     """
     for name, given in (("from", start), ("to", end)):
         if given is not None and not EARLIEST_DATE <= given <= LATEST_DATE:
-            raise WindowError(f"{name} ({given}) must lie between {EARLIEST_DATE} and {LATEST_DATE}")
+            raise WindowError(name, f"{name} ({given}) must lie between {EARLIEST_DATE} and {LATEST_DATE}")
     newest = newest_week(counters)
     last = week_of_day(day_number(end)) if end is not None else newest
     if last is None:
@@ -207,7 +211,7 @@ def window(counters: dict[str, int], start: date | None, end: date | None) -> tu
         last = week_of_day(day_number(start)) + DEFAULT_WEEKS - 1
     first = week_of_day(day_number(start)) if start is not None else last - DEFAULT_WEEKS + 1
     if first > last:
-        raise WindowError(f"from ({start}) is after to ({end})")
+        raise WindowError("from", f"from ({start}) is after to ({end})")
     if newest is not None:
         oldest = newest - WINDOW_WEEKS + 1
         if first < oldest:
@@ -215,11 +219,12 @@ def window(counters: dict[str, int], start: date | None, end: date | None) -> tu
                 first = oldest
             else:
                 raise WindowError(
+                    "from",
                     f"the window must start in one of the {WINDOW_WEEKS} weeks up to the newest (the week of "
                     f"{week_start(newest)}): from {week_start(oldest)} on; {start} is earlier"
                 )
     if last - first >= WINDOW_WEEKS:
-        raise WindowError(f"a window spans at most {WINDOW_WEEKS} weeks; from {start} to {end} spans {last - first + 1}")
+        raise WindowError("to", f"a window spans at most {WINDOW_WEEKS} weeks; from {start} to {end} spans {last - first + 1}")
     return first, last
 
 

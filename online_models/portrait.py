@@ -355,7 +355,7 @@ def update(
     # the common cases inline (hot path): the newest week of the ledger, the newest session
     week = week_of_day(day)
     weeks = state.week_numbers
-    week = len(weeks) - 1 if weeks and weeks[-1] == week else count_week(state, week, config.activity_weeks)
+    week_slot = len(weeks) - 1 if weeks and weeks[-1] == week else count_week(state, week, config.activity_weeks)
     ends = state.session_ends
     if ends and ts >= state.session_starts[-1] and ts - ends[-1] < SESSION_GAP_MS:
         if ts > ends[-1]:
@@ -393,9 +393,9 @@ def update(
         state.open_carts = [c for c in state.open_carts if not (ts - config.cart_timeout_ms < c <= ts)]
         bisect.insort(state.recent_pays, ts)
         bisect.insort(state.purchase_times, ts)
-        if week is not None:
-            state.week_purchases[week] += 1
-            state.week_cents[week] += cents
+        if week_slot is not None:
+            state.week_purchases[week_slot] += 1
+            state.week_cents[week_slot] += cents
         if event.payment_method:
             state.payment_methods[event.payment_method] = state.payment_methods.get(event.payment_method, 0) + 1
         if event.item_id:
@@ -404,8 +404,8 @@ def update(
         if event.item_id:
             note_view(state, event.item_id, ts, config.max_viewed_items, zone)
     elif kind == "share":
-        if week is not None:
-            state.week_shares[week] += 1
+        if week_slot is not None:
+            state.week_shares[week_slot] += 1
     elif kind == "refund":
         state.refunds += 1
         state.refund_cents += event.amount_cents

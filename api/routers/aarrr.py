@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
+from fastapi.exceptions import RequestValidationError
 
 from api import aarrr
 from api.auth import Reader
 from api.dependencies import Store
 from api.indexes import PORTRAITS_SPACE, PortraitSpace
-from api.models import Aarrr, Problem
+from api.models import Aarrr
 from api.routers.common import AUTH_ERRORS
 from api.strict_json import StrictJsonRoute
 
@@ -21,7 +22,7 @@ router = APIRouter(route_class=StrictJsonRoute)
 @router.get(
     "/v1/aarrr",
     response_model=Aarrr,
-    responses={**AUTH_ERRORS, 422: {"model": Problem, "description": "A window or an activation period the figures cannot answer"}},
+    responses=AUTH_ERRORS,
     tags=["overview"],
 )
 async def get_aarrr(
@@ -48,12 +49,17 @@ async def get_aarrr(
         ),
     ] = 7,
 ) -> Aarrr:
-    """AARRR of every user over whole shop weeks (Monday to Sunday), from running counters over the stored portraits."""
+    """AARRR of every user over whole shop weeks (Monday to Sunday), from running counters over the stored portraits.
+
+    A window the figures cannot answer is a 422 like any invalid parameter, naming the parameter and why."""
     handler = store.handler(PORTRAITS_SPACE)
     counters = handler.aarrr_counters() if isinstance(handler, PortraitSpace) else {}
     try:
         weeks = aarrr.window(counters, start, end)
     except aarrr.WindowError as error:
-        raise HTTPException(422, str(error)) from None
+        given = {"from": start, "to": end}[error.parameter]
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("query", error.parameter), "msg": str(error), "input": str(given)}]
+        ) from None
     first, last = weeks if weeks is not None else (None, None)
     return aarrr.build(counters, first_week=first, last_week=last, activation_days=activation_days)

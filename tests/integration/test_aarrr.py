@@ -99,7 +99,8 @@ def test_aarrr_habits_and_price_bands_equal_a_batch_computation(stack):
     assert whole["acquisition"]["new_users"] == USERS and len(whole["retention"]["cohorts"]) >= 6
     assert sum(c["users"] > 0 for c in whole["retention"]["cohorts"]) >= 3  # newcomers make later cohorts
     refused = client.get("/v1/aarrr?from=2026-03-10&to=2026-03-01")
-    assert refused.status_code == 422 and "after to" in refused.json()["detail"]
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["query", "from"]
+    assert "after to" in refused.json()["detail"][0]["msg"]
 
     # -- the group's decision habits in the overview ---------------------------------------------------
     got = client.get("/v1/overview").json()["habits"]
