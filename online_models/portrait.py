@@ -33,6 +33,7 @@ import orjson
 from online_models.clock import DAY_MS, MINUTE_MS, ceil_minute
 from online_models.events import Event, Profile
 from online_models.lifecycle import last_return_gap_days
+from online_models.sentiment import NEGATIVE_AT, POSITIVE_AT, ReviewScore
 from online_models.vocabulary import WEEKEND_DAYS, local_day, local_hour_weekday, ratio
 
 WINDOW_DAYS = (7, 30, 90)
@@ -75,6 +76,12 @@ class PortraitConfig:
     #: (:mod:`online_models.item_facts`); past these, the one bought longest ago is forgotten
     max_bought_items: int = 50
     max_bought_categories: int = 32
+    #: negative reviews are counted over this many days before ``as_of`` (and kept that long)
+    sentiment_window_days: float = 30.0
+    #: the newest negative reviews of the window a portrait lists
+    negative_reviews_shown: int = 3
+    #: most negative reviews of the window kept per user (the newest); the window's count stops there
+    max_recent_negative_reviews: int = 50
     category_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CATEGORY_WEIGHTS))
 
     def __post_init__(self) -> None:
@@ -87,6 +94,10 @@ class PortraitConfig:
             raise ValueError("max_devices and max_seen_ids must be positive")
         if self.max_bought_items < 1 or self.max_bought_categories < 1:
             raise ValueError("max_bought_items and max_bought_categories must be positive")
+        if self.sentiment_window_days <= 0 or self.max_recent_negative_reviews < self.negative_reviews_shown:
+            raise ValueError(
+                "sentiment_window_days must be positive and max_recent_negative_reviews at least negative_reviews_shown"
+            )
 
 
 @dataclass(slots=True)
@@ -100,7 +111,8 @@ class PortraitState:
     ``bought_items`` and ``bought_categories`` (``max_bought_items``, ``max_bought_categories``). By
     event time: the minute buckets (90 days), ``purchase_times`` (``purchase_memory_ms``),
     ``open_carts`` and ``recent_pays`` (the cart timeout and the lateness), ``pending_labels``
-    (the label horizon), ``purchase_days`` (one entry per day with a purchase). A redelivery
+    (the label horizon), ``purchase_days`` (one entry per day with a purchase), ``recent_negative_reviews``
+    (the sentiment window, and at most ``max_recent_negative_reviews``). A redelivery
     whose id has left ``seen`` is dead-lettered as ``late_event`` when older than the watermark,
     else counted again: that takes more than ``max_seen_ids`` events of one user within the
     allowed lateness. The serialized state as a whole is capped by the partition engine
@@ -161,6 +173,16 @@ class PortraitState:
     # ([latest purchase day, previous purchase day, layer, segment, age band], online_models.item_facts)
     bought_items: dict[str, list] = field(default_factory=dict)
     bought_categories: dict[str, list] = field(default_factory=dict)
+    # reviews given a sentiment score at admission: how many, the sum of their scores in units of
+    # 1e-4 (exact, so the sum does not depend on the order of arrival), how many were scored from
+    # their text, how many were positive and negative
+    reviews_scored: int = 0
+    sentiment_units: int = 0
+    reviews_from_text: int = 0
+    positive_reviews: int = 0
+    negative_reviews: int = 0
+    # negative reviews within the sentiment window, sorted by time: [ts, item_id, score]
+    recent_negative_reviews: list = field(default_factory=list)
 
     def has_seen(self, event_id: str) -> bool:
         """Whether ``event_id`` was already folded in (within the dedupe horizon)."""
@@ -238,11 +260,34 @@ def repeat_spend_cents(state: PortraitState) -> int | None:
     return None if state.first_day_cents is None else state.spend_cents - state.first_day_cents
 
 
-def update(state: PortraitState, event: Event, *, watermark: int, config: PortraitConfig) -> bool:
+def _count_review(state: PortraitState, event: Event, sentiment: ReviewScore, config: PortraitConfig) -> None:
+    """Fold a review's sentiment (given at admission) into the user's sentiment figures."""
+    state.reviews_scored += 1
+    state.sentiment_units += round(sentiment.score * 10_000)
+    if sentiment.source != "rating":
+        state.reviews_from_text += 1
+    if sentiment.score >= POSITIVE_AT:
+        state.positive_reviews += 1
+    elif sentiment.score <= NEGATIVE_AT:
+        state.negative_reviews += 1
+        kept = state.recent_negative_reviews
+        bisect.insort(kept, [event.ts, event.item_id, sentiment.score], key=_review_time)
+        if len(kept) > config.max_recent_negative_reviews:
+            del kept[0]  # the oldest
+
+
+def _review_time(entry: list) -> int:
+    return entry[0]
+
+
+def update(
+    state: PortraitState, event: Event, *, watermark: int, config: PortraitConfig, sentiment: ReviewScore | None = None
+) -> bool:
     """Fold one admitted event into ``state``; False (and no change) for a duplicate.
 
     ``watermark`` is the partition's event-time watermark after this event: state
     that no admissible event can touch any more is settled and pruned against it.
+    ``sentiment`` is a review's score, given at admission (:func:`online_models.admission.review_sentiment`).
     """
     if event.event_id in state.seen:
         return False
@@ -302,6 +347,8 @@ def update(state: PortraitState, event: Event, *, watermark: int, config: Portra
         i = bisect.bisect_left(state.recent_pays, ts)
         if not (i < len(state.recent_pays) and state.recent_pays[i] < ts + config.cart_timeout_ms):
             bisect.insort(state.open_carts, ts)
+    elif kind == "review" and sentiment is not None:
+        _count_review(state, event, sentiment, config)
 
     weight = config.category_weights.get(kind, 0.0)
     if event.category and weight:
@@ -342,6 +389,9 @@ def prune(state: PortraitState, watermark: int, config: PortraitConfig) -> None:
     horizon = watermark - config.dedupe_horizon_ms
     if state.seen and next(iter(state.seen.values())) < horizon:
         state.seen = {k: v for k, v in state.seen.items() if v >= horizon}
+    window_start = watermark - config.sentiment_window_days * DAY_MS
+    if state.recent_negative_reviews and state.recent_negative_reviews[0][0] <= window_start:
+        state.recent_negative_reviews = [entry for entry in state.recent_negative_reviews if entry[0] > window_start]
     oldest_needed = (watermark - WINDOW_DAYS[-1] * DAY_MS) // MINUTE_MS
     if state.bucket_minutes and state.bucket_minutes[0] <= oldest_needed:
         cut = bisect.bisect_right(state.bucket_minutes, oldest_needed)
@@ -379,6 +429,26 @@ def category_scores(state: PortraitState, as_of: int, config: PortraitConfig) ->
     """Every kept category's decayed score valued at ``as_of``."""
     factor = 2.0 ** (-(as_of - state.category_ref) / (config.category_half_life_days * DAY_MS))
     return {name: score * factor for name, score in state.category_scores.items()}
+
+
+def sentiment_view(state: PortraitState, as_of: int, config: PortraitConfig) -> dict[str, Any]:
+    """The user's review sentiment at ``as_of``: mean, counts, and the window's negative reviews, newest first."""
+    window_ms = config.sentiment_window_days * DAY_MS
+    recent = [entry for entry in state.recent_negative_reviews if as_of - window_ms < entry[0] <= as_of]
+    scored = state.reviews_scored
+    return {
+        "mean": None if not scored else round(state.sentiment_units / scored / 10_000, 4),
+        "reviews": scored,
+        "from_text": state.reviews_from_text,
+        "positive": state.positive_reviews,
+        "negative": state.negative_reviews,
+        "window_days": config.sentiment_window_days,
+        "negative_recent": len(recent),
+        "recent_negative": [
+            {"at": iso(ts), "item_id": item_id, "score": score}
+            for ts, item_id, score in reversed(recent[-config.negative_reviews_shown :])
+        ],
+    }
 
 
 def render(state: PortraitState, *, as_of: int | None, config: PortraitConfig) -> dict[str, Any]:
@@ -445,6 +515,7 @@ def render(state: PortraitState, *, as_of: int | None, config: PortraitConfig) -
         "devices": {name: round(n / device_total, 4) for name, n in sorted(state.devices.items())},
         "promo_share": ratio(state.promo_purchases, purchases),
         "bought_items": bought_items(state, as_of, config),
+        "sentiment": sentiment_view(state, as_of, config),
         "profile": dict(state.profile),
         "version": state.version,
     }

@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from online_models.admission import admit_erasure, admit_event, admit_profile, fold_event
+from online_models.admission import admit_erasure, admit_event, admit_profile, fold_event, review_sentiment
 from online_models.erasure import erasure_records, forget_local
 from online_models.events import MIN_TS_MS, Event, InvalidEvent
 from online_models.item_facts import ITEM_FACT_TYPES, buyer_attributes, facts_for
@@ -80,6 +80,7 @@ from online_models.partition_engine import (  # noqa: F401  (re-exported: the en
 from online_models.portrait import PortraitState, render, update_profile
 from online_models.retention import due_at, is_expired
 from online_models.schedule import CheckSchedule
+from online_models.sentiment import ReviewScorer, ShippedModelScorer
 from online_models.topic_names import (  # noqa: F401  (re-exported)
     CHURN_ALERTS,
     DEAD_LETTERS,
@@ -146,6 +147,8 @@ class EngineConfig:
     dead_letter_max_bytes: int = MAX_DEAD_LETTER_BYTES
     #: send each counted event that names an item or a category on to the items' engines (item-facts topic)
     item_facts: bool = True
+    #: scores each review once, at admission (see online_models.sentiment)
+    scorer: ReviewScorer = field(default_factory=ShippedModelScorer, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.progress_every >= self.watch.portrait.max_seen_ids:
@@ -240,11 +243,19 @@ class PartitionProcessor(PartitionEngine[PortraitState]):
         if self._fenced(admitted.user_id, admitted.ts):
             return
         state = self.state(admitted.user_id) or PortraitState(admitted.user_id)
+        sentiment = None
         if not state.has_seen(admitted.event_id):
             self._make_room(state, admitted)
+            sentiment = review_sentiment(admitted, config.scorer)
         # stream time stops at the wall clock: one event stamped ahead must not make the others late
         folded = fold_event(
-            state, admitted, clock=self.clock, partition=self.partition, config=config.watch.portrait, wall_ms=now_ms
+            state,
+            admitted,
+            clock=self.clock,
+            partition=self.partition,
+            config=config.watch.portrait,
+            wall_ms=now_ms,
+            sentiment=sentiment,
         )
         if admitted.ts > now_ms:
             self._ahead_of_wall_clock(admitted.ts - now_ms, now_ms)
@@ -278,7 +289,10 @@ class PartitionProcessor(PartitionEngine[PortraitState]):
         if state.user_id not in self.cache:
             return  # a new user: one event is far below the cap
         cap = self.config.max_state_bytes
-        growth = EVENT_GROWTH_BYTES + 6 * (len(event.event_id) + len(event.category or "") + len(event.device or ""))
+        strings = len(event.event_id) + len(event.category or "") + len(event.device or "")
+        if event.type == "review":
+            strings += len(event.item_id or "")  # a negative review is kept with its item
+        growth = EVENT_GROWTH_BYTES + 6 * strings
         bound = self._state_bytes.get(state.user_id)
         if bound is None or bound + growth > cap:
             bound = len(state.to_bytes())

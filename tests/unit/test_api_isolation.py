@@ -129,6 +129,14 @@ def test_the_deadline_and_the_bound_hold_in_the_query_processes(populated, tmp_p
         await gate.processes.start()
         with pytest.raises(Exception) as timed_out:  # the deadline travels to the process and stops the loop
             await gate.run(lambda d: None, isolated=isolated(_hold, marker))
+        # the slot is held until the process has stopped the work, which it must do by itself
+        for _ in range(200):
+            if gate._slots.acquire(blocking=False):
+                gate._slots.release()
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the timed-out query still held its slot 10 s after its deadline")
         gate.timeout_s = 30
         first = asyncio.ensure_future(gate.run(lambda d: None, isolated=isolated(_hold, marker)))
         await asyncio.sleep(0.1)
