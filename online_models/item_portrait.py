@@ -110,9 +110,12 @@ class ItemState:
 
 def _row(state: ItemState, day: int) -> int | None:
     """Index of ``day``'s counters, made when missing; None for a day before ``floor_day``."""
+    days = state.days
+    if days and days[-1] == day:  # most facts are of the newest day
+        return len(days) - 1
     if state.floor_day is not None and day < state.floor_day:
         return None
-    i = bisect.bisect_left(state.days, day)
+    i = bisect.bisect_left(days, day)
     if i == len(state.days) or state.days[i] != day:
         state.days.insert(i, day)
         state.tallies.insert(i, [0] * len(TALLIES))

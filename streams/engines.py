@@ -20,7 +20,7 @@ import gc
 import logging
 import time
 
-from online_models.item_facts import pack_facts
+from online_models.item_facts import MAX_PACKED_FACTS, pack_facts
 from online_models.item_processor import ItemPartitionProcessor
 from online_models.partition_engine import PROGRESS_KEY, PartitionEngine, PartitionProgress, Put, Record, Send
 from online_models.population import PopulationConfig, PopulationModels
@@ -37,8 +37,7 @@ log = logging.getLogger(__name__)
 
 #: how often a worker waiting for the models topic says so
 MODEL_WAIT_WARNING_SECONDS = 30.0
-#: most item facts in one record of the item-facts topic (a few hundred bytes each, far below the record limit)
-MAX_PACKED_FACTS = 500
+
 
 
 class EngineGroup:

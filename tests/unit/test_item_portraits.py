@@ -403,3 +403,14 @@ def test_without_item_facts_the_users_engine_sends_none(shop):
     for offset, event in enumerate(history[:200]):
         sent += engine.process(Record(EVENTS, EVENTS, offset, event["user_id"].encode(), orjson.dumps(event)), now_ms=NOW_MS)
     assert not [e for e in sent if isinstance(e, Send) and e.kind == "item_fact"]
+
+
+def test_a_replay_folds_the_item_facts_as_the_workers_do(shop):
+    """online_models.replay, one partition, no profiles, scored with unfitted models (no segments): the same figures."""
+    from online_models.replay import replay_history
+
+    history, _ = shop
+    events = delivered(history, seed=8)
+    result = replay_history(events, frozen=PopulationModels())
+    rendered = {key: render(state, as_of=result.item_as_of, config=ItemConfig()) for key, state in result.item_states.items()}
+    assert_equal_to_reference(rendered, item_portraits(events, {}, dict.fromkeys(rendered, result.item_as_of)))
