@@ -6,7 +6,9 @@ engines own items and categories. Between them runs the ``item-facts`` topic
 (:data:`ITEM_FACT_TYPES`) that names an item or a category, the users' engine
 makes one small fact for the key ``item:<item_id>`` and one for
 ``category:<name>`` (:func:`item_key`, :func:`category_key`; the prefixes keep an
-item and a category of the same name apart). A fact carries no user id.
+item and a category of the same name apart). A fact carries no user id, nor the
+event's id (producers may make those of user ids): its ``source``, the event's
+partition and offset of the events topic, says which event it is.
 
 A record of the topic is a *pack*: a JSON array of facts, each naming its key
 (:func:`pack_facts`, :func:`parse_item_facts`), every one of them a key of the
@@ -144,7 +146,6 @@ class ItemFact:
     source position it has already folded in, which makes a re-sent fact harmless."""
 
     key: str
-    event_id: str
     type: str
     ts: int
     day: int
@@ -221,7 +222,6 @@ def facts_for(
         return []
     day = local_day(event.ts, config.timezone)
     body = {
-        "event_id": event.event_id,
         "type": event.type,
         "ts": event.ts,
         "day": day,
@@ -271,9 +271,7 @@ def _fact(body: Any) -> ItemFact:
         raise ValueError("ts and day must be integers, cents one >= 0")
     if type(source) is not list or len(source) != 2 or not (_is_count(source[0]) and _is_count(source[1])):
         raise ValueError("source must be [partition, offset]")
-    event_id, item_id, category = body["event_id"], body.get("item_id"), body.get("category")
-    if type(event_id) is not str or not event_id:
-        raise ValueError("event_id must be a non-empty string")
+    item_id, category = body.get("item_id"), body.get("category")
     if not ((type(item_id) is str and key == ITEM_PREFIX + item_id) or (type(category) is str and key == CATEGORY_PREFIX + category)):
         raise ValueError("key must be item:<item_id> or category:<category> of the fact")
     was, now = body.get("was"), body.get("now")
@@ -281,7 +279,6 @@ def _fact(body: Any) -> ItemFact:
         raise ValueError("a contribution taken away is replaced")
     return ItemFact(
         key,
-        event_id,
         kind,
         ts,
         day,

@@ -17,9 +17,9 @@ kilobytes however busy it is (minute buckets over 90 days would not).
 >>> from online_models.item_facts import Contribution, ItemFact
 >>> state = ItemState("item:sku-1")
 >>> now = Contribution(19844, None, "ordinary", None, "25-29")
->>> for fact in (ItemFact("item:sku-1", "v1", "view", 1714536000000, 19844, "sku-1", "snacks", 0, (0, 1)),
-...              ItemFact("item:sku-1", "p1", "pay", 1714536060000, 19844, "sku-1", "snacks", 2500, (0, 2), None, now),
-...              ItemFact("item:sku-1", "p1", "pay", 1714536060000, 19844, "sku-1", "snacks", 2500, (0, 2), None, now)):
+>>> for fact in (ItemFact("item:sku-1", "view", 1714536000000, 19844, "sku-1", "snacks", 0, (0, 1)),
+...              ItemFact("item:sku-1", "pay", 1714536060000, 19844, "sku-1", "snacks", 2500, (0, 2), None, now),
+...              ItemFact("item:sku-1", "pay", 1714536060000, 19844, "sku-1", "snacks", 2500, (0, 2), None, now)):
 ...     _ = fold(state, fact)
 >>> view = render(state, as_of=1714536120000, config=ItemConfig())
 >>> view["windows"]["7d"]["purchases"], view["windows"]["7d"]["conversion"], view["windows"]["7d"]["buyers"]

@@ -18,7 +18,7 @@ published portrait).
 >>> import orjson
 >>> store = {}
 >>> engine = ItemPartitionProcessor(0, store, ItemEngineConfig())
->>> fact = {"key": "item:sku-1", "event_id": "e1", "type": "view", "ts": 1714536000000, "day": 19844,
+>>> fact = {"key": "item:sku-1", "type": "view", "ts": 1714536000000, "day": 19844,
 ...         "item_id": "sku-1", "category": "snacks", "cents": 0, "source": [2, 17]}
 >>> record = Record(ITEM_FACTS, ITEM_FACTS, 0, b"item:sku-1", orjson.dumps([fact]))
 >>> engine.process(record, now_ms=1714536000000), engine.counts["item_facts_applied"]
