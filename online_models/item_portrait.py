@@ -54,6 +54,10 @@ _COUNTED = {"view": _VIEWS, "add_to_cart": _CARTS, "favorite": _FAVORITES, "pay"
 _LIFETIME = 7
 #: what a buyer whose segment or age band is not known is counted under
 UNKNOWN = "unknown"
+#: most segments and age bands a day counts buyers under by name (profiles give age bands as free
+#: text): the buyers of any further one are counted under :data:`OTHER`
+MAX_VALUES = 16
+OTHER = "other"
 #: the distributions of buyers, by attribute, and the prefix of their counters
 ATTRIBUTES = (("layers", "layer:"), ("segments", "segment:"), ("age_bands", "age_band:"))
 
@@ -74,7 +78,8 @@ class ItemState:
 
     Bounded by event time: one row of counters (:data:`TALLIES`) and one map of buyer
     counts per shop day from ``floor_day`` on (:data:`KEPT_DAYS` days behind the
-    watermark), ``sources`` one entry per partition of the events topic.
+    watermark; 4 layers and :data:`MAX_VALUES` segments and age bands at most in a map),
+    ``sources`` one entry per partition of the events topic.
     """
 
     key: str
@@ -132,6 +137,15 @@ def _add(counts: dict[str, int], name: str, n: int) -> None:
         counts.pop(name, None)
 
 
+def _count_value(counts: dict[str, int], prefix: str, value: str, sign: int) -> None:
+    """Count a buyer under ``prefix + value``; past :data:`MAX_VALUES` values of the attribute in the day,
+    under ``prefix + "other"`` (a value not counted by name is taken away from there too)."""
+    name, other = prefix + value, prefix + OTHER
+    if name not in counts and (sign < 0 or sum(key.startswith(prefix) and key != other for key in counts) >= MAX_VALUES):
+        name = other
+    _add(counts, name, sign)
+
+
 def _move(state: ItemState, contribution: Contribution, sign: int) -> None:
     """Add (``sign`` 1) or take away (-1) one buyer's contribution to the buyer counts.
 
@@ -144,8 +158,8 @@ def _move(state: ItemState, contribution: Contribution, sign: int) -> None:
         tallies[_BUYERS] = max(0, tallies[_BUYERS] + sign)
         counts = state.buyers_by[i]
         _add(counts, "layer:" + contribution.layer, sign)
-        _add(counts, "segment:" + (UNKNOWN if contribution.segment is None else str(contribution.segment)), sign)
-        _add(counts, "age_band:" + (contribution.age_band or UNKNOWN), sign)
+        _count_value(counts, "segment:", UNKNOWN if contribution.segment is None else str(contribution.segment), sign)
+        _count_value(counts, "age_band:", contribution.age_band or UNKNOWN, sign)
     if contribution.second_day is not None:
         j = _row(state, contribution.second_day)
         if j is not None:

@@ -414,3 +414,23 @@ def test_a_replay_folds_the_item_facts_as_the_workers_do(shop):
     result = replay_history(events, frozen=PopulationModels())
     rendered = {key: render(state, as_of=result.item_as_of, config=ItemConfig()) for key, state in result.item_states.items()}
     assert_equal_to_reference(rendered, item_portraits(events, {}, dict.fromkeys(rendered, result.item_as_of)))
+
+
+def test_a_day_counts_its_buyers_under_a_bounded_number_of_age_bands():
+    """Profiles give age bands as free text: past 16 in a day, buyers count under "other", taken away from there too."""
+    from online_models.item_facts import Contribution, ItemFact
+
+    state, day = ItemState("item:a"), START_MS // DAY
+
+    def pay(i: int, was: Contribution | None, now: Contribution) -> ItemFact:
+        return ItemFact("item:a", "pay", START_MS, day, "a", None, 100, (0, i), was, now)
+
+    bands = [Contribution(day, None, "ordinary", None, f"band {i}") for i in range(40)]
+    for i, band in enumerate(bands):
+        fold(state, pay(i, None, band))
+    counted = render(state, as_of=START_MS, config=ItemConfig())["windows"]["7d"]["buyers_by"]["age_bands"]
+    assert len(counted) == 17 and counted["other"] == 24 and sum(counted.values()) == 40
+    for i, band in enumerate(bands):  # every buyer buys again later the same day as someone else
+        fold(state, pay(100 + i, band, Contribution(day, None, "ordinary", None, "25-29")))
+    counted = render(state, as_of=START_MS, config=ItemConfig())["windows"]["7d"]["buyers_by"]["age_bands"]
+    assert counted == {"25-29": 40}
