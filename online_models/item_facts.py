@@ -6,7 +6,9 @@ engines own items and categories. Between them runs the ``item-facts`` topic
 (:data:`ITEM_FACT_TYPES`) that names an item or a category, the users' engine
 makes one small fact for the key ``item:<item_id>`` and one for
 ``category:<name>`` (:func:`item_key`, :func:`category_key`; the prefixes keep an
-item and a category of the same name apart). A fact carries no user id.
+item and a category of the same name apart). A fact carries no user id, nor the
+event's id (producers may make those of user ids): its ``source``, the event's
+partition and offset of the events topic, says which event it is.
 
 A record of the topic is a *pack*: a JSON array of facts, each naming its key
 (:func:`pack_facts`, :func:`parse_item_facts`), every one of them a key of the
@@ -66,6 +68,8 @@ from online_models.vocabulary import local_day
 ITEM_FACT_TYPES = frozenset({"view", "add_to_cart", "favorite", "pay", "refund"})
 #: dead-letter reason of a record of the item-facts topic that is not an item fact
 INVALID_ITEM_FACT = "invalid_item_fact"
+#: most item facts in one record of the item-facts topic (a few hundred bytes each, far below the record limit)
+MAX_PACKED_FACTS = 500
 ITEM_PREFIX = "item:"
 CATEGORY_PREFIX = "category:"
 
@@ -142,7 +146,6 @@ class ItemFact:
     source position it has already folded in, which makes a re-sent fact harmless."""
 
     key: str
-    event_id: str
     type: str
     ts: int
     day: int
@@ -219,8 +222,6 @@ def facts_for(
         return []
     day = local_day(event.ts, config.timezone)
     body = {
-        "key": None,
-        "event_id": event.event_id,
         "type": event.type,
         "ts": event.ts,
         "day": day,
@@ -234,14 +235,15 @@ def facts_for(
         keys.append((item_key(event.item_id), state.bought_items, event.item_id, config.max_bought_items))
     if event.category:
         keys.append((category_key(event.category), state.bought_categories, event.category, config.max_bought_categories))
+    shared = orjson.dumps(body) if buyer is None else b""  # one encoding for both keys, each key put in front
     facts = []
     for key, memory, name, cap in keys:
-        body["key"] = key
         if buyer is not None:
             moved = remember_purchase(memory, name, day, buyer, cap)
             was, now = moved if moved is not None else (None, None)
             body["was"], body["now"] = (None if was is None else was.to_list()), (None if now is None else now.to_list())
-        facts.append((key.encode(), orjson.dumps(body)))
+            shared = orjson.dumps(body)
+        facts.append((key.encode(), b'{"key":' + orjson.dumps(key) + b"," + shared[1:]))
     return facts
 
 
@@ -269,9 +271,7 @@ def _fact(body: Any) -> ItemFact:
         raise ValueError("ts and day must be integers, cents one >= 0")
     if type(source) is not list or len(source) != 2 or not (_is_count(source[0]) and _is_count(source[1])):
         raise ValueError("source must be [partition, offset]")
-    event_id, item_id, category = body["event_id"], body.get("item_id"), body.get("category")
-    if type(event_id) is not str or not event_id:
-        raise ValueError("event_id must be a non-empty string")
+    item_id, category = body.get("item_id"), body.get("category")
     if not ((type(item_id) is str and key == ITEM_PREFIX + item_id) or (type(category) is str and key == CATEGORY_PREFIX + category)):
         raise ValueError("key must be item:<item_id> or category:<category> of the fact")
     was, now = body.get("was"), body.get("now")
@@ -279,7 +279,6 @@ def _fact(body: Any) -> ItemFact:
         raise ValueError("a contribution taken away is replaced")
     return ItemFact(
         key,
-        event_id,
         kind,
         ts,
         day,

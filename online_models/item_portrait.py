@@ -17,9 +17,9 @@ kilobytes however busy it is (minute buckets over 90 days would not).
 >>> from online_models.item_facts import Contribution, ItemFact
 >>> state = ItemState("item:sku-1")
 >>> now = Contribution(19844, None, "ordinary", None, "25-29")
->>> for fact in (ItemFact("item:sku-1", "v1", "view", 1714536000000, 19844, "sku-1", "snacks", 0, (0, 1)),
-...              ItemFact("item:sku-1", "p1", "pay", 1714536060000, 19844, "sku-1", "snacks", 2500, (0, 2), None, now),
-...              ItemFact("item:sku-1", "p1", "pay", 1714536060000, 19844, "sku-1", "snacks", 2500, (0, 2), None, now)):
+>>> for fact in (ItemFact("item:sku-1", "view", 1714536000000, 19844, "sku-1", "snacks", 0, (0, 1)),
+...              ItemFact("item:sku-1", "pay", 1714536060000, 19844, "sku-1", "snacks", 2500, (0, 2), None, now),
+...              ItemFact("item:sku-1", "pay", 1714536060000, 19844, "sku-1", "snacks", 2500, (0, 2), None, now)):
 ...     _ = fold(state, fact)
 >>> view = render(state, as_of=1714536120000, config=ItemConfig())
 >>> view["windows"]["7d"]["purchases"], view["windows"]["7d"]["conversion"], view["windows"]["7d"]["buyers"]
@@ -54,6 +54,10 @@ _COUNTED = {"view": _VIEWS, "add_to_cart": _CARTS, "favorite": _FAVORITES, "pay"
 _LIFETIME = 7
 #: what a buyer whose segment or age band is not known is counted under
 UNKNOWN = "unknown"
+#: most segments and age bands a day counts buyers under by name (profiles give age bands as free
+#: text): the buyers of any further one are counted under :data:`OTHER`
+MAX_VALUES = 16
+OTHER = "other"
 #: the distributions of buyers, by attribute, and the prefix of their counters
 ATTRIBUTES = (("layers", "layer:"), ("segments", "segment:"), ("age_bands", "age_band:"))
 
@@ -74,7 +78,8 @@ class ItemState:
 
     Bounded by event time: one row of counters (:data:`TALLIES`) and one map of buyer
     counts per shop day from ``floor_day`` on (:data:`KEPT_DAYS` days behind the
-    watermark), ``sources`` one entry per partition of the events topic.
+    watermark; 4 layers and :data:`MAX_VALUES` segments and age bands at most in a map),
+    ``sources`` one entry per partition of the events topic.
     """
 
     key: str
@@ -110,9 +115,12 @@ class ItemState:
 
 def _row(state: ItemState, day: int) -> int | None:
     """Index of ``day``'s counters, made when missing; None for a day before ``floor_day``."""
+    days = state.days
+    if days and days[-1] == day:  # most facts are of the newest day
+        return len(days) - 1
     if state.floor_day is not None and day < state.floor_day:
         return None
-    i = bisect.bisect_left(state.days, day)
+    i = bisect.bisect_left(days, day)
     if i == len(state.days) or state.days[i] != day:
         state.days.insert(i, day)
         state.tallies.insert(i, [0] * len(TALLIES))
@@ -129,6 +137,15 @@ def _add(counts: dict[str, int], name: str, n: int) -> None:
         counts.pop(name, None)
 
 
+def _count_value(counts: dict[str, int], prefix: str, value: str, sign: int) -> None:
+    """Count a buyer under ``prefix + value``; past :data:`MAX_VALUES` values of the attribute in the day,
+    under ``prefix + "other"`` (a value not counted by name is taken away from there too)."""
+    name, other = prefix + value, prefix + OTHER
+    if name not in counts and (sign < 0 or sum(key.startswith(prefix) and key != other for key in counts) >= MAX_VALUES):
+        name = other
+    _add(counts, name, sign)
+
+
 def _move(state: ItemState, contribution: Contribution, sign: int) -> None:
     """Add (``sign`` 1) or take away (-1) one buyer's contribution to the buyer counts.
 
@@ -141,8 +158,8 @@ def _move(state: ItemState, contribution: Contribution, sign: int) -> None:
         tallies[_BUYERS] = max(0, tallies[_BUYERS] + sign)
         counts = state.buyers_by[i]
         _add(counts, "layer:" + contribution.layer, sign)
-        _add(counts, "segment:" + (UNKNOWN if contribution.segment is None else str(contribution.segment)), sign)
-        _add(counts, "age_band:" + (contribution.age_band or UNKNOWN), sign)
+        _count_value(counts, "segment:", UNKNOWN if contribution.segment is None else str(contribution.segment), sign)
+        _count_value(counts, "age_band:", contribution.age_band or UNKNOWN, sign)
     if contribution.second_day is not None:
         j = _row(state, contribution.second_day)
         if j is not None:

@@ -18,7 +18,7 @@ published portrait).
 >>> import orjson
 >>> store = {}
 >>> engine = ItemPartitionProcessor(0, store, ItemEngineConfig())
->>> fact = {"key": "item:sku-1", "event_id": "e1", "type": "view", "ts": 1714536000000, "day": 19844,
+>>> fact = {"key": "item:sku-1", "type": "view", "ts": 1714536000000, "day": 19844,
 ...         "item_id": "sku-1", "category": "snacks", "cents": 0, "source": [2, 17]}
 >>> record = Record(ITEM_FACTS, ITEM_FACTS, 0, b"item:sku-1", orjson.dumps([fact]))
 >>> engine.process(record, now_ms=1714536000000), engine.counts["item_facts_applied"]
@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from online_models.clock import DAY_MS
 from online_models.item_facts import parse_item_facts
 from online_models.item_portrait import ItemConfig, ItemState, floor_day, fold, prune, render
 from online_models.partition_engine import Effect, Flushing, PartitionEngine, Record, Send, StateReader
@@ -103,11 +104,20 @@ class ItemPartitionProcessor(PartitionEngine[ItemState]):
 
     def _time_moved(self, effects: list[Effect], models) -> None:
         """Forget the keys idle past the retention: state and published portrait."""
-        for key in self.expiries.pop_due(self.watermark):
+        watermark = self.watermark
+        for key in self.expiries.pop_due(watermark):
+            state = self.state(key)
+            if state is None:
+                continue
+            if state.last_seen is not None and state.last_seen + self.config.retention_ms > watermark:
+                self._schedule(state)  # a fact came since, within the day the entry was rounded to
+                continue
             self._drop(key)
             effects.append(Send(ITEM_PORTRAITS, key.encode(), None, kind="expiry"))
             self.counts["item_keys_expired"] += 1
 
     def _schedule(self, state: ItemState) -> None:
+        """Look at the key again when the retention has passed since its last fact: at the end of that
+        day (the entry then stays put while facts keep coming that day)."""
         if self.config.retention_ms and state.last_seen is not None:
-            self.expiries.set(state.key, state.last_seen + self.config.retention_ms)
+            self.expiries.set(state.key, -(-(state.last_seen + self.config.retention_ms) // DAY_MS) * DAY_MS)

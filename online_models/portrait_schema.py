@@ -408,7 +408,10 @@ class BuyersBy(BaseModel):
         description="Buyers by behaviour segment id at that purchase under the models of the moment; 'unknown' before "
         "the segment model is seeded"
     )
-    age_bands: dict[str, Count] = Field(description="Buyers by the age band of their profile at that purchase; 'unknown' without one")
+    age_bands: dict[str, Count] = Field(
+        description="Buyers by the age band of their profile at that purchase; 'unknown' without one; a shop day counts "
+        "16 bands by name at most (profiles may give any text), the buyers of any further one under 'other'"
+    )
 
 
 class ItemWindow(BaseModel):

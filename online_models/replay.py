@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from online_models.alerts import Alert
-from online_models.item_facts import pack_facts
+from online_models.item_facts import MAX_PACKED_FACTS, pack_facts
 from online_models.item_portrait import ItemState
 from online_models.item_processor import ItemEngineConfig, ItemPartitionProcessor
 from online_models.population import PopulationModels
@@ -99,6 +99,7 @@ def replay_history(
             if frozen is None and result.events % snapshot_every == 0:  # the trainer publishes snapshots
                 scorer = PopulationModels.from_bytes(models.to_bytes())
     _execute(processor.flush(), store, result, learn=None, items=item_feed)
+    item_feed.release()
     apply_to(item_store, item_feed.engine.flush())
     result.item_states = {state.key: state for state in item_feed.engine.states()}
     result.item_as_of = item_feed.engine.as_of or 0
@@ -113,27 +114,39 @@ def _execute(
     effects: list, store: dict[bytes, bytes], result: ReplayResult, *, learn: PopulationModels | None, items: "_ItemFeed"
 ) -> None:
     apply_to(store, effects)
+    wrote = False
     for effect in effects:
         if not isinstance(effect, Send):
+            wrote = True
             continue
         if effect.kind == "alert":
             result.alerts.append(effect.payload)
         elif effect.kind == "sample" and learn is not None:
             learn.learn(effect.payload)
         elif effect.kind == "item_fact":
-            items.fold(effect)
+            items.held.append((effect.key, effect.value))
+    if wrote:
+        items.release()
 
 
 @dataclass
 class _ItemFeed:
-    """A replay's items' engine over an in-memory store, and the offset of the next item fact."""
+    """A replay's items' engine over an in-memory store, the item facts held back and the next offset.
+
+    As in the worker, the facts wait for the users' engine's next write and then reach the
+    items' engine in packs (:data:`MAX_PACKED_FACTS` at most; one item partition here).
+    """
 
     engine: ItemPartitionProcessor
     store: dict[bytes, bytes] = field(default_factory=dict)
+    held: list[tuple[bytes, bytes]] = field(default_factory=list)
     offset: int = 0
 
-    def fold(self, fact: Send) -> None:
-        """Fold an item fact the users' engine sent, as the worker holding its partition would."""
-        record = Record(ITEM_FACTS, ITEM_FACTS, self.offset, fact.key, pack_facts([fact.value]))
-        self.offset += 1
-        apply_to(self.store, self.engine.process(record, now_ms=REPLAY_NOW_MS))
+    def release(self) -> None:
+        """Fold the facts held back, pack by pack, as the worker holding their partition would."""
+        held, self.held = self.held, []
+        for start in range(0, len(held), MAX_PACKED_FACTS):
+            pack = held[start : start + MAX_PACKED_FACTS]
+            record = Record(ITEM_FACTS, ITEM_FACTS, self.offset, pack[0][0], pack_facts(value for _, value in pack))
+            self.offset += 1
+            apply_to(self.store, self.engine.process(record, now_ms=REPLAY_NOW_MS))

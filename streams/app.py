@@ -205,7 +205,7 @@ async def _forget_revoked(app, revoked, **kwargs) -> None:
         async with group.turn:
             await group.publish(leaving)
             for partition in leaving:
-                group.by_partition.pop(partition, None)
+                group.drop(partition)
     if any(tp.topic == training_topic.get_topic_name() for tp in revoked):
         app.trainer.models = None  # another worker resumes from the last snapshot
 

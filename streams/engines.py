@@ -8,7 +8,9 @@ the engines changed. There are two groups: :class:`Engines`, the users'
 (:class:`~online_models.processor.PartitionProcessor` over ``events``, ``profiles``,
 ``erasures`` and ``ticks``, scoring with the models), and :class:`ItemEngines`, the
 items' (:class:`~online_models.item_processor.ItemPartitionProcessor` over
-``item-facts``). The Faust app that feeds them is :mod:`streams.app`.
+``item-facts``). The users' engines' item facts are held back until their partition's
+next write and leave then, confirmed, in packs: one record per item partition for all
+the facts made since the last write, so the item engines read a record per pack. The Faust app that feeds them is :mod:`streams.app`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import gc
 import logging
 import time
 
+from online_models.item_facts import MAX_PACKED_FACTS, pack_facts
 from online_models.item_processor import ItemPartitionProcessor
 from online_models.partition_engine import PROGRESS_KEY, PartitionEngine, PartitionProgress, Put, Record, Send
 from online_models.population import PopulationConfig, PopulationModels
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 
 #: how often a worker waiting for the models topic says so
 MODEL_WAIT_WARNING_SECONDS = 30.0
+
 
 
 class EngineGroup:
@@ -79,6 +83,18 @@ class EngineGroup:
 
     def _sent(self, effect: Send) -> None:
         """A send was handed to the batches."""
+
+    def _held(self, partition: int, effect: Send, batches) -> bool:
+        """Whether a send is held back, to leave with the partition's next write (none is, by default)."""
+        return False
+
+    def _release(self, partition: int, batches) -> bool:
+        """Hand what is held back for the partition to the batches, before its next write; whether there was any."""
+        return False
+
+    def drop(self, partition: int) -> None:
+        """Forget the partition's engine (it moved to another worker), and anything held back for it."""
+        self.by_partition.pop(partition, None)
 
     # -------------------------------------------------------------- partitions
     def engine(self, partition: int) -> PartitionEngine:
@@ -136,15 +152,21 @@ class EngineGroup:
 
     async def execute(self, partition: int, effects: list) -> None:
         """Carry out effects in order. Records travel in batches; a write waits until every confirmed
-        send before it is delivered, and the progress record until every state write before it is."""
+        send before it is delivered (and whatever was held back for the partition), and the progress
+        record until every state write before it is."""
         outbox, writer = await self.outbox(), self.writer
-        batches, confirm = outbox.batches, False
+        batches, confirm, released = outbox.batches, False, False
         for effect in effects:
             if type(effect) is Send:
+                if self._held(partition, effect, batches):
+                    continue
                 batches.add(self.settings.topic(effect.topic), effect.key, effect.value, headers=effect.headers)
                 confirm = confirm or effect.confirm
                 self._sent(effect)
                 continue
+            if not released:  # what was held back leaves before the first write, confirmed
+                released = True
+                confirm = self._release(partition, batches) or confirm
             if confirm or effect.key == PROGRESS_KEY:
                 writer.apply_staged()
                 await outbox.deliver()
@@ -218,6 +240,9 @@ class Engines(EngineGroup):
         )
         #: partitions whose next profiles record is checked for a hole (Faust skips around rebalances)
         self.profiles_unchecked: set[int] = set()
+        #: user partition -> item-facts partition -> the item facts (key, value) made since the user partition's last write
+        self.held_facts: dict[int, dict[int, list[tuple[bytes, bytes]]]] = {}
+        self.item_facts_topic = settings.topic(topics.ITEM_FACTS)
         self._scoring: tuple[bytes | None, PopulationModels | None] = (None, None)
         self.webhook = None
         if settings.alert_webhook:
@@ -274,6 +299,32 @@ class Engines(EngineGroup):
     def _sent(self, effect: Send) -> None:
         if effect.kind == "alert" and self.webhook is not None:
             self.webhook.submit(effect.value)
+
+    # -------------------------------------------------------------- item facts, packed
+    def _held(self, partition: int, effect: Send, batches) -> bool:
+        """An item fact waits for the partition's next write, packed with the others for its item partition."""
+        if effect.kind != "item_fact":
+            return False
+        target = batches.partition_for(self.item_facts_topic, effect.key)
+        self.held_facts.setdefault(partition, {}).setdefault(target, []).append((effect.key, effect.value))
+        return True
+
+    def _release(self, partition: int, batches) -> bool:
+        """The partition's held item facts as packs (:func:`online_models.item_facts.pack_facts`), each keyed
+        by its first fact, on the item partition of all its facts."""
+        held = self.held_facts.pop(partition, None)
+        if not held:
+            return False
+        for target, facts in held.items():
+            for start in range(0, len(facts), MAX_PACKED_FACTS):
+                pack = facts[start : start + MAX_PACKED_FACTS]
+                batches.add(self.item_facts_topic, pack[0][0], pack_facts(value for _, value in pack), partition=target)
+        return True
+
+    def drop(self, partition: int) -> None:
+        """The facts held back go too: the next owner reads the records they came from again."""
+        super().drop(partition)
+        self.held_facts.pop(partition, None)
 
 
 class ItemEngines(EngineGroup):

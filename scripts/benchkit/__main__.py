@@ -1,4 +1,4 @@
-"""``scripts/bench``: throughput, freshness, api, footprint, scaling, core, sparse, reviews and ceiling benchmarks (run by hand)."""
+"""``scripts/bench``: throughput, freshness, api, footprint, scaling, core, sparse, reviews, items and ceiling benchmarks (run by hand)."""
 
 from __future__ import annotations
 
@@ -215,6 +215,26 @@ def reviews(users, days, seed, json_out) -> None:
     from benchkit.reviews import measure
 
     figures = measure(users, days, seed)
+    print(json.dumps(figures, indent=2))
+    if json_out is not None:
+        json_out.write_text(json.dumps(figures, indent=2))
+
+
+@main.command()
+@click.option("--traffic", type=click.Choice(["shop", "uniform"]), default="shop", show_default=True,
+              help="The simulator's shop traffic, or the uniform synthetic workload")
+@click.option("--users", default=300, show_default=True, help="Users (shop: simulated users)")
+@click.option("--days", default=30.0, show_default=True, help="Days of history")
+@click.option("--events", default=30_000, show_default=True, help="Events of the uniform workload")
+@click.option("--seed", default=1, show_default=True)
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Also write the figures here")
+def items(traffic, users, days, events, seed, json_out) -> None:
+    """What item and category portraits cost the core: a replay with and without item facts, CPU per event."""
+    import json
+
+    from benchkit.items import measure
+
+    figures = measure(traffic, users, days, seed, events)
     print(json.dumps(figures, indent=2))
     if json_out is not None:
         json_out.write_text(json.dumps(figures, indent=2))

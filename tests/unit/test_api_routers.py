@@ -93,7 +93,7 @@ def item_portrait(key: str) -> bytes:
 
     state = ItemState(key)
     name = key.split(":", 1)[1]
-    fold(state, ItemFact(key, "e1", "view", 1714536000000, 19844, name if key.startswith("item:") else None,
+    fold(state, ItemFact(key, "view", 1714536000000, 19844, name if key.startswith("item:") else None,
                          name if key.startswith("category:") else "toys", 0, (0, 1)))
     return orjson.dumps(render(state, as_of=1714536000000, config=ItemConfig()))
 

@@ -292,10 +292,10 @@ def test_a_crash_of_a_user_engine_sends_facts_again_and_the_items_count_them_onc
 
 def test_an_item_partition_forgets_a_key_idle_past_the_retention():
     engine = ItemPartitionProcessor(0, {}, ItemEngineConfig(retention_ms=30 * DAY))
-    view = {"key": "item:a", "event_id": "e1", "type": "view", "ts": START_MS, "day": START_MS // DAY, "item_id": "a",
+    view = {"key": "item:a", "type": "view", "ts": START_MS, "day": START_MS // DAY, "item_id": "a",
             "category": None, "cents": 0, "source": [0, 0]}
     engine.process(Record(ITEM_FACTS, ITEM_FACTS, 0, b"item:a", orjson.dumps([view])), now_ms=NOW_MS)
-    later = {**view, "key": "item:b", "event_id": "e2", "ts": START_MS + 31 * DAY, "day": START_MS // DAY + 31, "item_id": "b",
+    later = {**view, "key": "item:b", "ts": START_MS + 31 * DAY, "day": START_MS // DAY + 31, "item_id": "b",
              "source": [0, 1]}
     effects = engine.process(Record(ITEM_FACTS, ITEM_FACTS, 1, b"item:b", orjson.dumps([later])), now_ms=NOW_MS)
     assert [(e.key, e.value, e.kind) for e in effects if isinstance(e, Send)] == [(b"item:a", None, "expiry")]
@@ -303,7 +303,7 @@ def test_an_item_partition_forgets_a_key_idle_past_the_retention():
     assert Delete(b"item:a") in effects  # a month of stream time passed: the flush came with the record
 
 
-GOOD = {"key": "item:a", "event_id": "e", "type": "view", "ts": START_MS, "day": START_MS // DAY, "item_id": "a",
+GOOD = {"key": "item:a", "type": "view", "ts": START_MS, "day": START_MS // DAY, "item_id": "a",
         "category": None, "cents": 0, "source": [0, 1]}
 
 
@@ -330,7 +330,7 @@ def test_a_record_that_is_not_a_pack_of_item_facts_is_dead_lettered_whole_and_th
     assert letter.topic == "events.dlq" and letter.value == body and headers["reason"] == b"invalid_item_fact"
     assert headers["source.topic"] == b"shop.item-facts" and headers["source.offset"] == b"7" and headers["detail"]
     assert engine.state("item:a") is None  # nothing of the record was folded in
-    good = {**GOOD, "event_id": "e1", "source": [0, 0]}
+    good = {**GOOD, "source": [0, 0]}
     engine.process(Record(ITEM_FACTS, "shop.item-facts", 8, b"item:a", orjson.dumps([good])), now_ms=NOW_MS)
     assert engine.state("item:a").lifetime[0] == 1 and engine.applied_offset("shop.item-facts") == 8
 
@@ -339,7 +339,7 @@ def test_a_buyer_taken_away_who_was_never_counted_leaves_no_negative_count():
     """A replay that scored the buyer otherwise (other models) takes away what it never added: counts stay at 0."""
     state = ItemState("item:a")
     (pay,) = parse_item_facts(orjson.dumps([{
-        "key": "item:a", "event_id": "p2", "type": "pay", "ts": START_MS, "day": START_MS // DAY, "item_id": "a", "category": None,
+        "key": "item:a", "type": "pay", "ts": START_MS, "day": START_MS // DAY, "item_id": "a", "category": None,
         "cents": 100, "source": [0, 5], "was": [START_MS // DAY - 1, None, "potential", 7, None],
         "now": [START_MS // DAY, START_MS // DAY - 1, "ordinary", 2, "25-29"]}]))
     assert fold(state, pay)
@@ -375,14 +375,14 @@ def test_a_purchase_moves_the_buyer_to_its_day_and_an_older_one_only_the_previou
     assert (now.latest_day, now.second_day, now.layer) == (12, 11, "ordinary")
 
 
-def test_an_item_fact_carries_no_user_id():
-    event = parse_event(orjson.dumps({"event_id": "v1", "user_id": "someone", "type": "view", "ts": START_MS,
+def test_an_item_fact_carries_no_user_id_nor_event_id():
+    event = parse_event(orjson.dumps({"event_id": "v1-of-someone", "user_id": "someone", "type": "view", "ts": START_MS,
                                       "item_id": "a", "category": "toys"}))
     state = PortraitState("someone")
     update(state, event, watermark=0, config=PortraitConfig())
     facts = facts_for(state, event, partition=0, offset=0, buyer=None, config=PortraitConfig())
     assert [key for key, _ in facts] == [b"item:a", b"category:toys"]
-    assert all(b"someone" not in value for _, value in facts)
+    assert all(b"someone" not in value and b"v1" not in value for _, value in facts)
 
 
 def test_item_facts_are_confirmed_before_any_later_write(shop):
@@ -403,3 +403,34 @@ def test_without_item_facts_the_users_engine_sends_none(shop):
     for offset, event in enumerate(history[:200]):
         sent += engine.process(Record(EVENTS, EVENTS, offset, event["user_id"].encode(), orjson.dumps(event)), now_ms=NOW_MS)
     assert not [e for e in sent if isinstance(e, Send) and e.kind == "item_fact"]
+
+
+def test_a_replay_folds_the_item_facts_as_the_workers_do(shop):
+    """online_models.replay, one partition, no profiles, scored with unfitted models (no segments): the same figures."""
+    from online_models.replay import replay_history
+
+    history, _ = shop
+    events = delivered(history, seed=8)
+    result = replay_history(events, frozen=PopulationModels())
+    rendered = {key: render(state, as_of=result.item_as_of, config=ItemConfig()) for key, state in result.item_states.items()}
+    assert_equal_to_reference(rendered, item_portraits(events, {}, dict.fromkeys(rendered, result.item_as_of)))
+
+
+def test_a_day_counts_its_buyers_under_a_bounded_number_of_age_bands():
+    """Profiles give age bands as free text: past 16 in a day, buyers count under "other", taken away from there too."""
+    from online_models.item_facts import Contribution, ItemFact
+
+    state, day = ItemState("item:a"), START_MS // DAY
+
+    def pay(i: int, was: Contribution | None, now: Contribution) -> ItemFact:
+        return ItemFact("item:a", "pay", START_MS, day, "a", None, 100, (0, i), was, now)
+
+    bands = [Contribution(day, None, "ordinary", None, f"band {i}") for i in range(40)]
+    for i, band in enumerate(bands):
+        fold(state, pay(i, None, band))
+    counted = render(state, as_of=START_MS, config=ItemConfig())["windows"]["7d"]["buyers_by"]["age_bands"]
+    assert len(counted) == 17 and counted["other"] == 24 and sum(counted.values()) == 40
+    for i, band in enumerate(bands):  # every buyer buys again later the same day as someone else
+        fold(state, pay(100 + i, band, Contribution(day, None, "ordinary", None, "25-29")))
+    counted = render(state, as_of=START_MS, config=ItemConfig())["windows"]["7d"]["buyers_by"]["age_bands"]
+    assert counted == {"25-29": 40}

@@ -1,0 +1,140 @@
+"""The worker's user engines send their item facts in packs, confirmed before the state that holds their events.
+
+:class:`streams.engines.Engines` executes a user partition engine's effects over a producer and a
+table writer that record what they are handed, in one log: the facts wait for the partition's next
+write, then leave as one record per item partition (every fact of it on that partition), delivered
+before that write; nothing is lost or sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import orjson
+import pytest
+from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.record.default_records import DefaultRecordBatch
+
+from online_models.item_facts import parse_item_facts
+from online_models.processor import EVENTS, EngineConfig, PartitionProcessor, Record, Send
+from online_models.simulation import ShopSimulator
+from streams import engines as engines_module
+from streams.engines import Engines
+from streams.settings import Settings
+
+START_MS = 1788307200000
+NOW_MS = START_MS + 400 * 86_400_000
+
+
+class Log:
+    """What the producer and the table writer were handed, in order."""
+
+    def __init__(self):
+        self.entries: list[tuple] = []
+
+
+class Producer:
+    """An aiokafka producer's batch calls, every batch delivered at once."""
+
+    def __init__(self, log: Log, partitions: int = 4):
+        self.log, self.partitions, self.offsets = log, partitions, {}
+
+    def create_batch(self) -> BatchBuilder:
+        return BatchBuilder(1 << 20, 0)
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return set(range(self.partitions))
+
+    async def send_batch(self, builder: BatchBuilder, topic: str, *, partition: int) -> asyncio.Future:
+        records = [(r.key, r.value) for r in DefaultRecordBatch(builder._build())]
+        self.log.entries.append(("send", topic, partition, records))
+        offset = self.offsets.get((topic, partition), 0)
+        self.offsets[(topic, partition)] = offset + len(records)
+        delivery = asyncio.get_running_loop().create_future()
+        delivery.set_result(SimpleNamespace(offset=offset))
+        return delivery
+
+
+class Writer:
+    """A table writer that records its writes instead of making them."""
+
+    changelog = "portraits-portrait-state-changelog"
+
+    def __init__(self, log: Log):
+        self.log = log
+
+    def write(self, partition, key, value, batches) -> None:
+        self.log.entries.append(("write", partition, key))
+        batches.add(self.changelog, key, value, partition=partition)
+
+    def apply_staged(self) -> None:
+        pass
+
+    def delivered(self, shipped) -> None:
+        pass
+
+
+@pytest.fixture
+def worker(monkeypatch):
+    log = Log()
+    producer = Producer(log)
+    monkeypatch.setattr(engines_module.faust_repairs, "aiokafka_producer", lambda app: producer)
+    settings = Settings(kafka="127.0.0.1:1", partitions=4)
+    return Engines(app=None, settings=settings, writer=Writer(log)), log
+
+
+def test_item_facts_leave_packed_by_item_partition_before_the_write_that_covers_their_events(worker):
+    engines, log = worker
+    history = list(ShopSimulator(n_users=30, start_ms=START_MS, seed=3).history(10))[:600]
+    engine = PartitionProcessor(2, {}, EngineConfig(progress_every=50, retention_ms=0))
+    made = []
+
+    def facts_sent(entries) -> int:
+        return sum(len(parse_item_facts(value)) for kind, *rest in entries if kind == "send" and rest[0] == "item-facts"
+                   for _, value in rest[2])
+
+    async def run():
+        for offset, event in enumerate(history):
+            effects = engine.process(Record(EVENTS, EVENTS, offset, event["user_id"].encode(), orjson.dumps(event)), now_ms=NOW_MS)
+            made.extend(e.value for e in effects if isinstance(e, Send) and e.kind == "item_fact")
+            before = len(log.entries)
+            if effects:
+                await engines.execute(2, effects)
+            writes = [i for i, entry in enumerate(log.entries) if i >= before and entry[0] == "write"]
+            if writes:  # every fact made so far left before the first write of this execution
+                assert facts_sent(log.entries[: writes[0]]) == len(made)
+                checked.append(offset)
+        await engines.execute(2, engine.flush())
+        await engines.deliver()
+
+    checked: list[int] = []
+    asyncio.run(run())
+    assert len(checked) >= 10 and not engines.held_facts
+    packs = [(partition, records) for kind, *rest in log.entries if kind == "send"
+             for topic, partition, records in [rest] if topic == "item-facts"]
+    sent = []
+    for partition, records in packs:
+        for key, value in records:
+            facts = parse_item_facts(value)
+            assert key.decode() == facts[0].key
+            # every fact of a pack belongs on the pack's partition, as the producer places its key
+            assert {engines._outbox.batches.partition_for("item-facts", f.key.encode()) for f in facts} == {partition}
+            sent += orjson.loads(value)
+    # each fact sent once, none lost; far fewer records than facts
+    assert sorted(map(orjson.dumps, sent)) == sorted(orjson.dumps(orjson.loads(v)) for v in made)
+    assert len(sum((records for _, records in packs), [])) < len(made) / 5
+
+
+def test_held_facts_of_a_partition_that_moves_are_forgotten(worker):
+    engines, _ = worker
+    event = {"event_id": "v1", "user_id": "u1", "type": "view", "ts": START_MS, "item_id": "a", "category": "toys"}
+    engine = PartitionProcessor(1, {}, EngineConfig())
+
+    async def run():
+        await engines.execute(1, engine.process(Record(EVENTS, EVENTS, 0, b"u1", orjson.dumps(event)), now_ms=NOW_MS))
+
+    asyncio.run(run())
+    assert sum(len(facts) for facts in engines.held_facts[1].values()) == 2
+    engines.drop(1)
+    assert 1 not in engines.held_facts
