@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from online_models.baskets import MAX_BASKET_LINES, add_purchase
 from online_models.clock import DAY_MS, MINUTE_MS, ceil_minute
 from online_models.events import Event, Profile
 from online_models.lifecycle import last_return_gap_days
@@ -69,6 +70,13 @@ class PortraitConfig:
     #: between two flushes, so a crash's replay still recognises what it already folded in
     max_seen_ids: int = 2000
     purchase_memory_ms: int = 120 * DAY_MS
+    #: keep the user's open baskets (online_models.baskets) for the co-purchase counts
+    track_baskets: bool = True
+    #: payments of one order_id more than this apart are separate baskets; an order's basket closes
+    #: once the watermark is this far past its last payment
+    order_gap_ms: int = 3_600_000
+    #: most distinct categories, and items, one basket keeps
+    max_basket_lines: int = MAX_BASKET_LINES
     category_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CATEGORY_WEIGHTS))
 
     def __post_init__(self) -> None:
@@ -79,6 +87,8 @@ class PortraitConfig:
             raise ValueError("max_categories must be at least top_categories")
         if self.max_devices < 1 or self.max_seen_ids < 1:
             raise ValueError("max_devices and max_seen_ids must be positive")
+        if self.order_gap_ms < 0 or self.max_basket_lines < 2:
+            raise ValueError("order_gap_ms must not be negative and max_basket_lines must be at least 2")
 
 
 @dataclass(slots=True)
@@ -91,7 +101,8 @@ class PortraitState:
     ``type_counts``, ``hours``, ``weekdays``, ``profile`` (the profile contract's fields). By
     event time: the minute buckets (90 days), ``purchase_times`` (``purchase_memory_ms``),
     ``open_carts`` and ``recent_pays`` (the cart timeout and the lateness), ``pending_labels``
-    (the label horizon), ``purchase_days`` (one entry per day with a purchase). A redelivery
+    (the label horizon), ``baskets`` (open until the watermark closes them, each of at most
+    ``max_basket_lines`` categories and items), ``purchase_days`` (one entry per day with a purchase). A redelivery
     whose id has left ``seen`` is dead-lettered as ``late_event`` when older than the watermark,
     else counted again: that takes more than ``max_seen_ids`` events of one user within the
     allowed lateness. The serialized state as a whole is capped by the partition engine
@@ -141,6 +152,8 @@ class PortraitState:
     version: int = 0
     # purchase times (sorted) within ``purchase_memory_ms``: churn labels are read from them
     purchase_times: list[int] = field(default_factory=list)
+    # open baskets (online_models.baskets): payments bought together, until the watermark closes them
+    baskets: list = field(default_factory=list)
     # what the worker keeps to watch the user (see online_models.watch)
     sample_period: int = -1
     pending_labels: list = field(default_factory=list)
@@ -282,6 +295,11 @@ def update(state: PortraitState, event: Event, *, watermark: int, config: Portra
         state.open_carts = [c for c in state.open_carts if not (ts - config.cart_timeout_ms < c <= ts)]
         bisect.insort(state.recent_pays, ts)
         bisect.insort(state.purchase_times, ts)
+        if config.track_baskets:
+            add_purchase(
+                state.baskets, ts=ts, order_id=event.order_id, category=event.category, item_id=event.item_id,
+                zone=config.timezone, order_gap_ms=config.order_gap_ms, max_lines=config.max_basket_lines, day=day,
+            )
     elif kind == "refund":
         state.refunds += 1
         state.refund_cents += event.amount_cents

@@ -36,7 +36,7 @@ REPLAY_NOW_MS = 2**62
 
 @dataclass
 class ReplayResult:
-    """Final states, the trained models, the alerts fired, the end of event time and the engine's counts."""
+    """Final states, the trained models, the alerts fired, the baskets closed, the end of event time and the engine's counts."""
 
     states: dict[str, PortraitState]
     models: PopulationModels
@@ -47,6 +47,8 @@ class ReplayResult:
     checks: int = 0
     #: records the engine dead-lettered
     rejected: int = 0
+    #: the baskets the engine closed (online_models.baskets.basket_record), in the order they closed
+    baskets: list[dict] = field(default_factory=list)
 
     def snapshot(self) -> PopulationModels:
         """The models as a scorer would load them from the ``models`` topic."""
@@ -101,5 +103,7 @@ def _execute(effects: list, store: dict[bytes, bytes], result: ReplayResult, *, 
             continue
         if effect.kind == "alert":
             result.alerts.append(effect.payload)
+        elif effect.kind == "basket":
+            result.baskets.append(effect.payload)
         elif effect.kind == "sample" and learn is not None:
             learn.learn(effect.payload)

@@ -16,6 +16,9 @@
 * the trainer (:mod:`streams.trainer`, one partition, so one in the group) learns
   the population models from the samples and publishes snapshots to the
   compacted ``models`` topic, which every worker follows.
+* the association aggregator (:mod:`streams.associations`, one partition too) counts
+  the baskets the engines close and publishes the co-purchase counts to the compacted
+  ``associations`` topic, which the API follows.
 
 What works around Faust itself (records it skips, stalled partitions, writes by
 partition, the drain at a graceful stop) is in :mod:`streams.faust_repairs`.
@@ -30,6 +33,7 @@ import orjson
 from prometheus_client import generate_latest
 
 from streams import faust_repairs, kafka_security, metrics, topics
+from streams.associations import Aggregator, install_aggregator
 from streams.engines import Engines
 from streams.faust_repairs import DrainHookApp, PartitionWriter
 from streams.quiet_worker import QuietWorker
@@ -58,6 +62,7 @@ class PortraitsApp(DrainHookApp):
     engines: Engines
     writer: PartitionWriter
     trainer: Trainer
+    aggregator: Aggregator
 
     async def on_drained_for_stop(self) -> None:
         await self.engines.flush()
@@ -92,6 +97,8 @@ source_topic = app.topic(*SOURCE_NAMES, settings.topic(topics.TICKS))
 training_topic = app.topic(settings.topic(topics.MODEL_TRAINING))
 models_topic = app.topic(settings.topic(topics.MODELS))
 ticks_topic = app.topic(settings.topic(topics.TICKS))
+baskets_topic = app.topic(settings.topic(topics.BASKETS))
+associations_topic = app.topic(settings.topic(topics.ASSOCIATIONS))
 #: user id -> PortraitState bytes, and each partition's progress record; bytes in and out, also on the
 #: changelog that recovery reads (compacted; segments rolled every 10 minutes keep about one record per user)
 portrait_table = app.Table(
@@ -101,6 +108,7 @@ portrait_table = app.Table(
 app.writer = PartitionWriter(portrait_table)
 app.engines = Engines(app, settings)
 app.trainer = install_trainer(app, settings, training_topic, models_topic)
+app.aggregator = install_aggregator(app, settings, baskets_topic, associations_topic)
 
 
 @app.agent(source_topic)
@@ -171,6 +179,8 @@ async def _forget_revoked(app, revoked, **kwargs) -> None:
             engines.by_partition.pop(partition, None)
     if any(tp.topic == training_topic.get_topic_name() for tp in revoked):
         app.trainer.models = None  # another worker resumes from the last snapshot
+    if any(tp.topic == baskets_topic.get_topic_name() for tp in revoked):
+        app.aggregator.counts = None  # another worker resumes from the last snapshot and the offset it holds
 
 
 @app.on_before_shutdown.connect

@@ -45,6 +45,14 @@ CLOCK_CLAMPED_AHEAD = Counter(
     "portraits_clock_clamped_ahead_seconds_total",
     "How far ahead of the wall clock those events were, summed (divided by portraits_clock_clamped_total: the mean)",
 )
+BASKETS_CLOSED = Counter(
+    "portraits_baskets_closed_total", "Baskets (orders, or a day's purchases without an order id) closed and sent to the aggregator"
+)
+BASKETS_COUNTED = Counter(
+    "portraits_baskets_counted_total",
+    "Basket records read by the association aggregator, by outcome: added, duplicate (a basket sent again), too_old (its day was out of the window)",
+    ["outcome"],
+)
 DEAD_LETTERS_TRUNCATED = Counter(
     "portraits_dead_letters_truncated_total", "Dead letters cut to fit the dead-letter topic (the source headers point at the whole record)"
 )
@@ -63,6 +71,7 @@ _ENGINE_COUNTS = {
     "users_expired": USERS_EXPIRED,
     "records_skipped": RECORDS_SKIPPED,
     "checks": CHECKS,
+    "baskets_closed": BASKETS_CLOSED,
 }
 
 
