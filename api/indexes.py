@@ -18,6 +18,7 @@ index                         portrait field                       value encodin
 ``tag``                       each name in ``tags``                the name
 ``topcat``                    ``top_categories[0].category``       the name
 ``cat``                       every ``top_categories[*].category`` the name
+``next``                      every ``next_categories[*].category`` the name
 ``attr.<name>``               ``profile.<name>`` for age_band,     ``str(value)``
                               gender, region, city_tier
 ``pay7``/``pay30``/``pay90``  ``windows.<D>d.purchases``           10-digit zero-padded
@@ -48,6 +49,7 @@ from typing import Any
 
 import orjson
 
+from api.associations import AssociationSpace
 from api.erasures import ErasureLedger
 from api.rescore import ModelSpace
 from api.store import SEP, Headers, LocalStore, SpaceHandler, Txn, header, prefix_end
@@ -60,13 +62,13 @@ PORTRAITS_SPACE = b"p:"
 INDEX_SPACE = b"i:"
 
 #: Bump when postings or aggregates change meaning: the store rebuilds them at open.
-INDEX_VERSION = b"3"
+INDEX_VERSION = b"4"
 _VERSION_KEY = b"\x00version:portrait-indexes"
 _AGGREGATES_KEY = b"\x00aggregates:portraits"
 
 ATTRIBUTES = ("age_band", "gender", "region", "city_tier")
 WINDOWS = (7, 30, 90)
-CATEGORICAL_INDEXES = ("layer", "life", "seg", "tag", "topcat", "cat", *(f"attr.{name}" for name in ATTRIBUTES))
+CATEGORICAL_INDEXES = ("layer", "life", "seg", "tag", "topcat", "cat", "next", *(f"attr.{name}" for name in ATTRIBUTES))
 NUMERIC_INDEXES = (*(f"pay{days}" for days in WINDOWS), "risk", "clv")
 #: numeric indexes whose values are floats (:func:`encode_float`), not counts
 FLOAT_INDEXES = ("risk", "clv")
@@ -149,6 +151,18 @@ def top_categories(portrait: Any) -> list[tuple[str, float | None]]:
             if name is not None:
                 result.append((name, number(entry.get("score"))))
     return result
+
+
+def next_categories_of(portrait: Any) -> list[str]:
+    """The distinct category names of ``next_categories``, in order.
+
+    >>> next_categories_of({"next_categories": [{"category": "health", "lift": 2.1}, {"category": None}, "x"]})
+    ['health']
+    """
+    entries = portrait.get("next_categories") if isinstance(portrait, dict) else None
+    if not isinstance(entries, list):
+        return []
+    return list(dict.fromkeys(name for e in entries if isinstance(e, dict) and (name := label(e.get("category"))) is not None))
 
 
 def tags_of(portrait: Any) -> list[str]:
@@ -312,6 +326,8 @@ def entries(portrait: Any, *, with_postings: bool = True) -> tuple[set[tuple[str
         categorical("cat", name)
         if position == 0:
             categorical("topcat", name)
+    for name in next_categories_of(p):
+        categorical("next", name)
     profile = _obj(p.get("profile"))
     for name in ATTRIBUTES:
         value = label(profile.get(name))
@@ -424,11 +440,19 @@ class PortraitSpace(SpaceHandler):
     of the request in ``erasures``, in the same batch.
     """
 
-    def __init__(self, space: bytes = PORTRAITS_SPACE, erasures: ErasureLedger | None = None, models: ModelSpace | None = None):
+    def __init__(
+        self,
+        space: bytes = PORTRAITS_SPACE,
+        erasures: ErasureLedger | None = None,
+        models: ModelSpace | None = None,
+        associations: AssociationSpace | None = None,
+    ):
         super().__init__(space)
         self.erasures = erasures
         #: scores a portrait that arrives with an older snapshot's churn block, and its CLV (:mod:`api.rescore`)
         self.models = models
+        #: gives each arriving portrait the next categories of the newest association summary (:mod:`api.associations`)
+        self.associations = associations
         self._lock = threading.Lock()
         self._aggregates: dict[str, int] = {}
         self._delta: dict[str, int] = {}
@@ -483,10 +507,14 @@ class PortraitSpace(SpaceHandler):
         if old_raw is None and value is None:
             return
         new = parse_portrait(value)
-        if new and self.models is not None:
-            fresh = self.models.score(new)
-            if fresh is not None:
-                new.update(fresh)
+        if new:
+            rescored = False
+            for scorer in (self.models, self.associations):
+                fresh = scorer.score(new) if scorer is not None else None
+                if fresh is not None:
+                    new.update(fresh)
+                    rescored = True
+            if rescored:
                 value = orjson.dumps(new)
         old_postings, old_share = entries(parse_portrait(old_raw)) if old_raw is not None else (set(), {})
         new_postings, new_share = entries(new) if value is not None else (set(), {})
