@@ -14,7 +14,9 @@ its id.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 import orjson
 
@@ -31,6 +33,8 @@ STATE_KEY = b"state"
 SUMMARY_KEY = b"summary"
 #: how often an aggregator waiting for the associations topic says so
 FEED_WAIT_WARNING_SECONDS = 30.0
+#: the baskets partition is held, records are past the counts, and none came for this long: read them directly
+STALL_SECONDS = 20.0
 
 
 class Aggregator:
@@ -40,6 +44,9 @@ class Aggregator:
         self.settings = settings
         self.counts: AssociationCounts | None = None
         self.published = -1
+        #: held while records are counted (the agent's, or a stalled partition's read by the timer)
+        self.turn = asyncio.Lock()
+        self.last_record_at = time.monotonic()
         self.feed = ModelFeed(
             settings.topic(ASSOCIATIONS), settings.bootstrap_servers, kafka_security.kafka_python_options(settings)
         )
@@ -83,6 +90,11 @@ class Aggregator:
 
     async def handle(self, message, app) -> None:
         """One record from Faust: read and count any records before it the counts miss, then count it."""
+        self.last_record_at = time.monotonic()
+        async with self.turn:
+            await self._handle(message, app)
+
+    async def _handle(self, message, app) -> None:
         if self.counts is None:
             await self.resume(app.loop)
         applied = self.counts.offset
@@ -96,6 +108,30 @@ class Aggregator:
                     self.apply(missed.offset, missed.value)
                 await settle(app.consumer, message.tp, first, last)
         self.apply(message.offset, message.value)
+
+    async def catch_up(self, app, topic: str) -> int:
+        """Count the records of the baskets partition this worker holds that Faust has not handed over for
+        :data:`STALL_SECONDS` (a hand-over cut short by a rebalance drops a record, and nothing may come after
+        it); how many. Faust delivers them later, if at all, and they are skipped as counted already."""
+        held = [tp for tp in app.assignor.assigned_actives() if tp.topic == topic]
+        if not held or time.monotonic() - self.last_record_at < STALL_SECONDS:
+            return 0
+        tp = held[0]
+        counted = 0
+        async with self.turn:
+            if self.counts is None:
+                await self.resume(app.loop)
+            end = await self.reader.log_end(tp.topic, tp.partition)
+            applied = self.counts.offset
+            first = applied + 1 if applied is not None else await self.reader.log_start(tp.topic, tp.partition)
+            if end - 1 >= first:
+                log.warning("baskets[%s]: records %s to %s not handed over for %.0f s: reading them directly",
+                            tp.partition, first, end - 1, STALL_SECONDS)
+                async for missed in self.reader.read(tp.topic, tp.partition, first, end - 1):
+                    self.apply(missed.offset, missed.value)
+                    counted += 1
+        self.last_record_at = time.monotonic()
+        return counted
 
     def snapshot(self) -> tuple[bytes, bytes] | None:
         """The state and summary to publish, None when nothing was counted since the last."""
@@ -125,6 +161,11 @@ def install_aggregator(app, settings: Settings, baskets_topic, associations_topi
         state, summary = snapshot
         await associations_topic.send(key=STATE_KEY, value=state)
         await associations_topic.send(key=SUMMARY_KEY, value=summary)
+
+    @app.timer(interval=STALL_SECONDS / 2)
+    async def mind_baskets_partition() -> None:
+        """Count what a held baskets partition has past the counts when Faust stops handing it over."""
+        await aggregator.catch_up(app, baskets_topic.get_topic_name())
 
     @app.on_before_shutdown.connect
     async def _close_reader(app, **kwargs) -> None:

@@ -31,8 +31,9 @@ def shop_day_start(day: int, zone: str) -> int:
 def batch_baskets(
     events: list[dict], *, zone: str = "UTC", order_gap_ms: int = 3_600_000, watermark: int | None = None, max_lines: int = 32
 ) -> list[dict]:
-    """Every basket of ``events`` (duplicates by event_id counted once), closed by ``watermark`` when given:
-    ``{"user", "first", "last", "categories", "items"}`` (sorted distinct names, the ``max_lines`` smallest)."""
+    """Every basket of ``events`` (duplicates by event_id counted once), closed by ``watermark`` when given (an
+    instant, or a function of the user id: their partition's): ``{"user", "first", "last", "closes", "categories",
+    "items"}`` (sorted distinct names, the ``max_lines`` smallest; ``closes`` the watermark that closes it)."""
     seen, pays = set(), []
     for event in events:
         key = (event["user_id"], event["event_id"])
@@ -59,11 +60,11 @@ def batch_baskets(
         for session in sessions:
             first, last = session[0]["ts"], session[-1]["ts"]
             closes = last + order_gap_ms + 1 if kind == "order" else shop_day_start(shop_day(first, zone) + 1, zone)
-            if watermark is not None and closes > watermark:
+            if watermark is not None and closes > (watermark(user) if callable(watermark) else watermark):
                 continue
             categories = sorted({p["category"] for p in session if p.get("category")})[:max_lines]
             items = sorted({f"{p.get('category') or ''}\x1f{p['item_id']}" for p in session if p.get("item_id")})[:max_lines]
-            baskets.append({"user": user, "first": first, "last": last, "categories": categories, "items": items})
+            baskets.append({"user": user, "first": first, "last": last, "closes": closes, "categories": categories, "items": items})
     return baskets
 
 
@@ -116,3 +117,21 @@ def batch_next_categories(top: list[str], counts: dict, *, min_baskets: int, lim
                 best[other] = (lift, rule["baskets"], mine)
     ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))[:limit]
     return [(name, because) for name, (_, _, because) in ranked]
+
+
+def partition_of(user_id: str, partitions: int) -> int:
+    """The partition of the events topic a user's records go to (Kafka's default partitioner: murmur2 of the key)."""
+    from kafka.partitioner.default import murmur2
+
+    return (murmur2(user_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+def closing_users(partitions: int, prefix: str = "closer") -> list[str]:
+    """One user id per partition: an event of each, stamped late, moves every partition's watermark past the history."""
+    found: dict[int, str] = {}
+    n = 0
+    while len(found) < partitions:
+        user = f"{prefix}-{n}"
+        found.setdefault(partition_of(user, partitions), user)
+        n += 1
+    return [found[p] for p in range(partitions)]
