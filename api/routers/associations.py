@@ -16,13 +16,18 @@ from api.store import LocalStore
 from api.strict_json import StrictJsonRoute
 from online_models.association_rules import Kind, category_of, pair_rules
 from online_models.baskets import ITEM_SEPARATOR
-from online_models.events import MAX_ID_LENGTH, printable
+from online_models.events import MAX_ID_LENGTH, USER_ID_PATTERN, printable
 
 router = APIRouter(route_class=StrictJsonRoute)
 
 CategoryName = Annotated[
     str | None,
-    Query(min_length=1, max_length=MAX_ID_LENGTH, description="Only the pairs holding this category (for items: an item of it); it comes first (a)"),
+    Query(
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        description="Only the pairs holding this category (for items: an item of it); it comes first (a)",
+        json_schema_extra={"pattern": USER_ID_PATTERN},
+    ),
     AfterValidator(lambda value: value if value is None else printable(value)),
 ]
 
