@@ -10,9 +10,9 @@ last payment): the baskets that name a category, how many of them hold each cate
 and how many hold each pair of distinct categories; the same for items (an item is
 ``category\\x1fitem_id``, :func:`online_models.baskets.item_name`). Each count is kept in a
 frequent-items sketch of Apache DataSketches (``frequent_strings_sketch``, a Misra-Gries
-summary: weights in a hash map of at most ``0.75 * 2**lg_k`` entries; when it is full the
-smallest counters are decremented away and their weight becomes the sketch's *maximum
-error*). While a sketch has evicted nothing, its counts are exact (maximum error 0);
+summary: weights in a hash map of at most ``0.75 * 2**lg_k`` entries; when it is full every
+counter is lowered by a common amount, those reaching zero are dropped, and the amount is
+added to the sketch's *maximum error*). While a sketch has evicted nothing, its counts are exact (maximum error 0);
 afterwards every count it reports lies between its lower and upper bound, which differ by
 the maximum error, and the maximum error is at most ``epsilon * total weight``
 (``epsilon = 3.5 / 2**lg_k``); a value it does not hold is below that error. The category
