@@ -135,3 +135,13 @@ def closing_users(partitions: int, prefix: str = "closer") -> list[str]:
         found.setdefault(partition_of(user, partitions), user)
         n += 1
     return [found[p] for p in range(partitions)]
+
+
+def baskets_closed_by_each_partition(events: list[dict], *, partitions: int, lateness_ms: int, **options) -> list[dict]:
+    """The baskets of ``events`` closed by their partition's watermark once every event is applied (the partition's
+    newest event time less the lateness: a history in the past, sent in event-time order per user)."""
+    last_ts: dict[int, int] = {}
+    for event in events:
+        partition = partition_of(event["user_id"], partitions)
+        last_ts[partition] = max(last_ts.get(partition, event["ts"]), event["ts"])
+    return batch_baskets(events, watermark=lambda user: last_ts[partition_of(user, partitions)] - lateness_ms, **options)

@@ -39,7 +39,7 @@ from tests.integration.conftest import (
     worker_applied_everything,
     worker_processed,
 )
-from tests.association_reference import batch_baskets, batch_counts, partition_of
+from tests.association_reference import baskets_closed_by_each_partition, batch_counts
 from tests.reference import cents, events_by_user, parse_iso, unique_events
 
 USERS = int(os.environ.get("PORTRAITS_CHAOS_USERS", "60"))
@@ -85,13 +85,8 @@ def latest_summary(deployment: Stack, bootstrap: str) -> dict | None:
 def check_associations(calm: Stack, chaos: Stack, bootstrap: str, events: list[dict]) -> None:
     """Both runs' co-purchase counts equal the batch counts of the baskets each partition's last watermark closed."""
     settings = calm.settings()
-    partitions = settings.partitions
-    last_ts = {}
-    for event in events:
-        partition = partition_of(event["user_id"], partitions)
-        last_ts[partition] = max(last_ts.get(partition, event["ts"]), event["ts"])
     lateness = int(settings.lateness_seconds * 1000)
-    baskets = batch_baskets(events, watermark=lambda user: last_ts[partition_of(user, partitions)] - lateness)
+    baskets = baskets_closed_by_each_partition(events, partitions=settings.partitions, lateness_ms=lateness)
     truth = batch_counts(baskets, window_days=settings.association_window_days)["category"]
     assert truth["baskets"] > 100
 
