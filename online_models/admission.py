@@ -41,6 +41,7 @@ from online_models.events import (
 from online_models.erasure import ErasureRequest, parse_erasure
 from online_models.portrait import PortraitConfig, PortraitState, update
 from online_models.pseudonym import user_key
+from online_models.sentiment import ReviewScore, ReviewScorer
 
 
 def _check_key(key: bytes | None, user_id: str) -> None:
@@ -74,6 +75,17 @@ def admit_event(
     return event
 
 
+def review_sentiment(event: Event, scorer: ReviewScorer) -> ReviewScore | None:
+    """A review's sentiment score, given once at admission (None for other events and unreadable reviews).
+
+    Only ``review`` events pay for scoring; the score goes into the fold with the
+    event (:func:`fold_event`), so the state and every replay hold the same score.
+    """
+    if event.type != "review":
+        return None
+    return scorer.score(event.text, event.rating)
+
+
 def fold_event(
     state: PortraitState,
     event: Event,
@@ -82,6 +94,7 @@ def fold_event(
     partition: int,
     config: PortraitConfig,
     wall_ms: int | None = None,
+    sentiment: ReviewScore | None = None,
 ) -> bool:
     """Fold a valid event into its user's state: False for a redelivery, InvalidEvent if too late.
 
@@ -91,7 +104,8 @@ def fold_event(
     but never past ``wall_ms`` (the wall clock; None: no bound, for replays of
     history): an event stamped ahead of the wall clock is folded in with its own
     time, and the partition's clock stops at the wall clock, so one bad clock
-    upstream cannot make every other event late.
+    upstream cannot make every other event late. ``sentiment`` is a review's score
+    (:func:`review_sentiment`).
     """
     if state.has_seen(event.event_id):
         # the original moved stream time to at least min(event.ts, its wall clock), so this changes
@@ -106,7 +120,7 @@ def fold_event(
             f"(allowed lateness {clock.lateness_ms} ms)",
         )
     clock.observe(partition, event.ts, limit_ms=wall_ms)
-    return update(state, event, watermark=clock.watermark(partition), config=config)
+    return update(state, event, watermark=clock.watermark(partition), config=config, sentiment=sentiment)
 
 
 def admit_profile(key: bytes | None, value: bytes, *, pseudonym_key: bytes | None = None) -> Profile:

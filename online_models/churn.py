@@ -63,9 +63,35 @@ def reasons(portrait: dict[str, Any], p_alive: float | None, model: str) -> list
         weekly = month / 30 * 7
         if recent < 0.5 * weekly:
             out.append(f"activity down: {recent} events in 7 days vs {weekly:.1f} a week over 30 days")
+    negative = negative_review_reason(portrait)
+    if negative is not None:
+        out.append(negative)
     if p_alive is not None:
         out.append(f"P(alive) {p_alive:.2f} under {'MBG/NBD' if model != 'bgnbd' else 'BG/NBD'}")
     return out
+
+
+def negative_review_reason(portrait: dict[str, Any]) -> str | None:
+    """The portrait's recent negative reviews as a churn reason ops can read; None without any.
+
+    >>> negative_review_reason({"sentiment": {"negative_recent": 2, "window_days": 30.0, "recent_negative": [
+    ...     {"at": "2024-05-03T10:00:00.000Z", "item_id": "snacks-004", "score": -0.82}]}})
+    '2 negative reviews in the last 30 days; latest 2024-05-03 on item snacks-004 (sentiment -0.82)'
+    >>> negative_review_reason({"sentiment": {"negative_recent": 0, "window_days": 30.0, "recent_negative": []}}) is None
+    True
+    """
+    sentiment = portrait.get("sentiment") or {}
+    count = sentiment.get("negative_recent") or 0
+    shown = sentiment.get("recent_negative") or []
+    if not count or not shown:
+        return None
+    latest = shown[0]
+    item = f" on item {latest['item_id']}" if latest.get("item_id") else ""
+    noun = "negative review" if count == 1 else "negative reviews"
+    return (
+        f"{count} {noun} in the last {sentiment.get('window_days', 0):g} days; "
+        f"latest {str(latest['at'])[:10]}{item} (sentiment {latest['score']:+.2f})"
+    )
 
 
 def churn_scores(

@@ -34,6 +34,7 @@ from online_models.baskets import MAX_BASKET_LINES, add_purchase
 from online_models.clock import DAY_MS, MINUTE_MS, ceil_minute
 from online_models.events import Event, Profile
 from online_models.lifecycle import last_return_gap_days
+from online_models.sentiment import NEGATIVE_AT, POSITIVE_AT, ReviewScore
 from online_models.vocabulary import WEEKEND_DAYS, local_day, local_hour_weekday, ratio
 
 WINDOW_DAYS = (7, 30, 90)
@@ -70,6 +71,12 @@ class PortraitConfig:
     #: between two flushes, so a crash's replay still recognises what it already folded in
     max_seen_ids: int = 2000
     purchase_memory_ms: int = 120 * DAY_MS
+    #: negative reviews are counted over this many days before ``as_of`` (and kept that long)
+    sentiment_window_days: float = 30.0
+    #: the newest negative reviews of the window a portrait lists
+    negative_reviews_shown: int = 3
+    #: most negative reviews of the window kept per user (the newest); the window's count stops there
+    max_recent_negative_reviews: int = 50
     #: keep the user's open baskets (online_models.baskets) for the co-purchase counts
     track_baskets: bool = True
     #: payments of one order_id more than this apart are separate baskets; an order's basket closes
@@ -87,6 +94,10 @@ class PortraitConfig:
             raise ValueError("max_categories must be at least top_categories")
         if self.max_devices < 1 or self.max_seen_ids < 1:
             raise ValueError("max_devices and max_seen_ids must be positive")
+        if self.sentiment_window_days <= 0 or self.max_recent_negative_reviews < self.negative_reviews_shown:
+            raise ValueError(
+                "sentiment_window_days must be positive and max_recent_negative_reviews at least negative_reviews_shown"
+            )
         if self.order_gap_ms < 0 or self.max_basket_lines < 2:
             raise ValueError("order_gap_ms must not be negative and max_basket_lines must be at least 2")
 
@@ -102,7 +113,8 @@ class PortraitState:
     event time: the minute buckets (90 days), ``purchase_times`` (``purchase_memory_ms``),
     ``open_carts`` and ``recent_pays`` (the cart timeout and the lateness), ``pending_labels``
     (the label horizon), ``baskets`` (open until the watermark closes them, each of at most
-    ``max_basket_lines`` categories and items), ``purchase_days`` (one entry per day with a purchase). A redelivery
+    ``max_basket_lines`` categories and items), ``purchase_days`` (one entry per day with a purchase),
+    ``recent_negative_reviews`` (the sentiment window, and at most ``max_recent_negative_reviews``). A redelivery
     whose id has left ``seen`` is dead-lettered as ``late_event`` when older than the watermark,
     else counted again: that takes more than ``max_seen_ids`` events of one user within the
     allowed lateness. The serialized state as a whole is capped by the partition engine
@@ -161,6 +173,16 @@ class PortraitState:
     next_check: int | None = None
     # the worker's sequence number of the change that left this state (see online_models.processor)
     seq: int = 0
+    # reviews given a sentiment score at admission: how many, the sum of their scores in units of
+    # 1e-4 (exact, so the sum does not depend on the order of arrival), how many were scored from
+    # their text, how many were positive and negative
+    reviews_scored: int = 0
+    sentiment_units: int = 0
+    reviews_from_text: int = 0
+    positive_reviews: int = 0
+    negative_reviews: int = 0
+    # negative reviews within the sentiment window, sorted by time: [ts, item_id, score]
+    recent_negative_reviews: list = field(default_factory=list)
 
     def has_seen(self, event_id: str) -> bool:
         """Whether ``event_id`` was already folded in (within the dedupe horizon)."""
@@ -238,11 +260,34 @@ def repeat_spend_cents(state: PortraitState) -> int | None:
     return None if state.first_day_cents is None else state.spend_cents - state.first_day_cents
 
 
-def update(state: PortraitState, event: Event, *, watermark: int, config: PortraitConfig) -> bool:
+def _count_review(state: PortraitState, event: Event, sentiment: ReviewScore, config: PortraitConfig) -> None:
+    """Fold a review's sentiment (given at admission) into the user's sentiment figures."""
+    state.reviews_scored += 1
+    state.sentiment_units += round(sentiment.score * 10_000)
+    if sentiment.source != "rating":
+        state.reviews_from_text += 1
+    if sentiment.score >= POSITIVE_AT:
+        state.positive_reviews += 1
+    elif sentiment.score <= NEGATIVE_AT:
+        state.negative_reviews += 1
+        kept = state.recent_negative_reviews
+        bisect.insort(kept, [event.ts, event.item_id, sentiment.score], key=_review_time)
+        if len(kept) > config.max_recent_negative_reviews:
+            del kept[0]  # the oldest
+
+
+def _review_time(entry: list) -> int:
+    return entry[0]
+
+
+def update(
+    state: PortraitState, event: Event, *, watermark: int, config: PortraitConfig, sentiment: ReviewScore | None = None
+) -> bool:
     """Fold one admitted event into ``state``; False (and no change) for a duplicate.
 
     ``watermark`` is the partition's event-time watermark after this event: state
     that no admissible event can touch any more is settled and pruned against it.
+    ``sentiment`` is a review's score, given at admission (:func:`online_models.admission.review_sentiment`).
     """
     if event.event_id in state.seen:
         return False
@@ -307,6 +352,8 @@ def update(state: PortraitState, event: Event, *, watermark: int, config: Portra
         i = bisect.bisect_left(state.recent_pays, ts)
         if not (i < len(state.recent_pays) and state.recent_pays[i] < ts + config.cart_timeout_ms):
             bisect.insort(state.open_carts, ts)
+    elif kind == "review" and sentiment is not None:
+        _count_review(state, event, sentiment, config)
 
     weight = config.category_weights.get(kind, 0.0)
     if event.category and weight:
@@ -347,6 +394,9 @@ def prune(state: PortraitState, watermark: int, config: PortraitConfig) -> None:
     horizon = watermark - config.dedupe_horizon_ms
     if state.seen and next(iter(state.seen.values())) < horizon:
         state.seen = {k: v for k, v in state.seen.items() if v >= horizon}
+    window_start = watermark - config.sentiment_window_days * DAY_MS
+    if state.recent_negative_reviews and state.recent_negative_reviews[0][0] <= window_start:
+        state.recent_negative_reviews = [entry for entry in state.recent_negative_reviews if entry[0] > window_start]
     oldest_needed = (watermark - WINDOW_DAYS[-1] * DAY_MS) // MINUTE_MS
     if state.bucket_minutes and state.bucket_minutes[0] <= oldest_needed:
         cut = bisect.bisect_right(state.bucket_minutes, oldest_needed)
@@ -377,6 +427,26 @@ def category_scores(state: PortraitState, as_of: int, config: PortraitConfig) ->
     """Every kept category's decayed score valued at ``as_of``."""
     factor = 2.0 ** (-(as_of - state.category_ref) / (config.category_half_life_days * DAY_MS))
     return {name: score * factor for name, score in state.category_scores.items()}
+
+
+def sentiment_view(state: PortraitState, as_of: int, config: PortraitConfig) -> dict[str, Any]:
+    """The user's review sentiment at ``as_of``: mean, counts, and the window's negative reviews, newest first."""
+    window_ms = config.sentiment_window_days * DAY_MS
+    recent = [entry for entry in state.recent_negative_reviews if as_of - window_ms < entry[0] <= as_of]
+    scored = state.reviews_scored
+    return {
+        "mean": None if not scored else round(state.sentiment_units / scored / 10_000, 4),
+        "reviews": scored,
+        "from_text": state.reviews_from_text,
+        "positive": state.positive_reviews,
+        "negative": state.negative_reviews,
+        "window_days": config.sentiment_window_days,
+        "negative_recent": len(recent),
+        "recent_negative": [
+            {"at": iso(ts), "item_id": item_id, "score": score}
+            for ts, item_id, score in reversed(recent[-config.negative_reviews_shown :])
+        ],
+    }
 
 
 def render(state: PortraitState, *, as_of: int | None, config: PortraitConfig) -> dict[str, Any]:
@@ -442,6 +512,7 @@ def render(state: PortraitState, *, as_of: int | None, config: PortraitConfig) -
         },
         "devices": {name: round(n / device_total, 4) for name, n in sorted(state.devices.items())},
         "promo_share": ratio(state.promo_purchases, purchases),
+        "sentiment": sentiment_view(state, as_of, config),
         "profile": dict(state.profile),
         "version": state.version,
     }

@@ -41,7 +41,9 @@ __all__ = [
     "NextCategory",
     "Portrait",
     "ProfileAttributes",
+    "NegativeReview",
     "RenderedPortrait",
+    "ReviewSentiment",
     "Rfm",
     "Segment",
     "WindowTotals",
@@ -143,6 +145,41 @@ class ProfileAttributes(BaseModel):
     member_level: str | int | None = Field(None, description="Membership level, as given")
 
 
+#: a review's sentiment: -1 wholly negative, 0 neutral, +1 wholly positive
+Sentiment = Annotated[float, Field(ge=-1, le=1)]
+
+
+class NegativeReview(BaseModel):
+    """One negative review of the sentiment window."""
+
+    at: Instant = Field(description="Time of the review event")
+    item_id: str | None = Field(description="The reviewed item, as sent in the review event; null when it named none")
+    score: Sentiment = Field(description="The review's sentiment, -1 to +1, 4 decimals (at most -0.2: negative)")
+
+
+class ReviewSentiment(BaseModel):
+    """Sentiment of the user's reviews, each scored once when its review event was admitted.
+
+    A review's score runs from -1 (wholly negative) through 0 (neutral) to +1 (wholly positive):
+    Chinese text under pysenti's naive Bayes model (2 P(positive) - 1), English text under VADER
+    (compound score), else the rating, (stars - 3) / 2 clipped to [-1, 1]. At most -0.2 is
+    negative, at least 0.2 positive. Reviews with neither readable text nor a rating are not scored.
+    """
+
+    mean: Sentiment | None = Field(description="Mean score of the reviews scored (lifetime), -1 to +1, 4 decimals; null before any")
+    reviews: Count = Field(description="Review events given a sentiment score (lifetime)")
+    from_text: Count = Field(description="Reviews scored from their text (the rest from their rating)")
+    positive: Count = Field(description="Reviews scoring 0.2 or more (lifetime)")
+    negative: Count = Field(description="Reviews scoring -0.2 or less (lifetime)")
+    window_days: float = Field(gt=0, description="Days before as_of the recent negative reviews are counted over (PORTRAITS_SENTIMENT_WINDOW_DAYS)")
+    negative_recent: Count = Field(
+        description="Negative reviews with as_of - window_days < time <= as_of (the newest 50 of the window are kept)"
+    )
+    recent_negative: list[NegativeReview] = Field(
+        description="The newest negative reviews of the window, newest first, at most 3"
+    )
+
+
 class RenderedPortrait(BaseModel):
     """What ``render`` gives: one user's figures valued at ``as_of``; instants are ISO-8601 UTC with milliseconds."""
 
@@ -193,6 +230,7 @@ class RenderedPortrait(BaseModel):
         "4 decimals; devices beyond the first 8 seen are counted under 'other'"
     )
     promo_share: Share | None = Field(description="Share of payments made on a promotion; null for a non-buyer")
+    sentiment: ReviewSentiment
     profile: ProfileAttributes
     version: Count = Field(description="Changes folded into the user's state (events and profile records); grows with each")
 
@@ -232,7 +270,10 @@ class Churn(BaseModel):
         description="What risk comes from: mbgnbd (1 - p_alive), mbgnbd_horizon (MBG/NBD's probability of no purchase "
         "within the horizon), classifier, stacked (both combined); none when risk is null"
     )
-    reasons: list[str] = Field(description="Readable grounds, e.g. '41 days since last purchase; usual gap 9 days'")
+    reasons: list[str] = Field(
+        description="Readable grounds, e.g. '41 days since last purchase; usual gap 9 days' or '2 negative reviews in "
+        "the last 30 days; latest 2024-05-03 on item snacks-004 (sentiment -0.82)'"
+    )
     model_version: Count = Field(description="Version of the model snapshot that scored this block")
 
 

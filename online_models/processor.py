@@ -56,7 +56,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from online_models.admission import admit_erasure, admit_event, admit_profile, fold_event
+from online_models.admission import admit_erasure, admit_event, admit_profile, fold_event, review_sentiment
 from online_models.baskets import basket_record, close_due
 from online_models.clock import EventClock
 from online_models.erasure import erasure_records, forget_local
@@ -64,6 +64,7 @@ from online_models.events import MIN_TS_MS, Event, InvalidEvent
 from online_models.portrait import PortraitState, render, update_profile
 from online_models.retention import due_at, is_expired
 from online_models.schedule import CheckSchedule
+from online_models.sentiment import ReviewScorer, ShippedModelScorer
 from online_models.topic_names import (
     BASKETS,
     CHURN_ALERTS,
@@ -247,6 +248,8 @@ class EngineConfig:
     max_state_bytes: int = MAX_STATE_BYTES
     #: most bytes of key and value a dead letter carries
     dead_letter_max_bytes: int = MAX_DEAD_LETTER_BYTES
+    #: scores each review once, at admission (see online_models.sentiment)
+    scorer: ReviewScorer = field(default_factory=ShippedModelScorer, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.progress_every >= self.watch.portrait.max_seen_ids:
@@ -436,11 +439,19 @@ class PartitionProcessor:
         if self._fenced(admitted.user_id, admitted.ts):
             return
         state = self.state(admitted.user_id) or PortraitState(admitted.user_id)
+        sentiment = None
         if not state.has_seen(admitted.event_id):
             self._make_room(state, admitted)
+            sentiment = review_sentiment(admitted, config.scorer)
         # stream time stops at the wall clock: one event stamped ahead must not make the others late
         folded = fold_event(
-            state, admitted, clock=self.clock, partition=self.partition, config=config.watch.portrait, wall_ms=now_ms
+            state,
+            admitted,
+            clock=self.clock,
+            partition=self.partition,
+            config=config.watch.portrait,
+            wall_ms=now_ms,
+            sentiment=sentiment,
         )
         if admitted.ts > now_ms:
             self._ahead_of_wall_clock(admitted.ts - now_ms, now_ms)
@@ -464,7 +475,9 @@ class PartitionProcessor:
             return  # a new user: one event is far below the cap
         cap = self.config.max_state_bytes
         strings = len(event.event_id) + len(event.category or "") + len(event.device or "")
-        if event.type == "pay":  # a payment's order, category and item go into its open basket
+        if event.type == "review":
+            strings += len(event.item_id or "")  # a negative review is kept with its item
+        elif event.type == "pay":  # a payment's order, category and item go into its open basket
             strings += len(event.order_id or "") + 2 * len(event.category or "") + len(event.item_id or "")
         growth = EVENT_GROWTH_BYTES + 6 * strings
         bound = self._state_bytes.get(state.user_id)

@@ -86,6 +86,9 @@ class Settings(ApiSettings):
     publish_interval: float = Field(0.1, gt=0, description="Seconds between publications of changed portraits")
     category_half_life_days: float = Field(30.0, gt=0, description="Half-life of category interest")
     cart_timeout_hours: float = Field(24.0, gt=0, description="A cart with no payment within this time is abandoned")
+    sentiment_window_days: float = Field(
+        30.0, gt=0, description="Days a user's negative reviews count as recent (portrait, tags, churn reasons)"
+    )
 
     sample_period_days: float = Field(7.0, gt=0, description="Each user feeds the models once per period")
     churn_horizon_days: float = Field(30.0, gt=0, description="Churn label: no purchase within this horizon")
@@ -199,6 +202,7 @@ class Settings(ApiSettings):
             timezone=self.timezone,
             category_half_life_days=self.category_half_life_days,
             cart_timeout_ms=int(self.cart_timeout_hours * 3_600_000),
+            sentiment_window_days=self.sentiment_window_days,
             order_gap_ms=int(self.association_order_gap_minutes * 60_000),
         )
 

@@ -117,13 +117,56 @@ REGIONS = (
 
 _FESTIVALS = {(3, 8), (5, 20), (6, 18), (11, 11), (12, 12)}
 
-_REVIEWS = {
-    5: ("很好用，会回购！", "Great quality, fast delivery.", "物流很快，包装完好，五星好评", "Love it, will buy again."),
-    4: ("不错，性价比高", "Good value for money.", "挺好的，就是发货慢了点"),
-    3: ("一般般，还行吧", "Okay, nothing special.", "中规中矩"),
-    2: ("质量一般，有点失望", "Not as described.", "做工粗糙"),
-    1: ("太差了，已申请退款", "Terrible, broke after one day.", "假货，差评"),
+#: Review texts by language and the sentiment they were written with (the review's truth).
+REVIEW_TEXTS = {
+    "zh": {
+        "positive": (
+            "很好用，会回购！", "物流很快，包装完好，五星好评", "不错，性价比高", "质量很好，和图片一样",
+            "家里人都很喜欢，推荐购买", "味道很好，已经第二次买了", "做工精细，超出预期", "客服很耐心，发货也快",
+        ),
+        "neutral": ("一般般，还行吧", "中规中矩", "还没用，先收货", "和描述差不多，没什么特别的", "凑单买的，还可以"),
+        "negative": (
+            "质量一般，有点失望", "做工粗糙", "太差了，已申请退款", "假货，差评", "物流太慢，包装也破了",
+            "用了两天就坏了，不推荐", "味道很怪，不会再买了", "客服不理人，很失望",
+        ),
+    },
+    "en": {
+        "positive": (
+            "Great quality, fast delivery.", "Love it, will buy again.", "Good value for money.",
+            "Excellent product, exactly as described.", "Very happy with this purchase.", "Works great, highly recommend.",
+        ),
+        "neutral": ("Okay, nothing special.", "It is what it is.", "Average, as expected.", "Haven't tried it yet."),
+        "negative": (
+            "Not as described.", "Terrible, broke after one day.", "Poor quality, very disappointed.",
+            "Awful packaging, it arrived damaged.", "Waste of money, would not recommend.", "Fake product, asked for a refund.",
+        ),
+    },
 }
+#: Texts that carry no words (the scorer reads them through the rating).
+WORDLESS_REVIEWS = {"positive": ("👍👍👍", "5星！"), "neutral": ("……", "~"), "negative": ("👎", "!!!")}
+#: Share of reviews with text, and of those texts without words.
+REVIEW_TEXT_SHARE = 0.8
+WORDLESS_SHARE = 0.05
+#: Share of users who review in Chinese (the rest in English), and of critics.
+CHINESE_REVIEWER_SHARE = 0.75
+CRITIC_SHARE = 0.08
+#: Weights of the stars 1-5 of a review without a refund: most users, and critics.
+RATING_WEIGHTS = (1, 1, 3, 10, 20)
+CRITIC_RATING_WEIGHTS = (9, 6, 3, 1, 1)
+#: How many texts each star rating once drew from: a review still makes that draw, so the rest
+#: of a history is the same as before reviews had voices.
+_DRAWN_TEXTS = {5: 4, 4: 3, 3: 3, 2: 3, 1: 3}
+
+
+def review_truth(rating: float) -> str:
+    """The sentiment a simulated review was written with, from its stars: 1-2 negative, 3 neutral, 4-5 positive."""
+    return "negative" if rating <= 2 else "neutral" if rating < 4 else "positive"
+
+
+def _stars(weights: tuple[int, ...], draw: float) -> int:
+    """The stars ``random.choices((1, 2, 3, 4, 5), weights)`` gives for the uniform ``draw``."""
+    cumulative, total = _cum(weights)
+    return bisect(cumulative, draw * total, 0, len(weights) - 1) + 1
 
 # Shop-wide hourly traffic (shop-local hour 0..23): evening peak 20:00-22:00.
 _SHOP_HOURS = (3, 1.5, .8, .5, .4, .5, 1, 2, 3.5, 4.5, 5, 5.5, 6, 5.5, 5, 5, 5, 5.5, 6.5, 8, 10, 11, 9.5, 6)
@@ -291,6 +334,8 @@ class SimulatedUser:
     joined_at_ms: int | None = None  # newcomers: no event before this instant
     _lapse_frac: float | None = field(default=None, repr=False)
     _join_frac: float | None = field(default=None, repr=False)
+    review_language: str = "zh"  # the language of the user's review texts
+    critic: bool = False  # gives low stars and writes negative reviews
 
 
 def _cum(weights) -> tuple[list[float], float]:
@@ -357,7 +402,11 @@ class ShopSimulator:
             urng = random.Random(f"profile:{seed}:{uid}")
             lapse_frac = urng.uniform(0.3, 0.7) if urng.random() < arch.lapse_prob else None
             join_frac = urng.uniform(0.1, 0.6) if arch.joins_late else None
-            self.users.append(SimulatedUser(uid, name, None, self._profile(urng, uid, arch), None, lapse_frac, join_frac))
+            user = SimulatedUser(uid, name, None, self._profile(urng, uid, arch), None, lapse_frac, join_frac)
+            vrng = random.Random(f"voice:{seed}:{uid}")  # apart from the draws above: they stay as they were
+            user.review_language = "zh" if vrng.random() < CHINESE_REVIEWER_SHARE else "en"
+            user.critic = vrng.random() < CRITIC_SHARE
+            self.users.append(user)
         self._set_horizon(horizon_days)
 
     def _assign_archetypes(self, rng: random.Random) -> list[str]:
@@ -411,8 +460,18 @@ class ShopSimulator:
         return [dict(u.profile) for u in self.users]
 
     def ground_truth(self) -> dict[str, dict]:
-        """Per user id: ``archetype``, ``lapse_at_ms`` and ``joined_at_ms`` (None unless set)."""
-        return {u.user_id: {"archetype": u.archetype, "lapse_at_ms": u.lapse_at_ms, "joined_at_ms": u.joined_at_ms} for u in self.users}
+        """Per user id: ``archetype``, ``lapse_at_ms`` and ``joined_at_ms`` (None unless set), the
+        ``review_language`` and whether the user is a ``critic``. A review's own truth is :func:`review_truth`."""
+        return {
+            u.user_id: {
+                "archetype": u.archetype,
+                "lapse_at_ms": u.lapse_at_ms,
+                "joined_at_ms": u.joined_at_ms,
+                "review_language": u.review_language,
+                "critic": u.critic,
+            }
+            for u in self.users
+        }
 
     def history(self, days: float) -> Iterator[dict]:
         """All events in ``[start_ms, start_ms + days)`` in non-decreasing ``ts`` order.
@@ -567,9 +626,19 @@ class ShopSimulator:
                         heapq.heappush(pending, (ts, counter, {"event_id": f"e{tag}-{counter}", "type": "refund", "ts": ts, **deferred_common, "amount": back}))
                     if rng.random() < arch.review_prob:
                         counter += 1
-                        rating = rng.randint(1, 2) if refunded else rng.choices((1, 2, 3, 4, 5), weights=(1, 1, 3, 10, 20))[0]
+                        if refunded:
+                            rating = drawn = rng.randint(1, 2)
+                        else:
+                            draw = rng.random()
+                            drawn = _stars(RATING_WEIGHTS, draw)
+                            rating = _stars(CRITIC_RATING_WEIGHTS, draw) if user.critic else drawn
                         ts = paid["ts"] + int(rng.uniform(1, 10) * DAY_MS)
-                        heapq.heappush(pending, (ts, counter, {"event_id": f"e{tag}-{counter}", "type": "review", "ts": ts, **deferred_common, "rating": rating, "text": rng.choice(_REVIEWS[rating])}))
+                        rng.randrange(_DRAWN_TEXTS[drawn])
+                        review = {"event_id": f"e{tag}-{counter}", "type": "review", "ts": ts, **deferred_common, "rating": rating}
+                        text = self._review_text(user, review["event_id"], review_truth(rating))
+                        if text is not None:
+                            review["text"] = text
+                        heapq.heappush(pending, (ts, counter, review))
 
                 for ev in out:
                     while pending and pending[0][0] <= ev["ts"]:
@@ -604,6 +673,15 @@ class ShopSimulator:
             {"event_id": f"{id_stem}c{k}", "type": kind, "ts": paid["ts"] + 1 + k, **common, **fields}
             for k, (kind, fields) in enumerate(kinds)
         ]
+
+    def _review_text(self, user: SimulatedUser, event_id: str, truth: str) -> str | None:
+        """The text of a review written with sentiment ``truth``, or None (stars only); its own draws."""
+        rng = random.Random(f"review:{self.seed}:{event_id}")
+        if rng.random() >= REVIEW_TEXT_SHARE:
+            return None
+        if rng.random() < WORDLESS_SHARE:
+            return rng.choice(WORDLESS_REVIEWS[truth])
+        return rng.choice(REVIEW_TEXTS[user.review_language][truth])
 
 
 @lru_cache(maxsize=None)

@@ -225,6 +225,7 @@ PORTRAIT_FIELDS: dict[str, Kind] = {
     "category_count": "number",
     "last_return_gap_days": "number",
     "timezone": "string",
+    **{f"sentiment.{k}": "number" for k in ("mean", "reviews", "from_text", "positive", "negative", "negative_recent")},
 }
 
 #: Paths with a free last part: (shown as, pattern, kind).

@@ -41,6 +41,7 @@ from collections.abc import AsyncIterator, Iterable
 import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from faust.types import TP
+from rocksdict import WriteBatch
 
 from streams.record_batches import RecordBatches, Shipped
 
@@ -220,6 +221,8 @@ class PartitionWriter:
     def __init__(self, table):
         self.table = table
         self.changelog = table.changelog_topic.get_topic_name()
+        #: partition -> local writes not applied yet (see :meth:`apply_staged`)
+        self._staged: dict[int, WriteBatch] = {}
 
     def db(self, partition: int):
         """The partition's RocksDB (opened on first use). Never keep it: Faust closes a revoked
@@ -232,15 +235,28 @@ class PartitionWriter:
         return PartitionReader(self, partition)
 
     def write(self, partition: int, key: bytes, value: bytes | None, batches: RecordBatches) -> None:
-        """Put ``value`` under ``key`` (None: delete it) in the partition, and its record in ``batches``."""
-        db = self.db(partition)
+        """Put ``value`` under ``key`` (None: delete it) in the partition, and its record in ``batches``.
+
+        The local write is staged: :meth:`apply_staged` applies the staged writes in one RocksDB
+        write batch per partition, and must run before the caller next yields to the event loop
+        (so before any changelog batch is delivered and persisted as the recovery's start).
+        """
+        staged = self._staged.get(partition)
+        if staged is None:
+            staged = self._staged[partition] = WriteBatch(raw_mode=True)
         if value is None:
-            db.delete(key)
+            staged.delete(key)
             self.table.data._key_index.pop(key, None)
         else:
-            db.put(key, value)
+            staged.put(key, value)
             self.table.data._key_index[key] = partition
         batches.add(self.changelog, key, value, partition=partition)
+
+    def apply_staged(self) -> None:
+        """Apply the staged local writes, one RocksDB write batch per partition."""
+        staged, self._staged = self._staged, {}
+        for partition, batch in staged.items():
+            self.db(partition).write(batch)
 
     def delivered(self, shipped: Shipped) -> None:
         """Keep a delivered changelog batch's last offset as its partition's persisted offset.

@@ -6,10 +6,13 @@ with the streaming core: every figure is recomputed from scratch at ``as_of``.
 
 from __future__ import annotations
 
+import logging
 import math
+import re
 from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
+from functools import lru_cache
 
 from scipy.special import hyp2f1
 
@@ -227,3 +230,58 @@ def batch_clv(
     p, q, v = spend["p"], spend["q"], spend["v"]
     order_value = p * (v + repeat) / (p * x + q - 1) if x else p * v / (q - 1)  # x * m is the repeat spend
     return {"expected_purchases": total, "expected_order_value": order_value, "value": total * order_value, "horizon_days": horizon_days}
+
+
+# -- review sentiment, from the shipped models called directly -----------------------------------
+
+CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+LATIN = re.compile(r"[A-Za-z]")
+
+
+@lru_cache(maxsize=1)
+def _sentiment_models():
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    from pysenti import ModelClassifier
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return ModelClassifier(), SentimentIntensityAnalyzer()
+
+
+def review_score(text: str | None, rating: float | None) -> float | None:
+    """A review's sentiment in [-1, 1]: the first 200 characters of its text (Chinese: pysenti's
+    2 P(positive) - 1; English: VADER's compound, unless 0), else (rating - 3) / 2 clipped."""
+    body = (text or "")[:200].strip()
+    letters = sum(1 for c in body if c.isalpha())
+    cjk, latin = len(CJK.findall(body)), len(LATIN.findall(body))
+    chinese, english = _sentiment_models()
+    if letters and cjk >= 0.3 * letters:
+        return round(2 * chinese.classify(body)["positive_prob"] - 1, 4)
+    if letters and latin >= 0.5 * letters:
+        compound = round(english.polarity_scores(body)["compound"], 4)
+        if compound != 0:
+            return compound
+    if rating is None:
+        return None
+    return round(min(1.0, max(-1.0, (rating - 3) / 2)), 4)
+
+
+def batch_sentiment(events: list[dict], as_of: int, *, window_days: float = 30.0, shown: int = 3) -> dict:
+    """The portrait's ``sentiment`` block recomputed from one user's raw events."""
+    scored = []
+    for e in unique_events(events):
+        if e["type"] == "review":
+            score = review_score(e.get("text"), e.get("rating"))
+            if score is not None:
+                scored.append((e["ts"], e.get("item_id"), score))
+    scores = [s for _, _, s in scored]
+    window = sorted((r for r in scored if r[2] <= -0.2 and as_of - window_days * DAY < r[0] <= as_of), key=lambda r: r[0])
+    return {
+        "mean": round(sum(scores) / len(scores), 4) if scores else None,
+        "reviews": len(scores),
+        "positive": sum(s >= 0.2 for s in scores),
+        "negative": sum(s <= -0.2 for s in scores),
+        "negative_recent": len(window),
+        "recent_negative": [(ts, item, score) for ts, item, score in reversed(window[-shown:])],
+    }

@@ -1,4 +1,4 @@
-"""``scripts/bench``: throughput, freshness, api, footprint, scaling, core, sparse and ceiling benchmarks (run by hand)."""
+"""``scripts/bench``: throughput, freshness, api, footprint, scaling, core, sparse, reviews and ceiling benchmarks (run by hand)."""
 
 from __future__ import annotations
 
@@ -199,6 +199,23 @@ def sparse(users, days, seed, checkouts, json_out) -> None:
         print(f"{f['replay_seconds']:>8.2f} s  {f['events_per_second']:>9,.1f} events/s  "
               f"{f['checks_per_event']:>6.3f} checks/event  {f['replay_seconds'] / mine['replay_seconds']:.2f}x "
               f"this checkout's time  {path}")
+    if json_out is not None:
+        json_out.write_text(json.dumps(figures, indent=2))
+
+
+@main.command()
+@click.option("--users", default=300, show_default=True, help="Simulated shop users")
+@click.option("--days", default=30.0, show_default=True, help="Days of their history")
+@click.option("--seed", default=1, show_default=True)
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Also write the figures here")
+def reviews(users, days, seed, json_out) -> None:
+    """What review sentiment costs the core: shop traffic replayed with each review scorer, CPU per event."""
+    import json
+
+    from benchkit.reviews import measure
+
+    figures = measure(users, days, seed)
+    print(json.dumps(figures, indent=2))
     if json_out is not None:
         json_out.write_text(json.dumps(figures, indent=2))
 

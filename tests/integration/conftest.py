@@ -181,7 +181,7 @@ def lag_report(stack, workers: "list[Service]", topic_names: tuple[str, ...] = (
 
 def assert_matches_batch(portrait: dict, user_events: list[dict], profile: dict | None = None) -> None:
     """A served portrait equals the independent batch computation over the user's raw events at its ``as_of``."""
-    from tests.reference import batch_portrait, parse_iso
+    from tests.reference import batch_portrait, batch_sentiment, parse_iso
 
     user = portrait["user_id"]
     expected = batch_portrait(user_events, parse_iso(portrait["as_of"]))
@@ -196,6 +196,14 @@ def assert_matches_batch(portrait: dict, user_events: list[dict], profile: dict 
         assert portrait["funnel"][key] == value, (user, key)
     for key in ("gender", "region", "city_tier", "member_level", "age") if profile else ():
         assert portrait["profile"].get(key) == profile.get(key), (user, key)
+    sentiment = batch_sentiment(user_events, parse_iso(portrait["as_of"]))
+    for key in ("reviews", "positive", "negative", "negative_recent"):
+        assert portrait["sentiment"][key] == sentiment[key], (user, key)
+    assert (portrait["sentiment"]["mean"] is None) == (sentiment["mean"] is None), user
+    if sentiment["mean"] is not None:
+        assert abs(portrait["sentiment"]["mean"] - sentiment["mean"]) <= 1.5e-4, user
+    shown = [(parse_iso(r["at"]), r["item_id"], r["score"]) for r in portrait["sentiment"]["recent_negative"]]
+    assert shown == sentiment["recent_negative"], user
 
 
 def worker_metrics(worker: "Service") -> str:

@@ -1,4 +1,6 @@
-"""The ops dashboard in a real headless Chromium: a known user's portrait on the page, a new alert arriving live.
+"""The ops dashboard in a real headless Chromium: its ECharts charts drawing the live API's figures (read back
+with ``echarts.getInstanceByDom(el).getOption()`` and from the canvas pixels), a known user's portrait on the
+page, a new alert arriving live.
 
 Needs Debian's ``chromium`` at /usr/bin/chromium (``scripts/install-browser``) and the ``playwright``
 Python package; Playwright's own browser downloads are not used.
@@ -17,9 +19,14 @@ import httpx
 import orjson
 import pytest
 
-from streams.producer import make_producer, send_events, send_profiles
+from online_models.gamma_gamma import GammaGamma
+from online_models.mbgnbd import MBGNBD
+from online_models.population import PopulationModels
 from online_models.simulation import ShopSimulator
-from tests.integration.conftest import free_port, wait_until
+from streams.producer import make_producer, send_events, send_profiles
+from tests.dashboard_reference import expected_overview_charts, expected_portrait_charts
+from tests.integration.conftest import free_port, send_models, wait_until
+from tests.unit.test_dashboard_assets import pinned
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -73,7 +80,67 @@ def money(x: float) -> str:
     return f"{x:,.2f}"
 
 
-def test_dashboard_shows_a_portrait_and_a_live_alert(stack, tmp_path):
+def scoring_snapshot() -> PopulationModels:
+    """A model snapshot that scores churn and CLV from the first event on (the trainer stays off)."""
+    models = PopulationModels()
+    models.mbgnbd = MBGNBD.from_params(r=3.0, alpha=11.0, a=0.1, b=5.3)
+    models.gamma_gamma = GammaGamma.from_params(p=6.0, q=4.0, v=15.0)
+    models.version = 1
+    return models
+
+
+# The chart's option as ECharts holds it (getOption), and how many canvas pixels carry each series' colours.
+READ_CHART = """(id) => {
+  const element = document.getElementById(id);
+  const chart = element && window.echarts.getInstanceByDom(element);
+  if (!chart) return null;
+  const option = chart.getOption();
+  const category = [...(option.xAxis || []), ...(option.yAxis || [])].find((axis) => axis.type === "category");
+  const value = (d) => (d !== null && typeof d === "object" ? d.value : d);
+  const canvas = element.querySelector("canvas");
+  const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  const painted = (colors) => {
+    const rgb = colors.map((c) => [1, 3, 5].map((i) => parseInt(c.slice(i, i + 2), 16)));
+    let n = 0;
+    for (let i = 0; i < pixels.length; i += 4) {
+      if (pixels[i + 3] === 255 && rgb.some(([r, g, b]) => pixels[i] === r && pixels[i + 1] === g && pixels[i + 2] === b)) n += 1;
+    }
+    return n;
+  };
+  return {
+    labels: category ? category.data : null,
+    series: Object.fromEntries((option.series || []).map((s) => [s.name, s.data.map(value)])),
+    painted: Object.fromEntries((option.series || []).map((s) => [s.name, painted(
+      [s.itemStyle.color, ...s.data.filter((d) => d !== null && typeof d === "object").map((d) => d.itemStyle.color)])])),
+  };
+}"""
+
+
+def chart_mismatches(page, expected: dict[str, dict | None]) -> list[str]:
+    """What the page's charts draw differently from ``expected`` (empty: every chart draws it)."""
+    problems = []
+    for chart_id, want in expected.items():
+        got = page.evaluate(READ_CHART, chart_id)
+        if got is None:
+            problems.append(f"{chart_id}: no chart")
+        elif want is None and got["series"]:
+            problems.append(f"{chart_id}: draws {got['series']} where the API has nothing")
+        elif want is not None and (got["labels"], got["series"]) != (want["labels"], want["series"]):
+            problems.append(f"{chart_id}: draws {got['labels']} {got['series']}, the API says {want['labels']} {want['series']}")
+    return problems
+
+
+def unpainted(page, expected: dict[str, dict | None]) -> list[str]:
+    """Series with data of which no bar reached the canvas yet."""
+    missing = []
+    for chart_id, want in expected.items():
+        for name, values in (want or {}).get("series", {}).items():
+            if any(isinstance(v, (int, float)) and v > 0 for v in values) and page.evaluate(READ_CHART, chart_id)["painted"][name] < 20:
+                missing.append(f"{chart_id}/{name}")
+    return missing
+
+
+def test_dashboard_draws_the_live_figures_a_portrait_and_a_live_alert(stack, tmp_path):
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: the dashboard test needs Debian's chromium; run scripts/install-browser (as root)")
     try:
@@ -81,18 +148,23 @@ def test_dashboard_shows_a_portrait_and_a_live_alert(stack, tmp_path):
     except ImportError:  # pragma: no cover - an environment problem, reported as a failure
         pytest.fail("the Python package 'playwright' is missing: pip install playwright (no 'playwright install' needed)")
 
+    stack.env["PORTRAITS_TRAIN_MODELS"] = "false"  # only the snapshot sent below scores
+    settings = stack.settings()
+    producer = make_producer(settings)
+    send_models(producer, settings, scoring_snapshot())
+    producer.flush()
     worker = stack.start("worker", "worker", "--web-port", str(free_port()))
     stack.start("api", "api")
     stack.wait_api()
-    settings = stack.settings()
     reader = httpx.Client(base_url=stack.api, timeout=10, headers=stack.auth_headers(TOKEN))
 
-    # the page and its assets are public; the data is not
+    # the page and its assets, the chart library among them, are public; the data is not
     anonymous = httpx.Client(base_url=stack.api, timeout=10)
     page_response = anonymous.get("/")
     assert page_response.status_code == 200 and "text/html" in page_response.headers["content-type"]
     assert "default-src 'self'" in page_response.headers["content-security-policy"]
-    assert anonymous.get("/static/dashboard.js").status_code == 200
+    for asset in ("dashboard.js", "charts.js", "views.js", "format.js", "vendor/echarts/echarts.min.js"):
+        assert anonymous.get(f"/static/{asset}").status_code == 200, asset
     assert anonymous.get("/v1/overview").status_code == 401
     # the live stream takes ?token= (EventSource sends no headers), and still refuses a bad one
     assert anonymous.get("/v1/alerts/stream", params={"token": "nope"}).status_code == 401
@@ -102,7 +174,6 @@ def test_dashboard_shows_a_portrait_and_a_live_alert(stack, tmp_path):
     now_ms = int(time.time() * 1000)
     events = known_user_events(user, now_ms)
     simulator = ShopSimulator(n_users=BACKGROUND_USERS, start_ms=now_ms - (BACKGROUND_DAYS + 1) * 86_400_000, seed=7)
-    producer = make_producer(settings)
     try:
         send_profiles(producer, settings, simulator.profiles())
         send_events(producer, settings, sorted(simulator.history(BACKGROUND_DAYS), key=lambda e: e["ts"]))
@@ -122,9 +193,13 @@ def test_dashboard_shows_a_portrait_and_a_live_alert(stack, tmp_path):
             what="every simulated user in the overview",
         )
         overview = reader.get("/v1/overview").json()
+        # the figures the charts are checked against are there to draw: CLV valued, by layer, churn scored
+        assert overview["clv"]["users_valued"] > 0 and overview["clv"]["histogram"], overview["clv"]
+        assert any(layer["clv_share"] for layer in overview["value_layers"]), overview["value_layers"]
+        assert overview["churn"]["users_scored"] > 0
 
         screenshot = tmp_path / "dashboard.png"
-        requested_hosts: set[str] = set()
+        requested: list[str] = []
         console_errors: list[str] = []
         failed_responses: list[str] = []
         with sync_playwright() as playwright:
@@ -137,12 +212,9 @@ def test_dashboard_shows_a_portrait_and_a_live_alert(stack, tmp_path):
             )
             try:
                 page = context.new_page()
-                page.on(
-                    "request",
-                    lambda request: request.url.startswith("data:") or requested_hosts.add(urlsplit(request.url).netloc),
-                )
-                # HTTP failures are judged below by URL (no model summary is published here, so
-                # /v1/models answers 404); any other console error (a CSP violation, a script error) fails
+                page.on("request", lambda request: request.url.startswith("data:") or requested.append(request.url))
+                # HTTP failures are judged below by URL; any other console error (a CSP violation, a
+                # script error) fails
                 page.on(
                     "console",
                     lambda message: message.type == "error"
@@ -151,21 +223,49 @@ def test_dashboard_shows_a_portrait_and_a_live_alert(stack, tmp_path):
                 )
                 page.on(
                     "response",
-                    lambda response: response.status >= 400
-                    and urlsplit(response.url).path != "/v1/models"
-                    and failed_responses.append(f"{response.status} {urlsplit(response.url).path}"),
+                    lambda response: response.status >= 400 and failed_responses.append(f"{response.status} {urlsplit(response.url).path}"),
                 )
                 page.on("pageerror", lambda error: console_errors.append(str(error)))
                 page.goto(f"{stack.api}/", wait_until="domcontentloaded")
+                assert page.evaluate("window.echarts.version") == pinned()["version"]
+
+                # a wrong token: refused, and no chart draws anything
+                page.fill("#token-input", "not-a-token")
+                page.click("#token-save")
+                expect(page.locator("#conn-status")).to_have_text("token rejected", timeout=20_000)
+                assert page.evaluate("!window.echarts.getInstanceByDom(document.getElementById('chart-clv'))")
+                assert "401 /v1/overview" in failed_responses
+                failed_responses.clear()
 
                 page.fill("#token-input", TOKEN)
                 page.click("#token-save")
                 expect(page.locator("#conn-status")).to_have_text("connected", timeout=20_000)
                 expect(page.locator("#feed-status")).to_have_text("live", timeout=20_000)
                 expect(page.locator('[data-field="overview.users"]')).to_have_text(str(BACKGROUND_USERS + 1))
-                assert page.locator("#chart-heatmap svg rect").count() >= 7 * 24
                 for segment in overview["segments"]:  # the segment table lists the overview's segments
                     expect(page.locator(f'#segment-table tr[data-segment="{segment["id"]}"]')).to_be_visible()
+
+                # every overview chart draws the API's figures (the page refreshes them; so does this loop, as
+                # the API re-scores portraits the worker published before it had the snapshot)
+                mismatches: list[str] = []
+
+                def charts_show_the_overview():
+                    live = reader.get("/v1/overview").json()
+                    mismatches[:] = chart_mismatches(page, expected_overview_charts(live))
+                    kpi = page.locator('[data-field="overview.clv_users"]').inner_text()
+                    if kpi != str(live["clv"]["users_valued"]):
+                        mismatches.append(f"users with CLV: {kpi}, the API says {live['clv']['users_valued']}")
+                    if mismatches:
+                        page.click("#overview-refresh")
+                    return not mismatches and live
+
+                live = wait_until(charts_show_the_overview, timeout=45, interval=1, what="the charts to draw the live overview",
+                                  explain=lambda: "; ".join(mismatches))
+                expected = expected_overview_charts(live)
+                assert expected["chart-clv"] and expected["chart-layers"] and expected["chart-hours"]
+                wait_until(lambda: not unpainted(page, expected), timeout=10, what="the bars on the canvases",
+                           explain=lambda: ", ".join(unpainted(page, expected)))
+                page.hover("#chart-clv")  # a tooltip (drawn in the canvas: no inline style for the CSP to refuse)
 
                 page.fill("#lookup-input", user)
                 page.click("#lookup-go")
@@ -178,7 +278,9 @@ def test_dashboard_shows_a_portrait_and_a_live_alert(stack, tmp_path):
                 expect(field("funnel.views")).to_have_text(str(portrait["funnel"]["views"]))
                 expect(field("funnel.add_to_cart")).to_have_text(str(portrait["funnel"]["add_to_cart"]))
                 expect(field("windows.7d.events")).to_have_text(str(portrait["windows"]["7d"]["events"]))
-                expect(page.locator("#portrait")).to_contain_text(portrait["top_categories"][0]["category"])
+                assert float(field("clv.value").inner_text().replace(",", "")) == pytest.approx(portrait["clv"]["value"], abs=0.006)
+                assert chart_mismatches(page, expected_portrait_charts(portrait)) == []
+                wait_until(lambda: not unpainted(page, expected_portrait_charts(portrait)), timeout=10, what="the portrait's bars")
 
                 # a new alert, published straight to the alerts topic, shows up without a reload
                 alert_ms = int(time.time() * 1000)
@@ -214,6 +316,7 @@ def test_dashboard_shows_a_portrait_and_a_live_alert(stack, tmp_path):
     if copy_to:
         shutil.copyfile(screenshot, copy_to)
     print(f"dashboard screenshot: {screenshot}")
-    assert requested_hosts == {urlsplit(stack.api).netloc}, f"the page fetched from elsewhere: {requested_hosts}"
+    assert {urlsplit(url).netloc for url in requested} == {urlsplit(stack.api).netloc}, f"the page fetched from elsewhere: {requested}"
+    assert f"{stack.api}/static/vendor/echarts/echarts.min.js" in requested  # the chart library, served by the API
     assert console_errors == [], console_errors
     assert failed_responses == [], failed_responses

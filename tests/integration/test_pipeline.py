@@ -28,6 +28,12 @@ def test_portraits_from_the_api_equal_a_batch_computation(stack, kafka_bootstrap
     simulator = ShopSimulator(n_users=USERS, start_ms=now - (DAYS + 1) * 86_400_000, seed=7)
     events = list(simulator.history(DAYS))
     assert len(events) > 3000, len(events)
+    # a buyer writes two negative reviews (Chinese, English) with 4 stars: the text speaks, not the stars
+    buyer = next(e for e in events if e["type"] == "pay")
+    for i, text in enumerate(("质量太差了，用了一天就坏了", "Terrible, broke after one day.")):
+        events.append({"event_id": f"review-{i}", "user_id": buyer["user_id"], "type": "review", "ts": buyer["ts"] + (i + 1) * 3_600_000,
+                       "item_id": buyer["item_id"], "category": buyer["category"], "rating": 4, "text": text})
+    events.sort(key=lambda e: e["ts"])
 
     # Deliver out of order within the allowed lateness, with redeliveries and hostile records mixed in.
     rng = random.Random(11)
@@ -64,10 +70,26 @@ def test_portraits_from_the_api_equal_a_batch_computation(stack, kafka_bootstrap
 
     wait_until(all_users_complete, timeout=240, interval=2, what="every portrait to hold all its events")
 
+    served_portraits = {}
     for user, user_events in by_user.items():
         served = client.get(f"/v1/users/{user}/portrait")
         check_published(served.content)
-        assert_matches_batch(served.json(), user_events, profiles[user])
+        assert_matches_batch(served.json(), user_events, profiles[user])  # review sentiment included
+        served_portraits[user] = served.json()
+
+    # reviews were scored from their text at admission, and a recent negative one reads as a churn reason
+    sentiments = [p["sentiment"] for p in served_portraits.values()]
+    assert sum(s["from_text"] for s in sentiments) >= 2 and sum(s["reviews"] for s in sentiments) >= 10
+    unhappy = [p for p in served_portraits.values() if p["sentiment"]["negative_recent"]]
+    reviewer = served_portraits[buyer["user_id"]]
+    assert reviewer in unhappy and reviewer["sentiment"]["negative_recent"] >= 2 and reviewer["sentiment"]["from_text"] >= 2
+    assert "negative_reviewer" in reviewer["tags"]
+    if reviewer["sentiment"]["negative_recent"] == 2:  # none of the simulated reviews of this buyer was negative too
+        assert [r["item_id"] for r in reviewer["sentiment"]["recent_negative"]] == [buyer["item_id"]] * 2
+    for portrait in unhappy:
+        latest = portrait["sentiment"]["recent_negative"][0]
+        assert any(r.startswith(f"{portrait['sentiment']['negative_recent']} negative review") and latest["at"][:10] in r
+                   for r in portrait["churn"]["reasons"]), portrait["churn"]["reasons"]
 
     # every portrait the worker published is the documented portrait (schemas/portrait.schema.json)
     published = [record.value for record in read_topic(kafka_bootstrap, settings.topic("portraits")) if record.value is not None]

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import orjson
 
+from online_models.admission import review_sentiment
 from online_models.clock import ceil_minute
 from online_models.events import parse_event
 from online_models.lifecycle import last_return_gap_days
 from online_models.portrait import PortraitConfig, PortraitState, render, update
+from online_models.sentiment import RatingScorer, ReviewScorer
 
 T0 = 1_714_521_600_000  # 2024-05-01T00:00:00Z, a Wednesday
 DAY = 86_400_000
@@ -23,9 +25,11 @@ MINUTE = 60_000
 class History:
     """The events of one user; ``day`` counts days from :data:`T0` (fractions allowed)."""
 
-    def __init__(self, user_id: str = "u1", config: PortraitConfig | None = None):
+    def __init__(self, user_id: str = "u1", config: PortraitConfig | None = None, scorer: ReviewScorer | None = None):
         self.user_id = user_id
         self.config = config or PortraitConfig()
+        #: scores the reviews (by default from their rating alone)
+        self.scorer = scorer or RatingScorer()
         self.events: list[dict] = []
 
     def add(self, kind: str, day: float, hour: int = 12, minute: int = 0, **fields) -> "History":
@@ -65,10 +69,17 @@ class History:
     def refund(self, day: float, amount: float = 100.0, hour: int = 13, device: str = "ios") -> "History":
         return self.add("refund", day, hour, amount=amount, device=device)
 
+    def review(
+        self, day: float, rating: float | None = None, text: str | None = None, item_id: str | None = "snacks-001", hour: int = 14
+    ) -> "History":
+        return self.add("review", day, hour, rating=rating, text=text, item_id=item_id, category="snacks")
+
     def state(self) -> PortraitState:
         state = PortraitState(self.user_id)
         for event in sorted(self.events, key=lambda e: e["ts"]):
-            update(state, parse_event(orjson.dumps(event)), watermark=event["ts"], config=self.config)
+            admitted = parse_event(orjson.dumps(event))
+            sentiment = review_sentiment(admitted, self.scorer)
+            update(state, admitted, watermark=event["ts"], config=self.config, sentiment=sentiment)
         return state
 
     def portrait(self, as_of_day: float | None = None) -> dict:

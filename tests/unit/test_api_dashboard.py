@@ -1,4 +1,5 @@
-"""The dashboard's HTTP side: the page and its assets are public, and only the alert stream takes ``?token=``."""
+"""The dashboard's HTTP side: the page and its assets, the chart library among them, are public and
+served by the API; only the alert stream takes ``?token=``."""
 
 from __future__ import annotations
 
@@ -8,21 +9,47 @@ import pytest
 
 from api.app import STATIC_DIR
 from tests.unit.test_api_synthetic import auth, make_client
+from tests.unit.test_dashboard_assets import ECHARTS, pinned
+
+OWN_ASSETS = sorted(path for path in STATIC_DIR.iterdir() if path.is_file())  # the vendor/ directory aside
 
 
 def test_the_page_and_its_assets_need_no_token_and_load_nothing_from_elsewhere(store):
+    assert {path.name for path in OWN_ASSETS} >= {"index.html", "dashboard.js", "charts.js", "views.js", "format.js", "dashboard.css"}
     with make_client(store) as client:
         page = client.get("/")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert "default-src 'self'" in page.headers["content-security-policy"]
-        for asset, kind in (("dashboard.js", "javascript"), ("dashboard.css", "text/css")):
-            response = client.get(f"/static/{asset}")
-            assert response.status_code == 200 and kind in response.headers["content-type"]
+        for path in OWN_ASSETS:
+            response = client.get(f"/static/{path.name}")
+            assert response.status_code == 200 and response.content == path.read_bytes(), path.name
+        for asset, kind in (("dashboard.js", "javascript"), ("views.js", "javascript"), ("dashboard.css", "text/css")):
+            assert kind in client.get(f"/static/{asset}").headers["content-type"]
+        library = client.get("/static/vendor/echarts/echarts.min.js")
+        assert library.status_code == 200 and "javascript" in library.headers["content-type"]
+        assert f'version="{pinned()["version"]}"' in library.text  # the pinned release, as installed
+        assert client.get("/static/vendor/echarts/LICENSE").status_code == 200
         assert client.get("/static/nope.js").status_code == 404
         assert client.get("/v1/overview").status_code == 401  # the data still needs a token
         assert "/" not in client.get("/openapi.json").json()["paths"]
-    for path in STATIC_DIR.iterdir():  # vendored: no URL of another host in the page or its assets
-        assert not re.search(r"(?:src|href)\s*=\s*[\"']?(?:https?:)?//", path.read_text()), path.name
+    for path in OWN_ASSETS:  # no URL of another host in the page or its scripts and styles
+        assert not re.search(r"(?:src|href)\s*=\s*[\"']?(?:https?:)?//|\bimport\b[^;]*[\"'](?:https?:)?//", path.read_text()), path.name
+
+
+def test_every_script_the_page_loads_is_served_from_here():
+    """index.html's scripts, and the modules they import, are files the API serves (nothing is left dangling)."""
+    page = (STATIC_DIR / "index.html").read_text()
+    scripts = re.findall(r'<script src="/static/([^"]+)"', page)
+    assert scripts == ["vendor/echarts/echarts.min.js", "dashboard.js"]  # the library first: the modules use it
+    assert '<script src="/static/dashboard.js" type="module">' in page
+    modules, seen = ["dashboard.js"], set()
+    while modules:
+        name = modules.pop()
+        seen.add(name)
+        imported = re.findall(r'^import .* from "\./([^"]+)";$', (STATIC_DIR / name).read_text(), re.M)
+        modules += [m for m in imported if m not in seen]
+    assert seen == {"dashboard.js", "charts.js", "views.js", "format.js"}
+    assert (ECHARTS / "echarts.min.js").is_file()
 
 
 @pytest.mark.timeout(30)

@@ -127,13 +127,16 @@ def test_the_deadline_and_the_bound_hold_in_the_query_processes(populated, tmp_p
 
     async def scenario():
         await gate.processes.start()
-        # the process imports this module on its first query (to unpickle the work): on a loaded machine
-        # that alone can outlast the deadline's grace, so it is done first, with time to spare
-        gate.timeout_s = 60
-        assert await gate.run(lambda d: None, isolated=isolated(_sleep, 0.0)) == 0.0
-        gate.timeout_s = 0.3
         with pytest.raises(Exception) as timed_out:  # the deadline travels to the process and stops the loop
             await gate.run(lambda d: None, isolated=isolated(_hold, marker))
+        # the slot is held until the process has stopped the work, which it must do by itself
+        for _ in range(200):
+            if gate._slots.acquire(blocking=False):
+                gate._slots.release()
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the timed-out query still held its slot 10 s after its deadline")
         gate.timeout_s = 30
         first = asyncio.ensure_future(gate.run(lambda d: None, isolated=isolated(_hold, marker)))
         await asyncio.sleep(0.1)

@@ -81,3 +81,31 @@ def test_an_engine_on_a_revoked_partition_does_not_keep_its_database_locked(tmp_
     table.data.revoke_partitions(table, {TP(table.changelog_topic.get_topic_name(), 0)})
     writer.db(0).put(b"u1", b"{}")  # the next assignment opens it again
     assert engine.store.get(b"u1") == b"{}"
+
+
+def test_table_writes_are_staged_then_applied_in_order_in_one_batch_per_partition(tmp_path):
+    from streams.faust_repairs import PartitionWriter
+
+    class Changelog:
+        def __init__(self):
+            self.records = []
+
+        def add(self, topic, key, value, *, partition):
+            self.records.append((topic, partition, key, value))
+
+    app = faust.App("repairs-staged", broker="kafka://127.0.0.1:1", store="rocksdb://", datadir=str(tmp_path))
+    table = app.Table("state", partitions=2, key_type=bytes, value_type=bytes)
+    writer, changelog = PartitionWriter(table), Changelog()
+    writer.db(0).put(b"gone", b"old")
+    writer.write(0, b"u1", b"first", changelog)
+    writer.write(0, b"u1", b"second", changelog)
+    writer.write(1, b"u2", b"other", changelog)
+    writer.write(0, b"gone", None, changelog)
+    assert writer.db(0).get(b"u1") is None and writer.db(0).get(b"gone") == b"old"  # staged, not applied yet
+    writer.apply_staged()
+    assert writer.db(0).get(b"u1") == b"second" and writer.db(0).get(b"gone") is None
+    assert writer.db(1).get(b"u2") == b"other"
+    name = table.changelog_topic.get_topic_name()
+    assert changelog.records == [(name, 0, b"u1", b"first"), (name, 0, b"u1", b"second"), (name, 1, b"u2", b"other"), (name, 0, b"gone", None)]
+    writer.apply_staged()  # nothing staged: nothing changes
+    assert writer.db(0).get(b"u1") == b"second"

@@ -78,6 +78,8 @@ MADE_FOR: dict[str, History] = {
     "favorite_hoarder": neutral().favorites(day=40, n=12),
     "win_back_priority": win_back(),
     "new_buyer": new_buyer(),
+    "negative_reviewer": neutral().review(day=45, rating=1).review(day=52, rating=2, item_id="books-007"),
+    "advocate": neutral().pay(day=30, amount=80.0).review(day=31, rating=5).review(day=40, rating=4.5).review(day=51, rating=5),
 }
 
 
@@ -103,6 +105,21 @@ def test_each_tag_fires_on_its_portrait(rules, name):
     tags = rules.evaluate(MADE_FOR[name].portrait(as_of_day=NOW))
     assert name in tags
     assert tags == sorted(tags)
+
+
+def test_sentiment_tags_need_all_their_conditions(rules):
+    # one negative review in the window is not enough; two are; an old one no longer counts
+    assert "negative_reviewer" not in rules.evaluate(neutral().review(day=52, rating=1).portrait(as_of_day=NOW))
+    assert "negative_reviewer" not in rules.evaluate(neutral().review(day=20, rating=1).review(day=52, rating=1).portrait(as_of_day=NOW))
+    # ... unless the mean over 3+ reviews is low enough
+    three_poor = neutral().review(day=10, rating=1).review(day=20, rating=2).review(day=55, rating=3)
+    assert "negative_reviewer" in rules.evaluate(three_poor.portrait(as_of_day=NOW))
+    happy = neutral().review(day=31, rating=5).review(day=40, rating=5).review(day=51, rating=5)
+    assert "advocate" not in rules.evaluate(happy.portrait(as_of_day=NOW))  # bought on one day only
+    assert "advocate" in rules.evaluate(happy.pay(day=30, amount=80.0).portrait(as_of_day=NOW))
+    soured = happy.review(day=56, rating=1)  # a negative review in the window
+    assert "advocate" not in rules.evaluate(soured.portrait(as_of_day=NOW))
+    assert "advocate" in rules.evaluate(soured.portrait(as_of_day=NOW + 31))  # the window has moved on
 
 
 def test_night_owl_uses_the_portrait_timezone(rules):
