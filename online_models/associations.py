@@ -153,6 +153,7 @@ class DayCounts:
             _count(self.items, self.item_pairs, items)
 
     def to_json(self) -> dict[str, Any]:
+        """The day's counts with each sketch serialised (base64), for a snapshot."""
         out: dict[str, Any] = {"category_baskets": self.category_baskets, "item_baskets": self.item_baskets}
         for name in self.SKETCHES:
             out[name] = base64.b64encode(getattr(self, name).serialize()).decode()
@@ -160,6 +161,7 @@ class DayCounts:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], config: AssociationConfig) -> "DayCounts":
+        """Inverse of :meth:`to_json`."""
         day = cls(config)
         day.category_baskets, day.item_baskets = int(data["category_baskets"]), int(data["item_baskets"])
         for name in cls.SKETCHES:
