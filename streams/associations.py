@@ -164,8 +164,14 @@ def install_aggregator(app, settings: Settings, baskets_topic, associations_topi
 
     @app.timer(interval=STALL_SECONDS / 2)
     async def mind_baskets_partition() -> None:
-        """Count what a held baskets partition has past the counts when Faust stops handing it over."""
-        await aggregator.catch_up(app, baskets_topic.get_topic_name())
+        """Count what a held baskets partition has past the counts when Faust stops handing it over.
+
+        A broker that is away (restarting) fails the read: the next tick tries again, the worker carries on."""
+        try:
+            await aggregator.catch_up(app, baskets_topic.get_topic_name())
+        except Exception as error:
+            log.warning("baskets: reading a stalled partition failed, trying again in %.0f s: %s: %s",
+                        STALL_SECONDS / 2, type(error).__name__, error)
 
     @app.on_before_shutdown.connect
     async def _close_reader(app, **kwargs) -> None:
