@@ -19,6 +19,7 @@ from pathlib import Path as FsPath
 from fastapi import FastAPI
 
 from api.alerts import ALERTS_SPACE, AlertHub, AlertSpace
+from api.associations import ASSOCIATIONS_SPACE, AssociationSpace
 from api.auth import ApiSettings, Role, TokenRegistry
 from api.erasures import ERASURES_SPACE, ErasureLedger
 from api.fastpath import PortraitFastPath
@@ -28,7 +29,7 @@ from api.isolation import QueryProcesses
 from api.limits import BodyGate, QueryGate
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.rescore import MODELS_SPACE, ModelSpace, Rescorer
-from api.routers import aarrr, alerts, audiences, erasure, ingestion, items, models, operations, overview, portraits
+from api.routers import aarrr, alerts, associations, audiences, erasure, ingestion, items, models, operations, overview, portraits
 from api.routers.items import ITEM_PORTRAITS_SPACE
 from api.routers.operations import STATIC_DIR  # noqa: F401  (where the dashboard's files are)
 from api.store import LocalStore, TopicFollower
@@ -36,23 +37,25 @@ from online_models.clock import DAY_MS
 from online_models.kafka_security import kafka_python_options
 from online_models.pseudonym import user_key
 from online_models.settings import Settings, get_settings
-from online_models.topic_names import CHURN_ALERTS, ITEM_PORTRAITS, MODELS, PORTRAITS
+from online_models.topic_names import ASSOCIATIONS, CHURN_ALERTS, ITEM_PORTRAITS, MODELS, PORTRAITS
 
 #: The routers in the order their routes are matched.
-ROUTERS = (operations, portraits, items, erasure, audiences, overview, aarrr, alerts, models, ingestion)
+ROUTERS = (operations, portraits, items, erasure, audiences, overview, associations, aarrr, alerts, models, ingestion)
 
 
 def open_store(path: FsPath, api_settings: ApiSettings | None = None) -> LocalStore:
-    """The API's store with its key spaces: portraits (indexed, churn scored with the newest models), churn alerts,
-    models, erasure requests (and, without a handler of their own, item and category portraits)."""
+    """The API's store with its key spaces: portraits (indexed, churn scored with the newest models, next categories
+    from the newest association summary), churn alerts, models, associations, erasure requests (and, without a handler of their own, item and category portraits)."""
     ledger = ErasureLedger(ERASURES_SPACE)
     model_space = ModelSpace(MODELS_SPACE)
+    association_space = AssociationSpace(ASSOCIATIONS_SPACE)
     limits = api_settings or ApiSettings()
     hub = AlertHub(limits.api_alert_queue, per_owner=limits.api_streams_per_token, total=limits.api_streams_total)
     handlers = [
         ledger,
         model_space,  # opened before the portraits, which are scored with its snapshot
-        PortraitSpace(PORTRAITS_SPACE, erasures=ledger, models=model_space),
+        association_space,  # likewise, for their next categories
+        PortraitSpace(PORTRAITS_SPACE, erasures=ledger, models=model_space, associations=association_space),
         AlertSpace(hub, erasures=ledger, retention_ms=int(limits.api_alert_retention_days * DAY_MS)),
     ]
     return LocalStore(path, handlers, cache_mb=limits.api_cache_mb)
@@ -93,18 +96,23 @@ def _lifespan(settings: Settings, store: LocalStore | None, follow: bool, produc
                     local.close()
                 raise
             app.state.queries.processes = processes
-        follower = rescorer = None
+        follower, rescorers = None, []
         if follow:
             spaces = {
                 settings.topic(PORTRAITS): PORTRAITS_SPACE,
                 settings.topic(CHURN_ALERTS): ALERTS_SPACE,
                 settings.topic(MODELS): MODELS_SPACE,
                 settings.topic(ITEM_PORTRAITS): ITEM_PORTRAITS_SPACE,
+                settings.topic(ASSOCIATIONS): ASSOCIATIONS_SPACE,
             }
             follower = TopicFollower(local, spaces, settings.bootstrap_servers, kafka_python_options(settings))
             follower.start()
-            rescorer = Rescorer(local, PORTRAITS_SPACE, local.handlers[MODELS_SPACE])
-            rescorer.start()
+            rescorers = [
+                Rescorer(local, PORTRAITS_SPACE, local.handlers[MODELS_SPACE]),
+                Rescorer(local, PORTRAITS_SPACE, local.handlers[ASSOCIATIONS_SPACE], name="next-categories"),
+            ]
+            for rescorer in rescorers:
+                rescorer.start()
         sink = EventSink(settings, producer)
         app.state.store, app.state.follower, app.state.sink = local, follower, sink
         try:
@@ -115,9 +123,11 @@ def _lifespan(settings: Settings, store: LocalStore | None, follow: bool, produc
                 processes.close()
             if follower is not None:
                 follower.stop()
-                rescorer.stop()
+                for rescorer in rescorers:
+                    rescorer.stop()
                 follower.join(timeout=10)
-                rescorer.join(timeout=10)
+                for rescorer in rescorers:
+                    rescorer.join(timeout=10)
             sink.close()
             if store is None:
                 local.close()

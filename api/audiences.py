@@ -239,6 +239,16 @@ def compile_filter(flt: AudienceFilter, top_clv_floor: float | None = None) -> l
                 return any(c == category and s is not None and s >= minimum for c, s in ix.top_categories(p))
 
             terms.append(Term("categories.score_at_least", scored, index="cat", values=(wanted.category,), exact=False))
+        if flt.categories.next_in is not None:
+            suggested = tuple(dict.fromkeys(flt.categories.next_in))
+            terms.append(
+                Term(
+                    "categories.next_in",
+                    lambda p, w=frozenset(suggested): not w.isdisjoint(ix.next_categories_of(p)),
+                    index="next",
+                    values=suggested,
+                )
+            )
     if flt.bought_items is not None:
         wanted = tuple(dict.fromkeys(flt.bought_items))
         terms.append(

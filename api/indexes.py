@@ -18,6 +18,7 @@ index                         portrait field                       value encodin
 ``tag``                       each name in ``tags``                the name
 ``topcat``                    ``top_categories[0].category``       the name
 ``cat``                       every ``top_categories[*].category`` the name
+``next``                      every ``next_categories[*].category`` the name
 ``attr.<name>``               ``profile.<name>`` for age_band,     ``str(value)``
                               gender, region, city_tier
 ``item``                      every ``bought_items[*]``            the item id
@@ -53,6 +54,7 @@ from typing import Any
 import orjson
 
 from api import aarrr
+from api.associations import AssociationSpace
 from api.erasures import ErasureLedger
 from api.fields import cents, count, field, label, number  # noqa: F401  (read here, and by the audiences)
 from api.rescore import ModelSpace
@@ -73,7 +75,7 @@ _AARRR_KEY = b"\x00aggregates:aarrr"
 
 ATTRIBUTES = ("age_band", "gender", "region", "city_tier")
 WINDOWS = (7, 30, 90)
-CATEGORICAL_INDEXES = ("layer", "life", "seg", "tag", "topcat", "cat", *(f"attr.{name}" for name in ATTRIBUTES), "item")
+CATEGORICAL_INDEXES = ("layer", "life", "seg", "tag", "topcat", "cat", "next", *(f"attr.{name}" for name in ATTRIBUTES), "item")
 #: categorical indexes whose values the aggregates do not count (a query counts their postings, up to a bound)
 UNCOUNTED_INDEXES = ("item",)
 NUMERIC_INDEXES = (*(f"pay{days}" for days in WINDOWS), "risk", "clv")
@@ -107,6 +109,18 @@ def bought_items_of(portrait: Any) -> list[str]:
     if not isinstance(items, list):
         return []
     return list(dict.fromkeys(name for name in map(label, items) if name is not None))
+
+
+def next_categories_of(portrait: Any) -> list[str]:
+    """The distinct category names of ``next_categories``, in order.
+
+    >>> next_categories_of({"next_categories": [{"category": "health", "lift": 2.1}, {"category": None}, "x"]})
+    ['health']
+    """
+    entries = portrait.get("next_categories") if isinstance(portrait, dict) else None
+    if not isinstance(entries, list):
+        return []
+    return list(dict.fromkeys(name for e in entries if isinstance(e, dict) and (name := label(e.get("category"))) is not None))
 
 
 def tags_of(portrait: Any) -> list[str]:
@@ -268,6 +282,8 @@ def entries(portrait: Any, *, with_postings: bool = True) -> tuple[set[tuple[str
     if with_postings:
         for item in bought_items_of(p):
             posts.add(("item", encode_label(item)))
+    for name in next_categories_of(p):
+        categorical("next", name)
     profile = _obj(p.get("profile"))
     for name in ATTRIBUTES:
         value = label(profile.get(name))
@@ -389,11 +405,19 @@ class PortraitSpace(SpaceHandler):
     also confirms that step of the request in ``erasures``, in the same batch.
     """
 
-    def __init__(self, space: bytes = PORTRAITS_SPACE, erasures: ErasureLedger | None = None, models: ModelSpace | None = None):
+    def __init__(
+        self,
+        space: bytes = PORTRAITS_SPACE,
+        erasures: ErasureLedger | None = None,
+        models: ModelSpace | None = None,
+        associations: AssociationSpace | None = None,
+    ):
         super().__init__(space)
         self.erasures = erasures
         #: scores a portrait that arrives with an older snapshot's churn block, and its CLV (:mod:`api.rescore`)
         self.models = models
+        #: gives each arriving portrait the next categories of the newest association summary (:mod:`api.associations`)
+        self.associations = associations
         self._lock = threading.Lock()
         self._aggregates: dict[str, int] = {}
         self._delta: dict[str, int] = {}
@@ -462,10 +486,14 @@ class PortraitSpace(SpaceHandler):
         if old_raw is None and value is None:
             return
         new = parse_portrait(value)
-        if new and self.models is not None:
-            fresh = self.models.score(new)
-            if fresh is not None:
-                new.update(fresh)
+        if new:
+            rescored = False
+            for scorer in (self.models, self.associations):
+                fresh = scorer.score(new) if scorer is not None else None
+                if fresh is not None:
+                    new.update(fresh)
+                    rescored = True
+            if rescored:
                 value = orjson.dumps(new)
         old = parse_portrait(old_raw) if old_raw is not None else None
         old_postings, old_share = entries(old) if old is not None else (set(), {})

@@ -115,17 +115,23 @@ class CategoryScoreAtLeast(_Strict):
 
 
 class CategoryFilter(_Strict):
-    """Category affinity, from ``top_categories``."""
+    """Category affinity, from ``top_categories``; and what the user is likely to buy next, from ``next_categories``."""
 
     top_in: list[Label] | None = Field(
         None, min_length=1, max_length=100, description="The user's first top category is one of these"
     )
     score_at_least: CategoryScoreAtLeast | None = None
+    next_in: list[Label] | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description="One of these is among the user's next_categories (a cross-selling audience)",
+    )
 
     @model_validator(mode="after")
     def _something(self) -> "CategoryFilter":
-        if self.top_in is None and self.score_at_least is None:
-            raise ValueError("give top_in, score_at_least or both")
+        if self.top_in is None and self.score_at_least is None and self.next_in is None:
+            raise ValueError("give top_in, score_at_least, next_in or several")
         return self
 
 
@@ -424,6 +430,63 @@ class ClvStats(BaseModel):
     )
 
 
+class AssociationPair(BaseModel):
+    """Two categories (items) bought together, with support, confidence both ways and lift (``a`` first)."""
+
+    a: str = Field(description="A category, or an item id")
+    b: str = Field(description="The other category, or item id")
+    a_category: str = Field(description="a's category (a itself for categories)")
+    b_category: str = Field(description="b's category (b itself for categories)")
+    baskets: int = Field(description="n(ab): baskets of the window holding both (for items, the sketch's estimate)")
+    baskets_low: int = Field(description="Lower bound of baskets (equal to it while the counts are exact)")
+    baskets_high: int = Field(description="Upper bound of baskets (equal to it while the counts are exact)")
+    a_baskets: int = Field(description="n(a): baskets of the window holding a")
+    b_baskets: int = Field(description="n(b): baskets of the window holding b")
+    support: float | None = Field(description="n(ab) / N, 4 decimals")
+    confidence_ab: float | None = Field(description="n(ab) / n(a): share of a's baskets that also hold b, 4 decimals")
+    confidence_ba: float | None = Field(description="n(ab) / n(b), 4 decimals")
+    lift: float | None = Field(description="n(ab) N / (n(a) n(b)), 4 decimals: above 1, bought together more often than chance")
+
+
+class AssociationWindow(BaseModel):
+    days: int = Field(description="Shop calendar days the counts cover (PORTRAITS_ASSOCIATION_WINDOW_DAYS)")
+    timezone: str = Field(description="The shop's time zone, whose days these are")
+    first_day: str | None = Field(description="First day of the window, YYYY-MM-DD (null before any basket)")
+    last_day: str | None = Field(description="Last day of the window: the day of the newest basket's last payment")
+
+
+class AssociationServing(BaseModel):
+    summary_version: int | None = Field(description="Version of the summary served (baskets counted so far)")
+    rescored_version: int | None = Field(description="Summary version every stored portrait's next_categories was checked against")
+    rescore_pending: bool = Field(description="A newer summary is still being applied to the stored portraits' next_categories")
+    portraits_rescored: int = Field(description="Portraits whose next_categories this API rewrote after new summaries")
+
+
+class Associations(BaseModel):
+    """Co-purchase pairs of the association window, best first."""
+
+    kind: Literal["category", "item"]
+    as_of: str | None = Field(description="Time of the newest basket's last payment, ISO-8601 UTC")
+    window: AssociationWindow
+    baskets: int = Field(description="N: baskets of the window that name a category (for items: an item)")
+    max_error: int = Field(description="Most a count of one category (item) can be off: 0 while the counts are exact")
+    pair_max_error: int = Field(description="Most a pair's count can be off: 0 while exact")
+    category: str | None = Field(description="Only pairs holding this category (an item of it), which comes first")
+    min_baskets: int
+    sort: Literal["support", "confidence", "lift"]
+    pairs: list[AssociationPair]
+    serving: AssociationServing
+
+
+class CoPurchase(BaseModel):
+    """The shop's most frequent category pairs bought together (the whole shop's, whatever the overview's filter)."""
+
+    as_of: str | None = Field(description="Time of the newest basket's last payment")
+    window_days: int
+    baskets: int = Field(description="Baskets of the window that name a category")
+    pairs: list[AssociationPair] = Field(description="The ten category pairs of the highest support")
+
+
 class HealthMarker(BaseModel):
     marker: str
     value: float | None
@@ -454,6 +517,7 @@ class Overview(BaseModel):
     repurchase: Repurchase
     churn: ChurnStats
     clv: ClvStats | None = None
+    co_purchase: CoPurchase | None = Field(None, description="Co-purchase pairs (null before the first association summary)")
     health: list[HealthMarker]
     warnings: list[str]
     plan: AudiencePlan | None = Field(None, description="How a filtered group was found")

@@ -19,7 +19,9 @@ portraits. Both go through :func:`build`, so they use the same definitions:
   user's share of payments per method; price bands count users per band;
 * CLV sums ``clv.value`` (users without one are left out), in total, per value
   layer (with its share of the total) and as a histogram of 1-2-5 bins;
-* health markers follow DOMAIN.md (see :data:`HEALTH_MARKERS`).
+* health markers follow DOMAIN.md (see :data:`HEALTH_MARKERS`);
+* co-purchase pairs are the shop's ten category pairs of the highest support in the
+  association window (:func:`co_purchase`), whatever the group.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ from __future__ import annotations
 from api.indexes import CLV_EDGES, agg
 from api.models import (
     Activity,
+    AssociationPair,
     DecisionHabits,
     AudiencePlan,
     CategoryStats,
     ChurnStats,
     ClvBin,
     ClvStats,
+    CoPurchase,
     DeviceShare,
     HealthMarker,
     LayerStats,
@@ -42,6 +46,7 @@ from api.models import (
     SegmentStats,
     Share,
 )
+from online_models.association_rules import pair_rules
 from online_models.lifecycle import STAGES
 from online_models.rfm import LAYERS
 from online_models.vocabulary import MOBILE_DEVICES, PRICE_BANDS, VISIT_PEAK_HOURS, ratio
@@ -252,3 +257,27 @@ def clv_stats(aggregates: dict[str, int]) -> ClvStats:
         for i in range(min(bins), max(bins) + 1)
     ] if bins else []
     return ClvStats(users_valued=users, total=total, mean=round(total / users, 4) if users else None, histogram=histogram)
+
+
+#: category pairs the overview lists
+CO_PURCHASE_PAIRS = 10
+
+
+def co_purchase(summary: dict) -> CoPurchase:
+    """The category pairs of the highest support in an association summary (:mod:`online_models.association_rules`).
+
+    >>> summary = {"as_of": None, "window": {"days": 30}, "categories": {"baskets": 10, "counts": {"a": 4, "b": 5},
+    ...            "pairs": [["a", "b", 2]]}}
+    >>> [(p.a, p.b, p.support, p.lift) for p in co_purchase(summary).pairs]
+    [('a', 'b', 0.2, 1.0)]
+    """
+    pairs = [
+        AssociationPair(**rule, a_category=rule["a"], b_category=rule["b"])
+        for rule in pair_rules(summary, kind="category", limit=CO_PURCHASE_PAIRS)
+    ]
+    return CoPurchase(
+        as_of=summary.get("as_of"),
+        window_days=summary["window"]["days"],
+        baskets=int(summary["categories"]["baskets"]),
+        pairs=pairs,
+    )

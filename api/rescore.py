@@ -1,4 +1,4 @@
-"""Served churn scores and CLV are the newest snapshot's: the API re-scores stored portraits when one arrives.
+"""Served churn scores, CLV and next categories are the newest snapshot's: the API re-scores stored portraits when one arrives.
 
 The worker scores a portrait when it renders it, with the snapshot it holds then. The
 API follows the ``models`` topic too, and keeps every stored portrait's ``churn`` and
@@ -13,6 +13,9 @@ scoring functions of the core (:meth:`online_models.population.PopulationModels.
   changes. Risk and P(alive) are rounded to 4 places, so a small drift of the
   parameters rewrites few portraits; an unchanged score keeps the version that made it.
 
+The same pass, with :class:`Rescorer` on another scorer, keeps the portraits' ``next_categories`` the newest
+association summary's (:mod:`api.associations`).
+
 The API keeps of a snapshot only what that scoring reads (:func:`serving_copy`): the churn fits,
 the Gamma-Gamma fit, the classifier, the configuration and the version. The trainer's purchase sample (statistics
 by user id), the RFM sketches and the segment centres are dropped before anything is stored.
@@ -23,7 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -41,13 +44,18 @@ SNAPSHOT_KEY = b"snapshot"
 
 
 def _same_score(portrait: dict[str, Any], new: dict[str, Any]) -> bool:
-    """Whether the portrait's blocks say what ``new`` (``{"churn", "clv"}``) says, whichever snapshot version made them."""
-    old_churn = portrait.get("churn")
-    if not isinstance(old_churn, dict) or portrait.get("clv") != new["clv"]:
-        return False
-    return {k: v for k, v in old_churn.items() if k != "model_version"} == {
-        k: v for k, v in new["churn"].items() if k != "model_version"
-    }
+    """Whether the portrait's blocks say what ``new`` (``{"churn", "clv"}``, or ``{"next_categories"}``) says,
+    whichever snapshot version made them."""
+    for key, value in new.items():
+        old = portrait.get(key)
+        if key == "churn":
+            if not isinstance(old, dict) or {k: v for k, v in old.items() if k != "model_version"} != {
+                k: v for k, v in value.items() if k != "model_version"
+            }:
+                return False
+        elif old != value:
+            return False
+    return True
 
 
 def serving_copy(models: PopulationModels) -> PopulationModels:
@@ -122,6 +130,11 @@ class ModelSpace(SpaceHandler):
             log.warning("portrait not re-scored: %s: %s", type(error).__name__, error)
             return None
 
+    @property
+    def version(self) -> int | None:
+        """The version of the snapshot scored with (None before the first)."""
+        return None if self.models is None else self.models.version
+
     def status(self) -> dict[str, Any]:
         """What ``GET /v1/models`` says about the scores served."""
         version = self.models.version if self.models is not None else None
@@ -153,41 +166,54 @@ def rescored_value(raw: bytes | None, score: Callable[[dict], dict | None], *, o
     return orjson.dumps(portrait)
 
 
-def rescore_stored(store: LocalStore, portraits: bytes, models: ModelSpace, *, batch: int = 500) -> int:
-    """Re-score every stored portrait with ``models``' current snapshot; how many were rewritten."""
+class Scorer(Protocol):
+    """A key space whose snapshots re-score the stored portraits (:class:`ModelSpace`, :class:`api.associations.AssociationSpace`)."""
+
+    snapshot_arrived: threading.Event
+    rescored_version: int | None
+    rescored_portraits: int
+
+    @property
+    def version(self) -> int | None: ...
+
+    def score(self, portrait: dict[str, Any]) -> dict[str, Any] | None: ...
+
+
+def rescore_stored(store: LocalStore, portraits: bytes, scorer: Scorer, *, batch: int = 500) -> int:
+    """Re-score every stored portrait with ``scorer``'s current snapshot; how many were rewritten."""
     rewritten = 0
     after = b""
     while True:
         keys = [key for key, _ in zip(store.keys_after(portraits, after), range(batch))]
         if not keys:
             return rewritten
-        rewritten += store.rewrite(portraits, keys, lambda raw: rescored_value(raw, models.score, only_changed=True))
+        rewritten += store.rewrite(portraits, keys, lambda raw: rescored_value(raw, scorer.score, only_changed=True))
         after = keys[-1]
 
 
 class Rescorer(threading.Thread):
-    """Runs :func:`rescore_stored` after each new snapshot, from a daemon thread."""
+    """Runs :func:`rescore_stored` after each new snapshot of one scorer, from a daemon thread."""
 
-    def __init__(self, store: LocalStore, portraits: bytes, models: ModelSpace):
-        super().__init__(name="rescorer", daemon=True)
-        self.store, self.portraits, self.models = store, portraits, models
+    def __init__(self, store: LocalStore, portraits: bytes, scorer: Scorer, *, name: str = "rescorer"):
+        super().__init__(name=name, daemon=True)
+        self.store, self.portraits, self.scorer = store, portraits, scorer
         self._stopping = threading.Event()
 
     def stop(self) -> None:
         self._stopping.set()
-        self.models.snapshot_arrived.set()
+        self.scorer.snapshot_arrived.set()
 
     def run(self) -> None:
-        arrived = self.models.snapshot_arrived
+        arrived = self.scorer.snapshot_arrived
         while not self._stopping.is_set():
             arrived.wait()
             arrived.clear()
-            if self._stopping.is_set() or self.models.models is None:
+            version = self.scorer.version
+            if self._stopping.is_set() or version is None:
                 continue
-            version = self.models.models.version
             try:
-                self.models.rescored_portraits += rescore_stored(self.store, self.portraits, self.models)
+                self.scorer.rescored_portraits += rescore_stored(self.store, self.portraits, self.scorer)
             except Exception as error:  # keep serving; the next snapshot tries again
-                log.warning("re-scoring pass failed: %s: %s", type(error).__name__, error)
+                log.warning("%s: re-scoring pass failed: %s: %s", self.name, type(error).__name__, error)
                 continue
-            self.models.rescored_version = version
+            self.scorer.rescored_version = version

@@ -381,14 +381,16 @@ class PartitionEngine(Generic[S]):
             self.counts["dead_letters_truncated"] += 1
         return Send(DEAD_LETTERS, key, value, tuple(headers), kind="dead_letter")
 
-    def _changed(self, state: S) -> None:
-        """Number the change, and keep the state for the next flush and publication."""
+    def _changed(self, state: S, *, publish: bool = True) -> None:
+        """Number the change, and keep the state for the next flush and (``publish``: its portrait changed too)
+        the next publication."""
         self.progress.seq += 1
         state.seq = self.progress.seq
         key = self._key(state)
         self.cache[key] = state
         self.changed[key] = state
-        self.unpublished[key] = None
+        if publish:
+            self.unpublished[key] = None
 
     def _drop(self, key: str) -> None:
         """Forget a key's state here: its deletion is written in the next flush, and it is not published again."""

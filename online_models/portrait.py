@@ -40,6 +40,7 @@ from online_models.activity import (
     settle_sessions,
     visit_totals,
 )
+from online_models.baskets import MAX_BASKET_LINES, add_purchase
 from online_models.clock import DAY_MS, MINUTE_MS, ceil_minute
 from online_models.events import Event, Profile
 from online_models.lifecycle import last_return_gap_days
@@ -97,6 +98,13 @@ class PortraitConfig:
     #: (:mod:`online_models.item_facts`); past these, the one bought longest ago is forgotten
     max_bought_items: int = 50
     max_bought_categories: int = 32
+    #: keep the user's open baskets (online_models.baskets) for the co-purchase counts
+    track_baskets: bool = True
+    #: payments of one order_id more than this apart are separate baskets; an order's basket closes
+    #: once the watermark is this far past its last payment
+    order_gap_ms: int = 3_600_000
+    #: most distinct categories, and items, one basket keeps
+    max_basket_lines: int = MAX_BASKET_LINES
     category_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CATEGORY_WEIGHTS))
 
     def __post_init__(self) -> None:
@@ -115,6 +123,8 @@ class PortraitConfig:
             raise ValueError("activity_weeks and max_viewed_items must be positive")
         if self.max_bought_items < 1 or self.max_bought_categories < 1:
             raise ValueError("max_bought_items and max_bought_categories must be positive")
+        if self.order_gap_ms < 0 or self.max_basket_lines < 2:
+            raise ValueError("order_gap_ms must not be negative and max_basket_lines must be at least 2")
 
 
 @dataclass(slots=True)
@@ -129,8 +139,9 @@ class PortraitState:
     ``bought_items`` and ``bought_categories`` (``max_bought_items``, ``max_bought_categories``). By
     event time: the minute buckets (90 days), ``purchase_times`` (``purchase_memory_ms``),
     ``open_carts`` and ``recent_pays`` (the cart timeout and the lateness), ``pending_labels``
-    (the label horizon), ``purchase_days`` (one entry per day with a purchase), ``recent_negative_reviews``
-    (the sentiment window, and at most ``max_recent_negative_reviews``), the weekly
+    (the label horizon), ``baskets`` (open until the watermark closes them, each of at most
+    ``max_basket_lines`` categories and items), ``purchase_days`` (one entry per day with a purchase),
+    ``recent_negative_reviews`` (the sentiment window, and at most ``max_recent_negative_reviews``), the weekly
     ledger (``activity_weeks``), the open sessions and ``pending_decisions`` (the lateness and a
     session gap; see :mod:`online_models.activity`). A redelivery
     whose id has left ``seen`` is dead-lettered as ``late_event`` when older than the watermark,
@@ -182,6 +193,8 @@ class PortraitState:
     version: int = 0
     # purchase times (sorted) within ``purchase_memory_ms``: churn labels are read from them
     purchase_times: list[int] = field(default_factory=list)
+    # open baskets (online_models.baskets): payments bought together, until the watermark closes them
+    baskets: list = field(default_factory=list)
     # what the worker keeps to watch the user (see online_models.watch)
     sample_period: int = -1
     pending_labels: list = field(default_factory=list)
@@ -400,6 +413,11 @@ def update(
             state.payment_methods[event.payment_method] = state.payment_methods.get(event.payment_method, 0) + 1
         if event.item_id:
             note_item_payment(state, event.item_id, ts, day, zone)
+        if config.track_baskets:
+            add_purchase(
+                state.baskets, ts=ts, order_id=event.order_id, category=event.category, item_id=event.item_id,
+                zone=zone, order_gap_ms=config.order_gap_ms, max_lines=config.max_basket_lines, day=day,
+            )
     elif kind == "view":
         if event.item_id:
             note_view(state, event.item_id, ts, config.max_viewed_items, zone)

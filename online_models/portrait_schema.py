@@ -43,6 +43,7 @@ __all__ = [
     "Funnel",
     "ItemPortrait",
     "Lifetime",
+    "NextCategory",
     "PriceBand",
     "Portrait",
     "ProfileAttributes",
@@ -343,6 +344,19 @@ class Clv(BaseModel):
     horizon_days: int = Field(gt=0, description="Days ahead of as_of the value counts (PORTRAITS_CLV_HORIZON_DAYS)")
 
 
+class NextCategory(BaseModel):
+    """A category the user is likely to buy next: bought together with one of their top categories more often than chance."""
+
+    category: str = Field(description="The category, as sent in the events; never one of the user's top_categories")
+    lift: float = Field(
+        gt=1,
+        description="Lift of the pair (because, category) in the association window: baskets holding both x baskets / "
+        "(baskets holding because x baskets holding category), 4 decimals; above 1: bought together more often than "
+        "chance",
+    )
+    because: str = Field(description="The user's top category it is bought together with (the one of the highest lift)")
+
+
 class PriceBand(BaseModel):
     """The user's consumption level: their ``aov`` ranked among the recent buyers' average order values."""
 
@@ -371,6 +385,15 @@ class Portrait(RenderedPortrait):
     price_band: PriceBand | None = Field(
         description="Where the user's average order value stands among the recent buyers' (one sample per buyer "
         "and week, the last one to two weeks); null for a non-buyer or before the population holds an order value"
+    )
+    next_categories: list[NextCategory] | None = Field(
+        None,
+        description="Up to PORTRAITS_ASSOCIATION_NEXT_CATEGORIES categories the user does not hold among top_categories, "
+        "each with the highest lift it has with one of them over the category pairs bought together in at least "
+        "PORTRAITS_ASSOCIATION_MIN_PAIR_BASKETS baskets of the association window (GET /v1/associations), lift above 1, "
+        "highest first (then more baskets, then name); empty when none qualifies. Added by the API from the newest "
+        "association summary (and kept up to date as summaries arrive), so absent on the portraits topic, and null "
+        "before the first summary",
     )
 
 

@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from online_models.admission import admit_erasure, admit_event, admit_profile, fold_event, review_sentiment
+from online_models.baskets import basket_record, close_due
 from online_models.erasure import erasure_records, forget_local
 from online_models.events import MIN_TS_MS, Event, InvalidEvent
 from online_models.item_facts import ITEM_FACT_TYPES, buyer_attributes, facts_for
@@ -82,6 +83,7 @@ from online_models.retention import due_at, is_expired
 from online_models.schedule import CheckSchedule
 from online_models.sentiment import ReviewScorer, ShippedModelScorer
 from online_models.topic_names import (  # noqa: F401  (re-exported)
+    BASKETS,
     CHURN_ALERTS,
     DEAD_LETTERS,
     ERASURES,
@@ -289,9 +291,10 @@ class PartitionProcessor(PartitionEngine[PortraitState]):
         if state.user_id not in self.cache:
             return  # a new user: one event is far below the cap
         cap = self.config.max_state_bytes
-        growth = EVENT_GROWTH_BYTES + 6 * (
-            len(event.event_id) + len(event.category or "") + len(event.device or "") + len(event.item_id or "")
-        )
+        strings = len(event.event_id) + len(event.category or "") + len(event.device or "") + len(event.item_id or "")
+        if event.type == "pay":  # a payment's order, category and item go into its open basket
+            strings += len(event.order_id or "") + 2 * len(event.category or "") + len(event.item_id or "")
+        growth = EVENT_GROWTH_BYTES + 6 * strings
         bound = self._state_bytes.get(state.user_id)
         if bound is None or bound + growth > cap:
             bound = len(state.to_bytes())
@@ -402,14 +405,26 @@ class PartitionProcessor(PartitionEngine[PortraitState]):
             if is_expired(state, watermark=watermark, retention_ms=retention_ms):
                 self._expire(user_id, effects)
                 continue
+            closed = self._close_baskets(state, watermark, effects) if state.baskets else False
             if state.next_check is None or state.next_check > watermark:
-                self.schedule.set(user_id, due_at(state, retention_ms))  # the entry was stale
+                self.schedule.set(user_id, due_at(state, retention_ms))  # the entry was stale, or a basket closed
+                if closed:
+                    self._changed(state, publish=False)
                 continue
             # valued at the check time itself, so replays alert at the same event time
             self._watch(state, state.next_check, effects, models)
             self._state_bytes.pop(user_id, None)  # measured again before the next event
             self._changed(state)
             self.counts["users_swept"] += 1
+
+    def _close_baskets(self, state: PortraitState, watermark: int, effects: list[Effect]) -> bool:
+        """Send the record of each of the user's baskets the watermark has closed; whether any closed."""
+        closed = close_due(state.baskets, watermark=watermark)
+        for basket in closed:
+            record = basket_record(state.user_id, basket)
+            effects.append(Send(BASKETS, record["id"].encode(), orjson.dumps(record), kind="basket", payload=record))
+        self.counts["baskets_closed"] += len(closed)
+        return bool(closed)
 
     def _expire(self, user_id: str, effects: list[Effect]) -> None:
         """Forget a user idle past the retention: state, schedule and published portrait."""

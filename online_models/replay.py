@@ -42,7 +42,7 @@ REPLAY_NOW_MS = 2**62
 
 @dataclass
 class ReplayResult:
-    """Final states, the trained models, the alerts fired, the end of event time and the engine's counts."""
+    """Final states, the trained models, the alerts fired, the baskets closed, the end of event time and the engine's counts."""
 
     states: dict[str, PortraitState]
     models: PopulationModels
@@ -56,6 +56,8 @@ class ReplayResult:
     #: item and category states (key ``item:<id>`` / ``category:<name>``), and the end of their event time
     item_states: dict[str, ItemState] = field(default_factory=dict)
     item_as_of: int = 0
+    #: the baskets the engine closed (online_models.baskets.basket_record), in the order they closed
+    baskets: list[dict] = field(default_factory=list)
 
     def snapshot(self) -> PopulationModels:
         """The models as a scorer would load them from the ``models`` topic."""
@@ -121,6 +123,8 @@ def _execute(
             continue
         if effect.kind == "alert":
             result.alerts.append(effect.payload)
+        elif effect.kind == "basket":
+            result.baskets.append(effect.payload)
         elif effect.kind == "sample" and learn is not None:
             learn.learn(effect.payload)
         elif effect.kind == "item_fact":

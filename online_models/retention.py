@@ -11,10 +11,13 @@ watermark, so a replay expires the same users at the same event time.
 (True, False)
 >>> due_at(state, retention_ms=10_000), due_at(PortraitState("u2", next_check=7), retention_ms=0)
 (15000, 7)
+>>> due_at(PortraitState("u3", next_check=70, baskets=[["d:0", 1, 2, 50, ["x"], []]]), retention_ms=0)  # a basket closes first
+50
 """
 
 from __future__ import annotations
 
+from online_models.baskets import next_close
 from online_models.portrait import PortraitState
 
 
@@ -39,6 +42,7 @@ def is_expired(state: PortraitState, *, watermark: int, retention_ms: int) -> bo
 
 
 def due_at(state: PortraitState, retention_ms: int) -> int | None:
-    """The next event time the worker must look at the user: its check or its expiry."""
-    times = [t for t in (state.next_check, expires_at(state, retention_ms)) if t is not None]
+    """The next event time the worker must look at the user: its check, the closing of an open basket, or its expiry."""
+    closing = next_close(state.baskets) if state.baskets else None
+    times = [t for t in (state.next_check, closing, expires_at(state, retention_ms)) if t is not None]
     return min(times) if times else None

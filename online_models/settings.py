@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from online_models.alerts import AlertPolicy
+from online_models.associations import AssociationConfig
 from online_models.clock import DAY_MS
 from online_models.events import MAX_TS_MS, to_epoch_ms
 from online_models.item_portrait import ItemConfig
@@ -104,6 +105,26 @@ class Settings(ApiSettings):
     benchmark_aov: float = Field(150.0, gt=0, description="The shop's benchmark order value for value layers")
     clv_horizon_days: int = Field(365, gt=0, le=3650, description="Days of purchases a customer's lifetime value counts")
     clv_annual_discount_rate: float = Field(0.10, ge=0, le=1, description="Yearly rate future purchases are discounted at in CLV")
+    association_window_days: int = Field(
+        30, ge=1, le=400, description="Days of baskets (shop calendar days, up to the newest basket's) the co-purchase counts cover"
+    )
+    association_order_gap_minutes: float = Field(
+        60.0, ge=0, le=7 * 24 * 60,
+        description="Payments of one order_id further apart are separate baskets; an order's basket closes once the watermark is this far past its last payment",
+    )
+    association_snapshot_interval: float = Field(
+        30.0, gt=0, description="Seconds between the association aggregator's snapshots (each one re-scores next_categories in the API)"
+    )
+    association_category_sketch_lg_k: int = Field(
+        12, ge=3, le=21, description="log2 of the category sketches' size: 0.75 x 2^k categories or category pairs a day are counted exactly"
+    )
+    association_item_sketch_lg_k: int = Field(
+        10, ge=3, le=21, description="log2 of the item sketches' size: 0.75 x 2^k items or item pairs a day are counted exactly, beyond that within the error bound"
+    )
+    association_min_pair_baskets: int = Field(
+        3, ge=1, description="A category pair bought together in fewer baskets of the window is no ground for next_categories"
+    )
+    association_next_categories: int = Field(3, ge=1, le=20, description="Next categories suggested per user")
     alert_threshold: float = Field(0.7, gt=0, le=1, description="Churn risk at which an alert fires")
     alert_rearm_below: float = Field(0.5, ge=0, le=1, description="Risk under which a fired user re-arms")
     alert_cooldown_days: float = Field(14.0, ge=0, description="Minimum event-time days between two alerts of a user")
@@ -191,6 +212,7 @@ class Settings(ApiSettings):
             category_half_life_days=self.category_half_life_days,
             cart_timeout_ms=int(self.cart_timeout_hours * 3_600_000),
             sentiment_window_days=self.sentiment_window_days,
+            order_gap_ms=int(self.association_order_gap_minutes * 60_000),
         )
 
     def watch_config(self) -> WatchConfig:
@@ -233,6 +255,17 @@ class Settings(ApiSettings):
                 cache_size=self.state_cache_users,
             ),
             retention_ms=int(self.retention_days * DAY_MS),
+        )
+
+    def association_config(self) -> AssociationConfig:
+        """The association aggregator's configuration (its summaries carry what the API reads)."""
+        return AssociationConfig(
+            window_days=self.association_window_days,
+            timezone=self.timezone,
+            category_lg_k=self.association_category_sketch_lg_k,
+            item_lg_k=self.association_item_sketch_lg_k,
+            min_pair_baskets=self.association_min_pair_baskets,
+            next_categories=self.association_next_categories,
         )
 
     def layer_config(self) -> LayerConfig:

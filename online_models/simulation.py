@@ -37,6 +37,12 @@ Both come from a random stream of their own, so the other events are the same wi
 >>> plain = list(ShopSimulator(14, 1_717_171_200_000, seed=7, payments_and_shares=False).history(3))
 >>> [{k: v for k, v in e.items() if k != "payment_method"} for e in events if e["type"] != "share"] == plain
 True
+
+Orders: the lines a session checks out share one ``order_id`` (one order, one payment per
+line). With ``companions=True`` a paid line of some categories brings a complementary item
+into the same order (:data:`COMPANIONS`: baby care with health products, a phone with digital
+accessories, ...), so the shop has co-purchase pairs to find; these extra events come from a
+random stream of their own, so every other event of a seed is the same with or without them.
 """
 
 from __future__ import annotations
@@ -84,6 +90,16 @@ def _build_catalogue() -> dict[str, tuple[tuple[str, float], ...]]:
 
 #: Items per category as ``(item_id, list price)``, cheapest first.
 CATALOGUE = _build_catalogue()
+
+#: category -> (the complementary category, the chance a paid line of it brings one into its order)
+COMPANIONS = {
+    "baby": ("health", 0.40),
+    "electronics": ("digital", 0.45),
+    "outdoor": ("sports", 0.40),
+    "pets": ("home", 0.30),
+    "apparel": ("beauty", 0.25),
+    "snacks": ("fresh_food", 0.20),
+}
 
 DEVICES = ("ios", "android", "pc", "mini_program")
 CHANNELS = ("organic", "search", "recommend", "live_stream", "social", "push", "ad")
@@ -362,7 +378,8 @@ class ShopSimulator:
     (drawn apart from everything else). Lapse and join instants are placed at fractions of the
     horizon (lapsers between 30% and 70%); the horizon is ``horizon_days`` and
     each :meth:`history` call resets it to its ``days`` so ground truth always
-    matches the last history generated.
+    matches the last history generated. ``companions`` adds the complementary
+    purchases of :data:`COMPANIONS` to orders.
     """
 
     def __init__(
@@ -376,6 +393,7 @@ class ShopSimulator:
         mix: dict[str, float] | None = None,
         horizon_days: float = 30.0,
         payments_and_shares: bool = True,
+        companions: bool = False,
     ):
         if n_users < 0:
             raise ValueError("n_users must not be negative")
@@ -385,6 +403,7 @@ class ShopSimulator:
         self.tz_offset_ms = int(tz_offset_hours * HOUR_MS)
         self.user_prefix = user_prefix
         self.payments_and_shares = payments_and_shares
+        self.companions = companions
         self.mix = dict(mix or DEFAULT_MIX)
         unknown = set(self.mix) - set(ARCHETYPES)
         if unknown:
@@ -486,6 +505,8 @@ class ShopSimulator:
         arch = ARCHETYPES[user.archetype]
         uid = user.user_id
         rng = random.Random(f"events:{self.seed}:{uid}")
+        # the companions draw from a stream of their own, so the other events stay as they are without them
+        companion_rng = random.Random(f"companions:{self.seed}:{uid}") if self.companions else None
         tag = f"{self.seed}-{uid}"
         counter = 0
         active_from = max(self.start_ms, user.joined_at_ms or self.start_ms)
@@ -612,7 +633,8 @@ class ShopSimulator:
                         qty = rng.randint(2, arch.max_quantity) if rng.random() < arch.multi_quantity_prob else 1
                         emit("add_to_cart", item_id=item, category=c, price=p, quantity=qty, promo=promo)
                         cart.append((c, item, p, qty, promo, False))
-                # Checkout: one order (and payment) per cart line; the rest is abandoned.
+                # Checkout: the bought lines make one order, each line ordered and paid; the rest is abandoned.
+                order_id = None
                 for c, item, p, qty, promo, forced in cart:
                     buy = forced or rng.random() < (arch.promo_checkout_prob if promo else arch.checkout_prob)
                     if not buy:
@@ -620,13 +642,15 @@ class ShopSimulator:
                             emit("remove_from_cart", item_id=item, category=c, price=p, quantity=qty, promo=promo)
                         continue
                     counter += 1
-                    order_id = f"o{tag}-{counter}"
+                    order_id = order_id or f"o{tag}-{counter}"
                     amount = round(p * qty, 2)
                     line = {"item_id": item, "category": c, "price": p, "quantity": qty, "order_id": order_id, "promo": promo, **paid_with()}
                     emit("order", amount=amount, **line)
                     if rng.random() >= arch.pay_prob:
                         continue
                     paid = emit("pay", amount=amount, **line)
+                    if companion_rng is not None and c in COMPANIONS:
+                        out += self._companion(companion_rng, paid, common, arch, f"e{tag}-{counter}")
                     maybe_share(paid, arch.share_prob)
                     refunded = rng.random() < arch.refund_prob
                     deferred_common = {"user_id": uid, "device": common["device"], "item_id": item, "category": c, "order_id": order_id}
@@ -666,6 +690,24 @@ class ShopSimulator:
                 return
             yield deferred
 
+
+    @staticmethod
+    def _companion(rng: random.Random, paid: dict, common: dict, arch: Archetype, id_stem: str) -> list[dict]:
+        """The complementary line a paid line brings into its order (:data:`COMPANIONS`), maybe none: its view,
+        cart, order and payment, a millisecond apart right after the payment (the next event is 2 s later)."""
+        other, chance = COMPANIONS[paid["category"]]
+        if rng.random() >= chance:
+            return []
+        pool = CATALOGUE[other]
+        lo, hi = arch.price_band
+        item, price = pool[int((lo + rng.random() * (hi - lo)) * (len(pool) - 1))]
+        line = {"item_id": item, "category": other, "price": price, "promo": False}
+        bought = {**line, "quantity": 1, "order_id": paid["order_id"]}
+        kinds = (("view", line), ("add_to_cart", {**line, "quantity": 1}), ("order", {**bought, "amount": price}), ("pay", {**bought, "amount": price, **({"payment_method": paid["payment_method"]} if "payment_method" in paid else {})}))
+        return [
+            {"event_id": f"{id_stem}c{k}", "type": kind, "ts": paid["ts"] + 1 + k, **common, **fields}
+            for k, (kind, fields) in enumerate(kinds)
+        ]
 
     def _review_text(self, user: SimulatedUser, event_id: str, truth: str) -> str | None:
         """The text of a review written with sentiment ``truth``, or None (stars only); its own draws."""

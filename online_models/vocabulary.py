@@ -140,6 +140,21 @@ def price_band(rank: float) -> str:
     return "low" if rank < 0.25 else "high" if rank >= 0.75 else "mid"
 
 
+def day_start_ms(day: int, zone: str) -> int:
+    """The first instant (epoch ms) of the shop's calendar day number ``day`` in ``zone``: the inverse of :func:`local_day`.
+
+    >>> day_start_ms(1, "UTC"), day_start_ms(1, "Asia/Shanghai")   # 1970-01-02 00:00 in Shanghai is 16:00 UTC the day before
+    (86400000, 57600000)
+    >>> all(local_day(day_start_ms(d, "Europe/Berlin"), "Europe/Berlin") == d == local_day(day_start_ms(d + 1, "Europe/Berlin") - 1, "Europe/Berlin")
+    ...     for d in range(19_800, 19_830))                     # across a change of summer time too
+    True
+    """
+    if zone == "UTC":
+        return day * DAY_MS
+    midnight = datetime(1970, 1, 1, tzinfo=ZoneInfo(zone)) + timedelta(days=day)
+    return int(midnight.timestamp() * 1000)
+
+
 def is_mobile(device: str) -> bool:
     """Whether events from ``device`` count as mobile."""
     return device.lower() in MOBILE_DEVICES

@@ -21,6 +21,9 @@
 * the trainer (:mod:`streams.trainer`, one partition, so one in the group) learns
   the population models from the samples and publishes snapshots to the
   compacted ``models`` topic, which every worker follows.
+* the association aggregator (:mod:`streams.associations`, one partition too) counts
+  the baskets the engines close and publishes the co-purchase counts to the compacted
+  ``associations`` topic, which the API follows.
 
 What works around Faust itself (records it skips, stalled partitions, writes by
 partition, the drain at a graceful stop) is in :mod:`streams.faust_repairs`.
@@ -35,6 +38,7 @@ import orjson
 from prometheus_client import generate_latest
 
 from streams import faust_repairs, kafka_security, metrics, topics
+from streams.associations import Aggregator, install_aggregator
 from streams.engines import EngineGroup, Engines, ItemEngines
 from streams.faust_repairs import DrainHookApp, PartitionWriter
 from streams.quiet_worker import QuietWorker
@@ -65,6 +69,7 @@ class PortraitsApp(DrainHookApp):
     writer: PartitionWriter
     item_writer: PartitionWriter
     trainer: Trainer
+    aggregator: Aggregator
 
     async def on_drained_for_stop(self) -> None:
         for group in (self.engines, self.item_engines):
@@ -102,6 +107,8 @@ models_topic = app.topic(settings.topic(topics.MODELS))
 ticks_topic = app.topic(settings.topic(topics.TICKS))
 ITEM_FACTS_NAME = settings.topic(topics.ITEM_FACTS)
 item_facts_topic = app.topic(ITEM_FACTS_NAME)
+baskets_topic = app.topic(settings.topic(topics.BASKETS))
+associations_topic = app.topic(settings.topic(topics.ASSOCIATIONS))
 #: user id -> PortraitState bytes, and each partition's progress record; bytes in and out, also on the
 #: changelog that recovery reads (compacted; segments rolled every 10 minutes keep about one record per user)
 portrait_table = app.Table(
@@ -118,6 +125,7 @@ app.item_writer = PartitionWriter(item_table)
 app.engines = Engines(app, settings, app.writer)
 app.item_engines = ItemEngines(app, settings, app.item_writer)
 app.trainer = install_trainer(app, settings, training_topic, models_topic)
+app.aggregator = install_aggregator(app, settings, baskets_topic, associations_topic)
 
 
 @app.agent(source_topic)
@@ -208,6 +216,8 @@ async def _forget_revoked(app, revoked, **kwargs) -> None:
                 group.drop(partition)
     if any(tp.topic == training_topic.get_topic_name() for tp in revoked):
         app.trainer.models = None  # another worker resumes from the last snapshot
+    if any(tp.topic == baskets_topic.get_topic_name() for tp in revoked):
+        app.aggregator.counts = None  # another worker resumes from the last snapshot and the offset it holds
 
 
 @app.on_before_shutdown.connect

@@ -98,7 +98,13 @@ def topics() -> None:
 @click.option("--seed", type=int, default=None, help="Seed of the simulated shop (default: a new one each run)")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Also write the events as JSON lines")
 @click.option("--truth", type=click.Path(path_type=Path), default=None, help="Write each user's true habit group")
-def simulate(users: int, days: float, duration: float, speed: float, rate: float, seed: int | None, out, truth) -> None:
+@click.option(
+    "--companions/--no-companions", default=True, show_default=True,
+    help="Orders also hold complementary items (baby care with health products, ...): co-purchase pairs to find",
+)
+def simulate(
+    users: int, days: float, duration: float, speed: float, rate: float, seed: int | None, out, truth, companions: bool
+) -> None:
     """Produce realistic shop traffic: a history, then live events.
 
     The simulated clock ends at "now" when the live phase ends, so no event is
@@ -115,7 +121,7 @@ def simulate(users: int, days: float, duration: float, speed: float, rate: float
     live_sim_ms = int(duration * speed * 1000)
     now_ms = int(time.time() * 1000)
     start_ms = now_ms - int(days * 86_400_000) - live_sim_ms
-    simulator = ShopSimulator(n_users=users, start_ms=start_ms, seed=seed)
+    simulator = ShopSimulator(n_users=users, start_ms=start_ms, seed=seed, companions=companions)
     if truth:
         truth.write_bytes(orjson.dumps(simulator.ground_truth(), option=orjson.OPT_INDENT_2))
     producer = make_producer(settings)

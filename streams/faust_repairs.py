@@ -107,6 +107,12 @@ class SkippedRecordReader:
         consumer = await self._consumer_of(tp)
         return (await consumer.beginning_offsets([tp]))[tp]
 
+    async def log_end(self, topic: str, partition: int) -> int:
+        """The offset the partition's next record will get."""
+        tp = TopicPartition(topic, partition)
+        consumer = await self._consumer_of(tp)
+        return (await consumer.end_offsets([tp]))[tp]
+
     async def read(self, topic: str, partition: int, first: int, last: int) -> AsyncIterator:
         """The records at offsets ``first`` to ``last`` (inclusive) that the broker still holds, in order.
 

@@ -53,6 +53,14 @@ CLOCK_CLAMPED_AHEAD = Counter(
     "portraits_clock_clamped_ahead_seconds_total",
     "How far ahead of the wall clock those events were, summed (divided by portraits_clock_clamped_total: the mean)",
 )
+BASKETS_CLOSED = Counter(
+    "portraits_baskets_closed_total", "Baskets (orders, or a day's purchases without an order id) closed and sent to the aggregator"
+)
+BASKETS_COUNTED = Counter(
+    "portraits_baskets_counted_total",
+    "Basket records read by the association aggregator, by outcome: added, duplicate (a basket sent again), too_old (its day was out of the window)",
+    ["outcome"],
+)
 DEAD_LETTERS_TRUNCATED = Counter(
     "portraits_dead_letters_truncated_total", "Dead letters cut to fit the dead-letter topic (the source headers point at the whole record)"
 )
@@ -74,6 +82,7 @@ _ENGINE_COUNTS = {
     "item_facts_applied": ITEM_FACTS_APPLIED,
     "item_facts_duplicate": ITEM_FACTS_DUPLICATE,
     "item_keys_expired": ITEM_KEYS_EXPIRED,
+    "baskets_closed": BASKETS_CLOSED,
 }
 
 

@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field
 
 from online_models.topic_names import (  # noqa: F401  (re-exported: the worker's modules read them here)
+    ASSOCIATIONS,
+    BASKETS,
     CHURN_ALERTS,
     DEAD_LETTERS,
     ENGINE_OUTPUTS,
@@ -75,6 +77,10 @@ TOPICS = (
     TopicSpec(ITEM_FACTS, configs={"retention.ms": str(7 * 86_400_000), **RECORD_LIMIT}),
     # item and category portraits, the API follows them as it follows portraits
     TopicSpec(ITEM_PORTRAITS, configs=COMPACTED),
+    # closed baskets; one partition: a single aggregator counts every basket (their ids name no user)
+    TopicSpec(BASKETS, partitions=1, configs={"retention.ms": str(7 * 86_400_000), **RECORD_LIMIT}),
+    # the aggregator's snapshots of the co-purchase counts: its state, and the summary the API serves
+    TopicSpec(ASSOCIATIONS, partitions=1, configs={**COMPACTED, "max.message.bytes": str(MAX_MODEL_BYTES)}),
 )
 
 

@@ -7,6 +7,7 @@ from functools import partial
 from fastapi import APIRouter
 
 from api import overview
+from api.associations import ASSOCIATIONS_SPACE, AssociationSpace
 from api.auth import Reader
 from api.dependencies import Queries, Store
 from api.indexes import PORTRAITS_SPACE, PortraitSpace
@@ -21,11 +22,17 @@ router = APIRouter(route_class=StrictJsonRoute)
 
 
 async def overview_of(store: LocalStore, flt: AudienceFilter, queries: QueryGate) -> Overview:
-    """Everyone's from the running aggregates at once; an audience's as a bounded query."""
+    """Everyone's from the running aggregates at once; an audience's as a bounded query. Either way with the
+    shop's co-purchase pairs (baskets are not kept per user, so they are not an audience's own)."""
     handler = store.handler(PORTRAITS_SPACE)
     if flt == AudienceFilter() and isinstance(handler, PortraitSpace):
-        return overview.build(handler.aggregates())
-    return await queries.run(partial(audience_overview, store, flt), isolated=isolated(audience_overview, flt))
+        group = overview.build(handler.aggregates())
+    else:
+        group = await queries.run(partial(audience_overview, store, flt), isolated=isolated(audience_overview, flt))
+    associations = store.handlers.get(ASSOCIATIONS_SPACE)
+    if isinstance(associations, AssociationSpace) and associations.summary is not None:
+        group.co_purchase = overview.co_purchase(associations.summary)
+    return group
 
 
 @router.get("/v1/overview", response_model=Overview, responses=AUTH_ERRORS, tags=["overview"])

@@ -39,6 +39,7 @@ from tests.integration.conftest import (
     worker_applied_everything,
     worker_processed,
 )
+from tests.association_reference import baskets_closed_by_each_partition, batch_counts
 from tests.reference import cents, events_by_user, parse_iso, unique_events
 
 USERS = int(os.environ.get("PORTRAITS_CHAOS_USERS", "60"))
@@ -58,6 +59,7 @@ RUN_ENV = {
     "PORTRAITS_ALERT_COOLDOWN_DAYS": "7",
     "PORTRAITS_ALERT_LAYERS": "high_value,potential,ordinary,low_value",
     "PORTRAITS_SESSION_TIMEOUT_SECONDS": "6",
+    "PORTRAITS_ASSOCIATION_SNAPSHOT_INTERVAL": "1",
 }
 
 
@@ -72,6 +74,43 @@ def final_states(stack: Stack, bootstrap: str) -> dict[str, dict]:
         del state["seq"]  # numbering restarts differ; the content must not
         states[key.decode()] = state
     return states
+
+
+def latest_summary(deployment: Stack, bootstrap: str) -> dict | None:
+    """The last association summary the deployment's aggregator published."""
+    raw = latest_by_key(read_topic(bootstrap, deployment.settings().topic("associations"))).get(b"summary")
+    return None if raw is None else orjson.loads(raw)
+
+
+def check_associations(calm: Stack, chaos: Stack, bootstrap: str, events: list[dict]) -> None:
+    """Both runs' co-purchase counts equal the batch counts of the baskets each partition's last watermark closed."""
+    settings = calm.settings()
+    lateness = int(settings.lateness_seconds * 1000)
+    baskets = baskets_closed_by_each_partition(events, partitions=settings.partitions, lateness_ms=lateness)
+    truth = batch_counts(baskets, window_days=settings.association_window_days)["category"]
+    assert truth["baskets"] > 100
+
+    def figures(summary: dict | None) -> tuple | None:
+        if summary is None:
+            return None
+        block = summary["categories"]
+        return block["baskets"], block["counts"], {(a, b): n for a, b, n in block["pairs"]}
+
+    expected = (truth["baskets"], dict(truth["counts"]), dict(truth["pairs"]))
+    summaries = {}
+    for name, deployment in (("calm", calm), ("chaos", chaos)):
+        try:
+            summaries[name] = wait_until(
+                lambda: (s := latest_summary(deployment, bootstrap)) is not None and figures(s) == expected and s,
+                timeout=180, interval=2, what=f"every basket counted once ({name})",
+            )
+        except AssertionError:
+            summary = latest_summary(deployment, bootstrap)
+            assert figures(summary) == expected, (name, summary and summary["baskets"])
+            summaries[name] = summary
+    calm_summary, chaos_summary = summaries["calm"], summaries["chaos"]
+    print(f"co-purchases: {truth['baskets']} baskets in the window; the chaos run's aggregator saw {chaos_summary['baskets']}")
+    assert chaos_summary["items"] == calm_summary["items"]
 
 
 @pytest.mark.chaos
@@ -150,6 +189,9 @@ def test_sigkilled_worker_ends_like_an_uninterrupted_one(stack, kafka_bootstrap,
             state = chaos_states[user]
             assert state["events"] == len(user_events)
             assert state["spend_cents"] == sum(cents(e) for e in user_events if e["type"] == "pay")
+
+        # Co-purchases: the aggregator, killed with the worker, counted every basket once, as the batch does.
+        check_associations(calm, chaos, kafka_bootstrap, events)
 
         # Alerts: the same ones, and the API serves each once.
         calm_alerts = [orjson.loads(r.value) for r in read_topic(kafka_bootstrap, calm.settings().topic("churn-alerts"))]

@@ -29,6 +29,7 @@ from tests.integration.conftest import (
     worker_lag_is_zero,
     worker_processed,
 )
+from tests.association_reference import baskets_closed_by_each_partition, batch_counts
 from tests.reference import events_by_user
 
 USERS = 120
@@ -78,7 +79,12 @@ def test_workers_join_and_leave_without_losing_anything(kafka_bootstrap, tmp_pat
     # six partitions, so that Faust's sticky assignor has one to give each of three workers
     stack = Stack(kafka_bootstrap, tmp_path)
     stack.env.update(
-        {"PORTRAITS_PARTITIONS": "6", "PORTRAITS_SESSION_TIMEOUT_SECONDS": "6", "PORTRAITS_STANDBY_REPLICAS": "1"}
+        {
+            "PORTRAITS_PARTITIONS": "6",
+            "PORTRAITS_SESSION_TIMEOUT_SECONDS": "6",
+            "PORTRAITS_STANDBY_REPLICAS": "1",
+            "PORTRAITS_ASSOCIATION_SNAPSHOT_INTERVAL": "1",
+        }
     )
     stack.run("topics")
     try:
@@ -151,6 +157,22 @@ def _join_and_leave(stack: Stack, kafka_bootstrap: str, tmp_path) -> None:
     prober.join(5)
     for user, user_events in by_user.items():
         assert_matches_batch(client.get(f"/v1/users/{user}/portrait").json(), user_events, profiles[user])
+
+    # the co-purchase counts, whichever worker held the baskets partition when: each basket once
+    truth = batch_counts(
+        baskets_closed_by_each_partition(events, partitions=settings.partitions, lateness_ms=int(settings.lateness_seconds * 1000)),
+        window_days=settings.association_window_days,
+    )["category"]
+
+    def counted() -> dict | None:
+        response = client.get("/v1/associations", params={"limit": 500})
+        body = response.json() if response.status_code == 200 else None
+        if body is None or body["baskets"] != truth["baskets"]:
+            return None
+        return {(p["a"], p["b"]): p["baskets"] for p in body["pairs"]}
+
+    pairs = wait_until(counted, timeout=120, interval=2, what="every basket counted once")
+    assert {tuple(sorted(pair)): n for pair, n in pairs.items()} == dict(truth["pairs"])
 
     assert all(count > 0 for count in busy.values()), f"a worker got no partition: {busy}"
     assert second.alive() and third.alive()

@@ -14,6 +14,7 @@ from online_models.events import EVENT_TYPES, Event, InvalidEvent, parse_event, 
 from online_models.simulation import (
     ARCHETYPES,
     CATALOGUE,
+    COMPANIONS,
     CATEGORIES,
     DAY_MS,
     ShopSimulator,
@@ -118,19 +119,20 @@ def test_items_come_from_the_catalogue(sim):
 def test_funnel_consistency(by_user):
     for uid, events in by_user.items():
         assert [e["ts"] for e in events] == sorted(e["ts"] for e in events)
-        orders, paid = {}, {}
+        orders, paid = {}, {}  # by order line: (order id, item)
         for e in events:
+            line = (e.get("order_id"), e.get("item_id"))
             if e["type"] == "order":
-                orders[e["order_id"]] = e
+                orders[line] = e
             elif e["type"] == "pay":
-                order = orders[e["order_id"]]  # an order came first
-                assert (order["item_id"], order["amount"]) == (e["item_id"], e["amount"])
+                order = orders[line]  # an order came first
+                assert order["amount"] == e["amount"]
                 assert e["amount"] == round(e["price"] * e["quantity"], 2) > 0
-                paid[e["order_id"]] = e
+                paid[line] = e
             elif e["type"] in ("refund", "review"):
-                assert e["order_id"] in paid and e["ts"] >= paid[e["order_id"]]["ts"] + DAY_MS
+                assert line in paid and e["ts"] >= paid[line]["ts"] + DAY_MS
                 if e["type"] == "refund":
-                    assert 0 < e["amount"] <= paid[e["order_id"]]["amount"]
+                    assert 0 < e["amount"] <= paid[line]["amount"]
                 else:
                     assert 1 <= e["rating"] <= 5 and e.get("text", "x")
             if "amount" in e:
@@ -295,3 +297,34 @@ def test_bad_events_get_the_expected_reason():
     }
     assert any(b"\xff" in raw for _, raw, _ in records)  # invalid UTF-8 is among them
     assert bad_events(random.Random(9), 60, base_ts_ms=NOW) == records
+
+
+def test_a_sessions_bought_lines_make_one_order(by_user):
+    """Every paid line of an order comes from one session, and some orders hold several lines."""
+    sessions, lines = defaultdict(set), Counter()
+    for events in by_user.values():
+        for e in events:
+            if e["type"] == "pay":
+                sessions[e["order_id"]].add(e["session_id"])
+                lines[e["order_id"]] += 1
+    assert all(len(s) == 1 for s in sessions.values())
+    assert max(lines.values()) >= 3 and sum(n > 1 for n in lines.values()) > 0.1 * len(lines)
+
+
+def test_companions_add_complementary_lines_and_change_nothing_else():
+    plain = list(ShopSimulator(60, START, seed=8).history(DAYS))
+    with_companions = list(ShopSimulator(60, START, seed=8, companions=True).history(DAYS))
+    added = [e for e in with_companions if e["event_id"] not in {p["event_id"] for p in plain}]
+    assert [e for e in with_companions if e not in added] == plain
+    assert added and all(e["event_id"].rsplit("c", 1)[1] in "0123" for e in added)
+    paid = {(e["user_id"], e["order_id"], e["category"]) for e in with_companions if e["type"] == "pay"}
+    triggers = {companion: cat for cat, (companion, _) in COMPANIONS.items()}
+    for e in added:
+        if e["type"] == "pay":  # in the order of a paid line of the category it complements
+            assert e["category"] in triggers
+            assert any((e["user_id"], e["order_id"], cat) in paid for cat, (comp, _) in COMPANIONS.items() if comp == e["category"])
+    ts = [e["ts"] for e in with_companions]
+    assert ts == sorted(ts)
+    assert len({e["event_id"] for e in with_companions}) == len(with_companions)
+    for e in added:
+        parse_event(json.dumps(e).encode(), now_ms=NOW)

@@ -128,3 +128,29 @@ def test_every_topic_has_a_record_limit_above_what_the_engine_writes():
     assert MAX_STATE_BYTES + 4096 < topics.MAX_RECORD_BYTES
     dead_letters = next(spec for spec in topics.TOPICS if spec.name == topics.DEAD_LETTERS)
     assert MAX_DEAD_LETTER_BYTES + 8192 < int(dead_letters.configs["max.message.bytes"])
+
+
+def test_open_baskets_are_held_under_the_cap_and_a_closed_one_fits_its_topic():
+    """A burst of payments, each its own long order of long item ids within the order gap: the open baskets
+    grow the state, and the cap holds it as for any other growth; a basket record stays far below its topic's limit."""
+    cap = 60_000
+    store: dict = {}
+    engine = PartitionProcessor(0, store, EngineConfig(max_state_bytes=cap, progress_every=50))
+    letters = []
+    for i in range(600):
+        body = {"event_id": f"p{i}", "user_id": "u1", "type": "pay", "ts": NOW + i * 1000, "amount": 1.0,
+                "order_id": f"o{i:0>120}", "category": f"c{i % 40:0>100}", "item_id": f"i{i:0>120}"}
+        effects = engine.process(Record(EVENTS, EVENTS, i, b"u1", orjson.dumps(body)), now_ms=NOW + 86_400_000)
+        apply_to(store, effects)
+        letters += [e for e in effects if getattr(e, "topic", None) == DEAD_LETTERS]
+        assert all(len(e.value) <= cap for e in effects if isinstance(e, Put))
+    assert letters and {dict(e.headers)["reason"] for e in letters} == {STATE_TOO_LARGE.encode()}
+    assert len(engine.state("u1").baskets) == engine.state("u1").purchases
+    # a payment two hours later closes them all (the watermark passes every order's gap)
+    late = {"event_id": "late", "user_id": "u1", "type": "view", "ts": NOW + 2 * 3_600_000 + 600_000}
+    effects = engine.process(Record(EVENTS, EVENTS, 600, b"u1", orjson.dumps(late)), now_ms=NOW + 86_400_000)
+    baskets = [e for e in effects if getattr(e, "kind", None) == "basket"]
+    assert len(baskets) == engine.counts["baskets_closed"] == 600 - len(letters) and not engine.state("u1").baskets
+    baskets_topic = next(spec for spec in topics.TOPICS if spec.name == topics.BASKETS)
+    widest = {"id": "0" * 16, "ts": NOW, "categories": ["c" * 128] * 32, "items": ["c" * 128 + "\x1f" + "i" * 128] * 32}
+    assert len(orjson.dumps(widest)) * 2 < int(baskets_topic.configs["max.message.bytes"])
