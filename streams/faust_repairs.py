@@ -20,13 +20,27 @@ warns when another version runs, and a Faust upgrade starts here (and with
   drops fetched records below it; after restarts and rebalances it could leave a
   partition with unread records and an idle agent for good.
   :func:`read_stalled_again` seeks such a partition back to its progress.
+* **Dropped records of a partition never committed.** Faust drops records it
+  fetched for a partition paused meanwhile (a worker's tables recovering after
+  an assignment, a stopped flow) and counts on its seek back to the committed
+  offsets to fetch them again; aiokafka seeks only partitions with a committed
+  offset, so a partition never committed stayed where the dropped batch ended:
+  its records were never delivered, never acknowledged, and the partition never
+  committed (the new owner's progress could cover them all, so nothing looked
+  missing). :class:`RepairedConsumer` seeks such a partition to its start.
+* **Offsets counted twice.** Faust's commit folds the offsets of its gaps into
+  the acknowledged ones; an offset in both (a record acknowledged and inside a
+  gap Faust registered for a jump in read offsets, the record that ended the
+  jump included) was then counted twice, and each commit passed only one such
+  offset: a partition's commits crawled one offset per commit interval for a
+  minute after holes. :func:`fold_gaps` folds them in once.
 * **Table writes by partition.** A Faust table writes to the partition of the
   event in hand (a context variable); :class:`PartitionWriter` writes a given
   partition's RocksDB and changelog directly, so a flush or a graceful stop can
   write any partition it holds. Its changelog records travel in whole batches
   under Faust's producer (:func:`aiokafka_producer`), and it keeps the persisted
   offset Faust's recovery starts from.
-* **A hook after the drain at a graceful stop.** :class:`DrainHookApp` calls
+* **A hook after the drain at a graceful stop.** :class:`RepairedApp` calls
   ``on_drained_for_stop`` once Faust has drained the agents before stopping
   (not in a rebalance's drain: a table write there left the next owner's
   changelog recovery stuck).
@@ -40,6 +54,8 @@ from collections.abc import AsyncIterator, Iterable
 
 import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import IllegalStateError
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from rocksdict import WriteBatch
 
@@ -201,6 +217,81 @@ async def read_stalled_again(consumer, partitions: Iterable, applied: dict) -> l
     return sought
 
 
+async def seek_uncommitted_to_start(consumer, committed: dict) -> list:
+    """Seek each stream partition of ``committed`` with no committed offset to its first offset.
+
+    ``committed`` maps the partitions assigned to Faust's ``consumer`` to their committed offsets
+    (None or 0: none), as its seek to the committed offsets returns them. Changelogs are left to
+    Faust's recovery, and nothing is sought unless the consumer starts such a partition at its
+    start anyway (``consumer_auto_offset_reset`` earliest). Faust's own note of the committed
+    offset of a partition sought is cleared: the broker has none. Returns the partitions sought
+    (none if the assignment changed meanwhile: the next assignment seeks again).
+    """
+    if consumer.app.conf.consumer_auto_offset_reset != "earliest":
+        return []
+    uncommitted = [tp for tp, offset in committed.items() if not offset and not consumer._is_changelog_tp(tp)]
+    if not uncommitted:
+        return []
+    for tp in uncommitted:
+        consumer._committed_offset.pop(tp, None)
+    try:
+        await consumer._thread.seek_to_beginning(*uncommitted)
+    except IllegalStateError as error:
+        log.info("partitions with no committed offset not sought to their start: %s", error)
+        return []
+    return uncommitted
+
+
+def fold_gaps(consumer, tp) -> None:
+    """Fold the gaps of ``tp`` below its highest acknowledged offset into Faust ``consumer``'s acknowledged offsets, each offset once.
+
+    Faust's own fold (in ``Consumer._new_offset``) adds an offset that is already acknowledged a
+    second time, and its commit then stops at each such offset in turn. Gaps wholly above the
+    highest acknowledged offset wait, as in Faust.
+
+    >>> import asyncio, faust
+    >>> from faust.types import TP
+    >>> consumer = faust.App("fold-doctest", broker="kafka://127.0.0.1:1").consumer
+    >>> tp = TP("events", 0)
+    >>> consumer._committed_offset[tp] = 10
+    >>> for offset in [10, 11, 12, 15, 16]:  # a jump from 12 to 15: Faust's gap holds 13 to 15
+    ...     consumer._acked[tp].append(offset)
+    ...     consumer._acked_index[tp].add(offset)
+    >>> asyncio.run(consumer._add_gap(tp, 13, 15))
+    >>> fold_gaps(consumer, tp)
+    >>> sorted(consumer._acked[tp]), len(consumer._gap[tp])
+    ([10, 11, 12, 13, 14, 15, 16], 0)
+    """
+    acked, gaps = consumer._acked[tp], consumer._gap.get(tp)
+    if not acked or not gaps:
+        return
+    candidates = gaps.overlap(0, max(acked))
+    if not candidates:
+        return
+    acknowledged = consumer._acked_index[tp]
+    for gap in candidates:
+        for offset in range(gap.begin, gap.end):
+            if offset not in acknowledged:
+                acknowledged.add(offset)
+                acked.append(offset)
+    gaps.chop(0, max(gap.end for gap in candidates))
+
+
+class RepairedConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer with two repairs: its seek to the committed offsets also seeks each
+    partition with none to its start (:func:`seek_uncommitted_to_start`), so records Faust dropped
+    there are fetched again; and its commit counts each offset of a gap once (:func:`fold_gaps`)."""
+
+    async def seek_to_committed(self):
+        committed = await super().seek_to_committed()
+        await seek_uncommitted_to_start(self, committed)
+        return committed
+
+    def _new_offset(self, tp):
+        fold_gaps(self, tp)
+        return super()._new_offset(tp)
+
+
 class PartitionWriter:
     """Writes and reads one table's partitions directly: local RocksDB and changelog, raw bytes.
 
@@ -279,8 +370,15 @@ class PartitionReader:
         return self.writer.db(self.partition).items()
 
 
-class DrainHookApp(faust.App):
-    """A Faust app that calls :meth:`on_drained_for_stop` once the agents are drained before a graceful stop."""
+class RepairedApp(faust.App):
+    """A Faust app with the repairs that hook into the app: its consumer is a :class:`RepairedConsumer`,
+    and it calls :meth:`on_drained_for_stop` once the agents are drained before a graceful stop."""
+
+    def _new_transport(self):
+        transport = super()._new_transport()
+        if issubclass(RepairedConsumer, transport.Consumer):  # the aiokafka transport (kafka:// brokers)
+            transport.Consumer = RepairedConsumer
+        return transport
 
     async def _consumer_wait_empty(self, consumer, logger) -> None:
         await super()._consumer_wait_empty(consumer, logger)

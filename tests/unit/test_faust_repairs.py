@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 import faust
+from aiokafka.errors import IllegalStateError
 from faust.types import TP
 
 from streams import faust_repairs
@@ -23,7 +24,7 @@ def test_the_installed_faust_is_the_one_the_repairs_were_written_against():
 
 def test_the_drain_hook_overrides_a_method_faust_still_has():
     assert callable(getattr(faust.App, "_consumer_wait_empty", None))
-    assert faust_repairs.DrainHookApp._consumer_wait_empty is not faust.App._consumer_wait_empty
+    assert faust_repairs.RepairedApp._consumer_wait_empty is not faust.App._consumer_wait_empty
 
 
 class _Consumer:
@@ -65,6 +66,91 @@ def test_settled_offsets_let_faust_commit_past_a_hole():
     assert consumer._new_offset(tp) is None
     asyncio.run(settle(consumer, tp, 100, 109))
     assert consumer._new_offset(tp) == 120
+
+
+class _ConsumerThread:
+    """What Faust's consumer asks of its aiokafka thread when it seeks back to the committed offsets, recorded."""
+
+    def __init__(self, committed: dict, assigned: set | None = None):
+        self.committed, self.sought_to_start = committed, []
+        self.assigned = set(committed) if assigned is None else assigned
+
+    async def seek_to_committed(self):
+        return dict(self.committed)
+
+    async def seek_to_beginning(self, *partitions):
+        if not set(partitions) <= self.assigned:  # as aiokafka does
+            raise IllegalStateError(f"Partitions {set(partitions) - self.assigned} are not assigned")
+        self.sought_to_start += partitions
+
+
+def _repaired_consumer(name: str, **conf):
+    """The consumer of a :class:`~streams.faust_repairs.RepairedApp` with one table, and a partition of its changelog."""
+    app = faust_repairs.RepairedApp(name, broker="kafka://127.0.0.1:1", **conf)
+    table = app.Table("state", partitions=2, key_type=bytes, value_type=bytes)
+    return app.consumer, TP(table.changelog_topic.get_topic_name(), 1)
+
+
+def test_a_partition_never_committed_is_sought_to_its_start_when_faust_seeks_back_to_the_committed_offsets():
+    # Faust drops records it fetched for a partition paused meanwhile (a new assignment while the tables
+    # recover) and seeks back to the committed offsets to fetch them again; aiokafka seeks only partitions
+    # with a committed offset, so a partition never committed was left past records never delivered
+    consumer, changelog = _repaired_consumer("repairs-refetch", consumer_auto_offset_reset="earliest")
+    assert isinstance(consumer, faust_repairs.RepairedConsumer)
+    committed, never, zero = TP("events", 0), TP("events", 1), TP("profiles", 1)
+    consumer._committed_offset[never] = 40  # noted in an earlier assignment; the broker has none
+    consumer._thread = _ConsumerThread({committed: 120, never: None, zero: 0, changelog: None})
+    asyncio.run(consumer.perform_seek())
+    assert consumer._thread.sought_to_start == [never, zero]  # not the changelog: recovery places it
+    assert consumer._committed_offset.get(never) is None and consumer._committed_offset[committed] == 120
+    assert consumer._read_offset[never] is None and consumer._read_offset[committed] == 120
+    # every record of the partition is delivered again, so Faust acknowledges and commits it
+    for offset in range(0, 5):
+        consumer._acked[never].append(offset)
+        consumer._acked_index[never].add(offset)
+    assert consumer._new_offset(never) == 5
+
+
+def test_no_partition_is_sought_when_the_assignment_changed_or_the_consumer_starts_at_the_end():
+    consumer, _ = _repaired_consumer("repairs-refetch-moved", consumer_auto_offset_reset="earliest")
+    never, moved = TP("events", 1), TP("events", 2)
+    consumer._thread = _ConsumerThread({never: None, moved: None}, assigned={never})
+    assert asyncio.run(faust_repairs.seek_uncommitted_to_start(consumer, {never: None, moved: None})) == []
+    latest, _ = _repaired_consumer("repairs-refetch-latest", consumer_auto_offset_reset="latest")
+    latest._thread = _ConsumerThread({never: None})
+    asyncio.run(latest.perform_seek())
+    assert latest._thread.sought_to_start == []
+
+
+def _after_a_jump_and_a_hole(consumer) -> TP:
+    """The bookkeeping of a partition seen in the scale-out test: committed at 466, records 466 to 480
+    acknowledged, then a jump to 527 (Faust's gap: 467 to 527), the hole 481 to 526 read directly and
+    settled, and records 527 to 995 acknowledged."""
+    tp = TP("events", 1)
+    consumer._committed_offset[tp] = 466
+    for offset in [*range(466, 481), *range(527, 996)]:
+        consumer._acked[tp].append(offset)
+        consumer._acked_index[tp].add(offset)
+    asyncio.run(consumer._add_gap(tp, 467, 527))
+    asyncio.run(settle(consumer, tp, 481, 526))
+    return tp
+
+
+def test_a_commit_passes_offsets_both_acknowledged_and_in_a_gap_at_once():
+    plain = faust.App("repairs-plain", broker="kafka://127.0.0.1:1").consumer
+    tp = _after_a_jump_and_a_hole(plain)
+    assert plain._new_offset(tp) == 468  # Faust alone: one offset per commit up to 481
+    consumer, _ = _repaired_consumer("repairs-fold")
+    tp = _after_a_jump_and_a_hole(consumer)
+    assert consumer._new_offset(tp) == 996
+    assert not consumer._acked[tp] and not consumer._gap[tp] and not consumer._acked_index[tp]
+    # nor is the record that ends a later jump (inside Faust's gap and acknowledged)
+    consumer._committed_offset[tp] = 996
+    for offset in (996, 998, 999):
+        consumer._acked[tp].append(offset)
+        consumer._acked_index[tp].add(offset)
+    asyncio.run(consumer._add_gap(tp, 997, 998))
+    assert consumer._new_offset(tp) == 1000
 
 
 def test_an_engine_on_a_revoked_partition_does_not_keep_its_database_locked(tmp_path):
