@@ -235,7 +235,7 @@ async def seek_uncommitted_to_start(consumer, committed: dict) -> list:
     for tp in uncommitted:
         consumer._committed_offset.pop(tp, None)
     try:
-        await consumer._thread.seek_to_beginning(*uncommitted)
+        await consumer._thread.seek_to_beginning(*(faust_aiokafka.ensure_aiokafka_TP(tp) for tp in uncommitted))
     except IllegalStateError as error:
         log.info("partitions with no committed offset not sought to their start: %s", error)
         return []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 import faust
+from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError
 from faust.types import TP
 
@@ -79,6 +80,7 @@ class _ConsumerThread:
         return dict(self.committed)
 
     async def seek_to_beginning(self, *partitions):
+        assert all(isinstance(tp, TopicPartition) for tp in partitions)  # aiokafka's own, or a TypeError
         if not set(partitions) <= self.assigned:  # as aiokafka does
             raise IllegalStateError(f"Partitions {set(partitions) - self.assigned} are not assigned")
         self.sought_to_start += partitions
