@@ -20,14 +20,17 @@ warns when another version runs, and a Faust upgrade starts here (and with
   drops fetched records below it; after restarts and rebalances it could leave a
   partition with unread records and an idle agent for good.
   :func:`read_stalled_again` seeks such a partition back to its progress.
-* **Dropped records of a partition never committed.** Faust drops records it
-  fetched for a partition paused meanwhile (a worker's tables recovering after
-  an assignment, a stopped flow) and counts on its seek back to the committed
-  offsets to fetch them again; aiokafka seeks only partitions with a committed
-  offset, so a partition never committed stayed where the dropped batch ended:
-  its records were never delivered, never acknowledged, and the partition never
-  committed (the new owner's progress could cover them all, so nothing looked
-  missing). :class:`RepairedConsumer` seeks such a partition to its start.
+* **Fetched records dropped.** Faust drops the records it fetched for a
+  partition paused meanwhile (an assignment pauses every partition until the
+  tables recover; the fetch was made just before) and the rest of a batch when
+  its flow stops, and counts on its seek back to the committed offsets to fetch
+  them again. Nothing sought back a partition with no committed offset (its
+  records were never delivered, so never acknowledged, and the partition was
+  never committed although the progress held them all) nor a changelog (a new
+  standby replica missed the first records of a partition and, once it took
+  the partition over, users written only there had lost their state).
+  :class:`RepairedConsumer` seeks each partition back to the first record it
+  fetched and did not deliver.
 * **Offsets counted twice.** Faust's commit folds the offsets of its gaps into
   the acknowledged ones; an offset in both (a record acknowledged and inside a
   gap Faust registered for a jump in read offsets, the record that ended the
@@ -217,29 +220,23 @@ async def read_stalled_again(consumer, partitions: Iterable, applied: dict) -> l
     return sought
 
 
-async def seek_uncommitted_to_start(consumer, committed: dict) -> list:
-    """Seek each stream partition of ``committed`` with no committed offset to its first offset.
+def first_undelivered(records: dict, delivered: dict) -> dict:
+    """Partition -> offset of the first record of ``records`` (partition -> records fetched, in
+    order) past the last one delivered (``delivered``: partition -> offset; absent: none).
 
-    ``committed`` maps the partitions assigned to Faust's ``consumer`` to their committed offsets
-    (None or 0: none), as its seek to the committed offsets returns them. Changelogs are left to
-    Faust's recovery, and nothing is sought unless the consumer starts such a partition at its
-    start anyway (``consumer_auto_offset_reset`` earliest). Faust's own note of the committed
-    offset of a partition sought is cleared: the broker has none. Returns the partitions sought
-    (none if the assignment changed meanwhile: the next assignment seeks again).
+    >>> from collections import namedtuple
+    >>> Record = namedtuple("Record", "offset")
+    >>> fetched = {"a": [Record(5), Record(6), Record(7)], "b": [Record(0), Record(1)], "c": [Record(3)]}
+    >>> first_undelivered(fetched, {"a": 5, "b": 1})
+    {'a': 6, 'c': 3}
     """
-    if consumer.app.conf.consumer_auto_offset_reset != "earliest":
-        return []
-    uncommitted = [tp for tp, offset in committed.items() if not offset and not consumer._is_changelog_tp(tp)]
-    if not uncommitted:
-        return []
-    for tp in uncommitted:
-        consumer._committed_offset.pop(tp, None)
-    try:
-        await consumer._thread.seek_to_beginning(*(faust_aiokafka.ensure_aiokafka_TP(tp) for tp in uncommitted))
-    except IllegalStateError as error:
-        log.info("partitions with no committed offset not sought to their start: %s", error)
-        return []
-    return uncommitted
+    starts = {}
+    for tp, batch in records.items():
+        last = delivered.get(tp)
+        first = next((record.offset for record in batch if last is None or record.offset > last), None)
+        if first is not None:
+            starts[tp] = first
+    return starts
 
 
 def fold_gaps(consumer, tp) -> None:
@@ -278,14 +275,56 @@ def fold_gaps(consumer, tp) -> None:
 
 
 class RepairedConsumer(faust_aiokafka.Consumer):
-    """Faust's aiokafka consumer with two repairs: its seek to the committed offsets also seeks each
-    partition with none to its start (:func:`seek_uncommitted_to_start`), so records Faust dropped
-    there are fetched again; and its commit counts each offset of a gap once (:func:`fold_gaps`)."""
+    """Faust's aiokafka consumer with two repairs: the records it fetched and skipped are fetched
+    again (:meth:`getmany`), and its commit counts each offset of a gap once (:func:`fold_gaps`)."""
 
-    async def seek_to_committed(self):
-        committed = await super().seek_to_committed()
-        await seek_uncommitted_to_start(self, committed)
-        return committed
+    async def getmany(self, timeout: float):
+        """Faust's ``Consumer.getmany`` (faust-streaming 0.15.3) but for the records it skips.
+
+        Faust skips the records of a partition that is not active (paused) when their turn comes
+        and goes on with the batch, and skips a whole batch fetched before its flow stopped,
+        leaving the committed offsets to place the partitions again. Here a partition with a
+        record skipped delivers nothing more of the batch, and each partition is sought back to
+        its first record skipped, unless the group's generation changed meanwhile (the new
+        assignment places its partitions itself); Faust's seek to the committed offsets follows
+        as before when the flow stopped.
+        """
+        records, active_partitions = await self._wait_next_records(timeout)
+        generation_id = self.app.consumer_generation_id
+        if records is None or self.should_stop:
+            return
+        delivered: dict = {}
+        if self.flow_active:
+            skipped: set = set()
+            to_message = self._to_message
+            for tp, record in self.scheduler.iterate(records):
+                if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                    break
+                if tp in skipped:
+                    continue
+                if active_partitions is None or tp in active_partitions or tp in self._buffered_partitions:
+                    self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                    delivered[tp] = record.offset
+                    yield tp, to_message(tp, record)
+                else:
+                    skipped.add(tp)
+            await self._seek_back(first_undelivered(records, delivered), generation_id)
+        else:
+            await self._seek_back(first_undelivered(records, delivered), generation_id)
+            try:
+                await self.perform_seek()
+            except Exception as error:
+                self.log.warning(f"exception performing seek when flow not active {error}")
+
+    async def _seek_back(self, offsets: dict, generation_id: int) -> None:
+        """Seek each partition of ``offsets`` to its offset, while the generation is ``generation_id``."""
+        for tp, offset in offsets.items():
+            if self.app.consumer_generation_id != generation_id:
+                return
+            try:
+                await self._seek(tp, offset)
+            except IllegalStateError:  # no longer assigned
+                continue
 
     def _new_offset(self, tp):
         fold_gaps(self, tp)

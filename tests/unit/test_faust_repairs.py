@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 
 import faust
-from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError
+from aiokafka.structs import ConsumerRecord
 from faust.types import TP
 
 from streams import faust_repairs
@@ -70,58 +70,105 @@ def test_settled_offsets_let_faust_commit_past_a_hole():
 
 
 class _ConsumerThread:
-    """What Faust's consumer asks of its aiokafka thread when it seeks back to the committed offsets, recorded."""
+    """What Faust's consumer asks of its aiokafka thread while it delivers records, recorded."""
 
-    def __init__(self, committed: dict, assigned: set | None = None):
-        self.committed, self.sought_to_start = committed, []
-        self.assigned = set(committed) if assigned is None else assigned
+    def __init__(self, assigned: set):
+        self.assigned, self.seeks = assigned, []
 
-    async def seek_to_committed(self):
-        return dict(self.committed)
+    def highwater(self, tp):
+        return 1000
 
-    async def seek_to_beginning(self, *partitions):
-        assert all(isinstance(tp, TopicPartition) for tp in partitions)  # aiokafka's own, or a TypeError
-        if not set(partitions) <= self.assigned:  # as aiokafka does
-            raise IllegalStateError(f"Partitions {set(partitions) - self.assigned} are not assigned")
-        self.sought_to_start += partitions
+    def seek(self, tp, offset):
+        if tp not in self.assigned:  # as aiokafka does
+            raise IllegalStateError(f"No current assignment for partition {tp}")
+        self.seeks.append((tp, offset))
 
 
-def _repaired_consumer(name: str, **conf):
-    """The consumer of a :class:`~streams.faust_repairs.RepairedApp` with one table, and a partition of its changelog."""
-    app = faust_repairs.RepairedApp(name, broker="kafka://127.0.0.1:1", **conf)
-    table = app.Table("state", partitions=2, key_type=bytes, value_type=bytes)
-    return app.consumer, TP(table.changelog_topic.get_topic_name(), 1)
-
-
-def test_a_partition_never_committed_is_sought_to_its_start_when_faust_seeks_back_to_the_committed_offsets():
-    # Faust drops records it fetched for a partition paused meanwhile (a new assignment while the tables
-    # recover) and seeks back to the committed offsets to fetch them again; aiokafka seeks only partitions
-    # with a committed offset, so a partition never committed was left past records never delivered
-    consumer, changelog = _repaired_consumer("repairs-refetch", consumer_auto_offset_reset="earliest")
+def _repaired_consumer(name: str, assigned: set):
+    """The consumer of a :class:`~streams.faust_repairs.RepairedApp`, on a recording thread."""
+    consumer = faust_repairs.RepairedApp(name, broker="kafka://127.0.0.1:1").consumer
     assert isinstance(consumer, faust_repairs.RepairedConsumer)
-    committed, never, zero = TP("events", 0), TP("events", 1), TP("profiles", 1)
-    consumer._committed_offset[never] = 40  # noted in an earlier assignment; the broker has none
-    consumer._thread = _ConsumerThread({committed: 120, never: None, zero: 0, changelog: None})
-    asyncio.run(consumer.perform_seek())
-    assert consumer._thread.sought_to_start == [never, zero]  # not the changelog: recovery places it
-    assert consumer._committed_offset.get(never) is None and consumer._committed_offset[committed] == 120
-    assert consumer._read_offset[never] is None and consumer._read_offset[committed] == 120
-    # every record of the partition is delivered again, so Faust acknowledges and commits it
-    for offset in range(0, 5):
-        consumer._acked[never].append(offset)
-        consumer._acked_index[never].add(offset)
-    assert consumer._new_offset(never) == 5
+    consumer._thread = _ConsumerThread(assigned)
+    return consumer
 
 
-def test_no_partition_is_sought_when_the_assignment_changed_or_the_consumer_starts_at_the_end():
-    consumer, _ = _repaired_consumer("repairs-refetch-moved", consumer_auto_offset_reset="earliest")
-    never, moved = TP("events", 1), TP("events", 2)
-    consumer._thread = _ConsumerThread({never: None, moved: None}, assigned={never})
-    assert asyncio.run(faust_repairs.seek_uncommitted_to_start(consumer, {never: None, moved: None})) == []
-    latest, _ = _repaired_consumer("repairs-refetch-latest", consumer_auto_offset_reset="latest")
-    latest._thread = _ConsumerThread({never: None})
-    asyncio.run(latest.perform_seek())
-    assert latest._thread.sought_to_start == []
+def _fetched(tp: TP, offsets) -> list:
+    return [ConsumerRecord(tp.topic, tp.partition, offset, 0, 0, b"k", b"v", None, 1, 1, ()) for offset in offsets]
+
+
+async def _deliver(consumer, records: dict, active: set, on_delivered=lambda tp, offset: None) -> list:
+    """What ``consumer.getmany`` delivers of ``records`` fetched while ``active`` was the active set."""
+
+    async def fetched(timeout):
+        return records, active
+
+    consumer._wait_next_records = fetched
+    delivered = []
+    async for tp, message in consumer.getmany(timeout=1.0):
+        delivered.append((tp, message.offset))
+        on_delivered(tp, message.offset)
+    return delivered
+
+
+def test_records_fetched_for_a_partition_paused_meanwhile_are_fetched_again():
+    # an assignment activates every partition, the fetcher fetches, then the app pauses them
+    # until the tables recover: Faust skipped what was fetched for them, and a partition with no
+    # committed offset (or a standby changelog) was never sought back to it
+    source, paused, standby = TP("events", 0), TP("events", 1), TP("state-changelog", 1)
+    consumer = _repaired_consumer("repairs-skipped", {source, paused, standby})
+    records = {source: _fetched(source, range(10, 13)), paused: _fetched(paused, range(0, 3)), standby: _fetched(standby, range(0, 4))}
+    delivered = asyncio.run(_deliver(consumer, records, active={source}))
+    assert delivered == [(source, 10), (source, 11), (source, 12)]
+    assert sorted(consumer._thread.seeks) == [(paused, 0), (standby, 0)]
+
+
+def test_a_partition_paused_in_the_middle_of_a_batch_delivers_nothing_after_its_first_skipped_record():
+    first, second = TP("events", 0), TP("events", 1)
+    consumer = _repaired_consumer("repairs-paused-midway", {first, second})
+    active = {first, second}
+
+    def pause_first_then_resume(tp, offset):  # in turn: first 5, second 20, first 6 (paused), second 21, first 7 (active)
+        if (tp, offset) == (first, 5):
+            active.discard(first)
+        elif (tp, offset) == (second, 21):
+            active.add(first)
+
+    records = {first: _fetched(first, range(5, 9)), second: _fetched(second, range(20, 23))}
+    delivered = asyncio.run(_deliver(consumer, records, active, pause_first_then_resume))
+    assert [offset for tp, offset in delivered if tp == first] == [5]  # 7 and 8 wait for 6
+    assert [offset for tp, offset in delivered if tp == second] == [20, 21, 22]
+    assert consumer._thread.seeks == [(first, 6)]
+
+
+def test_a_batch_fetched_before_the_flow_stopped_is_sought_back_before_the_committed_offsets():
+    # a partition with no committed offset was left where the skipped batch ended
+    committed, never, changelog = TP("events", 0), TP("events", 1), TP("state-changelog", 1)
+    consumer = _repaired_consumer("repairs-flow-stopped", {committed, never, changelog})
+    consumer._thread.seek_to_committed = lambda: _returning({committed: 40, never: None, changelog: None})
+    consumer.stop_flow()
+    records = {committed: _fetched(committed, [40, 41]), never: _fetched(never, [0, 1]), changelog: _fetched(changelog, [7])}
+    assert asyncio.run(_deliver(consumer, records, active={committed, never, changelog})) == []
+    assert sorted(consumer._thread.seeks) == [(committed, 40), (never, 0), (changelog, 7)]
+    assert consumer._committed_offset[committed] == 40  # then Faust's own seek to the committed offsets
+
+
+def test_nothing_is_sought_back_once_the_generation_changed_or_for_a_partition_no_longer_assigned():
+    kept, moved = TP("events", 0), TP("events", 1)
+    consumer = _repaired_consumer("repairs-generation", {kept})
+    records = {kept: _fetched(kept, [3]), moved: _fetched(moved, [7])}
+    asyncio.run(_deliver(consumer, records, active=set()))
+    assert consumer._thread.seeks == [(kept, 3)]  # `moved` is not assigned: left alone
+    consumer._thread.seeks.clear()
+
+    def new_generation(tp, offset):
+        consumer.app.consumer_generation_id += 1
+
+    delivered = asyncio.run(_deliver(consumer, {kept: _fetched(kept, [3, 4]), moved: _fetched(moved, [7])}, {kept}, new_generation))
+    assert delivered == [(kept, 3)] and consumer._thread.seeks == []
+
+
+async def _returning(value):
+    return value
 
 
 def _after_a_jump_and_a_hole(consumer) -> TP:
@@ -142,7 +189,7 @@ def test_a_commit_passes_offsets_both_acknowledged_and_in_a_gap_at_once():
     plain = faust.App("repairs-plain", broker="kafka://127.0.0.1:1").consumer
     tp = _after_a_jump_and_a_hole(plain)
     assert plain._new_offset(tp) == 468  # Faust alone: one offset per commit up to 481
-    consumer, _ = _repaired_consumer("repairs-fold")
+    consumer = faust_repairs.RepairedApp("repairs-fold", broker="kafka://127.0.0.1:1").consumer
     tp = _after_a_jump_and_a_hole(consumer)
     assert consumer._new_offset(tp) == 996
     assert not consumer._acked[tp] and not consumer._gap[tp] and not consumer._acked_index[tp]
