@@ -22,14 +22,16 @@ warns when another version runs, and a Faust upgrade starts here (and with
   :func:`read_stalled_again` seeks such a partition back to its progress.
 * **Fetched records dropped.** Faust drops the records it fetched for a
   partition paused meanwhile (an assignment pauses every partition until the
-  tables recover; the fetch was made just before) and the rest of a batch when
-  its flow stops, and counts on its seek back to the committed offsets to fetch
-  them again. Nothing sought back a partition with no committed offset (its
-  records were never delivered, so never acknowledged, and the partition was
-  never committed although the progress held them all) nor a changelog (a new
-  standby replica missed the first records of a partition and, once it took
-  the partition over, users written only there had lost their state).
-  :class:`RepairedConsumer` seeks each partition back to the first record it
+  tables recover; the fetch was made just before), a batch fetched before its
+  flow stopped, and at a rebalance the records already handed to the streams,
+  and counts on its seek back to the committed offsets to fetch them again.
+  That seek passed over a partition with no committed offset (its records were
+  never delivered, so never acknowledged, and the partition was never committed
+  although the progress held them all) and the changelogs (a new standby
+  replica missed the first records of a partition and, once it took the
+  partition over, users written only there had lost their state).
+  :class:`RepairedConsumer` seeks a partition with no committed offset to its
+  start along with Faust's seek, and any partition back to the first record it
   fetched and did not deliver.
 * **Offsets counted twice.** Faust's commit folds the offsets of its gaps into
   the acknowledged ones; an offset in both (a record acknowledged and inside a
@@ -220,6 +222,31 @@ async def read_stalled_again(consumer, partitions: Iterable, applied: dict) -> l
     return sought
 
 
+async def seek_uncommitted_to_start(consumer, committed: dict) -> list:
+    """Seek each stream partition of ``committed`` with no committed offset to its first offset.
+
+    ``committed`` maps the partitions assigned to Faust's ``consumer`` to their committed offsets
+    (None or 0: none), as its seek to the committed offsets returns them. Changelogs are left to
+    Faust's recovery, and nothing is sought unless the consumer starts such a partition at its
+    start anyway (``consumer_auto_offset_reset`` earliest). Faust's own note of the committed
+    offset of a partition sought is cleared: the broker has none. Returns the partitions sought
+    (none if the assignment changed meanwhile: the next assignment seeks again).
+    """
+    if consumer.app.conf.consumer_auto_offset_reset != "earliest":
+        return []
+    uncommitted = [tp for tp, offset in committed.items() if not offset and not consumer._is_changelog_tp(tp)]
+    if not uncommitted:
+        return []
+    for tp in uncommitted:
+        consumer._committed_offset.pop(tp, None)
+    try:
+        await consumer._thread.seek_to_beginning(*(faust_aiokafka.ensure_aiokafka_TP(tp) for tp in uncommitted))
+    except IllegalStateError as error:
+        log.info("partitions with no committed offset not sought to their start: %s", error)
+        return []
+    return uncommitted
+
+
 def first_undelivered(records: dict, delivered: dict) -> dict:
     """Partition -> offset of the first record of ``records`` (partition -> records fetched, in
     order) past the last one delivered (``delivered``: partition -> offset; absent: none).
@@ -275,8 +302,15 @@ def fold_gaps(consumer, tp) -> None:
 
 
 class RepairedConsumer(faust_aiokafka.Consumer):
-    """Faust's aiokafka consumer with two repairs: the records it fetched and skipped are fetched
-    again (:meth:`getmany`), and its commit counts each offset of a gap once (:func:`fold_gaps`)."""
+    """Faust's aiokafka consumer with three repairs: its seek to the committed offsets also seeks each
+    partition with none to its start (:func:`seek_uncommitted_to_start`), the records it fetched and
+    skipped are fetched again (:meth:`getmany`), and its commit counts each offset of a gap once
+    (:func:`fold_gaps`)."""
+
+    async def seek_to_committed(self):
+        committed = await super().seek_to_committed()
+        await seek_uncommitted_to_start(self, committed)
+        return committed
 
     async def getmany(self, timeout: float):
         """Faust's ``Consumer.getmany`` (faust-streaming 0.15.3) but for the records it skips.

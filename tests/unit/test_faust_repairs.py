@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 import faust
+from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError
 from aiokafka.structs import ConsumerRecord
 from faust.types import TP
@@ -70,10 +71,11 @@ def test_settled_offsets_let_faust_commit_past_a_hole():
 
 
 class _ConsumerThread:
-    """What Faust's consumer asks of its aiokafka thread while it delivers records, recorded."""
+    """What Faust's consumer asks of its aiokafka thread when it delivers records and seeks, recorded."""
 
-    def __init__(self, assigned: set):
-        self.assigned, self.seeks = assigned, []
+    def __init__(self, assigned: set, committed: dict | None = None):
+        self.assigned, self.committed = assigned, dict(committed or {})
+        self.seeks, self.sought_to_start = [], []
 
     def highwater(self, tp):
         return 1000
@@ -83,13 +85,57 @@ class _ConsumerThread:
             raise IllegalStateError(f"No current assignment for partition {tp}")
         self.seeks.append((tp, offset))
 
+    async def seek_to_committed(self):
+        return dict(self.committed)
 
-def _repaired_consumer(name: str, assigned: set):
-    """The consumer of a :class:`~streams.faust_repairs.RepairedApp`, on a recording thread."""
-    consumer = faust_repairs.RepairedApp(name, broker="kafka://127.0.0.1:1").consumer
+    async def seek_to_beginning(self, *partitions):
+        assert all(isinstance(tp, TopicPartition) for tp in partitions)  # aiokafka's own, or a TypeError
+        if not set(partitions) <= self.assigned:  # as aiokafka does
+            raise IllegalStateError(f"Partitions {set(partitions) - self.assigned} are not assigned")
+        self.sought_to_start += partitions
+
+
+def _repaired_consumer(name: str, assigned: set, committed: dict | None = None, **conf):
+    """The consumer of a :class:`~streams.faust_repairs.RepairedApp` with one table, on a recording thread."""
+    app = faust_repairs.RepairedApp(name, broker="kafka://127.0.0.1:1", **conf)
+    app.Table("state", partitions=2, key_type=bytes, value_type=bytes)
+    consumer = app.consumer
     assert isinstance(consumer, faust_repairs.RepairedConsumer)
-    consumer._thread = _ConsumerThread(assigned)
+    consumer._thread = _ConsumerThread(assigned, committed)
     return consumer
+
+
+def _changelog(consumer, partition: int) -> TP:
+    return TP(consumer.app.tables["state"].changelog_topic.get_topic_name(), partition)
+
+
+def test_a_partition_never_committed_is_sought_to_its_start_when_faust_seeks_back_to_the_committed_offsets():
+    # Faust hands fetched records to the streams and drops them at a rebalance, and seeks back to the
+    # committed offsets to fetch them again; aiokafka seeks only partitions with a committed offset, so a
+    # partition never committed was left past records never processed
+    committed, never, zero = TP("events", 0), TP("events", 1), TP("profiles", 1)
+    consumer = _repaired_consumer("repairs-refetch", {committed, never, zero}, consumer_auto_offset_reset="earliest")
+    changelog = _changelog(consumer, 1)
+    consumer._thread = _ConsumerThread({committed, never, zero, changelog}, {committed: 120, never: None, zero: 0, changelog: None})
+    consumer._committed_offset[never] = 40  # noted in an earlier assignment; the broker has none
+    asyncio.run(consumer.perform_seek())
+    assert consumer._thread.sought_to_start == [never, zero]  # not the changelog: recovery places it
+    assert consumer._committed_offset.get(never) is None and consumer._committed_offset[committed] == 120
+    assert consumer._read_offset[never] is None and consumer._read_offset[committed] == 120
+    # every record of the partition is delivered again, so Faust acknowledges and commits it
+    for offset in range(0, 5):
+        consumer._acked[never].append(offset)
+        consumer._acked_index[never].add(offset)
+    assert consumer._new_offset(never) == 5
+
+
+def test_no_partition_is_sought_to_its_start_when_the_assignment_changed_or_the_consumer_starts_at_the_end():
+    never, moved = TP("events", 1), TP("events", 2)
+    consumer = _repaired_consumer("repairs-refetch-moved", {never}, consumer_auto_offset_reset="earliest")
+    assert asyncio.run(faust_repairs.seek_uncommitted_to_start(consumer, {never: None, moved: None})) == []
+    latest = _repaired_consumer("repairs-refetch-latest", {never}, {never: None}, consumer_auto_offset_reset="latest")
+    asyncio.run(latest.perform_seek())
+    assert latest._thread.sought_to_start == []
 
 
 def _fetched(tp: TP, offsets) -> list:
@@ -114,8 +160,9 @@ def test_records_fetched_for_a_partition_paused_meanwhile_are_fetched_again():
     # an assignment activates every partition, the fetcher fetches, then the app pauses them
     # until the tables recover: Faust skipped what was fetched for them, and a partition with no
     # committed offset (or a standby changelog) was never sought back to it
-    source, paused, standby = TP("events", 0), TP("events", 1), TP("state-changelog", 1)
-    consumer = _repaired_consumer("repairs-skipped", {source, paused, standby})
+    consumer = _repaired_consumer("repairs-skipped", set())
+    source, paused, standby = TP("events", 0), TP("events", 1), _changelog(consumer, 1)
+    consumer._thread.assigned = {source, paused, standby}
     records = {source: _fetched(source, range(10, 13)), paused: _fetched(paused, range(0, 3)), standby: _fetched(standby, range(0, 4))}
     delivered = asyncio.run(_deliver(consumer, records, active={source}))
     assert delivered == [(source, 10), (source, 11), (source, 12)]
@@ -142,14 +189,15 @@ def test_a_partition_paused_in_the_middle_of_a_batch_delivers_nothing_after_its_
 
 def test_a_batch_fetched_before_the_flow_stopped_is_sought_back_before_the_committed_offsets():
     # a partition with no committed offset was left where the skipped batch ended
-    committed, never, changelog = TP("events", 0), TP("events", 1), TP("state-changelog", 1)
-    consumer = _repaired_consumer("repairs-flow-stopped", {committed, never, changelog})
-    consumer._thread.seek_to_committed = lambda: _returning({committed: 40, never: None, changelog: None})
+    consumer = _repaired_consumer("repairs-flow-stopped", set())
+    committed, never, changelog = TP("events", 0), TP("events", 1), _changelog(consumer, 1)
+    consumer._thread = _ConsumerThread({committed, never, changelog}, {committed: 40, never: None, changelog: None})
     consumer.stop_flow()
     records = {committed: _fetched(committed, [40, 41]), never: _fetched(never, [0, 1]), changelog: _fetched(changelog, [7])}
     assert asyncio.run(_deliver(consumer, records, active={committed, never, changelog})) == []
     assert sorted(consumer._thread.seeks) == [(committed, 40), (never, 0), (changelog, 7)]
-    assert consumer._committed_offset[committed] == 40  # then Faust's own seek to the committed offsets
+    # then Faust's own seek to the committed offsets, with the partition never committed sought to its start
+    assert consumer._committed_offset[committed] == 40 and consumer._thread.sought_to_start == [never]
 
 
 def test_nothing_is_sought_back_once_the_generation_changed_or_for_a_partition_no_longer_assigned():
@@ -165,10 +213,6 @@ def test_nothing_is_sought_back_once_the_generation_changed_or_for_a_partition_n
 
     delivered = asyncio.run(_deliver(consumer, {kept: _fetched(kept, [3, 4]), moved: _fetched(moved, [7])}, {kept}, new_generation))
     assert delivered == [(kept, 3)] and consumer._thread.seeks == []
-
-
-async def _returning(value):
-    return value
 
 
 def _after_a_jump_and_a_hole(consumer) -> TP:
