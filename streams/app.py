@@ -25,8 +25,9 @@
   the baskets the engines close and publishes the co-purchase counts to the compacted
   ``associations`` topic, which the API follows.
 
-What works around Faust itself (records it skips, stalled partitions, writes by
-partition, the drain at a graceful stop) is in :mod:`streams.faust_repairs`.
+What works around Faust itself (records it skips or drops, its commit bookkeeping,
+stalled partitions, writes by partition, the drain at a graceful stop) is in
+:mod:`streams.faust_repairs`.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from prometheus_client import generate_latest
 from streams import faust_repairs, kafka_security, metrics, topics
 from streams.associations import Aggregator, install_aggregator
 from streams.engines import EngineGroup, Engines, ItemEngines
-from streams.faust_repairs import DrainHookApp, PartitionWriter
+from streams.faust_repairs import PartitionWriter, RepairedApp
 from streams.quiet_worker import QuietWorker
 from streams.settings import get_settings
 from streams.trainer import Trainer, install_trainer
@@ -61,7 +62,7 @@ BATCH_BYTES = 256 * 1024
 STALL_SECONDS = 20.0
 
 
-class PortraitsApp(DrainHookApp):
+class PortraitsApp(RepairedApp):
     """Faust's app with this worker's engines; a graceful stop writes what every engine holds."""
 
     engines: Engines

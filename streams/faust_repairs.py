@@ -20,13 +20,32 @@ warns when another version runs, and a Faust upgrade starts here (and with
   drops fetched records below it; after restarts and rebalances it could leave a
   partition with unread records and an idle agent for good.
   :func:`read_stalled_again` seeks such a partition back to its progress.
+* **Fetched records dropped.** Faust drops the records it fetched for a
+  partition paused meanwhile (an assignment pauses every partition until the
+  tables recover; the fetch was made just before), a batch fetched before its
+  flow stopped, and at a rebalance the records already handed to the streams,
+  and counts on its seek back to the committed offsets to fetch them again.
+  That seek passed over a partition with no committed offset (its records were
+  never delivered, so never acknowledged, and the partition was never committed
+  although the progress held them all) and the changelogs (a new standby
+  replica missed the first records of a partition and, once it took the
+  partition over, users written only there had lost their state).
+  :class:`RepairedConsumer` seeks a partition with no committed offset to its
+  start along with Faust's seek, and any partition back to the first record it
+  fetched and did not deliver.
+* **Offsets counted twice.** Faust's commit folds the offsets of its gaps into
+  the acknowledged ones; an offset in both (a record acknowledged and inside a
+  gap Faust registered for a jump in read offsets, the record that ended the
+  jump included) was then counted twice, and each commit passed only one such
+  offset: a partition's commits crawled one offset per commit interval for a
+  minute after holes. :func:`fold_gaps` folds them in once.
 * **Table writes by partition.** A Faust table writes to the partition of the
   event in hand (a context variable); :class:`PartitionWriter` writes a given
   partition's RocksDB and changelog directly, so a flush or a graceful stop can
   write any partition it holds. Its changelog records travel in whole batches
   under Faust's producer (:func:`aiokafka_producer`), and it keeps the persisted
   offset Faust's recovery starts from.
-* **A hook after the drain at a graceful stop.** :class:`DrainHookApp` calls
+* **A hook after the drain at a graceful stop.** :class:`RepairedApp` calls
   ``on_drained_for_stop`` once Faust has drained the agents before stopping
   (not in a rebalance's drain: a table write there left the next owner's
   changelog recovery stuck).
@@ -40,6 +59,8 @@ from collections.abc import AsyncIterator, Iterable
 
 import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import IllegalStateError
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from rocksdict import WriteBatch
 
@@ -207,6 +228,149 @@ async def read_stalled_again(consumer, partitions: Iterable, applied: dict) -> l
     return sought
 
 
+async def seek_uncommitted_to_start(consumer, committed: dict) -> list:
+    """Seek each stream partition of ``committed`` with no committed offset to its first offset.
+
+    ``committed`` maps the partitions assigned to Faust's ``consumer`` to their committed offsets
+    (None or 0: none), as its seek to the committed offsets returns them. Changelogs are left to
+    Faust's recovery, and nothing is sought unless the consumer starts such a partition at its
+    start anyway (``consumer_auto_offset_reset`` earliest). Faust's own note of the committed
+    offset of a partition sought is cleared: the broker has none. Returns the partitions sought
+    (none if the assignment changed meanwhile: the next assignment seeks again).
+    """
+    if consumer.app.conf.consumer_auto_offset_reset != "earliest":
+        return []
+    uncommitted = [tp for tp, offset in committed.items() if not offset and not consumer._is_changelog_tp(tp)]
+    if not uncommitted:
+        return []
+    for tp in uncommitted:
+        consumer._committed_offset.pop(tp, None)
+    try:
+        await consumer._thread.seek_to_beginning(*(faust_aiokafka.ensure_aiokafka_TP(tp) for tp in uncommitted))
+    except IllegalStateError as error:
+        log.info("partitions with no committed offset not sought to their start: %s", error)
+        return []
+    return uncommitted
+
+
+def first_undelivered(records: dict, delivered: dict) -> dict:
+    """Partition -> offset of the first record of ``records`` (partition -> records fetched, in
+    order) past the last one delivered (``delivered``: partition -> offset; absent: none).
+
+    >>> from collections import namedtuple
+    >>> Record = namedtuple("Record", "offset")
+    >>> fetched = {"a": [Record(5), Record(6), Record(7)], "b": [Record(0), Record(1)], "c": [Record(3)]}
+    >>> first_undelivered(fetched, {"a": 5, "b": 1})
+    {'a': 6, 'c': 3}
+    """
+    starts = {}
+    for tp, batch in records.items():
+        last = delivered.get(tp)
+        first = next((record.offset for record in batch if last is None or record.offset > last), None)
+        if first is not None:
+            starts[tp] = first
+    return starts
+
+
+def fold_gaps(consumer, tp) -> None:
+    """Fold the gaps of ``tp`` below its highest acknowledged offset into Faust ``consumer``'s acknowledged offsets, each offset once.
+
+    Faust's own fold (in ``Consumer._new_offset``) adds an offset that is already acknowledged a
+    second time, and its commit then stops at each such offset in turn. Gaps wholly above the
+    highest acknowledged offset wait, as in Faust.
+
+    >>> import asyncio, faust
+    >>> from faust.types import TP
+    >>> consumer = faust.App("fold-doctest", broker="kafka://127.0.0.1:1").consumer
+    >>> tp = TP("events", 0)
+    >>> consumer._committed_offset[tp] = 10
+    >>> for offset in [10, 11, 12, 15, 16]:  # a jump from 12 to 15: Faust's gap holds 13 to 15
+    ...     consumer._acked[tp].append(offset)
+    ...     consumer._acked_index[tp].add(offset)
+    >>> asyncio.run(consumer._add_gap(tp, 13, 15))
+    >>> fold_gaps(consumer, tp)
+    >>> sorted(consumer._acked[tp]), len(consumer._gap[tp])
+    ([10, 11, 12, 13, 14, 15, 16], 0)
+    """
+    acked, gaps = consumer._acked[tp], consumer._gap.get(tp)
+    if not acked or not gaps:
+        return
+    candidates = gaps.overlap(0, max(acked))
+    if not candidates:
+        return
+    acknowledged = consumer._acked_index[tp]
+    for gap in candidates:
+        for offset in range(gap.begin, gap.end):
+            if offset not in acknowledged:
+                acknowledged.add(offset)
+                acked.append(offset)
+    gaps.chop(0, max(gap.end for gap in candidates))
+
+
+class RepairedConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer with three repairs: its seek to the committed offsets also seeks each
+    partition with none to its start (:func:`seek_uncommitted_to_start`), the records it fetched and
+    skipped are fetched again (:meth:`getmany`), and its commit counts each offset of a gap once
+    (:func:`fold_gaps`)."""
+
+    async def seek_to_committed(self):
+        committed = await super().seek_to_committed()
+        await seek_uncommitted_to_start(self, committed)
+        return committed
+
+    async def getmany(self, timeout: float):
+        """Faust's ``Consumer.getmany`` (faust-streaming 0.15.3) but for the records it skips.
+
+        Faust skips the records of a partition that is not active (paused) when their turn comes
+        and goes on with the batch, and skips a whole batch fetched before its flow stopped,
+        leaving the committed offsets to place the partitions again. Here a partition with a
+        record skipped delivers nothing more of the batch, and each partition is sought back to
+        its first record skipped, unless the group's generation changed meanwhile (the new
+        assignment places its partitions itself); Faust's seek to the committed offsets follows
+        as before when the flow stopped.
+        """
+        records, active_partitions = await self._wait_next_records(timeout)
+        generation_id = self.app.consumer_generation_id
+        if records is None or self.should_stop:
+            return
+        delivered: dict = {}
+        if self.flow_active:
+            skipped: set = set()
+            to_message = self._to_message
+            for tp, record in self.scheduler.iterate(records):
+                if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                    break
+                if tp in skipped:
+                    continue
+                if active_partitions is None or tp in active_partitions or tp in self._buffered_partitions:
+                    self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                    delivered[tp] = record.offset
+                    yield tp, to_message(tp, record)
+                else:
+                    skipped.add(tp)
+            await self._seek_back(first_undelivered(records, delivered), generation_id)
+        else:
+            await self._seek_back(first_undelivered(records, delivered), generation_id)
+            try:
+                await self.perform_seek()
+            except Exception as error:
+                self.log.warning(f"exception performing seek when flow not active {error}")
+
+    async def _seek_back(self, offsets: dict, generation_id: int) -> None:
+        """Seek each partition of ``offsets`` to its offset, while the generation is ``generation_id``."""
+        for tp, offset in offsets.items():
+            if self.app.consumer_generation_id != generation_id:
+                return
+            try:
+                await self._seek(tp, offset)
+            except IllegalStateError:  # no longer assigned
+                continue
+
+    def _new_offset(self, tp):
+        fold_gaps(self, tp)
+        return super()._new_offset(tp)
+
+
 class PartitionWriter:
     """Writes and reads one table's partitions directly: local RocksDB and changelog, raw bytes.
 
@@ -285,8 +449,15 @@ class PartitionReader:
         return self.writer.db(self.partition).items()
 
 
-class DrainHookApp(faust.App):
-    """A Faust app that calls :meth:`on_drained_for_stop` once the agents are drained before a graceful stop."""
+class RepairedApp(faust.App):
+    """A Faust app with the repairs that hook into the app: its consumer is a :class:`RepairedConsumer`,
+    and it calls :meth:`on_drained_for_stop` once the agents are drained before a graceful stop."""
+
+    def _new_transport(self):
+        transport = super()._new_transport()
+        if issubclass(RepairedConsumer, transport.Consumer):  # the aiokafka transport (kafka:// brokers)
+            transport.Consumer = RepairedConsumer
+        return transport
 
     async def _consumer_wait_empty(self, consumer, logger) -> None:
         await super()._consumer_wait_empty(consumer, logger)

@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 
 import faust
+from aiokafka import TopicPartition
+from aiokafka.errors import IllegalStateError
+from aiokafka.structs import ConsumerRecord
 from faust.types import TP
 
 from streams import faust_repairs
@@ -23,7 +26,7 @@ def test_the_installed_faust_is_the_one_the_repairs_were_written_against():
 
 def test_the_drain_hook_overrides_a_method_faust_still_has():
     assert callable(getattr(faust.App, "_consumer_wait_empty", None))
-    assert faust_repairs.DrainHookApp._consumer_wait_empty is not faust.App._consumer_wait_empty
+    assert faust_repairs.RepairedApp._consumer_wait_empty is not faust.App._consumer_wait_empty
 
 
 class _Consumer:
@@ -65,6 +68,182 @@ def test_settled_offsets_let_faust_commit_past_a_hole():
     assert consumer._new_offset(tp) is None
     asyncio.run(settle(consumer, tp, 100, 109))
     assert consumer._new_offset(tp) == 120
+
+
+class _ConsumerThread:
+    """What Faust's consumer asks of its aiokafka thread when it delivers records and seeks, recorded."""
+
+    def __init__(self, assigned: set, committed: dict | None = None):
+        self.assigned, self.committed = assigned, dict(committed or {})
+        self.seeks, self.sought_to_start = [], []
+
+    def highwater(self, tp):
+        return 1000
+
+    def seek(self, tp, offset):
+        if tp not in self.assigned:  # as aiokafka does
+            raise IllegalStateError(f"No current assignment for partition {tp}")
+        self.seeks.append((tp, offset))
+
+    async def seek_to_committed(self):
+        return dict(self.committed)
+
+    async def seek_to_beginning(self, *partitions):
+        assert all(isinstance(tp, TopicPartition) for tp in partitions)  # aiokafka's own, or a TypeError
+        if not set(partitions) <= self.assigned:  # as aiokafka does
+            raise IllegalStateError(f"Partitions {set(partitions) - self.assigned} are not assigned")
+        self.sought_to_start += partitions
+
+
+def _repaired_consumer(name: str, assigned: set, committed: dict | None = None, **conf):
+    """The consumer of a :class:`~streams.faust_repairs.RepairedApp` with one table, on a recording thread."""
+    app = faust_repairs.RepairedApp(name, broker="kafka://127.0.0.1:1", **conf)
+    app.Table("state", partitions=2, key_type=bytes, value_type=bytes)
+    consumer = app.consumer
+    assert isinstance(consumer, faust_repairs.RepairedConsumer)
+    consumer._thread = _ConsumerThread(assigned, committed)
+    return consumer
+
+
+def _changelog(consumer, partition: int) -> TP:
+    return TP(consumer.app.tables["state"].changelog_topic.get_topic_name(), partition)
+
+
+def test_a_partition_never_committed_is_sought_to_its_start_when_faust_seeks_back_to_the_committed_offsets():
+    # Faust hands fetched records to the streams and drops them at a rebalance, and seeks back to the
+    # committed offsets to fetch them again; aiokafka seeks only partitions with a committed offset, so a
+    # partition never committed was left past records never processed
+    committed, never, zero = TP("events", 0), TP("events", 1), TP("profiles", 1)
+    consumer = _repaired_consumer("repairs-refetch", {committed, never, zero}, consumer_auto_offset_reset="earliest")
+    changelog = _changelog(consumer, 1)
+    consumer._thread = _ConsumerThread({committed, never, zero, changelog}, {committed: 120, never: None, zero: 0, changelog: None})
+    consumer._committed_offset[never] = 40  # noted in an earlier assignment; the broker has none
+    asyncio.run(consumer.perform_seek())
+    assert consumer._thread.sought_to_start == [never, zero]  # not the changelog: recovery places it
+    assert consumer._committed_offset.get(never) is None and consumer._committed_offset[committed] == 120
+    assert consumer._read_offset[never] is None and consumer._read_offset[committed] == 120
+    # every record of the partition is delivered again, so Faust acknowledges and commits it
+    for offset in range(0, 5):
+        consumer._acked[never].append(offset)
+        consumer._acked_index[never].add(offset)
+    assert consumer._new_offset(never) == 5
+
+
+def test_no_partition_is_sought_to_its_start_when_the_assignment_changed_or_the_consumer_starts_at_the_end():
+    never, moved = TP("events", 1), TP("events", 2)
+    consumer = _repaired_consumer("repairs-refetch-moved", {never}, consumer_auto_offset_reset="earliest")
+    assert asyncio.run(faust_repairs.seek_uncommitted_to_start(consumer, {never: None, moved: None})) == []
+    latest = _repaired_consumer("repairs-refetch-latest", {never}, {never: None}, consumer_auto_offset_reset="latest")
+    asyncio.run(latest.perform_seek())
+    assert latest._thread.sought_to_start == []
+
+
+def _fetched(tp: TP, offsets) -> list:
+    return [ConsumerRecord(tp.topic, tp.partition, offset, 0, 0, b"k", b"v", None, 1, 1, ()) for offset in offsets]
+
+
+async def _deliver(consumer, records: dict, active: set, on_delivered=lambda tp, offset: None) -> list:
+    """What ``consumer.getmany`` delivers of ``records`` fetched while ``active`` was the active set."""
+
+    async def fetched(timeout):
+        return records, active
+
+    consumer._wait_next_records = fetched
+    delivered = []
+    async for tp, message in consumer.getmany(timeout=1.0):
+        delivered.append((tp, message.offset))
+        on_delivered(tp, message.offset)
+    return delivered
+
+
+def test_records_fetched_for_a_partition_paused_meanwhile_are_fetched_again():
+    # an assignment activates every partition, the fetcher fetches, then the app pauses them
+    # until the tables recover: Faust skipped what was fetched for them, and a partition with no
+    # committed offset (or a standby changelog) was never sought back to it
+    consumer = _repaired_consumer("repairs-skipped", set())
+    source, paused, standby = TP("events", 0), TP("events", 1), _changelog(consumer, 1)
+    consumer._thread.assigned = {source, paused, standby}
+    records = {source: _fetched(source, range(10, 13)), paused: _fetched(paused, range(0, 3)), standby: _fetched(standby, range(0, 4))}
+    delivered = asyncio.run(_deliver(consumer, records, active={source}))
+    assert delivered == [(source, 10), (source, 11), (source, 12)]
+    assert sorted(consumer._thread.seeks) == [(paused, 0), (standby, 0)]
+
+
+def test_a_partition_paused_in_the_middle_of_a_batch_delivers_nothing_after_its_first_skipped_record():
+    first, second = TP("events", 0), TP("events", 1)
+    consumer = _repaired_consumer("repairs-paused-midway", {first, second})
+    active = {first, second}
+
+    def pause_first_then_resume(tp, offset):  # in turn: first 5, second 20, first 6 (paused), second 21, first 7 (active)
+        if (tp, offset) == (first, 5):
+            active.discard(first)
+        elif (tp, offset) == (second, 21):
+            active.add(first)
+
+    records = {first: _fetched(first, range(5, 9)), second: _fetched(second, range(20, 23))}
+    delivered = asyncio.run(_deliver(consumer, records, active, pause_first_then_resume))
+    assert [offset for tp, offset in delivered if tp == first] == [5]  # 7 and 8 wait for 6
+    assert [offset for tp, offset in delivered if tp == second] == [20, 21, 22]
+    assert consumer._thread.seeks == [(first, 6)]
+
+
+def test_a_batch_fetched_before_the_flow_stopped_is_sought_back_before_the_committed_offsets():
+    # a partition with no committed offset was left where the skipped batch ended
+    consumer = _repaired_consumer("repairs-flow-stopped", set())
+    committed, never, changelog = TP("events", 0), TP("events", 1), _changelog(consumer, 1)
+    consumer._thread = _ConsumerThread({committed, never, changelog}, {committed: 40, never: None, changelog: None})
+    consumer.stop_flow()
+    records = {committed: _fetched(committed, [40, 41]), never: _fetched(never, [0, 1]), changelog: _fetched(changelog, [7])}
+    assert asyncio.run(_deliver(consumer, records, active={committed, never, changelog})) == []
+    assert sorted(consumer._thread.seeks) == [(committed, 40), (never, 0), (changelog, 7)]
+    # then Faust's own seek to the committed offsets, with the partition never committed sought to its start
+    assert consumer._committed_offset[committed] == 40 and consumer._thread.sought_to_start == [never]
+
+
+def test_nothing_is_sought_back_once_the_generation_changed_or_for_a_partition_no_longer_assigned():
+    kept, moved = TP("events", 0), TP("events", 1)
+    consumer = _repaired_consumer("repairs-generation", {kept})
+    records = {kept: _fetched(kept, [3]), moved: _fetched(moved, [7])}
+    asyncio.run(_deliver(consumer, records, active=set()))
+    assert consumer._thread.seeks == [(kept, 3)]  # `moved` is not assigned: left alone
+    consumer._thread.seeks.clear()
+
+    def new_generation(tp, offset):
+        consumer.app.consumer_generation_id += 1
+
+    delivered = asyncio.run(_deliver(consumer, {kept: _fetched(kept, [3, 4]), moved: _fetched(moved, [7])}, {kept}, new_generation))
+    assert delivered == [(kept, 3)] and consumer._thread.seeks == []
+
+
+def _after_a_jump_and_a_hole(consumer) -> TP:
+    """The bookkeeping of a partition seen in the scale-out test: committed at 466, records 466 to 480
+    acknowledged, then a jump to 527 (Faust's gap: 467 to 527), the hole 481 to 526 read directly and
+    settled, and records 527 to 995 acknowledged."""
+    tp = TP("events", 1)
+    consumer._committed_offset[tp] = 466
+    for offset in [*range(466, 481), *range(527, 996)]:
+        consumer._acked[tp].append(offset)
+        consumer._acked_index[tp].add(offset)
+    asyncio.run(consumer._add_gap(tp, 467, 527))
+    asyncio.run(settle(consumer, tp, 481, 526))
+    return tp
+
+
+def test_a_commit_passes_offsets_both_acknowledged_and_in_a_gap_at_once():
+    plain = faust.App("repairs-plain", broker="kafka://127.0.0.1:1").consumer
+    tp = _after_a_jump_and_a_hole(plain)
+    assert plain._new_offset(tp) == 468  # Faust alone: one offset per commit up to 481
+    consumer = faust_repairs.RepairedApp("repairs-fold", broker="kafka://127.0.0.1:1").consumer
+    tp = _after_a_jump_and_a_hole(consumer)
+    assert consumer._new_offset(tp) == 996
+    assert not consumer._acked[tp] and not consumer._gap[tp] and not consumer._acked_index[tp]
+    # nor is the record that ends a later jump (inside Faust's gap and acknowledged)
+    consumer._committed_offset[tp] = 996
+    for offset in (996, 998, 999):
+        consumer._acked[tp].append(offset)
+        consumer._acked_index[tp].add(offset)
+    asyncio.run(consumer._add_gap(tp, 997, 998))
+    assert consumer._new_offset(tp) == 1000
 
 
 def test_an_engine_on_a_revoked_partition_does_not_keep_its_database_locked(tmp_path):
