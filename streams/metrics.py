@@ -45,6 +45,13 @@ CLOCK_CLAMPED_AHEAD = Counter(
     "portraits_clock_clamped_ahead_seconds_total",
     "How far ahead of the wall clock those events were, summed (divided by portraits_clock_clamped_total: the mean)",
 )
+CROSSING_REPLANS = Counter(
+    "portraits_crossing_replans_total",
+    "Snapshots with a new purchase model whose alert crossings were solved again for the planned users",
+)
+CHECKS_BROUGHT_FORWARD = Counter(
+    "portraits_checks_brought_forward_total", "Checks of silent users a new purchase model brought forward (their alert crossing came earlier)"
+)
 DEAD_LETTERS_TRUNCATED = Counter(
     "portraits_dead_letters_truncated_total", "Dead letters cut to fit the dead-letter topic (the source headers point at the whole record)"
 )
@@ -63,6 +70,8 @@ _ENGINE_COUNTS = {
     "users_expired": USERS_EXPIRED,
     "records_skipped": RECORDS_SKIPPED,
     "checks": CHECKS,
+    "replans": CROSSING_REPLANS,
+    "checks_brought_forward": CHECKS_BROUGHT_FORWARD,
 }
 
 
