@@ -345,12 +345,15 @@ def layer_change_ms(state: PortraitState, after_ms: int, config: LayerConfig = L
     return None
 
 
-def first_minute_where(holds: Callable[[int], bool], start_ms: int, end_ms: int) -> int | None:
+def first_minute_where(holds: Callable[[int], bool], start_ms: int, end_ms: int, *, guess_ms: float | None = None) -> int | None:
     """The first whole minute in ``[start_ms, end_ms]`` at which ``holds`` is true; None when it never is.
 
     ``holds`` is a condition on an instant that never turns false again once true
     (a silent user's lapse risk at or above a threshold): the end is tried first
-    and the answer bisected, ``1 + ceil(log2(minutes))`` calls at most (one when it never holds).
+    (one call when it never holds), then the answer is bisected, ``1 + ceil(log2(minutes))``
+    calls at most. With ``guess_ms``, where the answer should be, it is bracketed
+    around the guess instead, with steps doubling from one minute: about
+    ``3 + 2 log2(minutes the guess is off)`` calls, 3 for a guess within the minute.
 
     >>> calls = []
     >>> def above(t):
@@ -358,6 +361,9 @@ def first_minute_where(holds: Callable[[int], bool], start_ms: int, end_ms: int)
     ...     return t >= 1_000_000 * 60_000 + 123 * 60_000
     >>> first_minute_where(above, 1_000_000 * 60_000, 1_010_000 * 60_000) // 60_000, len(calls)
     (1000123, 14)
+    >>> calls.clear()
+    >>> first_minute_where(above, 1_000_000 * 60_000, 1_010_000 * 60_000, guess_ms=1_000_122.6 * 60_000) // 60_000, len(calls)
+    (1000123, 3)
     >>> first_minute_where(lambda t: False, 0, DAY_MS) is None
     True
     """
@@ -365,6 +371,8 @@ def first_minute_where(holds: Callable[[int], bool], start_ms: int, end_ms: int)
     if first > last or not holds(last * MINUTE_MS):
         return None
     below, above = first - 1, last  # ``below`` is never evaluated: the answer may be ``first``
+    if guess_ms is not None:
+        below, above = _bracket(holds, first, last, min(last, max(first, -(-int(guess_ms) // MINUTE_MS))))
     while above - below > 1:
         middle = (below + above) // 2
         if holds(middle * MINUTE_MS):
@@ -372,3 +380,21 @@ def first_minute_where(holds: Callable[[int], bool], start_ms: int, end_ms: int)
         else:
             below = middle
     return above * MINUTE_MS
+
+
+def _bracket(holds: Callable[[int], bool], first: int, last: int, guess: int) -> tuple[int, int]:
+    """Minutes ``(below, above)`` around ``guess`` in ``[first - 1, last]`` with ``holds`` false at ``below`` (or ``first - 1``) and true at ``above``."""
+    step = 1
+    if holds(guess * MINUTE_MS):
+        above = guess
+        while True:
+            below = max(first - 1, above - step)
+            if below < first or not holds(below * MINUTE_MS):
+                return below, above
+            above, step = below, step * 2
+    below = guess
+    while True:
+        above = min(last, below + step)
+        if above == last or holds(above * MINUTE_MS):
+            return below, above
+        below, step = above, step * 2

@@ -326,17 +326,22 @@ def _first_crossing(plan: CrossingPlan, start_ms: int, end_ms: int, mbgnbd, thre
     """The first whole minute in ``[start_ms, end_ms]`` at which the lapse risk reaches ``threshold``.
 
     The risk of a silent user under MBG/NBD only rises (T grows, x and t_x stay), so
-    one evaluation at the end says whether there is a crossing at all and a bisection
-    finds it: ``1 + ceil(log2(minutes))`` evaluations at most, each a P(alive) in plain floats.
+    one evaluation at the end says whether there is a crossing at all; the age at which
+    P(alive) falls to ``1 - threshold`` (:meth:`age_at_p_alive`, closed form) says where,
+    up to the rounding of the published figure, and a few evaluations around it find
+    the minute (each a P(alive) in plain floats).
     """
     if mbgnbd is None:
         return None
+    x, t_x, _ = stats_at(plan.first_purchase, plan.last_purchase, plan.purchase_days, plan.last_purchase)
+    age = mbgnbd.age_at_p_alive(x, t_x, 1.0 - threshold) if 0.0 < threshold < 1.0 else None
 
     def reached(at_ms: int) -> bool:
         risk = lapse_risk_at(plan, at_ms, mbgnbd)
         return risk is not None and risk >= threshold
 
-    return first_minute_where(reached, start_ms, end_ms)
+    guess = None if age is None else plan.first_purchase + age * DAY_MS
+    return first_minute_where(reached, start_ms, end_ms, guess_ms=guess)
 
 
 def replanned_crossing(plan: CrossingPlan, *, now_ms: int, mbgnbd, threshold: float) -> int | None:

@@ -345,6 +345,32 @@ def test_search_costs_a_bounded_number_of_evaluations():
     assert first_minute_where(holds, 0, 5 * DAY) is None and len(calls) == 1
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 20_000), st.integers(0, 20_000), st.one_of(st.none(), st.floats(-1e4, 3e4)))
+def test_a_guess_anywhere_finds_the_same_first_minute(turns_at, span, guess_minutes):
+    # the condition turns true at minute ``turns_at`` (possibly past the end); any guess, good or bad, finds it
+    def holds(at):
+        return at >= turns_at * MINUTE
+
+    end = span * MINUTE
+    expected = turns_at * MINUTE if turns_at <= span else None
+    guess = None if guess_minutes is None else guess_minutes * MINUTE
+    assert first_minute_where(holds, 0, end, guess_ms=guess) == expected
+
+
+def test_a_close_guess_costs_a_few_evaluations():
+    calls = []
+
+    def holds(at):
+        calls.append(at)
+        return at >= 5 * DAY + 17 * MINUTE
+
+    for off_minutes, most in ((0, 3), (0.5, 3), (-3, 6), (40, 15)):
+        calls.clear()
+        assert first_minute_where(holds, 0, 60 * DAY, guess_ms=5 * DAY + (17 - 0.5 + off_minutes) * MINUTE) == 5 * DAY + 17 * MINUTE
+        assert len(calls) <= most, (off_minutes, len(calls))
+
+
 def test_ineligible_or_disarmed_users_need_no_crossing():
     state, models = eligible_buyer(), mbgnbd_models()
     config = WatchConfig()
@@ -407,25 +433,26 @@ def test_a_new_model_brings_the_crossing_forward_to_its_own_first_minute():
     assert replanned_crossing(plan, now_ms=plan.until + 1, mbgnbd=FAST, threshold=0.7) is None
 
 
-def test_replanning_an_unchanged_user_costs_one_p_alive():
-    class Counting:
-        def __init__(self, model):
-            self.model, self.calls = model, 0
-            self.params_ = model.params_
+class Counting(MBGNBD):
+    """MBG/NBD counting its P(alive) evaluations."""
 
-        def p_alive(self, *stats):
-            self.calls += 1
-            return self.model.p_alive(*stats)
+    calls = 0
 
+    def p_alive(self, *stats):
+        self.calls += 1
+        return super().p_alive(*stats)
+
+
+def test_replanning_an_unchanged_user_costs_one_p_alive_and_a_moved_one_a_few():
     state, config = eligible_buyer(), WatchConfig()
     as_of = -(-state.last_seen // MINUTE) * MINUTE
     plan = watch_user(state, as_of=as_of, watermark=as_of, models=mbgnbd_models(SLOW), config=config).crossing_plan
-    counting = Counting(SLOW)
+    counting = Counting.from_params(**SLOW.params_)
     assert replanned_crossing(plan, now_ms=as_of + DAY, mbgnbd=counting, threshold=0.7) is None
     assert counting.calls == 1
-    counting = Counting(FAST)
+    counting = Counting.from_params(**FAST.params_)
     assert replanned_crossing(plan, now_ms=as_of + DAY, mbgnbd=counting, threshold=0.7) is not None
-    assert counting.calls <= 1 + 18  # a bisection over the minutes up to the planned check
+    assert counting.calls <= 1 + 8  # the end, then around the closed-form age (off by the rounding only)
 
 
 # -- labels, samples and the end of following ------------------------------------------
