@@ -193,6 +193,26 @@ class BetaGeoBase(FittedModel):
         log_dead = math.log(a) - math.log(b + x + self._k - 1) - (r + x) * math.log(alpha + t_x)
         return float(expit(log_alive - log_dead))
 
+    def age_at_p_alive(self, x: float, t_x: float, p: float) -> float | None:
+        """The age ``T`` at which :meth:`p_alive` of a silent customer with ``(x, t_x)`` falls to ``p``.
+
+        P(alive) falls with ``T`` alone, so ``log((1-p)/p) = log a - log(b+x+k-1) + (r+x) log((alpha+T)/(alpha+t_x))``
+        solves for it; ``t_x`` when it is already at or below ``p``, None when no dropout is possible.
+
+        >>> from online_models.mbgnbd import MBGNBD
+        >>> model = MBGNBD.from_params(r=0.5, alpha=6.0, a=0.9, b=1.6)
+        >>> T = model.age_at_p_alive(4, 8.0, 0.3)
+        >>> round(model.p_alive(4, 8.0, T), 6)
+        0.3
+        """
+        if not 0.0 < p < 1.0:
+            raise ValueError("p must be in (0, 1)")
+        r, alpha, a, b = self._params()
+        if not (x > 0 or self._k == 1):
+            return None
+        log_ratio = (math.log((1 - p) / p) - math.log(a) + math.log(b + x + self._k - 1)) / (r + x)
+        return max(t_x, (alpha + t_x) * math.exp(log_ratio) - alpha)
+
     def expected_purchases(self, t, x, t_x, T):
         """Expected number of purchases in the next ``t`` periods given the history.
 

@@ -33,8 +33,30 @@ def purchase_stats(portrait: dict[str, Any]) -> tuple[int, float, float] | None:
     first, last, as_of = _ms(portrait.get("first_purchase")), _ms(portrait.get("last_purchase")), _ms(portrait.get("as_of"))
     if first is None or last is None or as_of is None:
         return None
-    x = max(0, int(portrait.get("purchase_days") or 1) - 1)
-    return x, (last - first) / DAY_MS, max(as_of - first, last - first) / DAY_MS
+    return stats_at(first, last, int(portrait.get("purchase_days") or 1), as_of)
+
+
+def stats_at(first_ms: int, last_ms: int, purchase_days: int, as_of_ms: int) -> tuple[int, float, float]:
+    """:func:`purchase_stats` from the figures themselves: first and last purchase, purchase days, instant (ms).
+
+    >>> stats_at(0, 19 * DAY_MS, 4, 60 * DAY_MS)
+    (3, 19.0, 60.0)
+    """
+    return max(0, purchase_days - 1), (last_ms - first_ms) / DAY_MS, max(as_of_ms - first_ms, last_ms - first_ms) / DAY_MS
+
+
+def lapse_risk(p_alive: float | None) -> float | None:
+    """What an alert reads: the purchase model's probability that the customer has dropped out, ``1 - p_alive``.
+
+    ``p_alive`` as the churn block publishes it (rounded to 4 places); None without one.
+    The served ``risk`` answers "no purchase within the label horizon", whose
+    positives include buyers on a long natural gap; an alert is for a customer who
+    is gone, the question P(alive) answers (``risk`` is never below it).
+
+    >>> lapse_risk(0.25), lapse_risk(None)
+    (0.75, None)
+    """
+    return None if p_alive is None else round(1.0 - p_alive, 4)
 
 
 def usual_gap_days(portrait: dict[str, Any]) -> float | None:

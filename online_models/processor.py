@@ -52,11 +52,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import orjson
 
 from online_models.admission import admit_erasure, admit_event, admit_profile, fold_event, review_sentiment
+from online_models.alerts import AlertState
 from online_models.baskets import basket_record, close_due
 from online_models.erasure import erasure_records, forget_local
 from online_models.events import MIN_TS_MS, Event, InvalidEvent
@@ -94,7 +95,7 @@ from online_models.topic_names import (  # noqa: F401  (re-exported)
     PROFILES,
     TICKS,
 )
-from online_models.watch import WatchConfig, watch_user
+from online_models.watch import CrossingPlan, WatchConfig, crossing_plan, replanned_crossing, watch_user
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +180,12 @@ class PartitionProcessor(PartitionEngine[PortraitState]):
     def __init__(self, partition: int, store: StateReader, config: EngineConfig):
         self.config = config
         self.schedule = CheckSchedule()
+        #: user id -> the alert crossing planned at the user's last look (users an alert could fire for)
+        self.crossing_plans: dict[str, CrossingPlan] = {}
+        #: the purchase model (its parameters) the crossings were planned under; None: not known
+        self._planned_under: tuple | None = None
+        #: the snapshot last compared with it
+        self._models_seen: object = None
         super().__init__(partition, store, config.flushing())
         #: events ahead of the wall clock since the last log line about them, the most one was ahead, that line's time
         self._ahead_unlogged = 0
@@ -194,6 +201,9 @@ class PartitionProcessor(PartitionEngine[PortraitState]):
 
     def _restored(self, state: PortraitState) -> None:
         self.schedule.set(state.user_id, due_at(state, self.config.retention_ms))
+        # every armed, followed buyer: whether an alert is worth it is asked of the models when one is re-planned
+        looked_at = max(state.last_seen or 0, AlertState.from_json(state.alert).last_ms or 0)
+        self._plan(state.user_id, crossing_plan(state, as_of=looked_at, models=None, config=self.config.watch, worth=False))
 
     def _render(self, state: PortraitState, as_of: int | None, models) -> bytes:
         portrait = render(state, as_of=as_of, config=self.config.watch.portrait)
@@ -220,6 +230,7 @@ class PartitionProcessor(PartitionEngine[PortraitState]):
         ``now_ms`` is the wall clock (admission of future events, live mode);
         ``models`` the latest model snapshot (None: no churn scores, no alerts).
         """
+        self._replan(models)
         if record.kind == TICKS:
             return self._tick(record, now_ms=now_ms, models=models)
         return super().process(record, now_ms=now_ms, models=models)
@@ -393,6 +404,47 @@ class PartitionProcessor(PartitionEngine[PortraitState]):
             self.counts["alerts_fired"] += 1
         self.counts["checks"] += 1
         self.schedule.set(state.user_id, due_at(state, self.config.retention_ms))
+        self._plan(state.user_id, outcome.crossing_plan)
+
+    def _plan(self, user_id: str, plan: CrossingPlan | None) -> None:
+        if plan is None:
+            self.crossing_plans.pop(user_id, None)
+        else:
+            self.crossing_plans[user_id] = plan
+
+    def _replan(self, models) -> None:
+        """With a new purchase model, bring forward the checks whose alert crossing it makes earlier.
+
+        A snapshot that leaves the purchase model as it was costs nothing (the lapse
+        risk an alert reads is its alone); one with a new fit costs one P(alive) per
+        planned user (:func:`online_models.watch.replanned_crossing`, from the plan
+        alone, no state read), and a state write for each user whose check it brings forward.
+        """
+        if models is self._models_seen:
+            return
+        self._models_seen = models
+        mbgnbd = getattr(models, "mbgnbd", None)
+        key = None if mbgnbd is None else tuple(sorted(mbgnbd.params_.items()))
+        if key == self._planned_under:
+            return
+        self._planned_under = key
+        if mbgnbd is None:
+            return
+        watch, now = self.config.watch, self.watermark
+        self.counts["replans"] += 1
+        for user_id, plan in list(self.crossing_plans.items()):
+            at = replanned_crossing(plan, now_ms=now, mbgnbd=mbgnbd, threshold=watch.alerts.threshold)
+            if at is None:
+                continue
+            state = self.state(user_id)
+            if state is None or crossing_plan(state, as_of=plan.earliest - 1, models=models, config=watch) is None:
+                self.crossing_plans.pop(user_id, None)  # gone, or not worth an alert under the models' settings
+                continue
+            state.next_check = at
+            self.schedule.set(user_id, due_at(state, self.config.retention_ms))
+            self.crossing_plans[user_id] = replace(plan, next_check=at)
+            self._changed(state)
+            self.counts["checks_brought_forward"] += 1
 
     def _sweep(self, effects: list[Effect], models) -> None:
         """Re-score (or expire) the users whose check time the watermark has passed."""
@@ -435,4 +487,5 @@ class PartitionProcessor(PartitionEngine[PortraitState]):
     def _forget(self, user_id: str) -> None:
         """Drop the user from the schedule, the cache and the publication; their state is deleted in the next flush."""
         forget_local(user_id, schedule=self.schedule, pending=self.unpublished)
+        self.crossing_plans.pop(user_id, None)
         self._drop(user_id)

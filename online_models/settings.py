@@ -125,8 +125,8 @@ class Settings(ApiSettings):
         3, ge=1, description="A category pair bought together in fewer baskets of the window is no ground for next_categories"
     )
     association_next_categories: int = Field(3, ge=1, le=20, description="Next categories suggested per user")
-    alert_threshold: float = Field(0.7, gt=0, le=1, description="Churn risk at which an alert fires")
-    alert_rearm_below: float = Field(0.5, ge=0, le=1, description="Risk under which a fired user re-arms")
+    alert_threshold: float = Field(0.7, gt=0, le=1, description="Lapse risk (1 - P(alive) under MBG/NBD) at which an alert fires")
+    alert_rearm_below: float = Field(0.5, ge=0, le=1, description="Lapse risk under which a fired user who came back re-arms")
     alert_cooldown_days: float = Field(14.0, ge=0, description="Minimum event-time days between two alerts of a user")
     alert_layers: str = Field("high_value,potential", description="Value layers (at last purchase) worth an alert")
     alert_webhook: str | None = Field(None, description="Optional URL that receives every alert (POST, JSON)")

@@ -9,11 +9,13 @@ A silent user is not polled: the next check is the first instant at which
 something can change (:func:`check_instants`): a lifecycle or value-layer
 boundary, a pending label maturing, a sample due in the next period while the
 user is still sampled (a few periods after their last event), and, for a user
-an alert could fire for, the instant the churn risk reaches the threshold (or
-falls below the re-arm level) under the current models, never more than
-``max_check_gap_ms`` away since the models may change meanwhile. Past the end
-of following (:func:`online_models.schedule.follow_until_ms`) a silent user
-costs nothing more.
+an alert could fire for, the instant the lapse risk reaches the threshold under
+the current purchase model. A new purchase model can bring that instant
+forward: :class:`CrossingPlan` keeps what solving it again takes, without the
+state, and :func:`replanned_crossing` solves it under the new model (the
+partition engine does so for its planned users when a snapshot brings a new
+fit). Past the end of following (:func:`online_models.schedule.follow_until_ms`)
+a silent user costs nothing more.
 
 >>> from online_models.events import parse_event
 >>> from online_models.portrait import PortraitConfig, PortraitState, update
@@ -27,12 +29,12 @@ costs nothing more.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from online_models.alerts import Alert, AlertPolicy, AlertState, came_back, step
-from online_models.churn import purchase_stats
-from online_models.clock import DAY_MS, MINUTE_MS, ceil_minute
+from online_models.alerts import Alert, AlertPolicy, AlertState, step
+from online_models.churn import lapse_risk, purchase_stats, stats_at
+from online_models.clock import DAY_MS, ceil_minute
 from online_models.features import behaviour_features
 from online_models.label_delay import LabelDelay
 from online_models.lifecycle import LifecycleConfig
@@ -57,14 +59,6 @@ class WatchConfig:
     * ``silent_sample_periods``: a silent user still sends a sample (and a label
       snapshot) in each of this many sample periods after the period of their
       last event.
-    * ``max_check_gap_ms``: the longest wait between two checks of a user an
-      alert could fire for, the models may change meanwhile; 0 for no limit.
-    * ``max_check_gap_without_classifier_ms``: the same while the classifier has
-      not proven itself (the risk is MBG/NBD's, or there is none yet): the next
-      snapshot may hand the risk to the classifier or refit MBG/NBD, moving
-      every user's risk at once.
-    * ``risk_grid_points``: steps of the coarse search for the instant a
-      classifier's risk reaches a level (see :func:`online_models.schedule.first_minute_where`).
     """
 
     portrait: PortraitConfig = field(default_factory=PortraitConfig)
@@ -73,30 +67,53 @@ class WatchConfig:
     alerts: AlertPolicy = field(default_factory=AlertPolicy)
     follow_ms: int = 180 * DAY_MS
     silent_sample_periods: int = 6
-    max_check_gap_ms: int = 7 * DAY_MS
-    max_check_gap_without_classifier_ms: int = DAY_MS
-    risk_grid_points: int = 4
 
     def __post_init__(self) -> None:
-        for name in ("follow_ms", "silent_sample_periods", "max_check_gap_ms", "max_check_gap_without_classifier_ms"):
+        for name in ("follow_ms", "silent_sample_periods"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
-        if self.risk_grid_points < 1:
-            raise ValueError("risk_grid_points must be at least 1")
 
     def label_delay(self) -> LabelDelay:
         """The delayed-label bookkeeping for this horizon."""
         return LabelDelay(horizon_ms=self.label_horizon_ms, sample_every_ms=self.sample_period_ms)
 
 
+@dataclass(frozen=True, slots=True)
+class CrossingPlan:
+    """What solving a silent user's alert crossing again takes, without their state.
+
+    Kept by the partition engine for each user an alert could fire for, so a new
+    purchase model re-plans them from these figures alone (:func:`replanned_crossing`).
+
+    * ``first_purchase``, ``last_purchase``, ``purchase_days``: the purchase
+      history the lapse risk reads (until the user's next event);
+    * ``earliest``: the first instant an alert may fire (after the last check,
+      outside the cooldown);
+    * ``until``: the end of following (no crossing is looked for past it);
+    * ``next_check``: the check planned under the model of the last look.
+    """
+
+    first_purchase: int
+    last_purchase: int
+    purchase_days: int
+    earliest: int
+    until: int
+    next_check: int | None
+
+
 @dataclass
 class WatchOutcome:
-    """What one look at a user produced: the churn scores (None without models), samples, alert, next check."""
+    """What one look at a user produced: the churn scores (None without models), samples, alert, next check.
+
+    ``crossing_plan`` is set when an alert could fire for the user before their next
+    event (armed, worth an alert, still followed): see :class:`CrossingPlan`.
+    """
 
     churn: dict[str, Any] | None
     samples: list[dict[str, Any]]
     alert: Alert | None
     next_check: int | None
+    crossing_plan: CrossingPlan | None = None
 
 
 def layer_when_last_bought(state: PortraitState, models, config: WatchConfig) -> str | None:
@@ -195,14 +212,15 @@ def watch_user(state: PortraitState, *, as_of: int, watermark: int, models, conf
     ]
 
     alert = None
-    if churn is not None and churn.get("risk") is not None:
+    risk = lapse_risk(churn.get("p_alive")) if churn is not None else None
+    if risk is not None:
         alert_state = AlertState.from_json(state.alert)
         alert = step(
             alert_state,
             user_id=state.user_id,
-            risk=churn["risk"],
+            risk=risk,
             # only a firing step reads the layer
-            layer=layer_when_last_bought(state, models, config) if churn["risk"] >= config.alerts.threshold else None,
+            layer=layer_when_last_bought(state, models, config) if risk >= config.alerts.threshold else None,
             spend=state.spend_cents / 100,
             reasons=churn.get("reasons", []),
             ts_ms=as_of,
@@ -211,10 +229,12 @@ def watch_user(state: PortraitState, *, as_of: int, watermark: int, models, conf
         )
         state.alert = alert_state.to_json()
 
-    instants = check_instants(state, as_of=as_of, models=models, config=config)
+    instants, plan = _instants_and_plan(state, as_of, models, config)
     next_check = min(instants.values()) if instants else None
     state.next_check = next_check
-    return WatchOutcome(churn=churn, samples=samples, alert=alert, next_check=next_check)
+    if plan is not None:
+        plan = replace(plan, next_check=next_check)
+    return WatchOutcome(churn=churn, samples=samples, alert=alert, next_check=next_check, crossing_plan=plan)
 
 
 def check_instants(state: PortraitState, *, as_of: int, models, config: WatchConfig) -> dict[str, int]:
@@ -229,17 +249,21 @@ def check_instants(state: PortraitState, *, as_of: int, models, config: WatchCon
     * ``sample``: the user is due for a sample in the next sample period while
       still sampled (:func:`sample_instant`);
     * ``crossing``: for an armed user an alert could fire for, the first whole
-      minute at which the risk reaches the threshold, outside the cooldown, under ``models``;
-    * ``rearm``: for a disarmed one scored by the classifier, a minute at which the
-      risk is below the re-arm level (a silent user's MBG/NBD risk never falls);
-    * ``cap``: ``max_check_gap_ms`` after ``as_of`` (``max_check_gap_without_classifier_ms``
-      while the classifier is not ready), for a user an alert could fire for
-      (armed, or disarmed under the classifier): the models may change.
+      minute at which the lapse risk (:func:`online_models.churn.lapse_risk`) reaches
+      the threshold, outside the cooldown, under ``models``' purchase model. A silent
+      user's lapse risk only rises, so a disarmed user has nothing to wait for
+      before their next event (a purchase, which brings its own check).
 
-    ``crossing``, ``rearm``, ``cap`` and ``sample`` stop at the end of following
+    ``crossing`` and ``sample`` stop at the end of following
     (:func:`online_models.schedule.follow_until_ms`); the others come to an end by
     themselves. Reads the state (its alert state as left by this look), changes nothing.
     """
+    return _instants_and_plan(state, as_of, models, config)[0]
+
+
+def _instants_and_plan(state: PortraitState, as_of: int, models, config: WatchConfig) -> tuple[dict[str, int], CrossingPlan | None]:
+    """:func:`check_instants` and :func:`crossing_plan` in one pass."""
+    plan = None
     instants: dict[str, int | None] = {
         "lifecycle": lifecycle_change_ms(state, as_of, _lifecycle_config(models)),
         "layer": layer_change_ms(state, as_of, _layer_config(models)),
@@ -252,54 +276,84 @@ def check_instants(state: PortraitState, *, as_of: int, models, config: WatchCon
         next_period = as_of // config.sample_period_ms + 1
         if last_sampled_period is not None and next_period <= last_sampled_period:
             instants["sample"] = sample_instant(state, next_period, config)
-        instants.update(_alert_instants(state, as_of, follow_until, models, config))
-    return {kind: at for kind, at in instants.items() if at is not None}
+        plan = crossing_plan(state, as_of=as_of, models=models, config=config)
+        if plan is not None and models is not None:
+            instants["crossing"] = _first_crossing(plan, plan.earliest, plan.until, models.mbgnbd, config.alerts.threshold)
+    return {kind: at for kind, at in instants.items() if at is not None}, plan
 
 
-def _alert_instants(state: PortraitState, as_of: int, follow_until: int, models, config: WatchConfig) -> dict[str, int | None]:
-    """``crossing``, ``rearm`` and ``cap`` of :func:`check_instants` (see there)."""
-    policy = config.alerts
-    if not policy.qualifies(layer_when_last_bought(state, models, config), state.spend_cents / 100):
-        return {}  # the layer at the last purchase and the spend stay as they are until an event
+def crossing_plan(state: PortraitState, *, as_of: int, models, config: WatchConfig, worth: bool = True) -> CrossingPlan | None:
+    """The user's :class:`CrossingPlan` as of the look at ``as_of`` (the alert state as it left it).
+
+    None when no alert can fire before the user's next event: never bought, not
+    worth an alert (layer at the last purchase, spend; not asked with ``worth=False``),
+    disarmed (the lapse risk of a silent user only rises, and re-arming needs the
+    user back), or no longer followed. ``next_check`` is the state's.
+    """
+    if state.last_purchase is None or state.first_purchase is None:
+        return None
+    follow_until = follow_until_ms(state.last_purchase, state.last_seen, typical_gap_ms(state), horizon_ms=config.follow_ms)
+    if follow_until is None or as_of >= follow_until:
+        return None
     alert_state = AlertState.from_json(state.alert)
-    # the purchase model's risks (1 - P(alive), P(no purchase within H)) of a silent buyer never fall
-    classifier = models is not None and models.risk_uses_classifier()
-    if not alert_state.armed and not (classifier and came_back(alert_state, state.last_seen)):
-        # no re-arm before the user comes back (and under the purchase model alone an event that is
-        # not a purchase, which brings its own check, leaves the risk where it was)
-        return {}
-    out: dict[str, int | None] = {}
-    search_until = follow_until
-    proven = models is not None and models.classifier_ready()
-    max_gap = config.max_check_gap_ms if proven else config.max_check_gap_without_classifier_ms
-    if max_gap and as_of + max_gap < follow_until:
-        search_until = out["cap"] = as_of + max_gap
-    if models is None:
-        return out
+    if not alert_state.armed:
+        return None
+    policy = config.alerts
+    if worth and not policy.qualifies(layer_when_last_bought(state, models, config), state.spend_cents / 100):
+        return None  # the layer at the last purchase and the spend stay as they are until an event
+    earliest = as_of + 1
+    if alert_state.last_fired_ms is not None:
+        earliest = max(earliest, alert_state.last_fired_ms + policy.cooldown_ms)
+    return CrossingPlan(
+        first_purchase=state.first_purchase,
+        last_purchase=state.last_purchase,
+        purchase_days=len(state.purchase_days) or 1,
+        earliest=earliest,
+        until=follow_until,
+        next_check=state.next_check,
+    )
 
-    def risk_at(at_ms: int) -> float | None:
-        return models.churn(render(state, as_of=at_ms, config=config.portrait)).get("risk")
 
-    if alert_state.armed:
-        start = as_of + 1
-        if alert_state.last_fired_ms is not None:
-            start = max(start, alert_state.last_fired_ms + policy.cooldown_ms)
+def lapse_risk_at(plan: CrossingPlan, at_ms: int, mbgnbd) -> float | None:
+    """The lapse risk a check at ``at_ms`` would read (``1 - p_alive`` of the churn block), from the plan alone."""
+    if mbgnbd is None:
+        return None
+    stats = stats_at(plan.first_purchase, plan.last_purchase, plan.purchase_days, at_ms)
+    return lapse_risk(round(float(mbgnbd.p_alive(*stats)), 4))
 
-        def reached(at_ms: int) -> bool:
-            risk = risk_at(at_ms)
-            return risk is not None and risk >= policy.threshold
 
-        # MBG/NBD: 1 - P(alive) and P(no purchase within H) of a silent user never fall (T grows, x and t_x stay)
-        out["crossing"] = first_minute_where(
-            reached, start, search_until, monotone=not classifier, grid_points=config.risk_grid_points
-        )
-    else:
-        step_ms = max(MINUTE_MS, (search_until - as_of) // config.risk_grid_points // MINUTE_MS * MINUTE_MS)
-        at_ms = ceil_minute(as_of + 1)
-        while at_ms <= search_until:
-            risk = risk_at(at_ms)
-            if risk is not None and risk < policy.rearm_below:
-                out["rearm"] = at_ms
-                break
-            at_ms += step_ms
-    return out
+def _first_crossing(plan: CrossingPlan, start_ms: int, end_ms: int, mbgnbd, threshold: float) -> int | None:
+    """The first whole minute in ``[start_ms, end_ms]`` at which the lapse risk reaches ``threshold``.
+
+    The risk of a silent user under MBG/NBD only rises (T grows, x and t_x stay), so
+    one evaluation at the end says whether there is a crossing at all; the age at which
+    P(alive) falls to ``1 - threshold`` (:meth:`age_at_p_alive`, closed form) says where,
+    up to the rounding of the published figure, and a few evaluations around it find
+    the minute (each a P(alive) in plain floats).
+    """
+    if mbgnbd is None:
+        return None
+    x, t_x, _ = stats_at(plan.first_purchase, plan.last_purchase, plan.purchase_days, plan.last_purchase)
+    age = mbgnbd.age_at_p_alive(x, t_x, 1.0 - threshold) if 0.0 < threshold < 1.0 else None
+
+    def reached(at_ms: int) -> bool:
+        risk = lapse_risk_at(plan, at_ms, mbgnbd)
+        return risk is not None and risk >= threshold
+
+    guess = None if age is None else plan.first_purchase + age * DAY_MS
+    return first_minute_where(reached, start_ms, end_ms, guess_ms=guess)
+
+
+def replanned_crossing(plan: CrossingPlan, *, now_ms: int, mbgnbd, threshold: float) -> int | None:
+    """The check a new purchase model ``mbgnbd`` brings forward, None when the planned one stands.
+
+    The first minute from ``now_ms`` (the new model could not have fired earlier)
+    and the plan's ``earliest`` at which the lapse risk under ``mbgnbd`` reaches
+    ``threshold``, if it comes before the planned check (and the end of following).
+    A user the new model leaves alone costs one P(alive): the risk at the planned check.
+    """
+    end = plan.until if plan.next_check is None else min(plan.until, plan.next_check - 1)
+    start = max(now_ms, plan.earliest)
+    if start > end:
+        return None
+    return _first_crossing(plan, start, end, mbgnbd, threshold)

@@ -61,6 +61,13 @@ BASKETS_COUNTED = Counter(
     "Basket records read by the association aggregator, by outcome: added, duplicate (a basket sent again), too_old (its day was out of the window)",
     ["outcome"],
 )
+CROSSING_REPLANS = Counter(
+    "portraits_crossing_replans_total",
+    "Snapshots with a new purchase model whose alert crossings were solved again for the planned users",
+)
+CHECKS_BROUGHT_FORWARD = Counter(
+    "portraits_checks_brought_forward_total", "Checks of silent users a new purchase model brought forward (their alert crossing came earlier)"
+)
 DEAD_LETTERS_TRUNCATED = Counter(
     "portraits_dead_letters_truncated_total", "Dead letters cut to fit the dead-letter topic (the source headers point at the whole record)"
 )
@@ -83,6 +90,8 @@ _ENGINE_COUNTS = {
     "item_facts_duplicate": ITEM_FACTS_DUPLICATE,
     "item_keys_expired": ITEM_KEYS_EXPIRED,
     "baskets_closed": BASKETS_CLOSED,
+    "replans": CROSSING_REPLANS,
+    "checks_brought_forward": CHECKS_BROUGHT_FORWARD,
 }
 
 

@@ -22,7 +22,16 @@ from online_models.schedule import (
     lifecycle_at,
     lifecycle_change_ms,
 )
-from online_models.watch import WatchConfig, check_instants, layer_when_last_bought, watch_user
+from online_models.churn import lapse_risk, purchase_stats
+from online_models.watch import (
+    WatchConfig,
+    check_instants,
+    crossing_plan,
+    lapse_risk_at,
+    layer_when_last_bought,
+    replanned_crossing,
+    watch_user,
+)
 from tests.unit.portrait_builder import DAY, HOUR, MINUTE, T0, History
 
 PORTRAIT = PortraitConfig()
@@ -199,8 +208,8 @@ def test_layer_when_last_bought_matches_render_at_the_purchase():
 @given(histories(), st.integers(0, 3 * DAY))
 def test_neither_stage_nor_layer_changes_between_two_checks(state, delay):
     """Follow a silent user check after check and render every hour in between."""
-    # only the solved instants (and label releases) schedule checks: no sampling periods, no cap
-    config = WatchConfig(silent_sample_periods=0, max_check_gap_ms=0, max_check_gap_without_classifier_ms=0)
+    # only the solved instants (and label releases) schedule checks: no sampling periods
+    config = WatchConfig(silent_sample_periods=0)
     state = copy.deepcopy(state)
     at = state.last_seen + delay
     checks = 0
@@ -218,36 +227,34 @@ def test_neither_stage_nor_layer_changes_between_two_checks(state, delay):
     assert checks <= 12  # a handful: stage and layer boundaries, label releases
 
 
-# -- the risk crossing ----------------------------------------------------------------
+# -- the alert crossing ----------------------------------------------------------------
 
 MBG = MBGNBD.from_params(r=0.5, alpha=6.0, a=0.9, b=1.6)
 
 
-def mbgnbd_models() -> PopulationModels:
+def mbgnbd_models(mbgnbd: MBGNBD = MBG) -> PopulationModels:
     models = PopulationModels(PopulationConfig())
-    models.mbgnbd = MBG
+    models.mbgnbd = mbgnbd
     return models
 
 
-class BumpRisk:
-    """A ready 'classifier' whose risk rises, dips and rises again with the days since the last purchase."""
+class ServedHigh:
+    """Models whose served risk is high from the start (a classifier's, say), P(alive) from MBG/NBD."""
 
-    def __init__(self, shape):
+    def __init__(self, mbgnbd: MBGNBD = MBG, served: float = 0.95):
         self.config = PopulationConfig()
-        self.shape = shape
-
-    def classifier_ready(self) -> bool:
-        return True
-
-    def risk_uses_classifier(self) -> bool:
-        return True
+        self.mbgnbd = mbgnbd
+        self.served = served
 
     def churn(self, portrait, features=None):
-        return {"risk": self.shape(portrait["days_since_last_purchase"]), "reasons": [], "model": "classifier"}
+        p_alive = round(float(self.mbgnbd.p_alive(*purchase_stats(portrait))), 4)
+        return {"risk": max(self.served, 1 - p_alive), "p_alive": p_alive, "reasons": [], "model": "classifier"}
 
 
 def risk_at(state, models, at_ms) -> float | None:
-    return models.churn(render(state, as_of=at_ms, config=PORTRAIT))["risk"]
+    """The lapse risk as the published churn block gives it: 1 - p_alive of the rendered portrait."""
+    p_alive = models.churn(render(state, as_of=at_ms, config=PORTRAIT))["p_alive"]
+    return None if p_alive is None else 1 - p_alive
 
 
 def brute_force_crossing(state, models, start_ms, end_ms, threshold) -> int | None:
@@ -272,7 +279,7 @@ def eligible_buyer() -> PortraitState:
 
 def test_mbgnbd_crossing_is_within_a_minute_of_brute_force():
     state, models = eligible_buyer(), mbgnbd_models()
-    config = WatchConfig(max_check_gap_without_classifier_ms=0)  # no cap: search to the end of following
+    config = WatchConfig()
     assert layer_when_last_bought(state, models, config) == "potential"
     as_of = -(-state.last_seen // MINUTE) * MINUTE
     watch_user(state, as_of=as_of, watermark=as_of, models=models, config=config)
@@ -281,12 +288,22 @@ def test_mbgnbd_crossing_is_within_a_minute_of_brute_force():
     truth = brute_force_crossing(state, models, as_of + MINUTE, as_of + 60 * DAY, config.alerts.threshold)
     assert truth is not None and abs(crossing - truth) <= MINUTE
     assert risk_at(state, models, crossing) >= config.alerts.threshold > risk_at(state, models, crossing - MINUTE)
-    assert "cap" not in instants
+    # solved instants only: no periodic re-check of a silent user
+    assert set(instants) <= {"lifecycle", "layer", "label", "sample", "crossing"}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 200 * DAY), st.sampled_from([MBG, MBGNBD.from_params(r=0.3, alpha=2.0, a=0.2, b=3.0)]))
+def test_the_plan_reads_the_lapse_risk_a_check_publishes(offset, mbgnbd):
+    state, models = eligible_buyer(), mbgnbd_models(mbgnbd)
+    plan = crossing_plan(state, as_of=state.last_seen, models=models, config=WatchConfig())
+    at = state.last_seen + offset
+    assert lapse_risk_at(plan, at, mbgnbd) == lapse_risk(models.churn(render(state, as_of=at, config=PORTRAIT))["p_alive"])
 
 
 def test_alert_fires_at_the_crossing_check():
     state, models = eligible_buyer(), mbgnbd_models()
-    config = WatchConfig(max_check_gap_without_classifier_ms=0)
+    config = WatchConfig()
     at = -(-state.last_seen // MINUTE) * MINUTE
     fired = []
     while at is not None and not fired:
@@ -294,86 +311,148 @@ def test_alert_fires_at_the_crossing_check():
         fired += [outcome.alert] if outcome.alert else []
         at = outcome.next_check
     assert fired and fired[0].ts_ms % MINUTE == 0
-    assert risk_at(state, models, fired[0].ts_ms - MINUTE) < config.alerts.threshold
+    assert risk_at(state, models, fired[0].ts_ms - MINUTE) < config.alerts.threshold <= fired[0].risk
 
 
-def test_non_monotone_risk_crossing_found_after_a_dip():
-    # above the threshold between 3 and 4.5 days of silence, then below, then above from 6.2 days
-    def shape(days):
-        return 0.8 if 3 <= days < 4.5 or days >= 6.2 else 0.3
-
-    state, models = eligible_buyer(), BumpRisk(shape)
+def test_alerts_read_p_alive_not_the_served_risk():
+    # the served risk is 0.95 from the first look; the alert waits for 1 - P(alive) to reach the threshold
+    state, models = eligible_buyer(), ServedHigh()
     config = WatchConfig()
-    as_of = -(-state.last_seen // MINUTE) * MINUTE
-    crossing = check_instants(state, as_of=as_of, models=models, config=config)["crossing"]
-    truth = brute_force_crossing(state, models, as_of + MINUTE, as_of + 7 * DAY, config.alerts.threshold)
-    assert abs(crossing - truth) <= MINUTE
-    # from within the dip, the next crossing is the second rise
-    inside_dip = state.last_purchase + 5 * DAY
-    crossing = check_instants(state, as_of=inside_dip, models=models, config=config)["crossing"]
-    assert abs(crossing - (state.last_purchase + int(6.2 * DAY))) <= MINUTE
+    at = -(-state.last_seen // MINUTE) * MINUTE
+    looks = []
+    while at is not None:
+        outcome = watch_user(state, as_of=at, watermark=at, models=models, config=config)
+        looks.append((at, outcome))
+        if outcome.alert:
+            break
+        at = outcome.next_check
+    assert looks[0][1].churn["risk"] >= 0.95 and looks[0][1].alert is None
+    alert = looks[-1][1].alert
+    truth = brute_force_crossing(state, mbgnbd_models(), looks[0][0] + MINUTE, looks[0][0] + 60 * DAY, config.alerts.threshold)
+    assert alert is not None and abs(alert.ts_ms - truth) <= MINUTE
+    assert alert.risk == round(1 - looks[-1][1].churn["p_alive"], 4)
 
 
-def test_search_costs_a_bounded_number_of_renders():
+def test_search_costs_a_bounded_number_of_evaluations():
     calls = []
 
     def holds(at):
         calls.append(at)
         return at >= 5 * DAY + 17 * MINUTE
 
-    for monotone in (True, False):
+    assert first_minute_where(holds, 0, 7 * DAY) == 5 * DAY + 17 * MINUTE and len(calls) <= 1 + 14
+    calls.clear()
+    assert first_minute_where(holds, 0, 5 * DAY) is None and len(calls) == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 20_000), st.integers(0, 20_000), st.one_of(st.none(), st.floats(-1e4, 3e4)))
+def test_a_guess_anywhere_finds_the_same_first_minute(turns_at, span, guess_minutes):
+    # the condition turns true at minute ``turns_at`` (possibly past the end); any guess, good or bad, finds it
+    def holds(at):
+        return at >= turns_at * MINUTE
+
+    end = span * MINUTE
+    expected = turns_at * MINUTE if turns_at <= span else None
+    guess = None if guess_minutes is None else guess_minutes * MINUTE
+    assert first_minute_where(holds, 0, end, guess_ms=guess) == expected
+
+
+def test_a_close_guess_costs_a_few_evaluations():
+    calls = []
+
+    def holds(at):
+        calls.append(at)
+        return at >= 5 * DAY + 17 * MINUTE
+
+    for off_minutes, most in ((0, 3), (0.5, 3), (-3, 6), (40, 15)):
         calls.clear()
-        found = first_minute_where(holds, 0, 7 * DAY, monotone=monotone, grid_points=4)
-        assert found == 5 * DAY + 17 * MINUTE and len(calls) <= 20
+        assert first_minute_where(holds, 0, 60 * DAY, guess_ms=5 * DAY + (17 - 0.5 + off_minutes) * MINUTE) == 5 * DAY + 17 * MINUTE
+        assert len(calls) <= most, (off_minutes, len(calls))
 
 
 def test_ineligible_or_disarmed_users_need_no_crossing():
     state, models = eligible_buyer(), mbgnbd_models()
-    config = WatchConfig(max_check_gap_without_classifier_ms=0)
+    config = WatchConfig()
     as_of = -(-state.last_seen // MINUTE) * MINUTE
     assert "crossing" in check_instants(state, as_of=as_of, models=models, config=config)
-    assert "cap" in check_instants(state, as_of=as_of, models=models, config=WatchConfig())
-    # the spend floor rules the user out: no crossing and no cap
+    assert crossing_plan(state, as_of=as_of, models=models, config=config) is not None
+    # the spend floor rules the user out: no crossing, nothing to re-plan
     strict = WatchConfig(alerts=AlertPolicy(min_spend=10_000.0))
-    assert not {"crossing", "cap", "rearm"} & set(check_instants(state, as_of=as_of, models=models, config=strict))
-    # disarmed under MBG/NBD: the risk of a silent user only rises, nothing to wait for
+    assert "crossing" not in check_instants(state, as_of=as_of, models=models, config=strict)
+    assert crossing_plan(state, as_of=as_of, models=models, config=strict) is None
+    # disarmed: the lapse risk of a silent user only rises, nothing to wait for before the next event
     state.alert = AlertState(armed=False, last_fired_ms=as_of - DAY).to_json()
-    assert not {"crossing", "cap", "rearm"} & set(check_instants(state, as_of=as_of, models=models, config=config))
+    assert "crossing" not in check_instants(state, as_of=as_of, models=models, config=config)
+    assert crossing_plan(state, as_of=as_of, models=models, config=config) is None
 
 
-def test_cooldown_end_and_rearm_are_instants():
+def test_the_cooldown_end_is_the_crossing_when_the_risk_is_already_high():
     config = WatchConfig()
     state = eligible_buyer()
-    as_of = state.last_purchase + 5 * DAY
-    # armed, risk already high, but inside the cooldown: due when it ends
-    high = BumpRisk(lambda days: 0.9)
+    as_of = state.last_purchase + 60 * DAY
+    models = mbgnbd_models()
+    assert risk_at(state, models, as_of) >= config.alerts.threshold
     state.alert = AlertState(armed=True, last_fired_ms=as_of - DAY).to_json()
-    instants = check_instants(state, as_of=as_of, models=high, config=config)
-    assert instants["cap"] == as_of + 7 * DAY and "crossing" not in instants  # the cooldown ends after the cap
-    state.alert = AlertState(armed=True, last_fired_ms=as_of - 10 * DAY).to_json()
-    instants = check_instants(state, as_of=as_of, models=high, config=config)
-    assert instants["crossing"] == -(-(as_of + 4 * DAY) // MINUTE) * MINUTE
-    # disarmed by an alert in this silence: whatever the risk does, no re-arm before the user comes back
-    falling = BumpRisk(lambda days: 0.9 if days < 9 else 0.2)
-    state.alert = AlertState(armed=False, last_fired_ms=as_of - DAY).to_json()
-    instants = check_instants(state, as_of=as_of, models=falling, config=config)
-    assert "rearm" not in instants and "crossing" not in instants
-    # disarmed by an alert before the user's last event, under a classifier whose risk falls below
-    # the re-arm level after 9 days of silence: a re-arm instant
-    state.alert = AlertState(armed=False, last_fired_ms=state.last_seen - DAY).to_json()
-    instants = check_instants(state, as_of=as_of, models=falling, config=config)
-    assert risk_at(state, falling, instants["rearm"]) < config.alerts.rearm_below
-    assert instants["rearm"] - (state.last_purchase + 9 * DAY) <= 7 * DAY // config.risk_grid_points
+    instants = check_instants(state, as_of=as_of, models=models, config=config)
+    assert instants["crossing"] == -(-(as_of - DAY + config.alerts.cooldown_ms) // MINUTE) * MINUTE
 
 
-def test_cap_is_short_until_the_classifier_is_ready():
+def test_without_a_purchase_model_a_plan_is_kept_but_no_crossing_solved():
     state = eligible_buyer()
     as_of = -(-state.last_seen // MINUTE) * MINUTE
     config = WatchConfig()
-    assert check_instants(state, as_of=as_of, models=None, config=config)["cap"] == as_of + DAY
-    assert check_instants(state, as_of=as_of, models=mbgnbd_models(), config=config)["cap"] == as_of + DAY
-    classifier = BumpRisk(lambda days: 0.1)
-    assert check_instants(state, as_of=as_of, models=classifier, config=config)["cap"] == as_of + 7 * DAY
+    outcome = watch_user(state, as_of=as_of, watermark=as_of, models=None, config=config)
+    assert "crossing" not in check_instants(state, as_of=as_of, models=None, config=config)
+    assert outcome.crossing_plan is not None and outcome.crossing_plan.next_check == outcome.next_check
+
+
+# -- re-planning under a new purchase model ---------------------------------------------
+
+#: a purchase model under which the eligible buyer's silence alerts late, and one under which it alerts early
+SLOW = MBGNBD.from_params(r=0.5, alpha=6.0, a=0.2, b=8.0)
+FAST = MBGNBD.from_params(r=0.5, alpha=2.0, a=2.0, b=0.8)
+
+
+def test_a_new_model_brings_the_crossing_forward_to_its_own_first_minute():
+    state, config = eligible_buyer(), WatchConfig()
+    as_of = -(-state.last_seen // MINUTE) * MINUTE
+    outcome = watch_user(state, as_of=as_of, watermark=as_of, models=mbgnbd_models(SLOW), config=config)
+    plan = outcome.crossing_plan
+    slow = brute_force_crossing(state, mbgnbd_models(SLOW), as_of + MINUTE, as_of + 120 * DAY, config.alerts.threshold)
+    fast = brute_force_crossing(state, mbgnbd_models(FAST), as_of + MINUTE, as_of + 120 * DAY, config.alerts.threshold)
+    assert fast + DAY < plan.next_check < slow  # the check planned first is another's (the stage's)
+    # the new model arrives before its crossing: the check moves to that crossing
+    assert abs(replanned_crossing(plan, now_ms=as_of + DAY, mbgnbd=FAST, threshold=0.7) - fast) <= MINUTE
+    # it arrives after: the check is at once (the first whole minute), not back in time
+    late = fast + DAY // 2 + 17
+    assert replanned_crossing(plan, now_ms=late, mbgnbd=FAST, threshold=0.7) == -(-late // MINUTE) * MINUTE
+    # a model that crosses later than the planned check changes nothing
+    assert replanned_crossing(plan, now_ms=as_of + DAY, mbgnbd=SLOW, threshold=0.7) is None
+    # past the end of following, nothing either
+    assert replanned_crossing(plan, now_ms=plan.until + 1, mbgnbd=FAST, threshold=0.7) is None
+
+
+class Counting(MBGNBD):
+    """MBG/NBD counting its P(alive) evaluations."""
+
+    calls = 0
+
+    def p_alive(self, *stats):
+        self.calls += 1
+        return super().p_alive(*stats)
+
+
+def test_replanning_an_unchanged_user_costs_one_p_alive_and_a_moved_one_a_few():
+    state, config = eligible_buyer(), WatchConfig()
+    as_of = -(-state.last_seen // MINUTE) * MINUTE
+    plan = watch_user(state, as_of=as_of, watermark=as_of, models=mbgnbd_models(SLOW), config=config).crossing_plan
+    counting = Counting.from_params(**SLOW.params_)
+    assert replanned_crossing(plan, now_ms=as_of + DAY, mbgnbd=counting, threshold=0.7) is None
+    assert counting.calls == 1
+    counting = Counting.from_params(**FAST.params_)
+    assert replanned_crossing(plan, now_ms=as_of + DAY, mbgnbd=counting, threshold=0.7) is not None
+    assert counting.calls <= 1 + 8  # the end, then around the closed-form age (off by the rounding only)
 
 
 # -- labels, samples and the end of following ------------------------------------------
@@ -394,7 +473,7 @@ def test_label_release_and_sample_instants():
 
 def test_a_silent_user_is_sampled_for_a_few_periods_then_costs_nothing():
     config = WatchConfig()
-    state = buyer(0, amount=50.0)  # an ordinary buyer: no alert could fire, so no cap
+    state = buyer(0, amount=50.0)  # an ordinary buyer: no alert could fire, so no crossing
     assert layer_when_last_bought(state, None, config) == "ordinary"
     at = -(-state.last_seen // MINUTE) * MINUTE
     checks, samples = [], []
@@ -410,14 +489,15 @@ def test_a_silent_user_is_sampled_for_a_few_periods_then_costs_nothing():
     assert checks[-1] - state.last_seen <= 200 * DAY and not state.pending_labels
 
 
-def test_follow_horizon_stops_the_cap():
+def test_follow_horizon_stops_the_crossing_and_the_samples():
     state = eligible_buyer()
     config = WatchConfig()
     late = state.last_seen + 181 * DAY
-    assert not {"cap", "crossing", "sample"} & set(check_instants(state, as_of=late, models=None, config=config))
+    assert not {"crossing", "sample"} & set(check_instants(state, as_of=late, models=mbgnbd_models(), config=config))
+    assert crossing_plan(state, as_of=late, models=mbgnbd_models(), config=config) is None
 
 
-@pytest.mark.parametrize("bad", [{"silent_sample_periods": -1}, {"max_check_gap_ms": -1}, {"risk_grid_points": 0}])
+@pytest.mark.parametrize("bad", [{"silent_sample_periods": -1}, {"follow_ms": -1}])
 def test_bad_watch_config_rejected(bad):
     with pytest.raises(ValueError):
         WatchConfig(**bad)

@@ -312,3 +312,151 @@ def test_every_count_the_engine_keeps_reaches_the_worker_metrics(history):
     assert {"events_processed", "users_erased", "records_fenced", "checks"} <= names
     metrics.add_engine_counts(engine.counts)
     assert not engine.counts
+
+
+# -- a new purchase model re-plans the alert crossings -----------------------------------
+
+from online_models.clock import ceil_minute  # noqa: E402
+from online_models.mbgnbd import MBGNBD  # noqa: E402
+from online_models.population import PopulationConfig, PopulationModels  # noqa: E402
+from online_models.portrait import render  # noqa: E402
+
+#: alerts as shipped (valuable layers only); no retention, every due user looked at
+REPLAN = EngineConfig(watch=WatchConfig(), retention_ms=0, sweep_batch=None)
+#: under SLOW the valuable buyer's silence reaches the threshold after about four weeks, under FAST after under five days
+SLOW = MBGNBD.from_params(r=0.5, alpha=6.0, a=0.2, b=8.0)
+FAST = MBGNBD.from_params(r=0.5, alpha=2.0, a=2.0, b=0.8)
+
+
+def purchase_models(mbgnbd: MBGNBD) -> PopulationModels:
+    models = PopulationModels(PopulationConfig())
+    models.mbgnbd = mbgnbd
+    return models
+
+
+def silent_buyer_and_a_clock(days: int) -> list[dict]:
+    """u1 buys every other day for 8 days (a potential-layer buyer), then falls silent; u2 visits every hour."""
+    events = [_event("u1", START_MS + i * 60_000, i) for i in range(10)]
+    events += [{**_event("u1", START_MS + 20 * 60_000 + i, 20 + i), "type": "add_to_cart"} for i in range(2)]
+    events += [
+        {"event_id": f"u1-pay{d}", "user_id": "u1", "type": "pay", "ts": START_MS + d * DAY + 3_600_000, "amount": 200.0}
+        for d in (0, 2, 4, 6, 8)
+    ]
+    events += [_event("u2", START_MS + h * 3_600_000 + 1, h) for h in range(days * 24)]
+    return sorted(events, key=lambda e: e["ts"])
+
+
+def lapse_risk_by_render(state: PortraitState, at_ms: int, models) -> float:
+    """The batch view: render the portrait at ``at_ms``, score it, 1 - P(alive)."""
+    return 1 - models.churn(render(state, as_of=at_ms, config=REPLAN.watch.portrait))["p_alive"]
+
+
+def first_minute_at_or_above(state: PortraitState, models, start_ms: int, threshold: float) -> int:
+    """Brute force: every hour from ``start_ms``, then every minute of the hour before."""
+    at = ceil_minute(start_ms)
+    while lapse_risk_by_render(state, at, models) < threshold:
+        at += 3_600_000
+    minute = max(ceil_minute(start_ms), at - 3_600_000)
+    while lapse_risk_by_render(state, minute, models) < threshold:
+        minute += 60_000
+    return minute
+
+
+def replay_with_a_model_change(events: list[dict], change_at_ms: int, *, store: dict | None = None, restart: bool = False):
+    """Feed ``events`` under SLOW until the first event past ``change_at_ms``, under FAST from it on.
+
+    Returns the engine, the alerts and the watermark at which FAST arrived. With ``restart``,
+    the engine stops at the change (its effects flushed to ``store``) and a new one restored from it goes on.
+    """
+    store = {} if store is None else store
+    engine, alerts, arrived_at = PartitionProcessor(0, store, REPLAN), [], None
+    slow, fast = purchase_models(SLOW), purchase_models(FAST)
+    for offset, event in enumerate(events):
+        models = slow
+        if event["ts"] > change_at_ms:
+            if arrived_at is None:
+                if restart:
+                    apply_to(store, engine.flush())
+                    engine = PartitionProcessor(0, store, REPLAN)
+                arrived_at = engine.watermark
+            models = fast
+        effects = engine.process(Record(EVENTS, EVENTS, offset, event["user_id"].encode(), orjson.dumps(event)), now_ms=START_MS + 400 * DAY, models=models)
+        apply_to(store, effects)
+        alerts += [e.payload for e in effects if isinstance(e, Send) and e.kind == "alert"]
+    return engine, alerts, arrived_at
+
+
+@pytest.mark.parametrize("restart", [False, True])
+@pytest.mark.parametrize("change_day", [10, 14])
+def test_a_new_purchase_model_brings_the_alert_to_its_own_crossing_not_the_next_planned_check(change_day, restart):
+    events = silent_buyer_and_a_clock(days=40)
+    engine, alerts, arrived_at = replay_with_a_model_change(events, START_MS + change_day * DAY, restart=restart)
+    u1 = [a for a in alerts if a.user_id == "u1"]
+    assert len(u1) == 1 and engine.counts["checks_brought_forward"] == 1
+    # independently: the first minute, from FAST's arrival on, at which the rendered portrait's 1 - P(alive) under FAST reaches 0.7
+    silent = PortraitState("u1")
+    from online_models.portrait import update  # noqa: PLC0415
+    from online_models.events import parse_event  # noqa: PLC0415
+
+    for event in (e for e in events if e["user_id"] == "u1"):
+        update(silent, parse_event(orjson.dumps(event)), watermark=event["ts"], config=REPLAN.watch.portrait)
+    expected = first_minute_at_or_above(silent, purchase_models(FAST), arrived_at, 0.7)
+    assert u1[0].ts_ms == expected
+    # under SLOW alone the alert would have come weeks later
+    _, slow_alerts, _ = replay_with_a_model_change(events, START_MS + 400 * DAY)
+    assert [a.ts_ms for a in slow_alerts if a.user_id == "u1"] == [first_minute_at_or_above(silent, purchase_models(SLOW), START_MS, 0.7)]
+    assert u1[0].ts_ms < slow_alerts[0].ts_ms - 10 * DAY
+
+
+def test_a_snapshot_with_the_same_purchase_model_re_plans_nobody():
+    events = silent_buyer_and_a_clock(days=12)
+    engine = PartitionProcessor(0, {}, REPLAN)
+    snapshots = [purchase_models(MBGNBD.from_params(**SLOW.params_)) for _ in range(2)]
+    for offset, event in enumerate(events):
+        # another snapshot on every record (the classifier and the samples move), the same purchase model
+        models = snapshots[offset % 2]
+        engine.process(Record(EVENTS, EVENTS, offset, event["user_id"].encode(), orjson.dumps(event)), now_ms=START_MS + 400 * DAY, models=models)
+    assert engine.counts["replans"] == 1 and engine.counts["checks_brought_forward"] == 0
+    assert set(engine.crossing_plans) == {"u1"}  # u2 never bought
+
+
+def test_re_planning_touches_only_the_users_whose_crossing_it_moves():
+    # 40 valuable buyers on different purchase rhythms, silent since; a refit brings some crossings before their planned checks
+    events = []
+    for u in range(40):
+        gap = 1 + u % 5
+        events += [
+            {"event_id": f"p{u}-{k}", "user_id": f"b{u:02d}", "type": "pay", "ts": START_MS + (k * gap) * DAY + u * 60_000, "amount": 300.0}
+            for k in range(4)
+        ]
+        events += [{"event_id": f"c{u}", "user_id": f"b{u:02d}", "type": "add_to_cart", "ts": START_MS + u * 60_000 - 1}]
+    events += [_event("clock", START_MS + h * 3_600_000 + 7, h) for h in range(30 * 24)]
+    events.sort(key=lambda e: e["ts"])
+    engine = PartitionProcessor(0, {}, REPLAN)
+    change = next(i for i, e in enumerate(events) if e["ts"] > START_MS + 22 * DAY)
+    slow = purchase_models(SLOW)
+    for offset, event in enumerate(events[:change]):
+        engine.process(Record(EVENTS, EVENTS, offset, event["user_id"].encode(), orjson.dumps(event)), now_ms=START_MS + 400 * DAY, models=slow)
+    planned = dict(engine.crossing_plans)
+    assert len(planned) >= 20
+    engine.flush()
+
+    class Counting(MBGNBD):
+        calls = 0
+
+        def p_alive(self, *stats):
+            self.calls += 1
+            return super().p_alive(*stats)
+
+    fast = Counting.from_params(**FAST.params_)
+    now = engine.watermark
+    moved = {u for u, plan in planned.items() if plan.next_check > now and lapse_risk_by_render(engine.state(u), plan.next_check - 1, purchase_models(FAST)) >= 0.7}
+    assert moved and len(moved) < len(planned)
+    models = purchase_models(fast)
+    event = events[change]
+    effects = engine.process(Record(EVENTS, EVENTS, change, event["user_id"].encode(), orjson.dumps(event)), now_ms=START_MS + 400 * DAY, models=models)
+    assert engine.counts["checks_brought_forward"] == len(moved)
+    written = {e.key.decode() for e in effects if isinstance(e, Put) and e.key != PROGRESS_KEY} | set(engine.changed)
+    assert written - {"clock"} == moved  # only their states are written again
+    # one P(alive) for each planned user, a few more for each moved one
+    assert fast.calls <= len(planned) + len(moved) * 8
