@@ -31,7 +31,7 @@ def static_files() -> StaticFiles:
 
 @router.get("/", include_in_schema=False)
 def dashboard() -> FileResponse:
-    """The ops dashboard: overview charts, user lookup, segments and the live alert feed."""
+    """The ops dashboard: overview charts, AARRR, co-purchases, user and product portraits, segments, live alerts."""
     return FileResponse(
         STATIC_DIR / "index.html",
         media_type="text/html; charset=utf-8",

@@ -12,7 +12,7 @@ export const COLORS = {
 };
 const MUTED = "#6b7380";
 // every component an option of this module may set (see draw)
-const REPLACED = ["series", "xAxis", "yAxis", "grid", "legend", "title", "tooltip"];
+const REPLACED = ["series", "xAxis", "yAxis", "grid", "legend", "title", "tooltip", "visualMap"];
 
 /** True when the chart library was served and loaded. */
 export const chartsAvailable = () => typeof window.echarts === "object" && window.echarts !== null;
@@ -111,5 +111,29 @@ export function groupedBars(labels, series, { format = fmt, axisFormat = format 
       type: "bar", name, data: values, itemStyle: { color }, barGap: "10%", barCategoryGap: "28%",
       label: { show: true, position: "right", fontSize: 10, color: MUTED, formatter: ({ value }) => format(value) },
     })),
+  };
+}
+
+/**
+ * A heat map of shares in [0, 1]: `columns` across, `rows` down (first on top), `cells` as [column, row, share]
+ * (a missing cell stays blank), each cell labelled with its share and coloured from white to `color`.
+ */
+export function heatmap(columns, rows, cells, { name = "", color = COLORS.blue, format = fmt } = {}) {
+  if (!cells.length) return nothing();
+  return {
+    ...base(format),
+    tooltip: { trigger: "item", renderMode: "richText", formatter: ({ value }) => `${rows[value[1]]}, ${columns[value[0]]}: ${format(value[2])}` },
+    grid: { left: 6, right: 12, top: 6, bottom: 34, outerBoundsMode: "same", outerBoundsContain: "axisLabel" },
+    xAxis: { type: "category", data: columns, position: "top", splitArea: { show: true }, axisTick: { show: false }, axisLabel: { color: MUTED } },
+    yAxis: { type: "category", data: rows, inverse: true, splitArea: { show: true }, axisTick: { show: false }, axisLabel: { color: "#1d2430" } },
+    visualMap: {
+      type: "continuous", min: 0, max: 1, calculable: false, orient: "horizontal", left: "center", bottom: 0, itemHeight: 120, itemWidth: 10,
+      inRange: { color: ["#f4f7fd", color] }, formatter: format, textStyle: { color: MUTED, fontSize: 11 },
+    },
+    series: [{
+      type: "heatmap", name, data: cells, itemStyle: { borderColor: "#fff", borderWidth: 1 },
+      label: { show: true, fontSize: 10, formatter: ({ value }) => format(value[2]) },
+      emphasis: { itemStyle: { borderColor: "#1d2430" } },
+    }],
   };
 }

@@ -5,11 +5,13 @@
 
 import { chartsAvailable, draw, nothing, release } from "./charts.js";
 import { fmt, hourLabel, isNum, money, pct, when } from "./format.js";
-import { OVERVIEW, OVERVIEW_VIEWS, PORTRAIT_VIEWS } from "./views.js";
+import { AARRR, AARRR_VIEWS, aarrrFigures, ASSOCIATIONS, OVERVIEW, OVERVIEW_VIEWS, PAIR_COLUMNS, PAIR_VIEWS, pairRows } from "./views.js";
+import { PORTRAIT_VIEWS, PRODUCT_COLUMNS, PRODUCT_VIEWS, PRODUCT_WINDOWS, productPath, productRows } from "./views.js";
 
 const TOKEN_KEY = "portraits.dashboard.token";
 const FEED_LIMIT = 200;
 const OVERVIEW_EVERY_MS = 15000;
+const PAIRS_SHOWN = 15;
 
 const $ = (id) => document.getElementById(id);
 let token = sessionStorage.getItem(TOKEN_KEY) || "";
@@ -81,11 +83,21 @@ function chartBox(id, attrs) {
     chartsAvailable() ? null : el("div", { class: "empty", text: "the chart library did not load (/static/vendor/echarts/): run scripts/install on the API's machine" }));
 }
 
-/** One card per view of views.js, its chart element carrying the view's id. */
+/** A card of a view of views.js, its chart element carrying the view's id. */
+function card(view, attrs) {
+  return el("figure", { class: `card ${view.span === 2 ? "span2" : ""}` },
+    el("figcaption", {}, view.title, " ", el("small", { text: view.note })), chartBox(view.id, attrs));
+}
+
+/** The cards of the overview, AARRR and co-purchase views; the AARRR figures beside the retention triangle. */
 function buildCards() {
-  $("overview-charts").replaceChildren(...OVERVIEW_VIEWS.map((view) => el("figure", { class: `card ${view.span === 2 ? "span2" : ""}` },
-    el("figcaption", {}, view.title, " ", el("small", { text: view.note })),
-    chartBox(view.id, { "data-source": view.source }))));
+  $("overview-charts").replaceChildren(...OVERVIEW_VIEWS.map((view) => card(view, { "data-source": view.source })));
+  const [triangle, ...weekly] = AARRR_VIEWS.map((view) => card(view, { "data-source": AARRR }));
+  triangle.querySelector(".chart").classList.add("tall");
+  $("aarrr-charts").replaceChildren(triangle,
+    el("figure", { class: "card" }, el("figcaption", { text: "Figures of the window" }), el("div", { id: "aarrr-figures" })), ...weekly);
+  $("pairs-charts").replaceChildren(...PAIR_VIEWS.map((view) => card(view, { "data-source": ASSOCIATIONS })));
+  $("pairs-table").tHead.replaceChildren(el("tr", {}, PAIR_COLUMNS.map(([heading, , numeric]) => el("th", { class: numeric ? "num" : null, text: heading }))));
 }
 
 /** Draw a view, or say on its card why it cannot be drawn. */
@@ -145,6 +157,63 @@ async function loadModels() {
   } catch (error) {
     $("models-body").textContent = error.status === 404 ? "no model summary published yet" : `could not load: ${error.message}`;
   }
+}
+
+// -- AARRR and co-purchases -----------------------------------------------------------------
+
+/** The AARRR of the default window: the retention triangle, the weekly charts and the figures. */
+async function loadAarrr() {
+  let aarrr = null;
+  let failure = null;
+  try {
+    aarrr = await api(AARRR);
+  } catch (error) {
+    failure = error;
+  }
+  $("aarrr-figures").replaceChildren(failure
+    ? el("div", { class: "empty", text: `${AARRR}: ${failure.message}` })
+    : kv(aarrrFigures(aarrr).map(([label, text, field]) => [label, text, `aarrr.${field}`])));
+  for (const view of AARRR_VIEWS) drawView($(view.id), failure ? () => nothing(`${AARRR}: ${failure.message}`) : () => view.option(aarrr));
+}
+
+/** The co-purchase pairs of the filter's category (all without one), in the chosen order: a table and two charts. */
+async function loadPairs() {
+  const params = new URLSearchParams({ sort: $("pairs-sort").value, limit: String(PAIRS_SHOWN) });
+  const category = $("pairs-category").value.trim();
+  if (category) params.set("category", category);
+  const query = params.toString();
+  const body = $("pairs-body");
+  body.dataset.query = query;
+  body.dataset.state = "loading";
+  let answer = null;
+  let failure = null;
+  try {
+    answer = await api(`${ASSOCIATIONS}?${query}`);
+  } catch (error) {
+    failure = error;
+  }
+  if (body.dataset.query !== query) return; // a newer filter was sent
+  const tbody = $("pairs-table").tBodies[0];
+  const empty = (text) => [el("tr", {}, el("td", { colspan: String(PAIR_COLUMNS.length), class: "empty", text }))];
+  if (failure) {
+    tbody.replaceChildren(...empty(failure.message));
+    $("pairs-window").textContent = "";
+  } else {
+    const rows = pairRows(answer).map((cells, i) => el("tr", { "data-pair": `${answer.pairs[i].a}|${answer.pairs[i].b}` },
+      cells.map((text, c) => el("td", { class: PAIR_COLUMNS[c][2] ? "num" : null, text }))));
+    tbody.replaceChildren(...(rows.length ? rows : empty(category ? `no pair with ${category} bought together` : "no pair bought together yet")));
+    const win = answer.window;
+    $("pairs-window").textContent = `${fmt(answer.baskets)} baskets, ${win.first_day || "—"} – ${win.last_day || "—"} (${win.days} days)`;
+  }
+  for (const view of PAIR_VIEWS) drawView($(view.id), failure ? () => nothing(failure.message) : () => view.option(answer));
+  body.dataset.state = failure ? "error" : "loaded";
+}
+
+/** Everything the refresh button and the timer renew. */
+function refresh() {
+  loadOverview();
+  loadAarrr();
+  loadPairs();
 }
 
 // -- portrait -------------------------------------------------------------------------------
@@ -243,6 +312,62 @@ async function lookup(userId) {
   }
 }
 
+// -- product portrait -----------------------------------------------------------------------
+
+function renderProduct(p) {
+  const life = p.lifetime || {};
+  const target = $("product-portrait");
+  const table = el("table", { class: "table" },
+    el("thead", {}, el("tr", {}, el("th", { text: "window" }), PRODUCT_COLUMNS.map(([heading]) => el("th", { class: "num", text: heading })))),
+    el("tbody", {}, productRows(p).map((cells, i) => el("tr", {}, el("td", { text: PRODUCT_WINDOWS[i] }),
+      cells.map(([field, text]) => el("td", { class: "num", "data-field": field, text }))))));
+  const blocks = [
+    block(p.kind === "category" ? "Category" : "Item", "", kv([
+      [p.kind, p.id, "id"], ["category", p.category || "—", "category"], ["as of", when(p.as_of), "as_of"],
+      ["shop day", p.as_of_day, "as_of_day"], ["first seen", when(p.first_seen), "first_seen"], ["last seen", when(p.last_seen), "last_seen"],
+    ])),
+    block("Lifetime", "span2", kv([
+      ["views", fmt(life.views), "lifetime.views"], ["add to cart", fmt(life.add_to_cart), "lifetime.add_to_cart"],
+      ["favorites", fmt(life.favorites), "lifetime.favorites"], ["purchases", fmt(life.purchases), "lifetime.purchases"],
+      ["GMV", money(life.gmv), "lifetime.gmv"], ["refunds", fmt(life.refunds), "lifetime.refunds"],
+      ["refund amount", money(life.refund_amount), "lifetime.refund_amount"],
+    ])),
+    block(`Windows (shop days up to ${p.as_of_day}, ${p.timezone})`, "span3", table),
+    ...PRODUCT_VIEWS.map((view) => block(`${view.title} (${view.note})`, "", chartBox(view.id))),
+    el("details", { class: "block span3" }, el("summary", { text: "Raw portrait JSON" }), el("pre", { class: "raw", text: JSON.stringify(p, null, 2) })),
+  ];
+  if (chartsAvailable()) release(target);
+  target.replaceChildren(...blocks);
+  target.hidden = false; // before drawing: a chart takes its size from its element
+  for (const view of PRODUCT_VIEWS) drawView($(view.id), () => view.option(p));
+}
+
+/** Show an item's (kind "item") or a category's portrait; a 404 shows the API's message in its place. */
+async function lookupProduct(kind, name) {
+  name = (name || "").trim();
+  if (!name) return;
+  const target = $("product-portrait");
+  const wanted = `${kind}:${name}`;
+  target.dataset.product = wanted;
+  target.dataset.state = "loading";
+  try {
+    const portrait = await api(productPath(kind, name));
+    if (target.dataset.product !== wanted) return; // a newer lookup started
+    renderProduct(portrait);
+    target.dataset.state = "loaded";
+  } catch (error) {
+    if (target.dataset.product !== wanted) return;
+    target.dataset.state = "error";
+    if (error.status === 401 || error.status === 403) {
+      handleError(error, "product portrait");
+      return;
+    }
+    if (chartsAvailable()) release(target);
+    target.replaceChildren(el("div", { class: "empty", text: error.message }));
+    target.hidden = false;
+  }
+}
+
 // -- alerts ---------------------------------------------------------------------------------
 
 function alertItem(a, isNew) {
@@ -333,10 +458,10 @@ function connect() {
     return;
   }
   status("conn-status", "wait", "connecting");
-  loadOverview();
+  refresh();
   loadModels();
   loadAlerts().then((ok) => { if (ok) openStream(); else status("feed-status", "error", "refused"); });
-  overviewTimer = setInterval(loadOverview, OVERVIEW_EVERY_MS);
+  overviewTimer = setInterval(refresh, OVERVIEW_EVERY_MS);
   const wanted = new URLSearchParams(location.hash.slice(1)).get("user");
   if (wanted) {
     $("lookup-input").value = wanted;
@@ -364,7 +489,15 @@ document.addEventListener("DOMContentLoaded", () => {
     closeStream();
     connect();
   });
-  $("overview-refresh").addEventListener("click", loadOverview);
+  $("overview-refresh").addEventListener("click", refresh);
+  $("pairs-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    loadPairs();
+  });
+  $("product-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    lookupProduct($("product-kind").value, $("product-input").value);
+  });
   $("lookup-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const userId = $("lookup-input").value.trim();

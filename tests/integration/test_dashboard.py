@@ -1,6 +1,7 @@
 """The ops dashboard in a real headless Chromium: its ECharts charts drawing the live API's figures (read back
-with ``echarts.getInstanceByDom(el).getOption()`` and from the canvas pixels), a known user's portrait on the
-page, a new alert arriving live.
+with ``echarts.getInstanceByDom(el).getOption()`` and from the canvas pixels), the AARRR retention triangle and
+figures, the co-purchase pairs (filtered by a category), a known user's portrait, an item's and a category's
+portrait (and the API's message for an unknown item) on the page, a new alert arriving live.
 
 Needs Debian's ``chromium`` at /usr/bin/chromium (``scripts/install-browser``) and the ``playwright``
 Python package; Playwright's own browser downloads are not used.
@@ -24,7 +25,17 @@ from online_models.mbgnbd import MBGNBD
 from online_models.population import PopulationModels
 from online_models.simulation import ShopSimulator
 from streams.producer import make_producer, send_events, send_profiles
-from tests.dashboard_reference import expected_overview_charts, expected_portrait_charts
+from tests.dashboard_reference import (
+    expected_aarrr_charts,
+    expected_aarrr_figures,
+    expected_overview_charts,
+    expected_pair_charts,
+    expected_pair_rows,
+    expected_portrait_charts,
+    expected_product_charts,
+    expected_product_rows,
+    shows,
+)
 from tests.integration.conftest import free_port, send_models, wait_until
 from tests.unit.test_dashboard_assets import pinned
 
@@ -42,6 +53,7 @@ CHROMIUM_ARGS = [
 TOKEN = "test-reader"
 BACKGROUND_USERS = 40  # simulated shop traffic, so the overview charts and the segment table have content
 BACKGROUND_DAYS = 6
+PAIRS_SHOWN = 15  # the co-purchase pairs the page asks for
 
 
 def iso(ms: int) -> str:
@@ -96,11 +108,12 @@ READ_CHART = """(id) => {
   if (!chart) return null;
   const option = chart.getOption();
   const category = [...(option.xAxis || []), ...(option.yAxis || [])].find((axis) => axis.type === "category");
-  const value = (d) => (d !== null && typeof d === "object" ? d.value : d);
+  const isItem = (d) => d !== null && typeof d === "object" && !Array.isArray(d);
+  const value = (d) => (isItem(d) ? d.value : d);  // a heat map's cells, [x, y, value], as they are
   const canvas = element.querySelector("canvas");
   const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
   const painted = (colors) => {
-    const rgb = colors.map((c) => [1, 3, 5].map((i) => parseInt(c.slice(i, i + 2), 16)));
+    const rgb = colors.filter((c) => typeof c === "string").map((c) => [1, 3, 5].map((i) => parseInt(c.slice(i, i + 2), 16)));
     let n = 0;
     for (let i = 0; i < pixels.length; i += 4) {
       if (pixels[i + 3] === 255 && rgb.some(([r, g, b]) => pixels[i] === r && pixels[i + 1] === g && pixels[i + 2] === b)) n += 1;
@@ -109,9 +122,10 @@ READ_CHART = """(id) => {
   };
   return {
     labels: category ? category.data : null,
+    rows: (option.xAxis || []).length && option.xAxis[0].type === "category" && option.yAxis[0].type === "category" ? option.yAxis[0].data : null,
     series: Object.fromEntries((option.series || []).map((s) => [s.name, s.data.map(value)])),
     painted: Object.fromEntries((option.series || []).map((s) => [s.name, painted(
-      [s.itemStyle.color, ...s.data.filter((d) => d !== null && typeof d === "object").map((d) => d.itemStyle.color)])])),
+      [(s.itemStyle || {}).color, ...s.data.filter(isItem).map((d) => d.itemStyle.color)])])),
   };
 }"""
 
@@ -125,8 +139,36 @@ def chart_mismatches(page, expected: dict[str, dict | None]) -> list[str]:
             problems.append(f"{chart_id}: no chart")
         elif want is None and got["series"]:
             problems.append(f"{chart_id}: draws {got['series']} where the API has nothing")
-        elif want is not None and (got["labels"], got["series"]) != (want["labels"], want["series"]):
-            problems.append(f"{chart_id}: draws {got['labels']} {got['series']}, the API says {want['labels']} {want['series']}")
+        elif want is not None and (got["labels"], got["rows"], got["series"]) != (want["labels"], want.get("rows"), want["series"]):
+            problems.append(
+                f"{chart_id}: draws {got['labels']} {got['rows']} {got['series']}, the API says {want['labels']} {want.get('rows')} {want['series']}"
+            )
+    return problems
+
+
+# The texts of the elements under ``root`` that carry a data-field, by field.
+READ_FIELDS = """(root) => Object.fromEntries([...document.querySelectorAll(`${root} [data-field]`)].map((e) => [e.dataset.field, e.textContent]))"""
+READ_TABLE = """(table) => [...document.querySelectorAll(`${table} tbody tr`)].map((tr) => [...tr.cells].map((td) => td.textContent))"""
+
+
+def text_mismatches(page, root: str, expected: dict[str, tuple]) -> list[str]:
+    """The figures under ``root`` written otherwise than ``expected`` says (field -> (value, kind))."""
+    written = page.evaluate(READ_FIELDS, root)
+    return [
+        f"{field}: shows {written.get(field)!r}, the API says {value!r}"
+        for field, (value, kind) in expected.items()
+        if field not in written or not shows(written[field], value, kind)
+    ]
+
+
+def pair_mismatches(page, pairs: dict) -> list[str]:
+    """What the co-purchase table and charts show otherwise than ``GET /v1/associations`` answered."""
+    problems = chart_mismatches(page, expected_pair_charts(pairs))
+    rows, expected = page.evaluate(READ_TABLE, "#pairs-table"), expected_pair_rows(pairs)
+    if len(rows) != len(expected) or not all(
+        len(cells) == len(want) and all(shows(text, value, kind) for text, (value, kind) in zip(cells, want)) for cells, want in zip(rows, expected)
+    ):
+        problems.append(f"the pair table shows {rows}, the API says {pairs['pairs']}")
     return problems
 
 
@@ -149,6 +191,7 @@ def test_dashboard_draws_the_live_figures_a_portrait_and_a_live_alert(stack, tmp
         pytest.fail("the Python package 'playwright' is missing: pip install playwright (no 'playwright install' needed)")
 
     stack.env["PORTRAITS_TRAIN_MODELS"] = "false"  # only the snapshot sent below scores
+    stack.env["PORTRAITS_ASSOCIATION_SNAPSHOT_INTERVAL"] = "1"  # co-purchase summaries within a second
     settings = stack.settings()
     producer = make_producer(settings)
     send_models(producer, settings, scoring_snapshot())
@@ -173,7 +216,8 @@ def test_dashboard_draws_the_live_figures_a_portrait_and_a_live_alert(stack, tmp
     user = f"dash-{uuid.uuid4().hex[:6]}"
     now_ms = int(time.time() * 1000)
     events = known_user_events(user, now_ms)
-    simulator = ShopSimulator(n_users=BACKGROUND_USERS, start_ms=now_ms - (BACKGROUND_DAYS + 1) * 86_400_000, seed=7)
+    # companions: paid lines of some categories bring complementary ones, so pairs are bought together
+    simulator = ShopSimulator(n_users=BACKGROUND_USERS, start_ms=now_ms - (BACKGROUND_DAYS + 1) * 86_400_000, seed=7, companions=True)
     try:
         send_profiles(producer, settings, simulator.profiles())
         send_events(producer, settings, sorted(simulator.history(BACKGROUND_DAYS), key=lambda e: e["ts"]))
@@ -197,6 +241,9 @@ def test_dashboard_draws_the_live_figures_a_portrait_and_a_live_alert(stack, tmp
         assert overview["clv"]["users_valued"] > 0 and overview["clv"]["histogram"], overview["clv"]
         assert any(layer["clv_share"] for layer in overview["value_layers"]), overview["value_layers"]
         assert overview["churn"]["users_scored"] > 0
+        # the closed baskets counted (before the page asks: it would get the 404 of no summary yet)
+        wait_until(lambda: len(reader.get("/v1/associations").json().get("pairs", [])) >= 5, timeout=120,
+                   what="co-purchase pairs counted")
 
         screenshot = tmp_path / "dashboard.png"
         requested: list[str] = []
@@ -234,7 +281,9 @@ def test_dashboard_draws_the_live_figures_a_portrait_and_a_live_alert(stack, tmp
                 page.click("#token-save")
                 expect(page.locator("#conn-status")).to_have_text("token rejected", timeout=20_000)
                 assert page.evaluate("!window.echarts.getInstanceByDom(document.getElementById('chart-clv'))")
-                assert "401 /v1/overview" in failed_responses
+                refused = {"401 /v1/overview", "401 /v1/aarrr", "401 /v1/associations"}  # what a refresh asks for
+                wait_until(lambda: refused <= set(failed_responses), timeout=10, what="every refresh refused",
+                           explain=lambda: str(failed_responses))
                 failed_responses.clear()
 
                 page.fill("#token-input", TOKEN)
@@ -281,6 +330,66 @@ def test_dashboard_draws_the_live_figures_a_portrait_and_a_live_alert(stack, tmp
                 assert float(field("clv.value").inner_text().replace(",", "")) == pytest.approx(portrait["clv"]["value"], abs=0.006)
                 assert chart_mismatches(page, expected_portrait_charts(portrait)) == []
                 wait_until(lambda: not unpainted(page, expected_portrait_charts(portrait)), timeout=10, what="the portrait's bars")
+
+                # the AARRR section: the retention triangle, the weekly charts and the figures of the API's answer
+                def aarrr_shown():
+                    aarrr = reader.get("/v1/aarrr").json()
+                    mismatches[:] = chart_mismatches(page, expected_aarrr_charts(aarrr))
+                    mismatches.extend(text_mismatches(page, "#aarrr-figures", expected_aarrr_figures(aarrr)))
+                    if mismatches:
+                        page.click("#overview-refresh")
+                    return not mismatches and aarrr
+
+                aarrr = wait_until(aarrr_shown, timeout=45, interval=1, what="the AARRR section to show /v1/aarrr",
+                                   explain=lambda: "; ".join(mismatches))
+                assert expected_aarrr_charts(aarrr)["aarrr-retention"] and aarrr["acquisition"]["new_users"] >= BACKGROUND_USERS
+                wait_until(lambda: not unpainted(page, expected_aarrr_charts(aarrr)), timeout=10, what="the weekly bars")
+
+                # the co-purchase pairs, all and then those of one category by lift, as the API answers them
+                def pairs_shown(params: dict):
+                    pairs = reader.get("/v1/associations", params={"limit": PAIRS_SHOWN, **params}).json()
+                    mismatches[:] = pair_mismatches(page, pairs)
+                    if mismatches:
+                        page.click("#pairs-go")
+                    return not mismatches and pairs
+
+                pairs = wait_until(lambda: pairs_shown({"sort": "support"}), timeout=45, interval=1, what="the pairs",
+                                   explain=lambda: "; ".join(mismatches))
+                category = pairs["pairs"][0]["a"]
+                page.fill("#pairs-category", category)
+                page.select_option("#pairs-sort", "lift")
+                page.click("#pairs-go")
+                filtered = wait_until(lambda: pairs_shown({"category": category, "sort": "lift"}), timeout=30, interval=1,
+                                      what=f"the pairs of {category}", explain=lambda: "; ".join(mismatches))
+                assert filtered["pairs"] and all(p["a"] == category for p in filtered["pairs"])
+                wait_until(lambda: not unpainted(page, expected_pair_charts(filtered)), timeout=10, what="the pairs' bars")
+
+                # product portraits: the known user's item and the most popular category, then an unknown item
+                top_category = live["top_categories"][0]["category"]
+                for kind, name, path in (("item", "i2", "/v1/items/i2/portrait"), ("category", top_category, f"/v1/categories/{top_category}/portrait")):
+                    page.select_option("#product-kind", kind)
+                    page.fill("#product-input", name)
+                    page.click("#product-go")
+                    product = reader.get(path).json()
+                    expect(page.locator('#product-portrait [data-field="id"]')).to_have_text(name, timeout=15_000)
+
+                    def product_shown(product=product):
+                        mismatches[:] = chart_mismatches(page, expected_product_charts(product))
+                        mismatches.extend(text_mismatches(page, "#product-portrait", expected_product_rows(product)))
+                        return not mismatches
+
+                    wait_until(product_shown, timeout=10, what=f"the portrait of {kind} {name}", explain=lambda: "; ".join(mismatches))
+                    wait_until(lambda product=product: not unpainted(page, expected_product_charts(product)), timeout=10,
+                               what=f"the bars of {kind} {name}")
+                assert product["windows"]["90d"]["purchases"] > 0 and expected_product_charts(product)["product-ages"]
+                missing = reader.get("/v1/items/no-such-item/portrait")
+                assert missing.status_code == 404
+                page.select_option("#product-kind", "item")
+                page.fill("#product-input", "no-such-item")
+                page.click("#product-go")
+                expect(page.locator("#product-portrait")).to_have_text(missing.json()["detail"], timeout=15_000)
+                expect(page.locator("#product-portrait canvas")).to_have_count(0)
+                failed_responses.remove("404 /v1/items/no-such-item/portrait")  # the one refusal asked for
 
                 # a new alert, published straight to the alerts topic, shows up without a reload
                 alert_ms = int(time.time() * 1000)

@@ -22,17 +22,23 @@ DAY = 86_400_000
 ROUNDED = 5.000001e-5
 
 
-@pytest.fixture(scope="module")
-def shop():
-    """A replayed shop: its portraits, its association summary, and the batch counts of its baskets."""
-    events = list(ShopSimulator(n_users=80, start_ms=START_MS, seed=12, companions=True).history(30))
-    events.append({"event_id": "closer", "user_id": "closer", "type": "view", "ts": START_MS + 32 * DAY})
+def replayed(events: list[dict]):
+    """``events`` replayed: the replay's result, the aggregator's counts of its baskets, the portraits published."""
     result = replay_history(events)
     counts = AssociationCounts(AssociationConfig(window_days=30))
     for basket in result.baskets:
         counts.add(basket)
     models = PopulationModels()
     portraits = [models.enrich(render(s, as_of=result.as_of, config=PortraitConfig())) for _, s in sorted(result.states.items())]
+    return result, counts, portraits
+
+
+@pytest.fixture(scope="module")
+def shop():
+    """A replayed shop: its portraits, its association summary, and the batch counts of its baskets."""
+    events = list(ShopSimulator(n_users=80, start_ms=START_MS, seed=12, companions=True).history(30))
+    events.append({"event_id": "closer", "user_id": "closer", "type": "view", "ts": START_MS + 32 * DAY})
+    _, counts, portraits = replayed(events)
     truth = batch_counts(batch_baskets(events, watermark=events[-1]["ts"] - 300_000), window_days=30)
     return portraits, counts, truth
 
