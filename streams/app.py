@@ -232,27 +232,29 @@ async def mind_assigned_partitions() -> None:
     """Take over newly assigned partitions at once; read a stalled one again from its progress.
 
     A partition that comes back after a rebalance may get no new record for a long time;
-    its unpublished states must still be published. A group of engines idle for
-    :data:`STALL_SECONDS` (three times that while a rebalance or recovery is not over)
-    with unread records is stalled (:func:`streams.faust_repairs.read_stalled_again`).
+    its unpublished states must still be published. A source partition that delivered nothing
+    for :data:`STALL_SECONDS` (three times that, and only in a group idle as long, while a
+    rebalance or recovery is not over) and has unread records is stalled
+    (:func:`streams.faust_repairs.read_stalled_again`), whatever the other partitions deliver.
     """
     busy = app.rebalancing or getattr(app, "in_recovery", False)
+    after = 3 * STALL_SECONDS if busy else STALL_SECONDS
     actives = app.assignor.assigned_actives()
     for group, names in ((app.engines, SOURCE_NAMES), (app.item_engines, (ITEM_FACTS_NAME,))):
-        idle = time.monotonic() - group.last_record_at
-        stalled = idle >= (3 * STALL_SECONDS if busy else STALL_SECONDS)
-        if busy and not stalled:
+        now = time.monotonic()
+        idle = now - group.last_record_at
+        if busy and idle < after:
             continue
         source = [tp for tp in actives if tp.topic in names]
         for tp in source:
             group.engine(tp.partition)
-        if stalled:
+        quiet = group.quiet.quiet(source, now=now, after=after)
+        if quiet:
             if busy:
                 log.warning("idle for %.0f s with the rebalance or recovery not over", idle)
-            applied = {tp: group.by_partition[tp.partition].applied_offset(tp.topic) for tp in source if tp.partition in group.by_partition}
-            sought = await faust_repairs.read_stalled_again(app.consumer, source, applied)
+            applied = {tp: group.by_partition[tp.partition].applied_offset(tp.topic) for tp in quiet if tp.partition in group.by_partition}
+            sought = await faust_repairs.read_stalled_again(app.consumer, quiet, applied)
             metrics.PARTITIONS_UNSTALLED.inc(len(sought))
-            group.last_record_at = time.monotonic()  # give the seeks time to deliver
 
 
 @app.page("/metrics")

@@ -28,7 +28,7 @@ from online_models.processor import TICKS, PartitionProcessor
 from online_models.sentiment import ShippedModelScorer
 from online_models.tags import TagRules
 from streams import faust_repairs, kafka_security, metrics, topics
-from streams.faust_repairs import PartitionWriter, SkippedRecordReader, settle
+from streams.faust_repairs import PartitionWriter, QuietPartitions, SkippedRecordReader, settle
 from streams.model_feed import ModelFeed
 from streams.record_batches import Outbox
 from streams.settings import Settings
@@ -66,6 +66,8 @@ class EngineGroup:
         #: held while one engine call and its effects run, so a timer's flush never splits them
         self.turn = asyncio.Lock()
         self.last_record_at = time.monotonic()
+        #: when each source partition last delivered a record (stalls are looked for partition by partition)
+        self.quiet = QuietPartitions()
         self.publish_not_before = 0.0
 
     # -------------------------------------------------------------- what a group says
@@ -95,6 +97,7 @@ class EngineGroup:
     def drop(self, partition: int) -> None:
         """Forget the partition's engine (it moved to another worker), and anything held back for it."""
         self.by_partition.pop(partition, None)
+        self.quiet.forget(partition)
 
     # -------------------------------------------------------------- partitions
     def engine(self, partition: int) -> PartitionEngine:
@@ -113,7 +116,8 @@ class EngineGroup:
 
     async def handle(self, message) -> None:
         """One record from Faust: fill any hole before it, then apply it."""
-        self.last_record_at = time.monotonic()
+        self.last_record_at = now = time.monotonic()
+        self.quiet.delivered(message.topic, message.partition, now=now)
         kind = self.kinds[message.topic]
         engine = self.engine(message.partition)
         if kind != TICKS and not engine.progress.covers(message.topic, message.offset) and self._gapless(kind, message.partition):
@@ -283,6 +287,7 @@ class Engines(EngineGroup):
         while not await self.app.loop.run_in_executor(None, self.feed.caught_up.wait, 1.0):
             waited += 1.0
             self.last_record_at = time.monotonic()  # waiting is not a stall
+            self.quiet.waited(now=self.last_record_at)
             if waited % MODEL_WAIT_WARNING_SECONDS == 0:
                 log.warning("waiting %.0f s for the models topic to be read before applying any record", waited)
 

@@ -201,6 +201,56 @@ async def settle(consumer, tp, first: int, last: int) -> None:
             start = None
 
 
+class QuietPartitions:
+    """When each source partition last delivered a record, to find the ones Faust stopped feeding.
+
+    A partition whose last records Faust dropped shows no hole until its next record, which on a
+    quiet topic (profiles, erasures) may come much later, and a busy group is never idle as a whole:
+    so stalls are looked for partition by partition. A partition counts as quiet once nothing of it
+    came for the given time; it then counts as fresh again, so it is looked at once per that time.
+    A wait of the whole group (for the models, before the first record) is no silence of its own.
+
+    >>> quiet = QuietPartitions()
+    >>> quiet.delivered("events", 0, now=100.0)
+    >>> quiet.quiet([TP("events", 0), TP("events", 1)], now=110.0, after=20.0)  # events-1 is first seen now
+    []
+    >>> [tp.partition for tp in quiet.quiet([TP("events", 0), TP("events", 1)], now=130.0, after=20.0)]
+    [0, 1]
+    >>> quiet.quiet([TP("events", 0)], now=140.0, after=20.0)  # just looked at
+    []
+    """
+
+    def __init__(self) -> None:
+        #: (topic, partition) -> monotonic time of its last record (or of the last look at it)
+        self._last: dict[tuple[str, int], float] = {}
+        #: monotonic time of the group's last wait that held every partition back
+        self._waited = 0.0
+
+    def delivered(self, topic: str, partition: int, *, now: float) -> None:
+        """A record of the partition came."""
+        self._last[(topic, partition)] = now
+
+    def waited(self, *, now: float) -> None:
+        """The group held every partition back until ``now``."""
+        self._waited = now
+
+    def forget(self, partition: int) -> None:
+        """The partition number left this worker (on every topic)."""
+        for key in [key for key in self._last if key[1] == partition]:
+            del self._last[key]
+
+    def quiet(self, partitions: Iterable, *, now: float, after: float) -> list:
+        """The partitions of ``partitions`` with no record for ``after`` seconds (they count as fresh from now)."""
+        found = []
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            last = max(self._last.setdefault(key, now), self._waited)
+            if now - last >= after:
+                found.append(tp)
+                self._last[key] = now
+        return found
+
+
 async def read_stalled_again(consumer, partitions: Iterable, applied: dict) -> list:
     """Seek each partition of ``partitions`` with unread records back to the first one its progress lacks.
 

@@ -179,6 +179,10 @@ def lag_report(stack, workers: "list[Service]", topic_names: tuple[str, ...] = (
     return f"committed/end {stands}; applied by worker {applied}"
 
 
+#: the profile fields a served portrait must repeat as sent
+PROFILE_FIELDS = ("gender", "region", "city_tier", "member_level", "age")
+
+
 def assert_matches_batch(portrait: dict, user_events: list[dict], profile: dict | None = None) -> None:
     """A served portrait equals the independent batch computation over the user's raw events at its ``as_of``."""
     from tests.reference import batch_portrait, batch_sentiment, parse_iso
@@ -194,7 +198,7 @@ def assert_matches_batch(portrait: dict, user_events: list[dict], profile: dict 
     assert portrait["weekdays"] == expected["weekdays"], user
     for key, value in expected["funnel"].items():
         assert portrait["funnel"][key] == value, (user, key)
-    for key in ("gender", "region", "city_tier", "member_level", "age") if profile else ():
+    for key in PROFILE_FIELDS if profile else ():
         assert portrait["profile"].get(key) == profile.get(key), (user, key)
     sentiment = batch_sentiment(user_events, parse_iso(portrait["as_of"]))
     for key in ("reviews", "positive", "negative", "negative_recent"):
@@ -226,6 +230,19 @@ def portrait_mismatches(client: httpx.Client, event_counts: dict[str, int]) -> d
         served = response.json()["lifetime"]["events"] if response.status_code == 200 else response.status_code
         if served != count:
             wrong[user] = f"{served}/{count}"
+    return wrong
+
+
+def profile_mismatches(client: httpx.Client, profiles: dict[str, dict]) -> dict[str, str]:
+    """The users whose served portrait does not repeat every field of the profile sent ("field: served/sent")."""
+    wrong = {}
+    for user, profile in profiles.items():
+        response = client.get(f"/v1/users/{user}/portrait")
+        served = response.json().get("profile", {}) if response.status_code == 200 else {}
+        for key in PROFILE_FIELDS:
+            if served.get(key) != profile.get(key):
+                wrong[user] = f"{key}: {served.get(key)}/{profile.get(key)}"
+                break
     return wrong
 
 

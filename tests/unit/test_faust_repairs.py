@@ -15,7 +15,7 @@ from aiokafka.structs import ConsumerRecord
 from faust.types import TP
 
 from streams import faust_repairs
-from streams.faust_repairs import FAUST_VERSION, check_faust_version, read_stalled_again, settle
+from streams.faust_repairs import FAUST_VERSION, QuietPartitions, check_faust_version, read_stalled_again, settle
 
 
 def test_the_installed_faust_is_the_one_the_repairs_were_written_against():
@@ -288,3 +288,27 @@ def test_table_writes_are_staged_then_applied_in_order_in_one_batch_per_partitio
     assert changelog.records == [(name, 0, b"u1", b"first"), (name, 0, b"u1", b"second"), (name, 1, b"u2", b"other"), (name, 0, b"gone", None)]
     writer.apply_staged()  # nothing staged: nothing changes
     assert writer.db(0).get(b"u1") == b"second"
+
+
+def test_quiet_partitions_are_found_one_by_one_whatever_the_others_deliver():
+    quiet = QuietPartitions()
+    busy, still, profiles = TP("events", 0), TP("events", 1), TP("profiles", 1)
+    for second in range(0, 30, 2):  # events-0 delivers every 2 s; events-1 and profiles-1 once, at 0
+        quiet.delivered("events", 0, now=float(second))
+        if second == 0:
+            quiet.delivered("events", 1, now=0.0)
+            quiet.delivered("profiles", 1, now=0.0)
+    assert quiet.quiet([busy, still, profiles], now=29.0, after=20.0) == [still, profiles]
+    assert quiet.quiet([busy, still, profiles], now=30.0, after=20.0) == []  # looked at: fresh again
+    assert quiet.quiet([still], now=50.0, after=20.0) == [still]  # and looked at once per 20 s
+
+
+def test_a_wait_of_the_group_and_a_partition_gone_are_no_silence():
+    quiet = QuietPartitions()
+    tp = TP("events", 3)
+    quiet.delivered("events", 3, now=0.0)
+    quiet.waited(now=25.0)  # the group waited for the models until 25 s
+    assert quiet.quiet([tp], now=30.0, after=20.0) == []
+    assert quiet.quiet([tp], now=45.0, after=20.0) == [tp]
+    quiet.forget(3)  # moved away and back: first seen again
+    assert quiet.quiet([tp], now=100.0, after=20.0) == []
