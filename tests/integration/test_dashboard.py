@@ -281,8 +281,9 @@ def test_dashboard_draws_the_live_figures_a_portrait_and_a_live_alert(stack, tmp
                 page.click("#token-save")
                 expect(page.locator("#conn-status")).to_have_text("token rejected", timeout=20_000)
                 assert page.evaluate("!window.echarts.getInstanceByDom(document.getElementById('chart-clv'))")
-                refused = {"401 /v1/overview", "401 /v1/aarrr", "401 /v1/associations"}  # what a refresh asks for
-                wait_until(lambda: refused <= set(failed_responses), timeout=10, what="every refresh refused",
+                # what connecting asks for: a refresh, the models, the alerts
+                refused = {"401 /v1/overview", "401 /v1/aarrr", "401 /v1/associations", "401 /v1/models", "401 /v1/alerts"}
+                wait_until(lambda: refused <= set(failed_responses), timeout=10, what="every request of connecting refused",
                            explain=lambda: str(failed_responses))
                 failed_responses.clear()
 
