@@ -161,19 +161,34 @@ async function loadModels() {
 
 // -- AARRR and co-purchases -----------------------------------------------------------------
 
-/** The AARRR of the default window: the retention triangle, the weekly charts and the figures. */
+/** The path of the AARRR the form asks for: its window and activation days (the API's defaults where empty). */
+function aarrrPath() {
+  const params = new URLSearchParams();
+  for (const [name, id] of [["from", "aarrr-from"], ["to", "aarrr-to"], ["activation_days", "aarrr-activation"]]) {
+    const value = $(id).value.trim();
+    if (value) params.set(name, value);
+  }
+  const query = params.toString();
+  return query ? `${AARRR}?${query}` : AARRR;
+}
+
+/** The AARRR of the form's window: the retention triangle, the weekly charts and the figures. */
 async function loadAarrr() {
+  const path = aarrrPath();
+  const figures = $("aarrr-figures");
+  figures.dataset.path = path;
   let aarrr = null;
   let failure = null;
   try {
-    aarrr = await api(AARRR);
+    aarrr = await api(path);
   } catch (error) {
     failure = error;
   }
-  $("aarrr-figures").replaceChildren(failure
-    ? el("div", { class: "empty", text: `${AARRR}: ${failure.message}` })
+  if (figures.dataset.path !== path) return; // a newer window was asked for
+  figures.replaceChildren(failure
+    ? el("div", { class: "empty", text: `${path}: ${failure.message}` })
     : kv(aarrrFigures(aarrr).map(([label, text, field]) => [label, text, `aarrr.${field}`])));
-  for (const view of AARRR_VIEWS) drawView($(view.id), failure ? () => nothing(`${AARRR}: ${failure.message}`) : () => view.option(aarrr));
+  for (const view of AARRR_VIEWS) drawView($(view.id), failure ? () => nothing(`${path}: ${failure.message}`) : () => view.option(aarrr));
 }
 
 /** The co-purchase pairs of the filter's category (all without one), in the chosen order: a table and two charts. */
@@ -490,6 +505,10 @@ document.addEventListener("DOMContentLoaded", () => {
     connect();
   });
   $("overview-refresh").addEventListener("click", refresh);
+  $("aarrr-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    loadAarrr();
+  });
   $("pairs-form").addEventListener("submit", (event) => {
     event.preventDefault();
     loadPairs();

@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
 import httpx
@@ -345,6 +345,38 @@ def test_dashboard_draws_the_live_figures_a_portrait_and_a_live_alert(stack, tmp
                                    explain=lambda: "; ".join(mismatches))
                 assert expected_aarrr_charts(aarrr)["aarrr-retention"] and aarrr["acquisition"]["new_users"] >= BACKGROUND_USERS
                 wait_until(lambda: not unpainted(page, expected_aarrr_charts(aarrr)), timeout=10, what="the weekly bars")
+
+                # a window of its own: the newest two weeks, activation within 3 days
+                newest = date.fromisoformat(aarrr["window"]["newest_week"])
+                chosen = {"from": str(newest - timedelta(days=7)), "to": str(newest), "activation_days": 3}
+                page.fill("#aarrr-from", chosen["from"])
+                page.fill("#aarrr-to", chosen["to"])
+                page.fill("#aarrr-activation", "3")
+                page.click("#aarrr-go")
+
+                def window_shown():
+                    answer = reader.get("/v1/aarrr", params=chosen).json()
+                    mismatches[:] = chart_mismatches(page, expected_aarrr_charts(answer))
+                    mismatches.extend(text_mismatches(page, "#aarrr-figures", expected_aarrr_figures(answer)))
+                    return not mismatches and answer
+
+                answer = wait_until(window_shown, timeout=20, interval=1, what="the AARRR section to show the chosen window",
+                                    explain=lambda: "; ".join(mismatches))
+                assert answer["window"]["weeks"] == 2 and answer["activation"]["within_days"] == 3
+
+                # a window the figures cannot answer (it ends before it starts): the API's message, no chart
+                page.fill("#aarrr-from", str(newest + timedelta(days=14)))
+                page.click("#aarrr-go")
+                refusal = reader.get("/v1/aarrr", params={"from": str(newest + timedelta(days=14)), "to": chosen["to"]})
+                assert refusal.status_code == 422
+                expect(page.locator("#aarrr-figures .empty")).to_contain_text(refusal.json()["detail"][0]["msg"].split('"')[0])
+                assert page.evaluate("window.echarts.getInstanceByDom(document.getElementById('aarrr-retention')).getOption().series.length") == 0
+                wait_until(lambda: "422 /v1/aarrr" in failed_responses, timeout=5, what="the refusal seen")
+                failed_responses.remove("422 /v1/aarrr")  # the refusal asked for
+                for name in ("#aarrr-from", "#aarrr-to"):
+                    page.fill(name, "")
+                page.fill("#aarrr-activation", "7")
+                page.click("#aarrr-go")  # back to the default window, which the rest of the page reads
 
                 # the co-purchase pairs, all and then those of one category by lift, as the API answers them
                 def pairs_shown(params: dict):
