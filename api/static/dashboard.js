@@ -477,11 +477,34 @@ function connect() {
   loadModels();
   loadAlerts().then((ok) => { if (ok) openStream(); else status("feed-status", "error", "refused"); });
   overviewTimer = setInterval(refresh, OVERVIEW_EVERY_MS);
-  const wanted = new URLSearchParams(location.hash.slice(1)).get("user");
-  if (wanted) {
-    $("lookup-input").value = wanted;
-    lookup(wanted);
+  showLinked();
+}
+
+/** Look up what the address names (#user=...&item=... or &category=...): a shared link, or one edited by hand. */
+function showLinked() {
+  if (!token) return;
+  const wanted = new URLSearchParams(location.hash.slice(1));
+  if (wanted.get("user")) {
+    $("lookup-input").value = wanted.get("user");
+    lookup(wanted.get("user"));
   }
+  for (const kind of ["item", "category"]) {
+    if (wanted.get(kind)) {
+      $("product-kind").value = kind;
+      $("product-input").value = wanted.get(kind);
+      lookupProduct(kind, wanted.get(kind));
+    }
+  }
+}
+
+/** Keep what is looked up in the address (#user=...&item=... or &category=...), so a link shows it again. */
+function remember(values) {
+  const hash = new URLSearchParams(location.hash.slice(1));
+  for (const [name, value] of Object.entries(values)) {
+    if (value) hash.set(name, value); else hash.delete(name);
+  }
+  const text = hash.toString();
+  history.replaceState(null, "", text ? `#${text}` : "#");
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -515,13 +538,17 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("product-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    lookupProduct($("product-kind").value, $("product-input").value);
+    const kind = $("product-kind").value;
+    const name = $("product-input").value.trim();
+    remember({ item: kind === "item" ? name : "", category: kind === "category" ? name : "" });
+    lookupProduct(kind, name);
   });
   $("lookup-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const userId = $("lookup-input").value.trim();
-    history.replaceState(null, "", userId ? `#user=${encodeURIComponent(userId)}` : "#");
+    remember({ user: userId });
     lookup(userId);
   });
+  window.addEventListener("hashchange", showLinked);
   connect();
 });

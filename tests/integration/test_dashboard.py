@@ -14,7 +14,7 @@ import shutil
 import time
 import uuid
 from datetime import date, datetime, timedelta, timezone
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import orjson
@@ -51,6 +51,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 TOKEN = "test-reader"
+WRONG_TOKEN = "not-a-token"
 BACKGROUND_USERS = 40  # simulated shop traffic, so the overview charts and the segment table have content
 BACKGROUND_DAYS = 6
 PAIRS_SHOWN = 15  # the co-purchase pairs the page asks for
@@ -249,6 +250,7 @@ def test_dashboard_draws_the_live_figures_a_portrait_and_a_live_alert(stack, tmp
         requested: list[str] = []
         console_errors: list[str] = []
         failed_responses: list[str] = []
+        refused_responses: list[str] = []  # the answers to the wrong token's requests, whenever they come
         with sync_playwright() as playwright:
             context = playwright.chromium.launch_persistent_context(
                 str(tmp_path / "chromium-profile"),  # a fresh user data dir
@@ -268,24 +270,25 @@ def test_dashboard_draws_the_live_figures_a_portrait_and_a_live_alert(stack, tmp
                     and not message.text.startswith("Failed to load resource")
                     and console_errors.append(message.text),
                 )
-                page.on(
-                    "response",
-                    lambda response: response.status >= 400 and failed_responses.append(f"{response.status} {urlsplit(response.url).path}"),
-                )
+                def judged(response) -> None:
+                    if response.status < 400:
+                        return
+                    wrong = WRONG_TOKEN in response.request.headers.get("authorization", "") or WRONG_TOKEN in response.url
+                    (refused_responses if wrong else failed_responses).append(f"{response.status} {urlsplit(response.url).path}")
+
+                page.on("response", judged)
                 page.on("pageerror", lambda error: console_errors.append(str(error)))
                 page.goto(f"{stack.api}/", wait_until="domcontentloaded")
                 assert page.evaluate("window.echarts.version") == pinned()["version"]
 
                 # a wrong token: refused, and no chart draws anything
-                page.fill("#token-input", "not-a-token")
+                page.fill("#token-input", WRONG_TOKEN)
                 page.click("#token-save")
                 expect(page.locator("#conn-status")).to_have_text("token rejected", timeout=20_000)
                 assert page.evaluate("!window.echarts.getInstanceByDom(document.getElementById('chart-clv'))")
-                # what connecting asks for: a refresh, the models, the alerts
-                refused = {"401 /v1/overview", "401 /v1/aarrr", "401 /v1/associations", "401 /v1/models", "401 /v1/alerts"}
-                wait_until(lambda: refused <= set(failed_responses), timeout=10, what="every request of connecting refused",
-                           explain=lambda: str(failed_responses))
-                failed_responses.clear()
+                refused = {"401 /v1/overview", "401 /v1/aarrr", "401 /v1/associations"}  # what a refresh asks for
+                wait_until(lambda: refused <= set(refused_responses), timeout=10, what="every refresh refused",
+                           explain=lambda: str(refused_responses))
 
                 page.fill("#token-input", TOKEN)
                 page.click("#token-save")
@@ -415,6 +418,20 @@ def test_dashboard_draws_the_live_figures_a_portrait_and_a_live_alert(stack, tmp
                     wait_until(lambda product=product: not unpainted(page, expected_product_charts(product)), timeout=10,
                                what=f"the bars of {kind} {name}")
                 assert product["windows"]["90d"]["purchases"] > 0 and expected_product_charts(product)["product-ages"]
+                # the address keeps what is looked up: a link shows the same user and category again
+                link = page.evaluate("location.href")
+                assert dict(parse_qsl(urlsplit(link).fragment)) == {"user": user, "category": top_category}
+                page.goto(f"{stack.api}/#item=i2", wait_until="domcontentloaded")
+                item = reader.get("/v1/items/i2/portrait").json()
+                expect(page.locator('#product-portrait [data-field="id"]')).to_have_text("i2", timeout=15_000)
+                wait_until(lambda: product_shown(item), timeout=10, what="the linked item", explain=lambda: "; ".join(mismatches))
+                for _ in ("the address changed", "the page opened anew on it"):
+                    if page.evaluate("location.href") == link:
+                        page.reload(wait_until="domcontentloaded")
+                    else:
+                        page.goto(link, wait_until="domcontentloaded")
+                    expect(page.locator('#portrait [data-field="user_id"]')).to_have_text(user, timeout=15_000)
+                    expect(page.locator('#product-portrait [data-field="id"]')).to_have_text(top_category, timeout=15_000)
                 missing = reader.get("/v1/items/no-such-item/portrait")
                 assert missing.status_code == 404
                 page.select_option("#product-kind", "item")
@@ -462,3 +479,4 @@ def test_dashboard_draws_the_live_figures_a_portrait_and_a_live_alert(stack, tmp
     assert f"{stack.api}/static/vendor/echarts/echarts.min.js" in requested  # the chart library, served by the API
     assert console_errors == [], console_errors
     assert failed_responses == [], failed_responses
+    assert all(entry.startswith("401 ") for entry in refused_responses), refused_responses
