@@ -45,7 +45,8 @@ ROUTERS = (operations, portraits, items, erasure, audiences, overview, associati
 
 def open_store(path: FsPath, api_settings: ApiSettings | None = None) -> LocalStore:
     """The API's store with its key spaces: portraits (indexed, churn scored with the newest models, next categories
-    from the newest association summary), churn alerts, models, associations, erasure requests (and, without a handler of their own, item and category portraits)."""
+    from the newest association summary), churn alerts, models, associations, erasure requests (and, without a
+    handler of their own, item and category portraits)."""
     ledger = ErasureLedger(ERASURES_SPACE)
     model_space = ModelSpace(MODELS_SPACE)
     association_space = AssociationSpace(ASSOCIATIONS_SPACE)

@@ -703,7 +703,14 @@ class ShopSimulator:
         item, price = pool[int((lo + rng.random() * (hi - lo)) * (len(pool) - 1))]
         line = {"item_id": item, "category": other, "price": price, "promo": False}
         bought = {**line, "quantity": 1, "order_id": paid["order_id"]}
-        kinds = (("view", line), ("add_to_cart", {**line, "quantity": 1}), ("order", {**bought, "amount": price}), ("pay", {**bought, "amount": price, **({"payment_method": paid["payment_method"]} if "payment_method" in paid else {})}))
+        # the companion is paid the way the line that brought it was
+        method = {"payment_method": paid["payment_method"]} if "payment_method" in paid else {}
+        kinds = (
+            ("view", line),
+            ("add_to_cart", {**line, "quantity": 1}),
+            ("order", {**bought, "amount": price}),
+            ("pay", {**bought, "amount": price, **method}),
+        )
         return [
             {"event_id": f"{id_stem}c{k}", "type": kind, "ts": paid["ts"] + 1 + k, **common, **fields}
             for k, (kind, fields) in enumerate(kinds)

@@ -252,7 +252,8 @@ async def mind_assigned_partitions() -> None:
         if quiet:
             if busy:
                 log.warning("idle for %.0f s with the rebalance or recovery not over", idle)
-            applied = {tp: group.by_partition[tp.partition].applied_offset(tp.topic) for tp in quiet if tp.partition in group.by_partition}
+            engines = group.by_partition
+            applied = {tp: engines[tp.partition].applied_offset(tp.topic) for tp in quiet if tp.partition in engines}
             sought = await faust_repairs.read_stalled_again(app.consumer, quiet, applied)
             metrics.PARTITIONS_UNSTALLED.inc(len(sought))
 

@@ -246,6 +246,13 @@ def profile_mismatches(client: httpx.Client, profiles: dict[str, dict]) -> dict[
     return wrong
 
 
+def served_product(client: httpx.Client, key: str) -> dict | None:
+    """The item or category portrait the API serves under its topic key (item:<id>, category:<name>); None on a 404."""
+    kind, name = key.split(":", 1)
+    response = client.get(f"/v1/{'items' if kind == 'item' else 'categories'}/{name}/portrait")
+    return response.json() if response.status_code == 200 else None
+
+
 def portraits_hold(client: httpx.Client, event_counts: dict[str, int]) -> bool:
     """Whether the API serves every user's portrait with exactly the expected number of events."""
     return not portrait_mismatches(client, event_counts)

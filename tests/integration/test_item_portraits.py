@@ -20,7 +20,7 @@ import httpx
 import orjson
 
 from online_models.simulation import ShopSimulator
-from tests.integration.conftest import read_topic, send_history, wait_until, worker_processed
+from tests.integration.conftest import read_topic, send_history, served_product, wait_until, worker_processed
 from tests.item_reference import COUNTED, first_deliveries, item_portraits, keys_of
 from tests.portrait_contract import check_item_published
 from tests.reference import DAY, events_by_user, parse_iso
@@ -60,15 +60,10 @@ def test_item_and_category_portraits_from_the_api_equal_a_batch_computation(stac
     counted = Counter(key for e in unique if e["type"] in COUNTED for key in keys_of(e))
     assert len(counted) > 200 and sum(k.startswith("category:") for k in counted) >= 10
 
-    def served(key: str) -> dict | None:
-        kind, name = key.split(":", 1)
-        response = client.get(f"/v1/{'items' if kind == 'item' else 'categories'}/{name}/portrait")
-        return response.json() if response.status_code == 200 else None
-
     def short_of() -> dict[str, str]:
         wrong = {}
         for key, n in counted.items():
-            portrait = served(key)
+            portrait = served_product(client, key)
             version = portrait["version"] if portrait else None
             if version != n:
                 wrong[key] = f"{version}/{n}"
@@ -82,7 +77,7 @@ def test_item_and_category_portraits_from_the_api_equal_a_batch_computation(stac
     time.sleep(3)  # nothing is counted twice later either
     assert not short_of()
 
-    portraits = {key: served(key) for key in counted}
+    portraits = {key: served_product(client, key) for key in counted}
     expected = item_portraits(events, profiles, {key: parse_iso(p["as_of"]) for key, p in portraits.items()})
     for key, portrait in portraits.items():
         check_item_published(portrait)

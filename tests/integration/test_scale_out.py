@@ -26,6 +26,7 @@ from tests.integration.conftest import (
     portrait_mismatches,
     portraits_hold,
     profile_mismatches,
+    served_product,
     wait_until,
     worker_lag_is_zero,
     worker_processed,
@@ -97,18 +98,13 @@ def check_item_portraits(client: httpx.Client, events: list[dict], profiles: dic
     """Every item and category portrait served holds each of its events once, and equals the batch's counts."""
     counted = Counter(key for e in events if e["type"] in COUNTED for key in keys_of(e))
 
-    def served(key: str) -> dict | None:
-        kind, name = key.split(":", 1)
-        response = client.get(f"/v1/{'items' if kind == 'item' else 'categories'}/{name}/portrait")
-        return response.json() if response.status_code == 200 else None
-
     def short_of() -> dict[str, str]:
-        versions = {key: (served(key) or {}).get("version") for key in counted}
+        versions = {key: (served_product(client, key) or {}).get("version") for key in counted}
         return {key: f"{versions[key]}/{n}" for key, n in counted.items() if versions[key] != n}
 
     wait_until(lambda: not short_of(), timeout=120, interval=2, what="every item and category portrait complete",
                explain=lambda: f"folded/expected: {dict(list(short_of().items())[:10])}")
-    portraits = {key: served(key) for key in counted}
+    portraits = {key: served_product(client, key) for key in counted}
     expected = item_portraits(events, profiles, {key: parse_iso(p["as_of"]) for key, p in portraits.items()})
     for key, portrait in portraits.items():
         want = expected[key]
