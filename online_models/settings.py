@@ -87,6 +87,15 @@ class Settings(ApiSettings):
         description="Events stamped before this instant are invalid: ISO-8601 with an offset, or epoch milliseconds (1970 on)",
     )
     publish_interval: float = Field(0.1, gt=0, description="Seconds between publications of changed portraits")
+    publish_interval_behind: float = Field(
+        5.0,
+        ge=0,
+        description="Seconds between publications while a worker catches up (more than publish_behind_records unread "
+        "input records): the states changed meanwhile are published once; 0: publish_interval throughout",
+    )
+    publish_behind_records: int = Field(
+        1000, ge=0, description="Unread input records above which a worker counts as catching up (see publish_interval_behind)"
+    )
     item_portraits: bool = Field(
         True, description="Send counted events on to the item engines, which keep the item and category portraits (item-facts topic)"
     )

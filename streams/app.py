@@ -54,8 +54,6 @@ logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
 logging.getLogger("mode.timers").setLevel(logging.ERROR)
 faust_repairs.check_faust_version()
 
-#: the publisher never takes more than this share of the worker's time: it skips ticks to keep it
-PUBLISH_SHARE = 0.2
 #: records of one topic partition gathered into one produce batch (below the topics' max.message.bytes)
 BATCH_BYTES = 256 * 1024
 #: an idle agent with unread records on an assigned partition for this long is stalled
@@ -144,12 +142,11 @@ async def fold_item_facts(stream):
         await app.item_engines.handle(event.message)
 
 
-async def publish_share(group: EngineGroup) -> None:
-    """Publish what the group's engines changed, unless its publication is resting to keep to :data:`PUBLISH_SHARE`."""
-    if time.monotonic() >= group.publish_not_before:
+async def publish_paced(group: EngineGroup) -> None:
+    """Publish what the group's engines changed, when its pace says so (:mod:`online_models.publication_pace`)."""
+    if group.pace.due(now=time.monotonic(), backlog=group.backlog()):
         rendering = await group.publish()
-        # the share counts the rendering only: waiting for the broker (say, while it restarts) is not work
-        group.publish_not_before = time.monotonic() + rendering * (1 / PUBLISH_SHARE - 1)
+        group.pace.published(now=time.monotonic(), rendering_s=rendering)
 
 
 @app.timer(interval=settings.publish_interval)
@@ -161,13 +158,13 @@ async def publish_portraits() -> None:
         if engine.stream_time is not None:
             metrics.WATERMARK_DELAY.labels(str(partition)).set(max(0.0, (now_ms - engine.stream_time) / 1000))
             metrics.STREAM_TIME_AHEAD.labels(str(partition)).set(max(0.0, (engine.stream_time - now_ms) / 1000))
-    await publish_share(engines)
+    await publish_paced(engines)
 
 
 @app.timer(interval=settings.item_publish_interval)
 async def publish_item_portraits() -> None:
     """Publish every item and category portrait that changed since the last tick, once."""
-    await publish_share(app.item_engines)
+    await publish_paced(app.item_engines)
 
 
 @app.timer(interval=settings.flush_interval)

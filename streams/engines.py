@@ -20,11 +20,14 @@ import gc
 import logging
 import time
 
+from faust.types import TP
+
 from online_models.item_facts import MAX_PACKED_FACTS, pack_facts
 from online_models.item_processor import ItemPartitionProcessor
 from online_models.partition_engine import PROGRESS_KEY, PartitionEngine, PartitionProgress, Put, Record, Send
 from online_models.population import PopulationConfig, PopulationModels
 from online_models.processor import TICKS, PartitionProcessor
+from online_models.publication_pace import PublicationPace
 from online_models.sentiment import ShippedModelScorer
 from online_models.tags import TagRules
 from streams import faust_repairs, kafka_security, metrics, topics
@@ -52,7 +55,7 @@ class EngineGroup:
     published_metric = metrics.PORTRAITS_PUBLISHED
 
     def __init__(self, app, settings: Settings, writer: PartitionWriter, *, kinds: tuple[str, ...],
-                 outputs: tuple[str, ...], publish_topic: str, client_id: str):
+                 outputs: tuple[str, ...], publish_topic: str, client_id: str, publish_interval: float):
         self.app, self.settings, self.writer = app, settings, writer
         self.kinds = {settings.topic(name): name for name in kinds}
         self.outputs = outputs
@@ -68,7 +71,12 @@ class EngineGroup:
         self.last_record_at = time.monotonic()
         #: when each source partition last delivered a record (stalls are looked for partition by partition)
         self.quiet = QuietPartitions()
-        self.publish_not_before = 0.0
+        #: when the publication runs: every publish_interval live, seldom while catching up
+        self.pace = PublicationPace(
+            interval_s=publish_interval,
+            behind_interval_s=settings.publish_interval_behind,
+            behind_records=settings.publish_behind_records,
+        )
 
     # -------------------------------------------------------------- what a group says
     def make_engine(self, partition: int) -> PartitionEngine:
@@ -196,6 +204,19 @@ class EngineGroup:
         await (await self.outbox()).deliver()
 
     # -------------------------------------------------------------- publication
+    def backlog(self) -> int:
+        """Unread records of the inputs (ticks aside) of the partitions this group's engines hold, as far as the consumer knows."""
+        consumer, unread = self.app.consumer, 0
+        for partition, engine in list(self.by_partition.items()):
+            for topic, kind in self.kinds.items():
+                if kind == TICKS:
+                    continue
+                end = faust_repairs.known_highwater(consumer, TP(topic, partition))
+                if end:
+                    applied = engine.applied_offset(topic)
+                    unread += end - (applied + 1 if applied is not None else 0)
+        return unread
+
     async def publish(self, partitions=None) -> float:
         """Publish the changed states of ``partitions`` (default: all); wait until Kafka has them. Seconds spent rendering."""
         models, rendering, covered = self.models(), 0.0, []
@@ -235,6 +256,7 @@ class Engines(EngineGroup):
             outputs=topics.ENGINE_OUTPUTS,
             publish_topic=topics.PORTRAITS,
             client_id=f"{settings.app_id}-holes",
+            publish_interval=settings.publish_interval,
         )
         self.config = settings.engine_config()
         self.rules = TagRules.load(settings.tag_rules) if settings.tag_rules else TagRules.default()
@@ -346,6 +368,7 @@ class ItemEngines(EngineGroup):
             outputs=topics.ITEM_ENGINE_OUTPUTS,
             publish_topic=topics.ITEM_PORTRAITS,
             client_id=f"{settings.app_id}-item-holes",
+            publish_interval=settings.item_publish_interval,
         )
         self.config = settings.item_engine_config()
 

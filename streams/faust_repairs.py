@@ -303,6 +303,18 @@ async def seek_uncommitted_to_start(consumer, committed: dict) -> list:
     return uncommitted
 
 
+def known_highwater(consumer, tp) -> int | None:
+    """The partition's end offset as the consumer last heard it from a fetch; None while unknown.
+
+    aiokafka asserts that the partition is assigned (and has no assignment at all
+    during a rebalance): a partition on its way in or out has no known end here.
+    """
+    try:
+        return consumer.highwater(tp)
+    except (AssertionError, AttributeError):
+        return None
+
+
 def first_undelivered(records: dict, delivered: dict) -> dict:
     """Partition -> offset of the first record of ``records`` (partition -> records fetched, in
     order) past the last one delivered (``delivered``: partition -> offset; absent: none).
