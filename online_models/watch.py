@@ -33,12 +33,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from online_models.alerts import Alert, AlertPolicy, AlertState, step
-from online_models.churn import lapse_risk, purchase_stats, stats_at
+from online_models.churn import lapse_risk, stats_at
 from online_models.clock import DAY_MS, ceil_minute
 from online_models.features import behaviour_features
 from online_models.label_delay import LabelDelay
 from online_models.lifecycle import LifecycleConfig
-from online_models.portrait import PortraitConfig, PortraitState, render
+from online_models.portrait import PortraitConfig, PortraitState, render, repeat_spend_cents
 from online_models.rfm import LayerConfig
 from online_models.schedule import (
     first_minute_where,
@@ -103,7 +103,7 @@ class CrossingPlan:
 
 @dataclass
 class WatchOutcome:
-    """What one look at a user produced: the churn scores (None without models), samples, alert, next check.
+    """What one look at a user produced: the churn scores (None without models or unless asked), samples, alert, next check.
 
     ``crossing_plan`` is set when an alert could fire for the user before their next
     event (armed, worth an alert, still followed): see :class:`CrossingPlan`.
@@ -156,7 +156,9 @@ def sample_instant(state: PortraitState, period: int, config: WatchConfig) -> in
     return start + (anchor - start) % min(DAY_MS, config.sample_period_ms)
 
 
-def watch_user(state: PortraitState, *, as_of: int, watermark: int, models, config: WatchConfig) -> WatchOutcome:
+def watch_user(
+    state: PortraitState, *, as_of: int, watermark: int, models, config: WatchConfig, with_churn: bool = False
+) -> WatchOutcome:
     """Score ``state`` as of ``as_of`` and move its sampling, labels, alert and schedule on.
 
     ``models`` is the latest :class:`online_models.population.PopulationModels`
@@ -170,39 +172,43 @@ def watch_user(state: PortraitState, *, as_of: int, watermark: int, models, conf
     buyer's ``(x, t_x, T)`` too, and the released label carries it
     (``purchase_stats``) with the horizon (``horizon_ms``): the trainer measures
     the purchase model's risk on it. ``next_check`` is the earliest of :func:`check_instants`.
+
+    The alert reads the lapse risk alone (P(alive) from the state's purchase figures), so
+    the portrait is rendered only for a sample or for the reasons of an alert that may fire;
+    ``with_churn`` also scores the whole churn block (:attr:`WatchOutcome.churn`).
     """
-    portrait = render(state, as_of=as_of, config=config.portrait)
+    portrait = None
     period = as_of // config.sample_period_ms
     last_sampled_period = sampled_until_period(state, config)
     # each user counts once per period, however busy, and not long after their last event
     sampled_now = period != state.sample_period and last_sampled_period is not None and period <= last_sampled_period
-    # the label snapshot and a ready classifier read the same features: compute them once
-    features = behaviour_features(portrait) if sampled_now else None
-    # a check needs the churn risk only: segments, tags and RFM scores are the publication's
-    churn = models.churn(portrait, features) if models is not None else None
+    stats = _purchase_stats(state, as_of)
     samples: list[dict[str, Any]] = []
     delay = config.label_delay()
+    features = None
 
     if sampled_now:
+        portrait = render(state, as_of=as_of, config=config.portrait)
+        # the label snapshot and a ready classifier read the same features: compute them once
+        features = behaviour_features(portrait)
         state.sample_period = period
         sample = {"kind": "user", "ts": as_of, "portrait": portrait}
         if period == last_sampled_period:  # the trainer carries this one's age forward (PopulationModels)
             sample["last_until_event"] = True
         samples.append(sample)
-        stats = purchase_stats(portrait)
         state.pending_labels = delay.maybe_snapshot(
             state.pending_labels, as_of, features, None if stats is None else list(stats)
         )
     elif state.last_purchase is not None and state.last_purchase >= watermark and period == state.sample_period:
-        stats = purchase_stats(portrait)
         if stats is not None:
+            repeat = repeat_spend_cents(state)
             samples.append(
                 {
                     "kind": "purchase_stats",
                     "ts": as_of,
                     "user_id": state.user_id,
                     "stats": list(stats),
-                    "repeat_spend": portrait["lifetime"]["repeat_spend"],
+                    "repeat_spend": None if repeat is None else repeat / 100,
                 }
             )
     state.pending_labels, labelled = delay.release(state.pending_labels, watermark, state.purchase_times, with_context=True)
@@ -211,18 +217,26 @@ def watch_user(state: PortraitState, *, as_of: int, watermark: int, models, conf
         for x, y, stats in labelled
     ]
 
+    churn = None
+    if models is not None and with_churn:
+        portrait = portrait or render(state, as_of=as_of, config=config.portrait)
+        churn = models.churn(portrait, features)
     alert = None
-    risk = lapse_risk(churn.get("p_alive")) if churn is not None else None
+    mbgnbd = getattr(models, "mbgnbd", None)
+    risk = None if stats is None or mbgnbd is None else lapse_risk(round(float(mbgnbd.p_alive(*stats)), 4))
     if risk is not None:
         alert_state = AlertState.from_json(state.alert)
+        reasons: list[str] = []
+        if risk >= config.alerts.threshold and alert_state.armed:  # only a firing step reads the layer and the reasons
+            portrait = portrait or render(state, as_of=as_of, config=config.portrait)
+            reasons = (churn or models.churn(portrait, features))["reasons"]
         alert = step(
             alert_state,
             user_id=state.user_id,
             risk=risk,
-            # only a firing step reads the layer
             layer=layer_when_last_bought(state, models, config) if risk >= config.alerts.threshold else None,
             spend=state.spend_cents / 100,
-            reasons=churn.get("reasons", []),
+            reasons=reasons,
             ts_ms=as_of,
             policy=config.alerts,
             last_event_ms=state.last_seen,
@@ -235,6 +249,13 @@ def watch_user(state: PortraitState, *, as_of: int, watermark: int, models, conf
     if plan is not None:
         plan = replace(plan, next_check=next_check)
     return WatchOutcome(churn=churn, samples=samples, alert=alert, next_check=next_check, crossing_plan=plan)
+
+
+def _purchase_stats(state: PortraitState, as_of: int) -> tuple[int, float, float] | None:
+    """The buyer's ``(x, t_x, T)`` at ``as_of`` (:func:`online_models.churn.purchase_stats` of the portrait), None for a non-buyer."""
+    if state.first_purchase is None or state.last_purchase is None:
+        return None
+    return stats_at(state.first_purchase, state.last_purchase, len(state.purchase_days) or 1, as_of)
 
 
 def check_instants(state: PortraitState, *, as_of: int, models, config: WatchConfig) -> dict[str, int]:

@@ -321,7 +321,7 @@ def test_alerts_read_p_alive_not_the_served_risk():
     at = -(-state.last_seen // MINUTE) * MINUTE
     looks = []
     while at is not None:
-        outcome = watch_user(state, as_of=at, watermark=at, models=models, config=config)
+        outcome = watch_user(state, as_of=at, watermark=at, models=models, config=config, with_churn=True)
         looks.append((at, outcome))
         if outcome.alert:
             break

@@ -166,7 +166,7 @@ def test_a_refit_that_lowers_a_silent_users_purchase_risk_does_not_rearm_them():
     confident = PopulationModels(PopulationConfig())
     confident.mbgnbd = MBGNBD.from_params(r=0.5, alpha=6.0, a=0.001, b=100.0)  # hardly anyone drops out
     at = state.last_seen + 25 * DAY
-    outcome = watch_user(state, as_of=at, watermark=at, models=confident, config=WatchConfig())
+    outcome = watch_user(state, as_of=at, watermark=at, models=confident, config=WatchConfig(), with_churn=True)
     assert outcome.churn["risk"] < 0.5 and not AlertState.from_json(state.alert).armed
     # an event after the alert lets a low risk re-arm them, as before
     state.last_seen = at - DAY
