@@ -58,6 +58,8 @@ faust_repairs.check_faust_version()
 BATCH_BYTES = 256 * 1024
 #: an idle agent with unread records on an assigned partition for this long is stalled
 STALL_SECONDS = 20.0
+#: seconds between two reports of the engines' counts to the metrics
+COUNTS_INTERVAL = 0.25
 
 
 class PortraitsApp(RepairedApp):
@@ -159,6 +161,13 @@ async def publish_portraits() -> None:
             metrics.WATERMARK_DELAY.labels(str(partition)).set(max(0.0, (now_ms - engine.stream_time) / 1000))
             metrics.STREAM_TIME_AHEAD.labels(str(partition)).set(max(0.0, (engine.stream_time - now_ms) / 1000))
     await publish_paced(engines)
+
+
+@app.timer(interval=COUNTS_INTERVAL)
+async def report_engine_counts() -> None:
+    """What the engines counted (records folded, checks, alerts, rejections, ...) onto /metrics."""
+    app.engines.report_counts()
+    app.item_engines.report_counts()
 
 
 @app.timer(interval=settings.item_publish_interval)

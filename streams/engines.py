@@ -104,7 +104,9 @@ class EngineGroup:
 
     def drop(self, partition: int) -> None:
         """Forget the partition's engine (it moved to another worker), and anything held back for it."""
-        self.by_partition.pop(partition, None)
+        engine = self.by_partition.pop(partition, None)
+        if engine is not None:
+            metrics.add_engine_counts(engine.counts)
         self.quiet.forget(partition)
 
     # -------------------------------------------------------------- partitions
@@ -152,7 +154,12 @@ class EngineGroup:
             effects = engine.process(record, now_ms=int(time.time() * 1000), models=self.models())
             if effects:
                 await self.execute(engine.partition, effects)
-        metrics.add_engine_counts(engine.counts)
+
+    def report_counts(self) -> None:
+        """Add what the engines counted since the last report to the metrics."""
+        for engine in list(self.by_partition.values()):
+            if engine.counts:
+                metrics.add_engine_counts(engine.counts)
 
     async def flush(self, partitions=None) -> None:
         """Write what the engines of ``partitions`` (default: all) hold in memory, and their progress."""

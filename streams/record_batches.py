@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
+#: keys whose partition is remembered per producer (the memory is emptied when full)
+MAX_PLACED_KEYS = 100_000
+
 
 @dataclass
 class Shipped:
@@ -45,6 +48,8 @@ class RecordBatches:
         self.producer = producer
         self._partitioner = DefaultPartitioner()
         self._partitions: dict[str, list[int]] = {}
+        #: (topic, key) -> partition, as the partitioner placed it (murmur2 in Python costs microseconds a key)
+        self._placed: dict[tuple[str, bytes], int] = {}
         self._open: dict[tuple[str, int], object] = {}
         self._counts: dict[tuple[str, int], int] = {}
         #: batches closed or full, in the order they must be shipped
@@ -58,8 +63,16 @@ class RecordBatches:
 
     def partition_for(self, topic: str, key: bytes | None) -> int:
         """The partition the producer's default partitioner gives ``key`` (any, for None; ``know`` the topic first)."""
-        partitions = self._partitions[topic]
-        return self._partitioner(key, partitions, partitions)
+        if key is None:
+            partitions = self._partitions[topic]
+            return self._partitioner(key, partitions, partitions)
+        placed = self._placed.get((topic, key))
+        if placed is None:
+            if len(self._placed) >= MAX_PLACED_KEYS:
+                self._placed.clear()
+            partitions = self._partitions[topic]
+            placed = self._placed[(topic, key)] = self._partitioner(key, partitions, partitions)
+        return placed
 
     def add(self, topic: str, key: bytes | None, value: bytes | None, *, partition: int | None = None,
             headers: Iterable[tuple[str, bytes]] = ()) -> None:

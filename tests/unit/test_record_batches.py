@@ -52,6 +52,20 @@ def test_keys_land_where_every_other_kafka_client_puts_them():
     assert len(set(expected)) == 8
 
 
+def test_remembered_placements_stay_those_of_the_partitioner(monkeypatch):
+    # keys are placed once and remembered; asked again (also after the memory was emptied) they land where they did
+    monkeypatch.setattr("streams.record_batches.MAX_PLACED_KEYS", 64)
+
+    async def run():
+        batches = RecordBatches(_Producer(partitions=8))
+        await batches.know(["portraits", "item-facts"])
+        keys = [f"u{i:05d}".encode() for i in range(200)]
+        return [[batches.partition_for(topic, key) for key in keys for topic in ("portraits", "item-facts")] for _ in range(3)]
+
+    expected = [(kafka_python_murmur2(f"u{i:05d}".encode()) & 0x7FFFFFFF) % 8 for i in range(200) for _ in range(2)]
+    assert asyncio.run(run()) == [expected] * 3
+
+
 def test_records_of_a_partition_keep_their_order_across_full_batches():
     async def run():
         producer = _Producer(partitions=2, batch_bytes=2048)
