@@ -6,52 +6,68 @@ second. While the worker works through a backlog, a state published now is
 superseded by the records still queued behind it, so each publication in between
 is work nobody reads: then it runs only every ``behind_interval_s``, and the states
 changed meanwhile are rendered once instead of once per interval (Kafka Streams'
-record cache flushed on its commit interval does the same). Either way it never
-takes more than ``share`` of the worker's time.
+record cache flushed on its commit interval does the same). The worker counts as
+catching up when its unread input records would take it more than ``behind_s``
+seconds at the rate it has been applying records lately; either way the
+publication never takes more than ``share`` of the worker's time.
 
->>> pace = PublicationPace(interval_s=0.1, behind_interval_s=5.0, behind_records=1000)
->>> pace.due(now=10.0, backlog=0)
+>>> pace = PublicationPace(interval_s=0.1, behind_interval_s=5.0, behind_s=10.0)
+>>> pace.due(now=10.0, backlog=0, applied=0)
 True
 >>> pace.published(now=10.0, rendering_s=0.01)  # rests four times the rendering: a fifth of the time
->>> pace.due(now=10.02, backlog=0), pace.due(now=10.05, backlog=0)
+>>> pace.due(now=10.02, backlog=0, applied=20), pace.due(now=10.05, backlog=0, applied=50)
 (False, True)
->>> pace.due(now=11.0, backlog=5000), pace.due(now=15.0, backlog=5000)  # catching up: every 5 s
-(False, True)
+>>> pace.published(now=10.05, rendering_s=0.0)
+>>> pace.due(now=11.0, backlog=50_000, applied=1_000)  # 50,000 records at about 1,000 a second: catching up
+False
+>>> pace.due(now=15.05, backlog=46_000, applied=5_000)
+True
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+#: weight of the newest measurement in the smoothed rate of records applied
+RATE_SMOOTHING = 0.3
+
 
 @dataclass
 class PublicationPace:
     """The publication's pace for one group of engines (see the module's docstring).
 
-    ``behind_records``: unread input records (over the group's partitions) above which
-    the worker counts as catching up; ``behind_interval_s`` 0 keeps the live pace throughout.
+    ``behind_s``: seconds of unread input records (at the recent rate of records
+    applied) above which the worker counts as catching up; ``behind_interval_s`` 0
+    keeps the live pace throughout.
     """
 
     interval_s: float
     behind_interval_s: float = 5.0
-    behind_records: int = 1000
+    behind_s: float = 10.0
     #: the most of the worker's time the publication takes (it rests in proportion to what it took)
     share: float = 0.2
     #: monotonic seconds: the end of the last publication's rest
     not_before: float = field(default=0.0)
     #: monotonic seconds: when the last publication ended (None: none yet)
     last_at: float | None = field(default=None)
+    #: records applied per second, smoothed over the calls of :meth:`due`
+    rate: float = field(default=0.0)
+    _seen: tuple[float, int] | None = field(default=None, repr=False)
+    _measured: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         if not 0 < self.share <= 1:
             raise ValueError("share must be in (0, 1]")
 
     def catching_up(self, backlog: int) -> bool:
-        """Whether ``backlog`` unread records make the worker one catching up."""
-        return self.behind_interval_s > self.interval_s and backlog > self.behind_records
+        """Whether ``backlog`` unread records, at the recent rate, make the worker one catching up."""
+        if self.behind_interval_s <= self.interval_s or backlog <= 0:
+            return False
+        return backlog > self.rate * self.behind_s
 
-    def due(self, *, now: float, backlog: int) -> bool:
-        """Whether a publication runs at ``now``, with ``backlog`` unread records behind the engines."""
+    def due(self, *, now: float, backlog: int, applied: int) -> bool:
+        """Whether a publication runs at ``now``, with ``backlog`` unread records and ``applied`` records applied so far."""
+        self._measure(now, applied)
         if now < self.not_before:
             return False
         if self.last_at is not None and self.catching_up(backlog):
@@ -62,3 +78,11 @@ class PublicationPace:
         """A publication ended at ``now`` after ``rendering_s`` seconds of rendering (waiting for Kafka is not work)."""
         self.last_at = now
         self.not_before = now + rendering_s * (1 / self.share - 1)
+
+    def _measure(self, now: float, applied: int) -> None:
+        if self._seen is not None and now > self._seen[0]:
+            recent = max(0, applied - self._seen[1]) / (now - self._seen[0])
+            # the first measurement is taken as it is; later ones move the rate a step towards them
+            self.rate = recent if self._measured is False else self.rate + RATE_SMOOTHING * (recent - self.rate)
+            self._measured = True
+        self._seen = (now, applied)

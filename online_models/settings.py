@@ -90,11 +90,13 @@ class Settings(ApiSettings):
     publish_interval_behind: float = Field(
         5.0,
         ge=0,
-        description="Seconds between publications while a worker catches up (more than publish_behind_records unread "
-        "input records): the states changed meanwhile are published once; 0: publish_interval throughout",
+        description="Seconds between publications while a worker catches up (its unread input records would take it "
+        "more than publish_behind_seconds): the states changed meanwhile are published once; 0: publish_interval throughout",
     )
-    publish_behind_records: int = Field(
-        1000, ge=0, description="Unread input records above which a worker counts as catching up (see publish_interval_behind)"
+    publish_behind_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds of unread input records (at the worker's recent rate) above which it counts as catching up",
     )
     item_portraits: bool = Field(
         True, description="Send counted events on to the item engines, which keep the item and category portraits (item-facts topic)"

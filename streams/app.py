@@ -146,7 +146,7 @@ async def fold_item_facts(stream):
 
 async def publish_paced(group: EngineGroup) -> None:
     """Publish what the group's engines changed, when its pace says so (:mod:`online_models.publication_pace`)."""
-    if group.pace.due(now=time.monotonic(), backlog=group.backlog()):
+    if group.pace.due(now=time.monotonic(), backlog=group.backlog(), applied=group.handled):
         rendering = await group.publish()
         group.pace.published(now=time.monotonic(), rendering_s=rendering)
 

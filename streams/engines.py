@@ -69,13 +69,15 @@ class EngineGroup:
         #: held while one engine call and its effects run, so a timer's flush never splits them
         self.turn = asyncio.Lock()
         self.last_record_at = time.monotonic()
+        #: records handed to the engines (the publication's pace measures the rate from it)
+        self.handled = 0
         #: when each source partition last delivered a record (stalls are looked for partition by partition)
         self.quiet = QuietPartitions()
         #: when the publication runs: every publish_interval live, seldom while catching up
         self.pace = PublicationPace(
             interval_s=publish_interval,
             behind_interval_s=settings.publish_interval_behind,
-            behind_records=settings.publish_behind_records,
+            behind_s=settings.publish_behind_seconds,
         )
 
     # -------------------------------------------------------------- what a group says
@@ -127,6 +129,7 @@ class EngineGroup:
     async def handle(self, message) -> None:
         """One record from Faust: fill any hole before it, then apply it."""
         self.last_record_at = now = time.monotonic()
+        self.handled += 1
         self.quiet.delivered(message.topic, message.partition, now=now)
         kind = self.kinds[message.topic]
         engine = self.engine(message.partition)

@@ -7,11 +7,13 @@ import pytest
 from online_models.publication_pace import PublicationPace
 
 
-def ticks(pace: PublicationPace, backlog_at, *, until: float, step: float, rendering_s: float = 0.0) -> list[float]:
-    """The instants a timer ticking every ``step`` seconds publishes at, with ``backlog_at(now)`` unread records."""
+def ticks(pace: PublicationPace, backlog_at, *, until: float, step: float = 0.1, rate: float = 1000.0,
+          rendering_s: float = 0.0) -> list[float]:
+    """The instants a timer ticking every ``step`` seconds publishes at, the worker applying ``rate`` records a
+    second with ``backlog_at(now)`` unread records behind them."""
     published, now = [], 0.0
     while now < until:
-        if pace.due(now=now, backlog=backlog_at(now)):
+        if pace.due(now=now, backlog=backlog_at(now), applied=int(now * rate)):
             published.append(round(now, 3))
             pace.published(now=now + rendering_s, rendering_s=rendering_s)
         now = round(now + step, 3)
@@ -19,28 +21,33 @@ def ticks(pace: PublicationPace, backlog_at, *, until: float, step: float, rende
 
 
 def test_live_it_publishes_at_every_tick():
-    pace = PublicationPace(interval_s=0.1, behind_interval_s=5.0, behind_records=1000)
-    assert len(ticks(pace, lambda now: 10, until=2.0, step=0.1)) == 20
+    pace = PublicationPace(interval_s=0.1, behind_interval_s=5.0, behind_s=10.0)
+    assert len(ticks(pace, lambda now: 300, until=2.0)) == 20
+
+
+def test_a_backlog_of_a_few_seconds_of_work_is_still_live():
+    # 8,000 unread records at 1,000 a second: 8 s of work, under the 10 s that make a worker one catching up
+    pace = PublicationPace(interval_s=0.1, behind_interval_s=5.0, behind_s=10.0)
+    assert len(ticks(pace, lambda now: 8_000, until=3.0)) == 30
 
 
 def test_catching_up_it_publishes_every_behind_interval_and_at_once_when_caught_up():
-    pace = PublicationPace(interval_s=0.1, behind_interval_s=5.0, behind_records=1000)
-    published = ticks(pace, lambda now: 50_000 if now < 12.0 else 0, until=13.0, step=0.1)
-    # the first tick publishes (nothing was published yet), then every 5 s while behind, then every tick
-    assert published[:3] == [0.0, 5.0, 10.0]
-    assert published[3:] == [round(12.0 + i / 10, 3) for i in range(10)]
+    pace = PublicationPace(interval_s=0.1, behind_interval_s=5.0, behind_s=10.0)
+    published = ticks(pace, lambda now: 50_000 if now < 12.0 else 0, until=13.0)
+    # the first tick publishes (nothing was yet), then every 5 s while behind, then every tick once caught up
+    assert published == [0.0, 5.0, 10.0] + [round(12.0 + i / 10, 3) for i in range(10)]
 
 
 def test_zero_behind_interval_keeps_the_live_pace():
-    pace = PublicationPace(interval_s=0.1, behind_interval_s=0.0, behind_records=1000)
-    assert len(ticks(pace, lambda now: 50_000, until=2.0, step=0.1)) == 20
-    assert not pace.catching_up(50_000)
+    pace = PublicationPace(interval_s=0.1, behind_interval_s=0.0, behind_s=10.0)
+    assert len(ticks(pace, lambda now: 500_000, until=2.0)) == 20
+    assert not pace.catching_up(500_000)
 
 
 def test_it_rests_to_keep_to_its_share_of_the_time():
     # rendering takes 0.1 s at each publication: a fifth of the time means resting 0.4 s after each
-    pace = PublicationPace(interval_s=0.1, behind_interval_s=5.0, behind_records=1000)
-    published = ticks(pace, lambda now: 0, until=5.0, step=0.1, rendering_s=0.1)
+    pace = PublicationPace(interval_s=0.1, behind_interval_s=5.0, behind_s=10.0)
+    published = ticks(pace, lambda now: 0, until=5.0, rendering_s=0.1)
     assert published == [round(i * 0.5, 3) for i in range(10)]
 
 
