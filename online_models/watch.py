@@ -39,6 +39,7 @@ from online_models.features import behaviour_features
 from online_models.label_delay import LabelDelay
 from online_models.lifecycle import LifecycleConfig
 from online_models.portrait import PortraitConfig, PortraitState, render
+from online_models.portrait_types import Churn
 from online_models.rfm import LayerConfig
 from online_models.schedule import (
     first_minute_where,
@@ -109,7 +110,7 @@ class WatchOutcome:
     event (armed, worth an alert, still followed): see :class:`CrossingPlan`.
     """
 
-    churn: dict[str, Any] | None
+    churn: Churn | None
     samples: list[dict[str, Any]]
     alert: Alert | None
     next_check: int | None
@@ -202,7 +203,7 @@ def watch_user(state: PortraitState, *, as_of: int, watermark: int, models, conf
                     "ts": as_of,
                     "user_id": state.user_id,
                     "stats": list(stats),
-                    "repeat_spend": portrait["lifetime"]["repeat_spend"],
+                    "repeat_spend": portrait.lifetime.repeat_spend,
                 }
             )
     state.pending_labels, labelled = delay.release(state.pending_labels, watermark, state.purchase_times, with_context=True)
@@ -212,7 +213,7 @@ def watch_user(state: PortraitState, *, as_of: int, watermark: int, models, conf
     ]
 
     alert = None
-    risk = lapse_risk(churn.get("p_alive")) if churn is not None else None
+    risk = lapse_risk(churn.p_alive) if churn is not None else None
     if risk is not None:
         alert_state = AlertState.from_json(state.alert)
         alert = step(
@@ -222,7 +223,7 @@ def watch_user(state: PortraitState, *, as_of: int, watermark: int, models, conf
             # only a firing step reads the layer
             layer=layer_when_last_bought(state, models, config) if risk >= config.alerts.threshold else None,
             spend=state.spend_cents / 100,
-            reasons=churn.get("reasons", []),
+            reasons=churn.reasons,
             ts_ms=as_of,
             policy=config.alerts,
             last_event_ms=state.last_seen,
