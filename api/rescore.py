@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from api import portrait_paths as paths
 from api.store import Headers, LocalStore, SpaceHandler, Txn
 from online_models.population import PopulationModels
 from online_models.portrait_types import portrait_from_json
@@ -119,10 +120,9 @@ class ModelSpace(SpaceHandler):
         """The ``churn`` and ``clv`` blocks the current snapshot gives ``portrait``; None when the stored churn
         block is as new or newer."""
         models = self.models
-        if models is None or not portrait.get("as_of"):
+        if models is None or not paths.AS_OF.read(portrait):
             return None
-        churn = portrait.get("churn")
-        version = churn.get("model_version") if isinstance(churn, dict) else None
+        version = paths.CHURN_MODEL_VERSION.read(portrait)
         if isinstance(version, int) and version >= models.version:
             return None
         try:  # the scoring reads the typed portrait: parsed once, its new blocks back to JSON values
