@@ -77,6 +77,11 @@ class Windows(dict):
     #: (attribute, wire key) of each window, in wire order
     KEYS = (("d7", "7d"), ("d30", "30d"), ("d90", "90d"))
 
+    @classmethod
+    def of(cls, d7: WindowTotals, d30: WindowTotals, d90: WindowTotals) -> "Windows":
+        """The three windows, shortest first."""
+        return cls({"7d": d7, "30d": d30, "90d": d90})
+
     @property
     def d7(self) -> WindowTotals:
         return self["7d"]
@@ -321,7 +326,7 @@ def _record_reader(cls: type) -> Callable[[Any], Any]:
 def _windows(data: Any) -> Windows:
     if not isinstance(data, Mapping):
         data = {}
-    return Windows((key, _window_totals(data.get(key))) for _, key in Windows.KEYS)
+    return Windows.of(*[_window_totals(data.get(key)) for _, key in Windows.KEYS])
 
 
 _window_totals = _record_reader(WindowTotals)

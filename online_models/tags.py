@@ -451,6 +451,9 @@ def _problems(error: ValidationError) -> list[str]:
     return problems
 
 
+#: what the evaluation's cache holds for a field not read yet
+_UNREAD = object()
+
 #: a compiled condition: a test of a field reader (name -> value, each derived feature computed once)
 _Compiled = Callable[[Callable[[str], Any]], bool]
 
@@ -672,12 +675,11 @@ class TagRules:
         cache: dict[str, Any] = {}
         readers, layers, lifecycle = self._readers, self.layer_config, self.lifecycle_config
 
-        def get(name: str) -> Any:
-            try:
-                return cache[name]
-            except KeyError:
+        def get(name: str) -> Any:  # each field read once (no KeyError raised per first read: hot path)
+            value = cache.get(name, _UNREAD)
+            if value is _UNREAD:
                 value = cache[name] = readers[name](portrait, layers, lifecycle)
-                return value
+            return value
 
         return sorted(name for name, test in self._compiled if test(get))
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from online_models import portrait_schema as schema
 from online_models import portrait_types as typed
 from online_models.population import PopulationConfig, PopulationModels
-from online_models.portrait import PortraitConfig, render
+from online_models.portrait import WINDOW_DAYS, PortraitConfig, render
 from online_models.replay import replay_history
 from online_models.simulation import ShopSimulator
 
@@ -64,6 +64,7 @@ def test_each_dataclass_has_its_models_fields_in_order(cls):
 def test_windows_keep_the_wire_keys_and_every_model_nested_in_the_portrait_has_a_mirror():
     assert [key for _, key in typed.Windows.KEYS] == wire_names(schema.Windows)
     assert [attribute for attribute, _ in typed.Windows.KEYS] == list(schema.Windows.model_fields)
+    assert [key for _, key in typed.Windows.KEYS] == [f"{days}d" for days in WINDOW_DAYS]  # what render counts
     nested = set()
     for model in (schema.Portrait, *MIRRORS.values()):
         for name, info in model.model_fields.items():
