@@ -2,7 +2,7 @@
 
 Each class mirrors the pydantic model of the same name in :mod:`online_models.portrait_schema`
 field for field, in the same order (``tests/unit/test_portrait_types.py`` holds them together),
-so ``orjson.dumps`` writes exactly the JSON the schema describes, with no conversion. Three wire
+so ``orjson.dumps`` writes exactly the JSON the schema describes, with no conversion. Four wire
 shapes are kept as mappings: :class:`Windows` (its keys ``7d``, ``30d``, ``90d`` are no Python
 names: a ``dict`` with the attributes ``d7``, ``d30``, ``d90``), ``profile`` (sparse: an attribute
 never given is absent) and the share tables ``devices`` and ``payment_methods``. The API's
