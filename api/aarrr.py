@@ -47,6 +47,7 @@ from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any
 
+from api import portrait_paths as paths
 from api.fields import cents, count
 from api.models import (
     Aarrr,
@@ -108,13 +109,15 @@ def week_number(monday: Any) -> int | None:
 def contribution(portrait: Any) -> dict[str, int]:
     """The portrait's share of every AARRR counter (integers, zeros left out); every field is optional.
 
-    Written for speed (the store runs it twice per portrait update): f-string keys, plain dict access.
+    Written for speed (the store runs it twice per portrait update): f-string keys, the declared paths of
+    :mod:`api.portrait_paths`.
     """
     p = portrait if isinstance(portrait, dict) else {}
     c: dict[str, int] = {}
-    zone = p.get("timezone") if isinstance(p.get("timezone"), str) else "UTC"
-    as_of = instant_ms(p.get("as_of"))
-    first = instant_ms(p.get("first_seen"))
+    zone = paths.TIMEZONE.read(p)
+    zone = zone if isinstance(zone, str) else "UTC"
+    as_of = instant_ms(paths.AS_OF.read(p))
+    first = instant_ms(paths.FIRST_SEEN.read(p))
     cohort = None
     try:
         if as_of is not None:
@@ -125,10 +128,10 @@ def contribution(portrait: Any) -> dict[str, int]:
         return {}
     if cohort is not None:
         c[f"cohort{_SEP}{cohort}"] = 1
-        bought = instant_ms(p.get("first_purchase"))
+        bought = instant_ms(paths.FIRST_PURCHASE.read(p))
         if bought is not None and bought >= first and (bought - first) // DAY_MS < MAX_ACTIVATION_DAYS:
             c[f"act{_SEP}{cohort}{_SEP}{(bought - first) // DAY_MS}"] = 1
-    ledger = p.get("weeks")
+    ledger = paths.WEEKS.read(p)
     columns = [ledger.get(name) for name in ("start", "purchases", "spend", "shares")] if isinstance(ledger, dict) else ()
     if not columns or not all(isinstance(column, list) and len(column) == len(columns[0]) for column in columns):
         columns = [[], [], [], []]  # a ledger that is not four columns of one length counts for nothing

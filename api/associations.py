@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from api import portrait_paths as paths
 from api.store import Headers, LocalStore, SpaceHandler, Txn
 from online_models.association_rules import CategoryLifts
 
@@ -30,7 +31,7 @@ SUMMARY_KEY = b"summary"
 
 
 def _top_category_names(portrait: dict[str, Any]) -> list[str]:
-    entries = portrait.get("top_categories")
+    entries = paths.TOP_CATEGORIES.read(portrait)
     if not isinstance(entries, list):
         return []
     return [e["category"] for e in entries if isinstance(e, dict) and isinstance(e.get("category"), str)]

@@ -25,6 +25,7 @@ import hashlib
 import heapq
 import io
 import math
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field as dataclass_field
 from typing import Any
@@ -32,9 +33,11 @@ from typing import Any
 import orjson
 
 from api import indexes as ix
-from api.indexes import PORTRAITS_SPACE, PortraitSpace, count, field, instant_ms, label, number, parse_portrait
+from api import portrait_paths as paths
+from api.indexes import PORTRAITS_SPACE, PortraitSpace, count, instant_ms, label, number, parse_portrait
 from api.limits import NO_DEADLINE, Deadline
 from api.models import (
+    COUNTED_EVENTS,
     AudienceFilter,
     AudienceMember,
     AudiencePlan,
@@ -44,6 +47,7 @@ from api.models import (
     Performed,
     Spend,
 )
+from api.portrait_paths import PortraitPath
 from api.store import LocalStore, prefix_end
 from online_models.clock import DAY_MS
 
@@ -110,6 +114,17 @@ class Term:
         return total
 
 
+#: the portrait paths the behaviour conditions read (their ``source``), each checked against the schema at import
+SOURCE_PATHS = types.MappingProxyType({
+    source: paths.declare(source)
+    for source in (
+        *(source for by_days in COUNTED_EVENTS.values() for source in by_days.values()),
+        paths.LIFETIME_SPEND.dotted,
+        *(path.dotted for path in paths.WINDOW_SPEND.values()),
+    )
+})
+
+
 def _within(value: float | None, low: float | None, high: float | None) -> bool:
     return value is not None and (low is None or value >= low) and (high is None or value <= high)
 
@@ -120,9 +135,9 @@ def _categorical(name: str, index: str, values: list, read: Callable[[dict], Any
     return Term(name, lambda p: label(read(p)) in chosen, index=index, values=wanted)
 
 
-def _count_range(name: str, index: str | None, path: tuple, low: int, high: int | None, *, exact: bool = True) -> Term:
+def _count_range(name: str, index: str | None, path: PortraitPath, low: int, high: int | None, *, exact: bool = True) -> Term:
     def predicate(p: dict) -> bool:
-        return _within(count(field(p, *path)), low, high)
+        return _within(count(path.read(p)), low, high)
 
     if index is None:
         return Term(name, predicate)
@@ -139,14 +154,10 @@ def _count_range(name: str, index: str | None, path: tuple, low: int, high: int 
     )
 
 
-def _path(dotted: str) -> tuple[str, ...]:
-    return tuple(dotted.split("."))
-
-
-def _float_range(name: str, index: str, path: tuple, low: float | None, high: float | None) -> Term:
+def _float_range(name: str, index: str, path: PortraitPath, low: float | None, high: float | None) -> Term:
     return Term(
         name,
-        lambda p: _within(number(field(p, *path)), low, high),
+        lambda p: _within(number(path.read(p)), low, high),
         index=index,
         ranged=True,
         low=None if low is None else ix.encode_float(low),
@@ -198,11 +209,11 @@ def compile_filter(flt: AudienceFilter, top_clv_floor: float | None = None) -> l
     """
     terms: list[Term] = []
     if flt.segments is not None:
-        terms.append(_categorical("segments", "seg", flt.segments, lambda p: field(p, "segment", "id")))
+        terms.append(_categorical("segments", "seg", flt.segments, paths.SEGMENT_ID.read))
     if flt.layers is not None:
-        terms.append(_categorical("layers", "layer", flt.layers, lambda p: field(p, "rfm", "layer")))
+        terms.append(_categorical("layers", "layer", flt.layers, paths.RFM_LAYER.read))
     if flt.lifecycle is not None:
-        terms.append(_categorical("lifecycle", "life", flt.lifecycle, lambda p: field(p, "lifecycle")))
+        terms.append(_categorical("lifecycle", "life", flt.lifecycle, paths.LIFECYCLE.read))
     if flt.tags is not None:
         for tag in dict.fromkeys(flt.tags.all or ()):
             terms.append(Term(f"tags.all[{tag}]", lambda p, t=tag: t in ix.tags_of(p), index="tag", values=(tag,)))
@@ -223,14 +234,14 @@ def compile_filter(flt: AudienceFilter, top_clv_floor: float | None = None) -> l
                 )
             )
     if flt.churn_risk is not None:
-        terms.append(_float_range("churn_risk", "risk", ("churn", "risk"), flt.churn_risk.min, flt.churn_risk.max))
+        terms.append(_float_range("churn_risk", "risk", paths.CHURN_RISK, flt.churn_risk.min, flt.churn_risk.max))
     if flt.clv is not None:
         lows = [v for v in (flt.clv.min, top_clv_floor) if v is not None]
-        terms.append(_float_range("clv", "clv", ("clv", "value"), max(lows) if lows else None, flt.clv.max))
+        terms.append(_float_range("clv", "clv", paths.CLV_VALUE, max(lows) if lows else None, flt.clv.max))
     if flt.categories is not None:
         if flt.categories.top_in is not None:
             terms.append(
-                _categorical("categories.top_in", "topcat", flt.categories.top_in, lambda p: field(p, "top_categories", 0, "category"))
+                _categorical("categories.top_in", "topcat", flt.categories.top_in, paths.TOP_CATEGORY.read)
             )
         if flt.categories.score_at_least is not None:
             wanted = flt.categories.score_at_least
@@ -260,27 +271,27 @@ def compile_filter(flt: AudienceFilter, top_clv_floor: float | None = None) -> l
             if values is not None:
                 terms.append(
                     _categorical(
-                        f"attributes.{attribute}", f"attr.{attribute}", values, lambda p, a=attribute: field(p, "profile", a)
+                        f"attributes.{attribute}", f"attr.{attribute}", values, paths.PROFILE_ATTRIBUTES[attribute].read
                     )
                 )
     for i, condition in enumerate(flt.behaviour or ()):
         name = f"behaviour[{i}]"
         if isinstance(condition, Performed):
             index = f"pay{condition.days}" if condition.event == "pay" and condition.days else None
-            terms.append(_count_range(name, index, _path(condition.source), condition.at_least, condition.at_most))
+            terms.append(_count_range(name, index, SOURCE_PATHS[condition.source], condition.at_least, condition.at_most))
         elif isinstance(condition, Spend):
-            path, low, high = _path(condition.source), condition.at_least, condition.at_most
-            terms.append(Term(name, lambda p, path=path, low=low, high=high: _within(number(field(p, *path)), low, high)))
+            path, low, high = SOURCE_PATHS[condition.source], condition.at_least, condition.at_most
+            terms.append(Term(name, lambda p, path=path, low=low, high=high: _within(number(path.read(p)), low, high)))
         elif isinstance(condition, CartedNotPaid):
             days = condition.days
 
             def carted_not_paid(p: dict, days: int = days) -> bool:
-                newest, as_of = instant_ms(field(p, "funnel", "last_abandoned_cart")), instant_ms(field(p, "as_of"))
+                newest, as_of = instant_ms(paths.LAST_ABANDONED_CART.read(p)), instant_ms(paths.AS_OF.read(p))
                 return (
                     newest is not None
                     and as_of is not None
                     and newest > as_of - days * DAY_MS
-                    and count(field(p, "windows", f"{days}d", "purchases")) == 0
+                    and count(paths.WINDOW_PURCHASES[days].read(p)) == 0
                 )
 
             terms.append(
@@ -660,15 +671,7 @@ def pick(portrait: Any, path: str) -> Any:
     >>> pick({"a": [{"b": 1}]}, "a.0.b"), pick({"a": 1}, "a.b")
     (1, None)
     """
-    value = portrait
-    for step in path.split("."):
-        if isinstance(value, dict):
-            value = value.get(step)
-        elif isinstance(value, list) and step.lstrip("-").isdigit() and -len(value) <= int(step) < len(value):
-            value = value[int(step)]
-        else:
-            return None
-    return value
+    return PortraitPath.of(path).read(portrait)
 
 
 def project(portrait: dict | None, fields: list[str]) -> dict[str, Any]:

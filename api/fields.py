@@ -1,32 +1,13 @@
-"""Reading stored portraits defensively: every field optional and type-checked, as the indexes and the
-group figures read them (a portrait of an older or newer worker may lack a field or hold another type)."""
+"""The values of stored portraits as the indexes and the group figures take them: every one type-checked
+(a portrait of an older or newer worker may hold another type). Where they are read is
+:mod:`api.portrait_paths`."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 _MAX_COUNT = 9_999_999_999
-
-
-def field(portrait: Any, *path: str | int) -> Any:
-    """The value at ``path`` or None when any step is missing or of the wrong kind.
-
-    >>> field({"a": {"b": [1, 2]}}, "a", "b", 1), field({"a": None}, "a", "b")
-    (2, None)
-    """
-    value = portrait
-    for step in path:
-        if isinstance(step, int):
-            if not isinstance(value, list) or not -len(value) <= step < len(value):
-                return None
-        elif not isinstance(value, Mapping):
-            return None
-        value = value[step] if isinstance(step, int) else value.get(step)
-        if value is None:
-            return None
-    return value
 
 
 def label(value: Any) -> str | None:

@@ -56,7 +56,8 @@ import orjson
 from api import aarrr
 from api.associations import AssociationSpace
 from api.erasures import ErasureLedger
-from api.fields import cents, count, field, label, number  # noqa: F401  (read here, and by the audiences)
+from api import portrait_paths as paths
+from api.fields import cents, count, label, number
 from api.rescore import ModelSpace
 from api.store import SEP, Headers, LocalStore, SpaceHandler, Txn, header, prefix_end
 from online_models.clock import instant_ms
@@ -73,7 +74,7 @@ _VERSION_KEY = b"\x00version:portrait-indexes"
 _AGGREGATES_KEY = b"\x00aggregates:portraits"
 _AARRR_KEY = b"\x00aggregates:aarrr"
 
-ATTRIBUTES = ("age_band", "gender", "region", "city_tier")
+ATTRIBUTES = tuple(paths.PROFILE_ATTRIBUTES)
 WINDOWS = (7, 30, 90)
 CATEGORICAL_INDEXES = ("layer", "life", "seg", "tag", "topcat", "cat", "next", *(f"attr.{name}" for name in ATTRIBUTES), "item")
 #: categorical indexes whose values the aggregates do not count (a query counts their postings, up to a bound)
@@ -91,7 +92,7 @@ _ASEP = "\x1f"  # separator inside aggregate names
 
 def top_categories(portrait: Any) -> list[tuple[str, float | None]]:
     """(category, score) pairs of ``top_categories``, best first, skipping malformed entries."""
-    entries = portrait.get("top_categories") if isinstance(portrait, dict) else None
+    entries = paths.TOP_CATEGORIES.read(portrait)
     if not isinstance(entries, list):
         return []
     result = []
@@ -105,7 +106,7 @@ def top_categories(portrait: Any) -> list[tuple[str, float | None]]:
 
 def bought_items_of(portrait: Any) -> list[str]:
     """The distinct item ids of a portrait's ``bought_items``, in order."""
-    items = portrait.get("bought_items") if isinstance(portrait, dict) else None
+    items = paths.BOUGHT_ITEMS.read(portrait)
     if not isinstance(items, list):
         return []
     return list(dict.fromkeys(name for name in map(label, items) if name is not None))
@@ -117,7 +118,7 @@ def next_categories_of(portrait: Any) -> list[str]:
     >>> next_categories_of({"next_categories": [{"category": "health", "lift": 2.1}, {"category": None}, "x"]})
     ['health']
     """
-    entries = portrait.get("next_categories") if isinstance(portrait, dict) else None
+    entries = paths.NEXT_CATEGORIES.read(portrait)
     if not isinstance(entries, list):
         return []
     return list(dict.fromkeys(name for e in entries if isinstance(e, dict) and (name := label(e.get("category"))) is not None))
@@ -125,7 +126,7 @@ def next_categories_of(portrait: Any) -> list[str]:
 
 def tags_of(portrait: Any) -> list[str]:
     """The distinct tag names of a portrait, in order."""
-    tags = portrait.get("tags") if isinstance(portrait, dict) else None
+    tags = paths.TAGS.read(portrait)
     if not isinstance(tags, list):
         return []
     return list(dict.fromkeys(name for name in map(label, tags) if name is not None))
@@ -229,7 +230,7 @@ def agg(*parts: object) -> str:
 
 _HOUR_KEYS = tuple(agg("hour", h) for h in range(24))
 _WEEKDAY_KEYS = tuple(agg("weekday", d) for d in range(7))
-_WINDOW_KEYS = tuple((days, f"{days}d", f"pay{days}") for days in WINDOWS)
+_WINDOW_KEYS = tuple((paths.WINDOW_PURCHASES[days], f"pay{days}") for days in WINDOWS)
 _EMPTY: dict = {}
 
 
@@ -245,7 +246,8 @@ def entries(portrait: Any, *, with_postings: bool = True) -> tuple[set[tuple[str
     """The portrait's postings and its contribution to the aggregates, in one pass.
 
     Written for speed (the follower runs it twice per portrait update, a filtered
-    overview once per member): plain dict access, every field optional and type-checked.
+    overview once per member): the declared paths of :mod:`api.portrait_paths`, every field
+    optional and type-checked.
     """
     p = _obj(portrait)
     posts: set[tuple[str, bytes]] = {("all", b"")} if with_postings else set()
@@ -256,17 +258,16 @@ def entries(portrait: Any, *, with_postings: bool = True) -> tuple[set[tuple[str
             posts.add((index, encode_label(value)))
         c[f"n{_ASEP}{index}{_ASEP}{value}"] = 1
 
-    layer = label(_obj(p.get("rfm")).get("layer"))
+    layer = label(paths.RFM_LAYER.read(p))
     if layer is not None:
         categorical("layer", layer)
-    stage = label(p.get("lifecycle"))
+    stage = label(paths.LIFECYCLE.read(p))
     if stage is not None:
         categorical("life", stage)
-    segment_info = _obj(p.get("segment"))
-    segment = label(segment_info.get("id"))
+    segment = label(paths.SEGMENT_ID.read(p))
     if segment is not None:
         categorical("seg", segment)
-        segment_name = label(segment_info.get("name"))
+        segment_name = label(paths.SEGMENT_NAME.read(p))
         if segment_name is not None:
             c[f"segname{_ASEP}{segment}{_ASEP}{segment_name}"] = 1
     for tag in tags_of(p):
@@ -284,14 +285,12 @@ def entries(portrait: Any, *, with_postings: bool = True) -> tuple[set[tuple[str
             posts.add(("item", encode_label(item)))
     for name in next_categories_of(p):
         categorical("next", name)
-    profile = _obj(p.get("profile"))
-    for name in ATTRIBUTES:
-        value = label(profile.get(name))
+    for name, path in paths.PROFILE_ATTRIBUTES.items():
+        value = label(path.read(p))
         if value is not None:
             categorical(f"attr.{name}", value)
-    windows = _obj(p.get("windows"))
-    for _, key, index in _WINDOW_KEYS:
-        purchases = count(_obj(windows.get(key)).get("purchases"))
+    for path, index in _WINDOW_KEYS:
+        purchases = count(path.read(p))
         if purchases is not None:
             if with_postings:
                 posts.add((index, encode_count(purchases)))
@@ -302,40 +301,39 @@ def entries(portrait: Any, *, with_postings: bool = True) -> tuple[set[tuple[str
         c[f"{index}bin{_ASEP}{bin_number}"] = 1
         c[f"{index}_users"] = 1
 
-    risk = number(_obj(p.get("churn")).get("risk"))
+    risk = number(paths.CHURN_RISK.read(p))
     if risk is not None:
         valued("risk", risk, min(99, max(0, int(risk * 100))))
         c["risk_sum_e6"] = int(round(risk * 1_000_000))
 
-    hours = p.get("active_hours")
+    hours = paths.ACTIVE_HOURS.read(p)
     if isinstance(hours, list) and len(hours) == 24:
         for key, n in zip(_HOUR_KEYS, hours):
             if type(n) is int and n > 0:
                 c[key] = n
-    weekdays = p.get("weekdays")
+    weekdays = paths.WEEKDAYS.read(p)
     if isinstance(weekdays, list) and len(weekdays) == 7:
         for key, n in zip(_WEEKDAY_KEYS, weekdays):
             if type(n) is int and n > 0:
                 c[key] = n
-    for kind, users in (("device", "device_users"), ("method", "method_users")):  # mean shares, in 1e-4 units
-        shares = p.get("devices" if kind == "device" else "payment_methods")
+    for kind, users, path in (("device", "device_users", paths.DEVICES), ("method", "method_users", paths.PAYMENT_METHODS)):
+        shares = path.read(p)  # mean shares, in 1e-4 units
         if isinstance(shares, dict) and shares:
             c[users] = 1
             for name, share in shares.items():
                 units = number(share)
                 if units is not None and units > 0:
                     _add(c, f"{kind}{_ASEP}{name}", int(round(units * 10_000)))
-    funnel = _obj(p.get("funnel"))
-    for name in ("visits", "visit_views", "item_purchases", "same_day_purchases"):
-        n = count(funnel.get(name))
+    for path in paths.FUNNEL_TOTALS:
+        n = count(path.read(p))
         if n:
-            c[name] = n
-    band = label(_obj(p.get("price_band")).get("band"))
+            c[path[-1]] = n
+    band = label(paths.PRICE_BAND.read(p))
     if band is not None:
         c[f"priceband{_ASEP}{band}"] = 1
 
-    gmv_30d = cents(_obj(windows.get("30d")).get("spend"))
-    gmv_life = cents(_obj(p.get("lifetime")).get("spend"))
+    gmv_30d = cents(paths.WINDOW_SPEND[30].read(p))
+    gmv_life = cents(paths.LIFETIME_SPEND.read(p))
     if gmv_30d:
         c["gmv_30d"] = gmv_30d
     if gmv_life:
@@ -347,7 +345,7 @@ def entries(portrait: Any, *, with_postings: bool = True) -> tuple[set[tuple[str
             c[f"gmv_life{_ASEP}layer{_ASEP}{layer}"] = gmv_life
     if segment is not None and gmv_30d:
         c[f"gmv_30d{_ASEP}seg{_ASEP}{segment}"] = gmv_30d
-    value = number(_obj(p.get("clv")).get("value"))
+    value = number(paths.CLV_VALUE.read(p))
     if value is not None:
         valued("clv", value, clv_bin(value))
         clv_cents = cents(value)
@@ -355,7 +353,7 @@ def entries(portrait: Any, *, with_postings: bool = True) -> tuple[set[tuple[str
             c["clv_cents"] = clv_cents
             if layer is not None:
                 c[f"clv_cents{_ASEP}layer{_ASEP}{layer}"] = clv_cents
-    purchases_30d = count(_obj(windows.get("30d")).get("purchases")) or 0
+    purchases_30d = count(paths.WINDOW_PURCHASES[30].read(p)) or 0
     if purchases_30d >= 1:
         c["buyers_30d"] = 1
     if purchases_30d >= 2:

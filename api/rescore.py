@@ -30,8 +30,10 @@ from typing import Any, Protocol
 
 import orjson
 
+from api import portrait_paths as paths
 from api.store import Headers, LocalStore, SpaceHandler, Txn
 from online_models.population import PopulationModels
+from online_models.portrait_types import portrait_from_json
 from online_models.rfm import RFMScorer
 from online_models.segments import SegmentModel
 
@@ -47,7 +49,7 @@ def _same_score(portrait: dict[str, Any], new: dict[str, Any]) -> bool:
     """Whether the portrait's blocks say what ``new`` (``{"churn", "clv"}``, or ``{"next_categories"}``) says,
     whichever snapshot version made them."""
     for key, value in new.items():
-        old = portrait.get(key)
+        old = portrait.get(key)  # a top-level block: "churn", "clv" or "next_categories"
         if key == "churn":
             if not isinstance(old, dict) or {k: v for k, v in old.items() if k != "model_version"} != {
                 k: v for k, v in value.items() if k != "model_version"
@@ -118,14 +120,13 @@ class ModelSpace(SpaceHandler):
         """The ``churn`` and ``clv`` blocks the current snapshot gives ``portrait``; None when the stored churn
         block is as new or newer."""
         models = self.models
-        if models is None or not portrait.get("as_of"):
+        if models is None or not paths.AS_OF.read(portrait):
             return None
-        churn = portrait.get("churn")
-        version = churn.get("model_version") if isinstance(churn, dict) else None
+        version = paths.CHURN_MODEL_VERSION.read(portrait)
         if isinstance(version, int) and version >= models.version:
             return None
-        try:
-            return models.scores(portrait)
+        try:  # the scoring reads the typed portrait: parsed once, its new blocks back to JSON values
+            return orjson.loads(orjson.dumps(models.scores(portrait_from_json(portrait))))
         except Exception as error:  # one odd portrait must not stop the follower
             log.warning("portrait not re-scored: %s: %s", type(error).__name__, error)
             return None

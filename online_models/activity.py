@@ -28,8 +28,9 @@ Three records, each an order-insensitive aggregate like the rest of the portrait
 from __future__ import annotations
 
 import bisect
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from online_models.portrait_types import WeeklyLedger
 from online_models.vocabulary import SESSION_GAP_MS, local_day, week_start
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -83,14 +84,14 @@ def count_week(state: "PortraitState", week: int, keep: int) -> int | None:
     return i
 
 
-def render_weeks(state: "PortraitState") -> dict[str, list[Any]]:
+def render_weeks(state: "PortraitState") -> WeeklyLedger:
     """The ledger as the portrait publishes it, in columns, oldest week first."""
-    return {
-        "start": [week_start(week) for week in state.week_numbers],
-        "purchases": list(state.week_purchases),
-        "spend": [cents / 100 for cents in state.week_cents],
-        "shares": list(state.week_shares),
-    }
+    return WeeklyLedger(
+        [week_start(week) for week in state.week_numbers],
+        list(state.week_purchases),
+        [cents / 100 for cents in state.week_cents],
+        list(state.week_shares),
+    )
 
 
 # -- sessions -------------------------------------------------------------------------------------

@@ -1,25 +1,25 @@
 """Churn scores of one portrait: P(alive) from the BG/NBD family, the classifier's risk, and why.
 
 >>> from online_models.mbgnbd import MBGNBD
->>> portrait = {"as_of": "2024-03-01T00:00:00.000Z", "first_purchase": "2024-01-01T00:00:00.000Z",
+>>> from online_models.portrait_types import portrait_from_json
+>>> portrait = portrait_from_json({"as_of": "2024-03-01T00:00:00.000Z", "first_purchase": "2024-01-01T00:00:00.000Z",
 ...             "last_purchase": "2024-01-20T00:00:00.000Z", "purchase_days": 4,
-...             "days_since_last_purchase": 41.0, "windows": {"7d": {"events": 0}, "30d": {"events": 2}}}
+...             "days_since_last_purchase": 41.0, "windows": {"7d": {"events": 0}, "30d": {"events": 2}}})
 >>> purchase_stats(portrait)
 (3, 19.0, 60.0)
 >>> usual_gap_days(portrait)
 6.3
 >>> view = churn_scores(portrait, mbgnbd=MBGNBD.from_params(r=0.5, alpha=6.0, a=0.9, b=1.6))
->>> view["model"], view["risk"] == round(1 - view["p_alive"], 4)
+>>> view.model, view.risk == round(1 - view.p_alive, 4)
 ('mbgnbd', True)
->>> view["reasons"][0]
+>>> view.reasons[0]
 '41 days since last purchase; usual gap 6.3 days'
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from online_models.clock import instant_ms
+from online_models.portrait_types import Churn, RenderedPortrait
 from online_models.risk_selection import USES_CLASSIFIER, no_purchase_within
 
 DAY_MS = 86_400_000
@@ -28,12 +28,12 @@ DAY_MS = 86_400_000
 _ms = instant_ms
 
 
-def purchase_stats(portrait: dict[str, Any]) -> tuple[int, float, float] | None:
+def purchase_stats(portrait: RenderedPortrait) -> tuple[int, float, float] | None:
     """BG/NBD sufficient statistics in days: (repeat purchase days x, t_x, age T); None for non-buyers."""
-    first, last, as_of = _ms(portrait.get("first_purchase")), _ms(portrait.get("last_purchase")), _ms(portrait.get("as_of"))
+    first, last, as_of = _ms(portrait.first_purchase), _ms(portrait.last_purchase), _ms(portrait.as_of)
     if first is None or last is None or as_of is None:
         return None
-    return stats_at(first, last, int(portrait.get("purchase_days") or 1), as_of)
+    return stats_at(first, last, int(portrait.purchase_days or 1), as_of)
 
 
 def stats_at(first_ms: int, last_ms: int, purchase_days: int, as_of_ms: int) -> tuple[int, float, float]:
@@ -59,7 +59,7 @@ def lapse_risk(p_alive: float | None) -> float | None:
     return None if p_alive is None else round(1.0 - p_alive, 4)
 
 
-def usual_gap_days(portrait: dict[str, Any]) -> float | None:
+def usual_gap_days(portrait: RenderedPortrait) -> float | None:
     """Mean days between purchase days (None before a repeat purchase)."""
     stats = purchase_stats(portrait)
     if stats is None or stats[0] == 0:
@@ -68,19 +68,19 @@ def usual_gap_days(portrait: dict[str, Any]) -> float | None:
     return round(t_x / x, 1)
 
 
-def reasons(portrait: dict[str, Any], p_alive: float | None, model: str) -> list[str]:
+def reasons(portrait: RenderedPortrait, p_alive: float | None, model: str) -> list[str]:
     """Human-readable grounds for the score."""
     out = []
-    since = portrait.get("days_since_last_purchase")
+    since = portrait.days_since_last_purchase
     if since is not None:
         gap = usual_gap_days(portrait)
         text = f"{since:.0f} days since last purchase"
         out.append(text + (f"; usual gap {gap} days" if gap is not None else "; bought only once"))
-    elif portrait.get("days_since_last_seen") is not None:
-        out.append(f"never bought; {portrait['days_since_last_seen']:.0f} days since last visit")
-    windows = portrait.get("windows") or {}
-    recent = (windows.get("7d") or {}).get("events")
-    month = (windows.get("30d") or {}).get("events")
+    elif portrait.days_since_last_seen is not None:
+        out.append(f"never bought; {portrait.days_since_last_seen:.0f} days since last visit")
+    windows = portrait.windows
+    recent = windows.d7.events
+    month = windows.d30.events
     if recent is not None and month:
         weekly = month / 30 * 7
         if recent < 0.5 * weekly:
@@ -93,31 +93,32 @@ def reasons(portrait: dict[str, Any], p_alive: float | None, model: str) -> list
     return out
 
 
-def negative_review_reason(portrait: dict[str, Any]) -> str | None:
+def negative_review_reason(portrait: RenderedPortrait) -> str | None:
     """The portrait's recent negative reviews as a churn reason ops can read; None without any.
 
-    >>> negative_review_reason({"sentiment": {"negative_recent": 2, "window_days": 30.0, "recent_negative": [
-    ...     {"at": "2024-05-03T10:00:00.000Z", "item_id": "snacks-004", "score": -0.82}]}})
+    >>> from online_models.portrait_types import portrait_from_json
+    >>> negative_review_reason(portrait_from_json({"sentiment": {"negative_recent": 2, "window_days": 30.0, "recent_negative": [
+    ...     {"at": "2024-05-03T10:00:00.000Z", "item_id": "snacks-004", "score": -0.82}]}}))
     '2 negative reviews in the last 30 days; latest 2024-05-03 on item snacks-004 (sentiment -0.82)'
-    >>> negative_review_reason({"sentiment": {"negative_recent": 0, "window_days": 30.0, "recent_negative": []}}) is None
+    >>> negative_review_reason(portrait_from_json({"sentiment": {"negative_recent": 0, "window_days": 30.0, "recent_negative": []}})) is None
     True
     """
-    sentiment = portrait.get("sentiment") or {}
-    count = sentiment.get("negative_recent") or 0
-    shown = sentiment.get("recent_negative") or []
+    sentiment = portrait.sentiment
+    count = sentiment.negative_recent or 0
+    shown = sentiment.recent_negative
     if not count or not shown:
         return None
     latest = shown[0]
-    item = f" on item {latest['item_id']}" if latest.get("item_id") else ""
+    item = f" on item {latest.item_id}" if latest.item_id else ""
     noun = "negative review" if count == 1 else "negative reviews"
     return (
-        f"{count} {noun} in the last {sentiment.get('window_days', 0):g} days; "
-        f"latest {str(latest['at'])[:10]}{item} (sentiment {latest['score']:+.2f})"
+        f"{count} {noun} in the last {sentiment.window_days or 0:g} days; "
+        f"latest {str(latest.at)[:10]}{item} (sentiment {latest.score:+.2f})"
     )
 
 
 def churn_scores(
-    portrait: dict[str, Any],
+    portrait: RenderedPortrait,
     *,
     bgnbd=None,
     mbgnbd=None,
@@ -126,8 +127,9 @@ def churn_scores(
     classifier_ready: bool = False,
     selection=None,
     risk_model: str | None = None,
-) -> dict[str, Any]:
-    """``{risk, p_alive, p_alive_bgnbd, model, reasons}`` for the portrait.
+    model_version: int = 0,
+) -> Churn:
+    """The portrait's churn block (``model_version``: the snapshot's version).
 
     For a buyer with a fitted MBG/NBD, ``risk`` is the candidate that ``selection``
     (:class:`online_models.risk_selection.RiskSelection`) chose by its measured
@@ -163,10 +165,4 @@ def churn_scores(
         risk, model = round(classifier.predict_proba_one(features), 4), "classifier"
     else:
         risk, model = None, "none"
-    return {
-        "risk": risk,
-        "p_alive": p_alive,
-        "p_alive_bgnbd": p_alive_bg,
-        "model": model,
-        "reasons": reasons(portrait, p_alive, model),
-    }
+    return Churn(risk, p_alive, p_alive_bg, model, reasons(portrait, p_alive, model), model_version)

@@ -8,36 +8,37 @@ a calendar day of the shop's time zone with at least one payment, as in the purc
 
 >>> from online_models.gamma_gamma import GammaGamma
 >>> from online_models.mbgnbd import MBGNBD
->>> portrait = {"as_of": "2024-03-01T00:00:00.000Z", "first_purchase": "2024-01-01T00:00:00.000Z",
+>>> from online_models.portrait_types import portrait_from_json
+>>> portrait = portrait_from_json({"as_of": "2024-03-01T00:00:00.000Z", "first_purchase": "2024-01-01T00:00:00.000Z",
 ...             "last_purchase": "2024-02-20T00:00:00.000Z", "purchase_days": 4,
-...             "lifetime": {"spend": 400.0, "repeat_spend": 300.0}}
+...             "lifetime": {"spend": 400.0, "repeat_spend": 300.0}})
 >>> spend_stats(portrait)
 (3, 100.0)
 >>> purchases = MBGNBD.from_params(r=0.5, alpha=6.0, a=0.9, b=1.6)
 >>> spend = GammaGamma.from_params(p=6.0, q=4.0, v=15.0)
 >>> clv_scores(portrait, purchases, spend, horizon_days=365, annual_rate=0.1)
-{'expected_purchases': 6.2531, 'expected_order_value': 90.0, 'value': 562.78, 'horizon_days': 365}
->>> clv_scores(portrait, purchases, None, horizon_days=365, annual_rate=0.0)["expected_purchases"]
+Clv(expected_purchases=6.2531, expected_order_value=90.0, value=562.78, horizon_days=365)
+>>> clv_scores(portrait, purchases, None, horizon_days=365, annual_rate=0.0).expected_purchases
 6.514
 >>> round(purchases.expected_purchases(365, x=3, t_x=50, T=60), 4)
 6.514
->>> clv_scores({"as_of": "2024-03-01T00:00:00.000Z"}, purchases, spend, horizon_days=365, annual_rate=0.1) is None
+>>> clv_scores(portrait_from_json({"as_of": "2024-03-01T00:00:00.000Z"}), purchases, spend, horizon_days=365, annual_rate=0.1) is None
 True
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
 from online_models.churn import purchase_stats
+from online_models.portrait_types import Clv, RenderedPortrait
 
 DAYS_PER_YEAR = 365.0
 
 
-def spend_stats(portrait: dict[str, Any]) -> tuple[int, float | None] | None:
+def spend_stats(portrait: RenderedPortrait) -> tuple[int, float | None] | None:
     """Gamma-Gamma's statistics: (repeat purchase days x, their mean spend m); None for non-buyers.
 
     ``m`` is None when ``x`` is 0 or the repeat-day spend is unknown.
@@ -46,7 +47,7 @@ def spend_stats(portrait: dict[str, Any]) -> tuple[int, float | None] | None:
     if stats is None:
         return None
     x = stats[0]
-    repeat = (portrait.get("lifetime") or {}).get("repeat_spend")
+    repeat = portrait.lifetime.repeat_spend
     return x, (float(repeat) / x if x > 0 and repeat is not None else None)
 
 
@@ -68,8 +69,8 @@ def discounted_purchases(model, x: float, t_x: float, T: float, *, horizon_days:
     return float(per_month @ (1.0 + annual_rate) ** (-ends / DAYS_PER_YEAR))
 
 
-def clv_scores(portrait: dict[str, Any], purchase_model, spend_model, *, horizon_days: float, annual_rate: float) -> dict[str, Any] | None:
-    """``{expected_purchases, expected_order_value, value, horizon_days}`` of a buyer; None for a non-buyer
+def clv_scores(portrait: RenderedPortrait, purchase_model, spend_model, *, horizon_days: float, annual_rate: float) -> Clv | None:
+    """The ``clv`` block of a buyer; None for a non-buyer
     or without a purchase model. Without a spend model the order value and the value are None."""
     stats = purchase_stats(portrait)
     if stats is None or purchase_model is None:
@@ -84,9 +85,9 @@ def clv_scores(portrait: dict[str, Any], purchase_model, spend_model, *, horizon
             order_value = float(spend_model.mean_value())
         if not math.isfinite(order_value):
             order_value = None
-    return {
-        "expected_purchases": round(purchases, 4),
-        "expected_order_value": None if order_value is None else round(order_value, 2),
-        "value": None if order_value is None else round(purchases * order_value, 2),
-        "horizon_days": horizon_days,
-    }
+    return Clv(
+        expected_purchases=round(purchases, 4),
+        expected_order_value=None if order_value is None else round(order_value, 2),
+        value=None if order_value is None else round(purchases * order_value, 2),
+        horizon_days=horizon_days,
+    )

@@ -1,6 +1,6 @@
 """Scaled behaviour features of one portrait, for segmentation and churn models.
 
-:func:`behaviour_features` turns the JSON view of :func:`online_models.portrait.render`
+:func:`behaviour_features` turns the portrait :func:`online_models.portrait.render` gives
 into a flat ``dict[str, float]`` with no ids and no static (CRM) attributes. Every
 value lies in ``[0, 1]`` so that distance-based clusterers work without a scaler:
 counts and money go through ``log1p(x) / log1p(cap)`` clipped at 1, shares and rates
@@ -34,7 +34,8 @@ cat:<name>          that category's share of the summed scores of ``top_categori
 The category block sums to 1 (or is empty), so two users with disjoint interests
 are at most ``sqrt(2)`` apart on it: comparable to one or two behaviour features.
 
->>> portrait = {
+>>> from online_models.portrait_types import portrait_from_json
+>>> portrait = portrait_from_json({
 ...     "as_of": "2024-06-30T00:00:00.000Z", "first_seen": "2024-06-01T00:00:00.000Z",
 ...     "days_since_last_seen": 0.5, "days_since_last_purchase": 3.0,
 ...     "lifetime": {"events": 40, "purchases": 4, "spend": 400.0, "refunds": 0},
@@ -46,7 +47,7 @@ are at most ``sqrt(2)`` apart on it: comparable to one or two behaviour features
 ...     "top_categories": [{"category": "snacks", "score": 30.0}, {"category": "beauty", "score": 10.0}],
 ...     "funnel": {"views": 20, "add_to_cart": 8, "purchases": 4, "cart_to_purchase": 0.5},
 ...     "devices": {"ios": 0.75, "pc": 0.25},
-... }
+... })
 >>> x = behaviour_features(portrait)
 >>> x["night"], x["weekend_share"], x["mobile"], x["cat:snacks"], x["cat:beauty"]
 (0.75, 0.5, 0.75, 0.75, 0.25)
@@ -54,7 +55,7 @@ are at most ``sqrt(2)`` apart on it: comparable to one or two behaviour features
 (0.605, 0.576, 1.0)
 >>> all(0.0 <= v <= 1.0 for v in x.values())
 True
->>> behaviour_features({})["recency"]  # an empty portrait: never seen, never paid
+>>> behaviour_features(portrait_from_json({}))["recency"]  # an empty portrait: never seen, never paid
 1.0
 """
 
@@ -64,6 +65,7 @@ import math
 from typing import Any
 
 from online_models.clock import days_between, instant_ms
+from online_models.portrait_types import RenderedPortrait
 from online_models.vocabulary import AFTERNOON_HOURS, EVENING_HOURS, MORNING_HOURS, NIGHT_HOURS, is_mobile, share_of
 
 __all__ = ["behaviour_features", "BEHAVIOUR_FEATURES", "CATEGORY_PREFIX"]
@@ -116,49 +118,47 @@ def _days_between(start: str | None, end: str | None) -> float | None:
     return max(days_between(start_ms, end_ms), 0.0)
 
 
-def behaviour_features(portrait: dict) -> dict[str, float]:
+def behaviour_features(portrait: RenderedPortrait) -> dict[str, float]:
     """The scaled behaviour vector of one rendered portrait (see the module table)."""
-    windows = portrait.get("windows") or {}
-    w90 = windows.get("90d") or {}
-    w30 = windows.get("30d") or {}
-    lifetime = portrait.get("lifetime") or {}
-    funnel = portrait.get("funnel") or {}
-    purchases = lifetime.get("purchases") or funnel.get("purchases") or 0
+    windows = portrait.windows
+    w90, w30 = windows.d90, windows.d30
+    funnel = portrait.funnel
+    purchases = portrait.lifetime.purchases or funnel.purchases or 0
 
-    hours = portrait.get("active_hours") or [0] * 24
+    hours = portrait.active_hours or [0] * 24
 
     def hour_share(selected: tuple[int, ...]) -> float:
         return share_of(hours, selected) or 0.0
 
-    seen = portrait.get("days_since_last_seen")
-    paid = portrait.get("days_since_last_purchase")
-    views = funnel.get("views") or 0
-    devices = portrait.get("devices") or {}
+    seen = portrait.days_since_last_seen
+    paid = portrait.days_since_last_purchase
+    views = funnel.views or 0
+    devices = portrait.devices or {}
     device_total = sum(devices.values())
     mobile = sum(share for name, share in devices.items() if is_mobile(name)) if device_total else 0
 
     x = {
-        "spend_90d": _log_scale(w90.get("spend"), 20_000),
-        "purchases_90d": _log_scale(w90.get("purchases"), 100),
-        "events_30d": _log_scale(w30.get("events"), 1_000),
-        "aov": _log_scale(portrait.get("aov"), 5_000),
+        "spend_90d": _log_scale(w90.spend, 20_000),
+        "purchases_90d": _log_scale(w90.purchases, 100),
+        "events_30d": _log_scale(w30.events, 1_000),
+        "aov": _log_scale(portrait.aov, 5_000),
         "buyer": 1.0 if purchases else 0.0,
         "night": hour_share(NIGHT_HOURS),
         "morning": hour_share(MORNING_HOURS),
         "afternoon": hour_share(AFTERNOON_HOURS),
         "evening": hour_share(EVENING_HOURS),
-        "weekend_share": _fraction(portrait.get("weekend_share")),
-        "promo_share": _fraction(portrait.get("promo_share")),
-        "cart_to_purchase": _fraction(funnel.get("cart_to_purchase")),
+        "weekend_share": _fraction(portrait.weekend_share),
+        "promo_share": _fraction(portrait.promo_share),
+        "cart_to_purchase": _fraction(funnel.cart_to_purchase),
         "browse_to_buy": _log_scale(views / (purchases + 1), 500),
-        "refund_rate": _fraction(portrait.get("refund_rate")),
+        "refund_rate": _fraction(portrait.refund_rate),
         "recency": 1.0 if seen is None else _log_scale(seen, 90),
         "purchase_recency": 1.0 if paid is None else _log_scale(paid, 90),
-        "tenure": _log_scale(_days_between(portrait.get("first_seen"), portrait.get("as_of")), 365),
-        "diversity": _log_scale(portrait.get("category_count"), 32),
+        "tenure": _log_scale(_days_between(portrait.first_seen, portrait.as_of), 365),
+        "diversity": _log_scale(portrait.category_count, 32),
         "mobile": _fraction(mobile / device_total) if device_total else 0.0,
     }
-    top = [(c.get("category"), c.get("score") or 0.0) for c in portrait.get("top_categories") or ()]
+    top = [(c.category, c.score or 0.0) for c in portrait.top_categories or ()]
     score_total = sum(score for name, score in top if name and score > 0)
     if score_total > 0:
         for name, score in top:

@@ -5,25 +5,27 @@ The stages are ``new``, ``active``, ``at_risk``, ``churned`` and ``returning``
 ``as_of`` instant (event time), never to the wall clock.
 
 >>> from online_models.lifecycle import LifecycleConfig, lifecycle_stage
+>>> from online_models.portrait_types import portrait_from_json
 >>> config = LifecycleConfig()
 >>> base = {"as_of": "2024-06-30T00:00:00.000Z", "first_seen": "2024-01-01T00:00:00.000Z",
 ...         "days_since_last_seen": 0.5}
->>> lifecycle_stage({**base, "first_seen": "2024-06-25T08:00:00.000Z", "days_since_last_purchase": None}, config)
+>>> def stage(**fields):
+...     return lifecycle_stage(portrait_from_json({**base, **fields}), config)
+>>> stage(first_seen="2024-06-25T08:00:00.000Z", days_since_last_purchase=None)
 'new'
->>> [lifecycle_stage({**base, "days_since_last_purchase": days}, config) for days in (5.0, 45.0, 120.0)]
+>>> [stage(days_since_last_purchase=days) for days in (5.0, 45.0, 120.0)]
 ['active', 'at_risk', 'churned']
->>> lifecycle_stage({**base, "days_since_last_purchase": 2.0, "last_return_gap_days": 110}, config)
+>>> stage(days_since_last_purchase=2.0, last_return_gap_days=110)
 'returning'
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from online_models.clock import days_between, instant_ms
+from online_models.portrait_types import RenderedPortrait
 
 __all__ = ["STAGES", "LifecycleConfig", "last_return_gap_days", "lifecycle_stage", "tenure_days"]
 
@@ -48,19 +50,14 @@ class LifecycleConfig:
             raise ValueError("at_risk_days must be less than churn_days")
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return None if math.isnan(value) else float(value)
-
-
-def tenure_days(portrait: dict[str, Any]) -> float | None:
+def tenure_days(portrait: RenderedPortrait) -> float | None:
     """Days from ``first_seen`` to ``as_of``; None when either is missing.
 
-    >>> tenure_days({"first_seen": "2024-05-01T00:00:00.000Z", "as_of": "2024-05-03T12:00:00.000Z"})
+    >>> from online_models.portrait_types import portrait_from_json
+    >>> tenure_days(portrait_from_json({"first_seen": "2024-05-01T00:00:00.000Z", "as_of": "2024-05-03T12:00:00.000Z"}))
     2.5
     """
-    first, as_of = instant_ms(portrait.get("first_seen")), instant_ms(portrait.get("as_of"))
+    first, as_of = instant_ms(portrait.first_seen), instant_ms(portrait.as_of)
     if first is None or as_of is None:
         return None
     return max(0.0, days_between(first, as_of))
@@ -81,7 +78,7 @@ def last_return_gap_days(purchase_days: Sequence[int]) -> int | None:
     return int(purchase_days[-1] - purchase_days[-2])
 
 
-def lifecycle_stage(portrait: dict[str, Any], config: LifecycleConfig = LifecycleConfig()) -> str:
+def lifecycle_stage(portrait: RenderedPortrait, config: LifecycleConfig = LifecycleConfig()) -> str:
     """The user's lifecycle stage; the first rule that holds wins.
 
     Silence is ``days_since_last_purchase`` for a user who has bought and
@@ -105,9 +102,9 @@ def lifecycle_stage(portrait: dict[str, Any], config: LifecycleConfig = Lifecycl
     """
     return stage_of(
         tenure_days(portrait),
-        _number(portrait.get("days_since_last_purchase")),
-        _number(portrait.get("days_since_last_seen")),
-        _number(portrait.get("last_return_gap_days")),
+        portrait.days_since_last_purchase,
+        portrait.days_since_last_seen,
+        portrait.last_return_gap_days,
         config,
     )
 

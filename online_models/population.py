@@ -15,8 +15,8 @@ tags, segment, churn risk and price band.
 >>> portrait = render(state, as_of=1714536060000, config=PortraitConfig())
 >>> models.learn({"kind": "user", "ts": 1714536060000, "portrait": portrait})
 >>> enriched = models.enrich(portrait)
->>> enriched["rfm"]["layer"], enriched["lifecycle"], enriched["segment"]["id"], enriched["price_band"]
-('ordinary', 'new', 0, {'band': 'mid', 'rank': 0.5})
+>>> enriched.rfm.layer, enriched.lifecycle, enriched.segment.id, enriched.price_band
+('ordinary', 'new', 0, PriceBand(band='mid', rank=0.5))
 >>> PopulationModels.from_bytes(models.to_bytes()).enrich(portrait) == enriched
 True
 """
@@ -26,6 +26,7 @@ from __future__ import annotations
 import pickle
 import random
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,17 @@ from online_models.features import behaviour_features
 from online_models.gamma_gamma import GammaGamma, gamma_gamma_report
 from online_models.lifecycle import LifecycleConfig, lifecycle_stage
 from online_models.mbgnbd import MBGNBD
+from online_models.portrait_types import (
+    Churn,
+    Clv,
+    Portrait,
+    PriceBand,
+    RenderedPortrait,
+    Rfm,
+    Segment,
+    enriched,
+    portrait_from_json,
+)
 from online_models.quantiles import PopulationQuantiles
 from online_models.risk_selection import USES_CLASSIFIER, RiskSelection, no_purchase_within
 from online_models.rfm import LayerConfig, RFMScorer, value_layer
@@ -98,7 +110,7 @@ class PopulationModels:
 
     # ---------------------------------------------------------------- learning
     def learn(self, sample: dict[str, Any]) -> None:
-        """Learn one sample: ``{"kind": "user", "ts", "portrait"}``, ``{"kind": "label", "ts", "features",
+        """Learn one sample: ``{"kind": "user", "ts", "portrait"}`` (the portrait typed, or its JSON), ``{"kind": "label", "ts", "features",
         "label"}`` (optionally ``purchase_stats`` [x, t_x, T] at the snapshot and ``horizon_ms``), or
         ``{"kind": "purchase_stats", "ts", "user_id", "stats", "repeat_spend"}``: a buyer's (x, t_x, T) and
         repeat-day spend after a purchase that followed their sample of the period (see :mod:`online_models.watch`);
@@ -120,17 +132,19 @@ class PopulationModels:
             )
             return
         portrait = sample["portrait"]
+        if isinstance(portrait, Mapping):  # a sample read from the training topic
+            portrait = portrait_from_json(portrait)
         self.user_samples += 1
         self.rfm.learn_one(portrait, ts)
-        aov = portrait.get("aov")
+        aov = portrait.aov
         if aov is not None:
             self.order_values.update(aov, ts)
-        gmv = float(((portrait.get("windows") or {}).get("30d") or {}).get("spend") or 0.0)
+        gmv = float(portrait.windows.d30.spend or 0.0)
         self.segments.learn_one(behaviour_features(portrait), gmv=gmv)
         stats = purchase_stats(portrait)
         if stats is not None:
-            spend = (portrait.get("lifetime") or {}).get("repeat_spend")
-            self._keep_purchase_stats(portrait["user_id"], stats, ts, None if spend is None else float(spend))
+            spend = portrait.lifetime.repeat_spend
+            self._keep_purchase_stats(str(portrait.user_id), stats, ts, None if spend is None else float(spend))
             self.since_refit += 1
             if self.since_refit >= self.config.churn_refit_every or (
                 self.mbgnbd is None and len(self.purchase_sample) >= self.config.churn_min_buyers
@@ -297,31 +311,33 @@ class PopulationModels:
             self.__dict__["_uses"] = cached
         return cached[1]
 
-    def enrich(self, portrait: dict[str, Any]) -> dict[str, Any]:
-        """The portrait with ``rfm``, ``lifecycle``, ``segment``, ``tags``, ``churn`` and ``clv`` added."""
+    def enrich(self, portrait: RenderedPortrait) -> Portrait:
+        """The portrait with ``rfm``, ``lifecycle``, ``segment``, ``tags``, ``churn``, ``clv`` and ``price_band`` added."""
         features = behaviour_features(portrait)
-        out = dict(portrait)
-        out["rfm"] = {**self.rfm.score(portrait), "layer": value_layer(portrait, self.config.layers)}
-        out["lifecycle"] = lifecycle_stage(portrait, self.config.lifecycle)
         if self.segments.seeded:
             segment_id = self.segments.predict_one(features)
-            out["segment"] = {"id": segment_id, "name": self._segment_names().get(segment_id, f"segment {segment_id}")}
+            segment = Segment(segment_id, self._segment_names().get(segment_id, f"segment {segment_id}"))
         else:
-            out["segment"] = None
-        out["tags"] = self.rules.evaluate(portrait)
-        out["churn"] = self.churn(portrait, features)
-        out["clv"] = self.clv(portrait)
-        out["price_band"] = self.price_band(portrait)
-        return out
+            segment = None
+        return enriched(
+            portrait,
+            rfm=Rfm(**self.rfm.score(portrait), layer=value_layer(portrait, self.config.layers)),
+            lifecycle=lifecycle_stage(portrait, self.config.lifecycle),
+            segment=segment,
+            tags=self.rules.evaluate(portrait),
+            churn=self.churn(portrait, features),
+            clv=self.clv(portrait),
+            price_band=self.price_band(portrait),
+        )
 
-    def price_band(self, portrait: dict[str, Any]) -> dict[str, Any] | None:
+    def price_band(self, portrait: RenderedPortrait) -> PriceBand | None:
         """The portrait's ``price_band``: its ``aov`` ranked among the buyers' order values
         (:func:`online_models.vocabulary.price_band`); None for a non-buyer or an empty population."""
-        aov = portrait.get("aov")
+        aov = portrait.aov
         if aov is None or self.order_values.n == 0:
             return None
         rank = self.order_values.rank(aov)
-        return {"band": price_band(rank), "rank": round(rank, 4)}
+        return PriceBand(price_band(rank), round(rank, 4))
 
     def purchase_model(self) -> tuple[str, BGNBD | MBGNBD | None]:
         """The purchase model CLV counts with: MBG/NBD, the one P(alive) is served from, else BG/NBD."""
@@ -329,7 +345,7 @@ class PopulationModels:
             return "mbgnbd", self.mbgnbd
         return ("bgnbd", self.bgnbd) if self.bgnbd is not None else ("none", None)
 
-    def clv(self, portrait: dict[str, Any]) -> dict[str, Any] | None:
+    def clv(self, portrait: RenderedPortrait) -> Clv | None:
         """The portrait's ``clv`` block (:func:`online_models.clv.clv_scores`) at its ``as_of``, under this snapshot."""
         return clv_scores(
             portrait,
@@ -339,11 +355,11 @@ class PopulationModels:
             annual_rate=self.config.clv_annual_discount_rate,
         )
 
-    def scores(self, portrait: dict[str, Any]) -> dict[str, Any]:
+    def scores(self, portrait: RenderedPortrait) -> dict[str, Churn | Clv | None]:
         """What a newer snapshot changes in an enriched portrait: ``{"churn", "clv"}`` (see :mod:`api.rescore`)."""
         return {"churn": self.churn(portrait), "clv": self.clv(portrait)}
 
-    def churn(self, portrait: dict[str, Any], features: dict[str, float] | None = None) -> dict[str, Any]:
+    def churn(self, portrait: RenderedPortrait, features: dict[str, float] | None = None) -> Churn:
         """The portrait's ``churn`` part alone (what a check of a silent user needs), as :meth:`enrich` gives it.
 
         Scored at the portrait's ``as_of``; ``model_version`` is this snapshot's :attr:`version`.
@@ -353,7 +369,7 @@ class PopulationModels:
         ready = self.classifier_ready()
         if (ready or self.risk_uses_classifier()) and features is None:
             features = behaviour_features(portrait)
-        scores = churn_scores(
+        return churn_scores(
             portrait,
             bgnbd=self.bgnbd,
             mbgnbd=self.mbgnbd,
@@ -362,9 +378,8 @@ class PopulationModels:
             classifier_ready=ready,
             selection=self.risk,
             risk_model=self.risk_model(),
+            model_version=self.version,
         )
-        scores["model_version"] = self.version
-        return scores
 
     def summary(self) -> dict[str, Any]:
         """What ``GET /v1/models`` shows: fitted parameters, sample sizes, AUC, segments."""

@@ -15,8 +15,12 @@ they would have left in order, and a redelivered ``event_id`` changes nothing.
 ... ):
 ...     _ = update(state, parse_event(raw), watermark=0, config=config)
 >>> view = render(state, as_of=parse_event(raw).ts, config=config)
->>> view["lifetime"], view["windows"]["7d"], view["peak_hour"]
-({'events': 2, 'purchases': 1, 'spend': 30.0, 'refunds': 0, 'refund_amount': 0.0, 'net_spend': 30.0, 'repeat_spend': 0.0}, {'events': 2, 'purchases': 1, 'spend': 30.0}, 10)
+>>> view.lifetime
+Lifetime(events=2, purchases=1, spend=30.0, refunds=0, refund_amount=0.0, net_spend=30.0, repeat_spend=0.0)
+>>> view.windows.d7, view.peak_hour
+(WindowTotals(events=2, purchases=1, spend=30.0), 10)
+>>> orjson.dumps(view.windows)
+b'{"7d":{"events":2,"purchases":1,"spend":30.0},"30d":{"events":2,"purchases":1,"spend":30.0},"90d":{"events":2,"purchases":1,"spend":30.0}}'
 """
 
 from __future__ import annotations
@@ -44,6 +48,16 @@ from online_models.baskets import MAX_BASKET_LINES, add_purchase
 from online_models.clock import DAY_MS, MINUTE_MS, ceil_minute
 from online_models.events import Event, Profile
 from online_models.lifecycle import last_return_gap_days
+from online_models.portrait_types import (
+    CategoryScore,
+    Funnel,
+    Lifetime,
+    NegativeReview,
+    RenderedPortrait,
+    ReviewSentiment,
+    WindowTotals,
+    Windows,
+)
 from online_models.sentiment import NEGATIVE_AT, POSITIVE_AT, ReviewScore
 from online_models.vocabulary import SESSION_GAP_MS, WEEKEND_DAYS, local_calendar, local_day, local_hour_weekday, ratio, week_of_day
 
@@ -495,15 +509,11 @@ def iso(ts_ms: int | None) -> str | None:
     return (_EPOCH + timedelta(milliseconds=ts_ms)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def window_totals(state: PortraitState, as_of: int, days: int) -> dict[str, Any]:
+def window_totals(state: PortraitState, as_of: int, days: int) -> WindowTotals:
     """Events, purchases and spend with ``as_of - days < ts <= as_of`` (``as_of`` on a whole minute)."""
     lo = bisect.bisect_right(state.bucket_minutes, (as_of - days * DAY_MS) // MINUTE_MS)
     hi = bisect.bisect_right(state.bucket_minutes, as_of // MINUTE_MS)
-    return {
-        "events": sum(state.bucket_events[lo:hi]),
-        "purchases": sum(state.bucket_purchases[lo:hi]),
-        "spend": sum(state.bucket_cents[lo:hi]) / 100,
-    }
+    return WindowTotals(sum(state.bucket_events[lo:hi]), sum(state.bucket_purchases[lo:hi]), sum(state.bucket_cents[lo:hi]) / 100)
 
 
 def bought_items(state: PortraitState, as_of: int, config: PortraitConfig, days: int = BOUGHT_ITEMS_DAYS) -> list[str]:
@@ -519,27 +529,26 @@ def category_scores(state: PortraitState, as_of: int, config: PortraitConfig) ->
     return {name: score * factor for name, score in state.category_scores.items()}
 
 
-def sentiment_view(state: PortraitState, as_of: int, config: PortraitConfig) -> dict[str, Any]:
+def sentiment_view(state: PortraitState, as_of: int, config: PortraitConfig) -> ReviewSentiment:
     """The user's review sentiment at ``as_of``: mean, counts, and the window's negative reviews, newest first."""
     window_ms = config.sentiment_window_days * DAY_MS
     recent = [entry for entry in state.recent_negative_reviews if as_of - window_ms < entry[0] <= as_of]
     scored = state.reviews_scored
-    return {
-        "mean": None if not scored else round(state.sentiment_units / scored / 10_000, 4),
-        "reviews": scored,
-        "from_text": state.reviews_from_text,
-        "positive": state.positive_reviews,
-        "negative": state.negative_reviews,
-        "window_days": config.sentiment_window_days,
-        "negative_recent": len(recent),
-        "recent_negative": [
-            {"at": iso(ts), "item_id": item_id, "score": score}
-            for ts, item_id, score in reversed(recent[-config.negative_reviews_shown :])
+    return ReviewSentiment(
+        None if not scored else round(state.sentiment_units / scored / 10_000, 4),  # mean
+        scored,  # reviews
+        state.reviews_from_text,  # from_text
+        state.positive_reviews,  # positive
+        state.negative_reviews,  # negative
+        config.sentiment_window_days,  # window_days
+        len(recent),  # negative_recent
+        [  # recent_negative
+            NegativeReview(iso(ts), item_id, score) for ts, item_id, score in reversed(recent[-config.negative_reviews_shown :])
         ],
-    }
+    )
 
 
-def render(state: PortraitState, *, as_of: int | None, config: PortraitConfig) -> dict[str, Any]:
+def render(state: PortraitState, *, as_of: int | None, config: PortraitConfig) -> RenderedPortrait:
     """The portrait as the API serves it, with figures valued at ``as_of``."""
     if as_of is None:
         as_of = ceil_minute(state.last_seen or state.profile_ts or 0)
@@ -557,64 +566,64 @@ def render(state: PortraitState, *, as_of: int | None, config: PortraitConfig) -
     visits, visit_views = visit_totals(state)
     weekend = sum(state.weekdays[d] for d in WEEKEND_DAYS)
     active_total = sum(state.hours)
-    return {
-        "user_id": state.user_id,
-        "as_of": iso(as_of),
-        "first_seen": iso(state.first_seen),
-        "last_seen": iso(state.last_seen),
-        "first_purchase": iso(state.first_purchase),
-        "last_purchase": iso(state.last_purchase),
-        "days_since_last_seen": None if state.last_seen is None else round((as_of - state.last_seen) / DAY_MS, 3),
-        "days_since_last_purchase": None
-        if state.last_purchase is None
-        else round((as_of - state.last_purchase) / DAY_MS, 3),
-        "lifetime": {
-            "events": state.events,
-            "purchases": purchases,
-            "spend": state.spend_cents / 100,
-            "refunds": state.refunds,
-            "refund_amount": state.refund_cents / 100,
-            "net_spend": (state.spend_cents - state.refund_cents) / 100,
-            "repeat_spend": None if (repeat := repeat_spend_cents(state)) is None else repeat / 100,
-        },
-        "windows": {f"{days}d": window_totals(state, as_of, days) for days in WINDOW_DAYS},
-        "aov": None if not purchases else round(state.spend_cents / purchases / 100, 2),
-        "purchase_days": len(state.purchase_days),
-        "last_return_gap_days": last_return_gap_days(state.purchase_days),
-        "refund_rate": ratio(state.refunds, purchases),
-        "active_hours": list(state.hours),
-        "weekdays": list(state.weekdays),
-        "peak_hour": None if not active_total else state.hours.index(max(state.hours)),  # the earliest of equal hours
-        "weekend_share": ratio(weekend, active_total),
-        "timezone": config.timezone,
-        "top_categories": [{"category": name, "score": round(score, 4)} for name, score in top],
-        "category_count": len(scores),
-        "funnel": {
-            "views": counts.get("view", 0),
-            "searches": counts.get("search", 0),
-            "clicks": counts.get("click", 0),
-            "add_to_cart": counts.get("add_to_cart", 0),
-            "favorites": counts.get("favorite", 0),
-            "orders": counts.get("order", 0),
-            "purchases": purchases,
-            "cart_to_purchase": ratio(purchases, counts.get("add_to_cart", 0), cap=1.0),
-            "favorite_to_purchase": ratio(purchases, counts.get("favorite", 0), cap=1.0),
-            "abandoned_carts": abandoned,
-            "last_abandoned_cart": iso(last_abandoned),
-            "shares": counts.get("share", 0),
-            "visits": visits,
-            "visit_views": visit_views,
-            "browse_depth": ratio(visit_views, visits),
-            "item_purchases": state.item_purchases,
-            "same_day_purchases": state.same_day_purchases,
-            "same_day_share": ratio(state.same_day_purchases, state.item_purchases),
-        },
-        "devices": {name: round(n / device_total, 4) for name, n in sorted(state.devices.items())},
-        "payment_methods": {name: round(n / method_total, 4) for name, n in sorted(state.payment_methods.items())},
-        "promo_share": ratio(state.promo_purchases, purchases),
-        "sentiment": sentiment_view(state, as_of, config),
-        "bought_items": bought_items(state, as_of, config),
-        "profile": dict(state.profile),
-        "weeks": render_weeks(state),
-        "version": state.version,
-    }
+    carts, favorites = counts.get("add_to_cart", 0), counts.get("favorite", 0)
+    repeat = repeat_spend_cents(state)
+    return RenderedPortrait(
+        state.user_id,  # user_id
+        iso(as_of),  # as_of
+        iso(state.first_seen),  # first_seen
+        iso(state.last_seen),  # last_seen
+        iso(state.first_purchase),  # first_purchase
+        iso(state.last_purchase),  # last_purchase
+        None if state.last_seen is None else round((as_of - state.last_seen) / DAY_MS, 3),  # days_since_last_seen
+        None if state.last_purchase is None else round((as_of - state.last_purchase) / DAY_MS, 3),  # days_since_last_purchase
+        Lifetime(  # lifetime
+            state.events,  # events
+            purchases,  # purchases
+            state.spend_cents / 100,  # spend
+            state.refunds,  # refunds
+            state.refund_cents / 100,  # refund_amount
+            (state.spend_cents - state.refund_cents) / 100,  # net_spend
+            None if repeat is None else repeat / 100,  # repeat_spend
+        ),
+        Windows.of(*[window_totals(state, as_of, days) for days in WINDOW_DAYS]),  # windows
+        None if not purchases else round(state.spend_cents / purchases / 100, 2),  # aov
+        len(state.purchase_days),  # purchase_days
+        last_return_gap_days(state.purchase_days),  # last_return_gap_days
+        ratio(state.refunds, purchases),  # refund_rate
+        list(state.hours),  # active_hours
+        list(state.weekdays),  # weekdays
+        None if not active_total else state.hours.index(max(state.hours)),  # peak_hour: the earliest of equal hours
+        ratio(weekend, active_total),  # weekend_share
+        config.timezone,  # timezone
+        [CategoryScore(name, round(score, 4)) for name, score in top],  # top_categories
+        len(scores),  # category_count
+        Funnel(  # funnel
+            counts.get("view", 0),  # views
+            counts.get("search", 0),  # searches
+            counts.get("click", 0),  # clicks
+            carts,  # add_to_cart
+            favorites,  # favorites
+            counts.get("order", 0),  # orders
+            purchases,  # purchases
+            ratio(purchases, carts, cap=1.0),  # cart_to_purchase
+            ratio(purchases, favorites, cap=1.0),  # favorite_to_purchase
+            abandoned,  # abandoned_carts
+            iso(last_abandoned),  # last_abandoned_cart
+            counts.get("share", 0),  # shares
+            visits,  # visits
+            visit_views,  # visit_views
+            ratio(visit_views, visits),  # browse_depth
+            state.item_purchases,  # item_purchases
+            state.same_day_purchases,  # same_day_purchases
+            ratio(state.same_day_purchases, state.item_purchases),  # same_day_share
+        ),
+        {name: round(n / device_total, 4) for name, n in sorted(state.devices.items())},  # devices
+        {name: round(n / method_total, 4) for name, n in sorted(state.payment_methods.items())},  # payment_methods
+        ratio(state.promo_purchases, purchases),  # promo_share
+        sentiment_view(state, as_of, config),  # sentiment
+        bought_items(state, as_of, config),  # bought_items
+        dict(state.profile),  # profile
+        render_weeks(state),  # weeks
+        state.version,  # version
+    )

@@ -4,13 +4,15 @@
 :meth:`online_models.population.PopulationModels.enrich` adds the decisions
 (``rfm``, ``lifecycle``, ``segment``, ``tags``, ``churn``, ``clv``) that make a
 :class:`Portrait`, the value the worker publishes on the ``portraits`` topic and
-the API serves. The model describes that JSON; the hot path keeps building plain
-dicts, so nothing is validated per event. ``schemas/portrait.schema.json`` is
+the API serves. The model describes that JSON; the hot path builds the slotted dataclasses
+of :mod:`online_models.portrait_types` that mirror these models field for field, so nothing
+is validated per event. ``schemas/portrait.schema.json`` is
 :func:`portrait_json_schema`, written by
 ``python -m online_models.portrait_schema > schemas/portrait.schema.json``. The item and category
 portrait (:func:`online_models.item_portrait.render`) is :class:`ItemPortrait`, written to
 ``schemas/item-portrait.schema.json`` by ``python -m online_models.portrait_schema item``.
 
+>>> import orjson
 >>> from online_models.events import parse_event
 >>> from online_models.population import PopulationModels
 >>> from online_models.portrait import PortraitConfig, PortraitState, render, update
@@ -18,7 +20,7 @@ portrait (:func:`online_models.item_portrait.render`) is :class:`ItemPortrait`, 
 >>> _ = update(state, parse_event(b'{"event_id":"1","user_id":"u1","type":"pay","ts":1714536000000,"amount":80}'),
 ...            watermark=0, config=PortraitConfig())
 >>> portrait = PopulationModels().enrich(render(state, as_of=1714536060000, config=PortraitConfig()))
->>> typed = Portrait.model_validate(portrait, strict=True, extra="forbid")
+>>> typed = Portrait.model_validate_json(orjson.dumps(portrait), strict=True, extra="forbid")
 >>> typed.windows.d30.spend, typed.rfm.layer, typed.last_purchase
 (80.0, 'ordinary', '2024-05-01T04:00:00.000Z')
 """

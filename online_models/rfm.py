@@ -14,10 +14,11 @@ per RFM figure and scores a portrait 1..5 on each, 5 being best:
 Only users who have bought are sampled and scored: a never-buyer has no recency,
 and counting their zeros would make any single purchase look top-quintile.
 
+>>> from online_models.portrait_types import portrait_from_json
 >>> from online_models.rfm import LayerConfig, RFMScorer, value_layer
 >>> def buyer(days_ago, purchase_days, spend_90d):
-...     return {"days_since_last_purchase": days_ago, "purchase_days": purchase_days,
-...             "windows": {"90d": {"purchases": purchase_days, "spend": spend_90d}}}
+...     return portrait_from_json({"days_since_last_purchase": days_ago, "purchase_days": purchase_days,
+...                                "windows": {"90d": {"purchases": purchase_days, "spend": spend_90d}}})
 >>> scorer = RFMScorer()
 >>> for i in range(100):
 ...     _ = scorer.learn_one(buyer(i, 1 + i % 10, 10.0 * i), ts_ms=0)
@@ -25,13 +26,13 @@ and counting their zeros would make any single purchase look top-quintile.
 {'r': 5, 'f': 5, 'm': 5}
 >>> scorer.score(buyer(80, 1, 50.0))
 {'r': 1, 'f': 1, 'm': 1}
->>> scorer.score({"days_since_last_purchase": None, "purchase_days": 0})
+>>> scorer.score(portrait_from_json({"days_since_last_purchase": None, "purchase_days": 0}))
 {'r': None, 'f': None, 'm': None}
 
 Value layers (see :func:`value_layer`):
 
->>> portrait = {"windows": {"30d": {"purchases": 1, "spend": 180.0}},
-...             "purchase_days": 1, "funnel": {"views": 40, "add_to_cart": 6}}
+>>> portrait = portrait_from_json({"windows": {"30d": {"purchases": 1, "spend": 180.0}},
+...                                "purchase_days": 1, "funnel": {"views": 40, "add_to_cart": 6}})
 >>> value_layer(portrait, LayerConfig())
 'potential'
 >>> value_layer(portrait, LayerConfig(benchmark_aov=200.0))
@@ -40,11 +41,11 @@ Value layers (see :func:`value_layer`):
 
 from __future__ import annotations
 
-import math
 import struct
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
+from online_models.portrait_types import RenderedPortrait
 from online_models.quantiles import DAY_MS, PopulationQuantiles
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "LayerConfig",
     "RFMScorer",
     "add_to_cart_rate",
+    "layer_of",
     "order_value_30d",
     "repurchase_rate",
     "value_layer",
@@ -64,21 +66,6 @@ _HEADER = struct.Struct("<4sBBIII")  # magic, bins, measure, three blob lengths
 
 #: Every value layer, best first.
 LAYERS = ("high_value", "potential", "ordinary", "low_value")
-
-
-def _get(portrait: dict[str, Any], *path: str) -> Any:
-    node: Any = portrait
-    for key in path:
-        if not isinstance(node, dict):
-            return None
-        node = node.get(key)
-    return node
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return None if math.isnan(value) else float(value)
 
 
 class RFMScorer:
@@ -123,19 +110,16 @@ class RFMScorer:
         self.frequency = PopulationQuantiles(period_ms, k)
         self.monetary = PopulationQuantiles(period_ms, k)
 
-    def features(self, portrait: dict[str, Any]) -> tuple[float, float, float] | None:
+    def features(self, portrait: RenderedPortrait) -> tuple[float, float, float] | None:
         """``(recency_days, frequency, monetary)`` of a buyer; None for a user who never bought."""
-        recency = _number(portrait.get("days_since_last_purchase"))
+        recency = portrait.days_since_last_purchase
         if recency is None:
             return None
-        if self.frequency_measure == "purchase_days":
-            frequency = _number(portrait.get("purchase_days"))
-        else:
-            frequency = _number(_get(portrait, "windows", "90d", "purchases"))
-        monetary = _number(_get(portrait, "windows", "90d", "spend"))
-        return recency, frequency or 0.0, monetary or 0.0
+        w90 = portrait.windows.d90
+        frequency = portrait.purchase_days if self.frequency_measure == "purchase_days" else w90.purchases
+        return float(recency), float(frequency or 0.0), float(w90.spend or 0.0)
 
-    def learn_one(self, portrait: dict[str, Any], ts_ms: int) -> bool:
+    def learn_one(self, portrait: RenderedPortrait, ts_ms: int) -> bool:
         """Add one user's figures, observed at event time ``ts_ms``; False for a never-buyer."""
         features = self.features(portrait)
         if features is None:
@@ -146,7 +130,7 @@ class RFMScorer:
         self.monetary.update(monetary, ts_ms)
         return True
 
-    def score(self, portrait: dict[str, Any]) -> dict[str, int | None]:
+    def score(self, portrait: RenderedPortrait) -> dict[str, int | None]:
         """``{"r", "f", "m"}`` scores in ``1..bins``; all None for a user who never bought.
 
         Before any sample has been learnt each score is the neutral middle bin.
@@ -231,48 +215,75 @@ class LayerConfig:
             raise ValueError("high_value_min_repurchase must be in [0, 1]")
 
 
-def add_to_cart_rate(portrait: dict[str, Any]) -> float | None:
+def add_to_cart_rate(portrait: RenderedPortrait) -> float | None:
     """Lifetime ``funnel.add_to_cart / funnel.views``; None without views.
 
     Not capped: carts put in from search results or lists without a view event can
     make it exceed 1.
 
-    >>> add_to_cart_rate({"funnel": {"views": 50, "add_to_cart": 5}}), add_to_cart_rate({"funnel": {}})
-    (0.1, None)
+    >>> from online_models.portrait_types import portrait_from_json
+    >>> add_to_cart_rate(portrait_from_json({"funnel": {"views": 50, "add_to_cart": 5}}))
+    0.1
+    >>> add_to_cart_rate(portrait_from_json({"funnel": {}})) is None
+    True
     """
-    views = _number(_get(portrait, "funnel", "views"))
-    carts = _number(_get(portrait, "funnel", "add_to_cart")) or 0.0
-    return carts / views if views else None
+    return _cart_rate(portrait.funnel.views, portrait.funnel.add_to_cart)
 
 
-def repurchase_rate(portrait: dict[str, Any]) -> float | None:
+def _cart_rate(views: float | None, carts: float | None) -> float | None:
+    return (carts or 0) / views if views else None
+
+
+def repurchase_rate(portrait: RenderedPortrait) -> float | None:
     """Share of the user's purchase days beyond the first: ``(purchase_days - 1) / purchase_days``.
 
     0 for one purchase day, 0.5 for two, 0.75 for four; None for a never-buyer.
     Purchase days are distinct (UTC) days, so two payments of one checkout count
     once. It is a lifetime figure.
 
-    >>> repurchase_rate({"purchase_days": 4}), repurchase_rate({"purchase_days": 0})
+    >>> from online_models.portrait_types import portrait_from_json
+    >>> repurchase_rate(portrait_from_json({"purchase_days": 4})), repurchase_rate(portrait_from_json({"purchase_days": 0}))
     (0.75, None)
     """
-    days = _number(portrait.get("purchase_days"))
+    return _repurchase(portrait.purchase_days)
+
+
+def _repurchase(days: float | None) -> float | None:
     return (days - 1) / days if days and days >= 1 else None
 
 
-def order_value_30d(portrait: dict[str, Any]) -> float | None:
+def order_value_30d(portrait: RenderedPortrait) -> float | None:
     """Average order value of the last 30 days, ``spend / purchases``; None without a purchase.
 
-    >>> order_value_30d({"windows": {"30d": {"purchases": 2, "spend": 300.0}}})
+    >>> from online_models.portrait_types import portrait_from_json
+    >>> order_value_30d(portrait_from_json({"windows": {"30d": {"purchases": 2, "spend": 300.0}}}))
     150.0
     """
-    purchases = _number(_get(portrait, "windows", "30d", "purchases"))
+    w30 = portrait.windows.d30
+    return _order_value(w30.purchases, w30.spend)
+
+
+def _order_value(purchases: float | None, spend: float | None) -> float | None:
     if not purchases or purchases <= 0:
         return None
-    return (_number(_get(portrait, "windows", "30d", "spend")) or 0.0) / purchases
+    return (spend or 0.0) / purchases
 
 
-def value_layer(portrait: dict[str, Any], config: LayerConfig = LayerConfig()) -> str:
-    """The user's value layer: ``high_value``, ``potential``, ``ordinary`` or ``low_value``.
+def value_layer(portrait: RenderedPortrait, config: LayerConfig = LayerConfig()) -> str:
+    """The user's value layer: ``high_value``, ``potential``, ``ordinary`` or ``low_value`` (see :func:`layer_of`)."""
+    w30, funnel = portrait.windows.d30, portrait.funnel
+    return layer_of(w30.purchases, w30.spend, portrait.purchase_days, funnel.views, funnel.add_to_cart, config)
+
+
+def layer_of(
+    purchases_30d: float | None,
+    spend_30d: float | None,
+    purchase_days: float | None,
+    views: float | None,
+    add_to_cart: float | None,
+    config: LayerConfig = LayerConfig(),
+) -> str:
+    """The value layer from the figures it reads: 30-day purchases and spend, purchase days, lifetime views and carts.
 
     The rules are tried in this order and the first that holds wins, so every
     portrait gets exactly one layer:
@@ -299,13 +310,13 @@ def value_layer(portrait: dict[str, Any], config: LayerConfig = LayerConfig()) -
       buying more never moves a user down.
     * Without any view event the add-to-cart rate is unknown (None), which fails
       the potential test: such a buyer is ordinary.
-    * Missing or null fields count as zero purchases / no views.
+    * Missing or null figures count as zero purchases / no views.
     """
-    purchases_30d = _number(_get(portrait, "windows", "30d", "purchases")) or 0.0
+    purchases_30d = purchases_30d or 0
     if purchases_30d < 1:
         return "low_value"
-    order_value = order_value_30d(portrait) or 0.0
-    repurchase = repurchase_rate(portrait)
+    order_value = _order_value(purchases_30d, spend_30d) or 0.0
+    repurchase = _repurchase(purchase_days)
     if (
         purchases_30d >= config.high_value_min_purchases_30d
         and order_value >= config.high_value_aov_ratio * config.benchmark_aov
@@ -313,7 +324,7 @@ def value_layer(portrait: dict[str, Any], config: LayerConfig = LayerConfig()) -
         and repurchase >= config.high_value_min_repurchase
     ):
         return "high_value"
-    cart_rate = add_to_cart_rate(portrait)
+    cart_rate = _cart_rate(views, add_to_cart)
     if (
         purchases_30d >= config.potential_min_purchases_30d
         and order_value >= config.potential_aov_ratio * config.benchmark_aov

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from online_models.clock import DAY_MS, MINUTE_MS, days_between
 from online_models.lifecycle import LifecycleConfig, last_return_gap_days, stage_of
 from online_models.portrait import PortraitState, window_totals
-from online_models.rfm import LayerConfig, value_layer
+from online_models.rfm import LayerConfig, layer_of
 
 __all__ = [
     "DAY_MS",
@@ -207,12 +207,8 @@ def layer_at(state: PortraitState, as_of_ms: int, config: LayerConfig = LayerCon
     ``as_of_ms`` is meant to be on a whole minute, as the windows are.
     """
     counts = state.type_counts
-    portrait = {
-        "windows": {f"{LAYER_WINDOW_DAYS}d": window_totals(state, as_of_ms, LAYER_WINDOW_DAYS)},
-        "purchase_days": len(state.purchase_days),
-        "funnel": {"views": counts.get("view", 0), "add_to_cart": counts.get("add_to_cart", 0)},
-    }
-    return value_layer(portrait, config)
+    window = window_totals(state, as_of_ms, LAYER_WINDOW_DAYS)
+    return layer_of(window.purchases, window.spend, len(state.purchase_days), counts.get("view", 0), counts.get("add_to_cart", 0), config)
 
 
 # -- instants solved for ---------------------------------------------------------

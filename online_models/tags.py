@@ -45,7 +45,8 @@ Evaluating:
 ...     {"name": "window_shopper", "description": "browses, never buys", "when": {"all": [
 ...         {"field": "lifetime.purchases", "op": "==", "value": 0},
 ...         {"field": "funnel.views", "op": ">=", "value": 30}]}}]})
->>> rules.evaluate({"lifetime": {"purchases": 0}, "funnel": {"views": 45}, "windows": {"90d": {"spend": 0.0}}})
+>>> from online_models.portrait_types import portrait_from_json
+>>> rules.evaluate(portrait_from_json({"lifetime": {"purchases": 0}, "funnel": {"views": 45}, "windows": {"90d": {"spend": 0.0}}}))
 ['window_shopper']
 >>> len(TagRules.default().names) >= 8
 True
@@ -59,6 +60,7 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 from importlib import resources
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -67,6 +69,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, fie
 from pydantic_core import PydanticCustomError
 
 from online_models.lifecycle import LifecycleConfig, lifecycle_stage, tenure_days
+from online_models.portrait_types import RenderedPortrait, Windows
 from online_models.rfm import LayerConfig, add_to_cart_rate, order_value_30d, repurchase_rate, value_layer
 from online_models.vocabulary import NIGHT_HOURS, WEEKEND_DAYS, is_mobile, ratio, share_of
 
@@ -94,78 +97,64 @@ _CONDITION_KEYS = ("all", "any", "field", "op", "value")
 # -- derived features -------------------------------------------------------------
 
 
-def _get(portrait: Mapping[str, Any], path: str) -> Any:
-    node: Any = portrait
-    for key in path.split("."):
-        if isinstance(node, Mapping):
-            node = node.get(key)
-        elif isinstance(node, (list, tuple)) and key.isdigit() and int(key) < len(node):
-            node = node[int(key)]
-        else:
-            return None
-    return node
-
-
 def _num(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         return None
     return float(value)
 
 
-def _night_share(p: Mapping[str, Any]) -> float | None:
-    hours = p.get("active_hours")
-    if not isinstance(hours, (list, tuple)) or len(hours) != 24:
+def _night_share(p: RenderedPortrait) -> float | None:
+    hours = p.active_hours
+    if not isinstance(hours, list) or len(hours) != 24:
         return None
     return _round(share_of(hours, NIGHT_HOURS))
 
 
-def _weekend_share(p: Mapping[str, Any]) -> float | None:
-    share = _num(p.get("weekend_share"))
-    if share is not None:
-        return share
-    days = p.get("weekdays")
-    if not isinstance(days, (list, tuple)) or len(days) != 7:
+def _weekend_share(p: RenderedPortrait) -> float | None:
+    if p.weekend_share is not None:
+        return p.weekend_share
+    days = p.weekdays
+    if not isinstance(days, list) or len(days) != 7:
         return None
     return _round(share_of(days, WEEKEND_DAYS))
 
 
-def _top_category_share(p: Mapping[str, Any]) -> float | None:
-    top = p.get("top_categories") or []
-    scores = [_num(c.get("score")) or 0.0 for c in top if isinstance(c, Mapping)]
+def _top_category_share(p: RenderedPortrait) -> float | None:
+    scores = [c.score or 0.0 for c in p.top_categories]
     return ratio(scores[0], sum(scores)) if scores else None
 
 
-def _top_category(p: Mapping[str, Any]) -> str | None:
-    top = p.get("top_categories") or []
-    return top[0].get("category") if top and isinstance(top[0], Mapping) else None
+def _top_category(p: RenderedPortrait) -> str | None:
+    top = p.top_categories
+    return top[0].category if top else None
 
 
-def _mobile_share(p: Mapping[str, Any]) -> float | None:
-    devices = p.get("devices")
-    if not isinstance(devices, Mapping) or not devices:
+def _mobile_share(p: RenderedPortrait) -> float | None:
+    devices = p.devices
+    if not devices:
         return None
-    return round(sum(_num(share) or 0.0 for name, share in devices.items() if isinstance(name, str) and is_mobile(name)), 4)
+    return round(sum(share for name, share in devices.items() if is_mobile(name)), 4)
 
 
-def _repeat_purchase_days(p: Mapping[str, Any]) -> float:
-    return max(0.0, (_num(p.get("purchase_days")) or 0.0) - 1)
+def _repeat_purchase_days(p: RenderedPortrait) -> float:
+    return max(0.0, float(p.purchase_days or 0) - 1)
 
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
-_Feature = tuple[Kind, str, Callable[[Mapping[str, Any], LayerConfig, LifecycleConfig], Any]]
+_Feature = tuple[Kind, str, Callable[[RenderedPortrait, LayerConfig, LifecycleConfig], Any]]
 
 #: Derived features: name -> (kind, description, function of portrait and configs).
 DERIVED_FEATURES: dict[str, _Feature] = {
     "night_share": ("number", "share of activity at night, 23:00-01:59 (portrait timezone)", lambda p, *_: _night_share(p)),
     "weekend_share": ("number", "share of activity on Saturday and Sunday", lambda p, *_: _weekend_share(p)),
-    "promo_share": ("number", "share of purchases made on promotion", lambda p, *_: _num(p.get("promo_share"))),
+    "promo_share": ("number", "share of purchases made on promotion", lambda p, *_: p.promo_share),
     "cart_abandon_rate": (
         "number",
         "abandoned carts / add-to-cart events (capped at 1)",
-        lambda p, *_: ratio(_num(_get(p, "funnel.abandoned_carts")), _num(_get(p, "funnel.add_to_cart")), cap=1.0),
+        lambda p, *_: ratio(p.funnel.abandoned_carts, p.funnel.add_to_cart, cap=1.0),
     ),
     "repeat_purchase_days": ("number", "distinct purchase days beyond the first", lambda p, *_: _repeat_purchase_days(p)),
     "repurchase_rate": ("number", "(purchase_days - 1) / purchase_days", lambda p, *_: _round(repurchase_rate(p))),
@@ -175,19 +164,19 @@ DERIVED_FEATURES: dict[str, _Feature] = {
         "top category's score / sum of the listed top categories' scores",
         lambda p, *_: _top_category_share(p),
     ),
-    "refund_rate": ("number", "refunds / purchases", lambda p, *_: _num(p.get("refund_rate"))),
+    "refund_rate": ("number", "refunds / purchases", lambda p, *_: p.refund_rate),
     "mobile_share": ("number", "share of events from ios, android or mini_program", lambda p, *_: _mobile_share(p)),
     "add_to_cart_rate": ("number", "add-to-cart events / views (lifetime)", lambda p, *_: _round(add_to_cart_rate(p))),
     "favorite_rate": (
         "number",
         "favourites / views (lifetime)",
-        lambda p, *_: ratio(_num(_get(p, "funnel.favorites")), _num(_get(p, "funnel.views"))),
+        lambda p, *_: ratio(p.funnel.favorites, p.funnel.views),
     ),
-    "spend_30d": ("number", "spend in the last 30 days", lambda p, *_: _num(_get(p, "windows.30d.spend"))),
-    "spend_90d": ("number", "spend in the last 90 days", lambda p, *_: _num(_get(p, "windows.90d.spend"))),
-    "purchases_30d": ("number", "purchases in the last 30 days", lambda p, *_: _num(_get(p, "windows.30d.purchases"))),
-    "purchases_90d": ("number", "purchases in the last 90 days", lambda p, *_: _num(_get(p, "windows.90d.purchases"))),
-    "events_30d": ("number", "events in the last 30 days", lambda p, *_: _num(_get(p, "windows.30d.events"))),
+    "spend_30d": ("number", "spend in the last 30 days", lambda p, *_: p.windows.d30.spend),
+    "spend_90d": ("number", "spend in the last 90 days", lambda p, *_: p.windows.d90.spend),
+    "purchases_30d": ("number", "purchases in the last 30 days", lambda p, *_: p.windows.d30.purchases),
+    "purchases_90d": ("number", "purchases in the last 90 days", lambda p, *_: p.windows.d90.purchases),
+    "events_30d": ("number", "events in the last 30 days", lambda p, *_: p.windows.d30.events),
     "order_value_30d": ("number", "spend / purchases over 30 days", lambda p, *_: _round(order_value_30d(p))),
     "tenure_days": ("number", "days from first_seen to as_of", lambda p, *_: _round(tenure_days(p))),
     "value_layer": ("string", "high_value, potential, ordinary or low_value", lambda p, lc, _: value_layer(p, lc)),
@@ -238,14 +227,15 @@ PATTERN_FIELDS: tuple[tuple[str, re.Pattern[str], Kind], ...] = (
 
 
 def derived_features(
-    portrait: Mapping[str, Any],
+    portrait: RenderedPortrait,
     layer_config: LayerConfig = LayerConfig(),
     lifecycle_config: LifecycleConfig = LifecycleConfig(),
 ) -> dict[str, Any]:
     """Every feature of :data:`DERIVED_FEATURES` for one portrait (None where undefined).
 
-    >>> f = derived_features({"active_hours": [2] + [0] * 21 + [2, 4], "funnel": {"views": 20, "add_to_cart": 4,
-    ...                       "abandoned_carts": 3}, "devices": {"ios": 0.5, "android": 0.3, "pc": 0.2}})
+    >>> from online_models.portrait_types import portrait_from_json
+    >>> f = derived_features(portrait_from_json({"active_hours": [2] + [0] * 21 + [2, 4], "funnel": {"views": 20,
+    ...                      "add_to_cart": 4, "abandoned_carts": 3}, "devices": {"ios": 0.5, "android": 0.3, "pc": 0.2}}))
     >>> f["night_share"], f["add_to_cart_rate"], f["cart_abandon_rate"], f["mobile_share"], f["refund_rate"]
     (0.75, 0.2, 0.75, 0.8, None)
     """
@@ -461,6 +451,9 @@ def _problems(error: ValidationError) -> list[str]:
     return problems
 
 
+#: what the evaluation's cache holds for a field not read yet
+_UNREAD = object()
+
 #: a compiled condition: a test of a field reader (name -> value, each derived feature computed once)
 _Compiled = Callable[[Callable[[str], Any]], bool]
 
@@ -549,23 +542,50 @@ def _fields(rules: RulesFile) -> set[str]:
     return found
 
 
-def _reader(name: str) -> Callable[[Mapping[str, Any], LayerConfig, LifecycleConfig], Any]:
-    """The function reading field ``name`` of a portrait: a derived feature or a dotted path, resolved once."""
+#: the wire names of path steps whose attribute is named otherwise
+_ATTRIBUTE_OF = {key: attribute for attribute, key in Windows.KEYS}
+
+
+def _step(node: Any, step: str) -> Any:
+    """One step of a declared path (``extra_fields``) on a typed portrait: an attribute, a key or a position."""
+    if isinstance(node, Mapping):
+        return node.get(step)
+    if isinstance(node, list):
+        return node[int(step)] if step.isdigit() and int(step) < len(node) else None
+    return getattr(node, _ATTRIBUTE_OF.get(step, step), None)
+
+
+def _reader(name: str, extra_fields: Mapping[str, Kind]) -> Callable[[RenderedPortrait, LayerConfig, LifecycleConfig], Any]:
+    """The function reading field ``name`` of a portrait, resolved once when the rules load.
+
+    A derived feature, a path of the portrait (an attribute chain: ``windows.30d.spend`` reads
+    ``windows.d30.spend``), a named entry of ``devices`` or ``profile``, an hour or a weekday,
+    or a path declared in ``extra_fields`` (walked step by step, None where a step is missing).
+    """
     feature = DERIVED_FEATURES.get(name)
     if feature is not None:
         return feature[2]
-    keys = name.split(".")
-    if len(keys) == 1:
-        return lambda p, *_: p.get(name) if isinstance(p, Mapping) else None
-    if len(keys) == 2 and not keys[1].isdigit():
-        first, second = keys
+    if name in PORTRAIT_FIELDS:
+        get = attrgetter(".".join(_ATTRIBUTE_OF.get(step, step) for step in name.split(".")))
+        return lambda p, *_: get(p)
+    head, _, rest = name.partition(".")
+    if name not in extra_fields:
+        if head in ("devices", "profile"):
+            return lambda p, *_: getattr(p, head).get(rest)
+        if head in ("active_hours", "weekdays"):
+            position = int(rest)
+            return lambda p, *_: getattr(p, head)[position]
+    steps = name.split(".")
 
-        def two(p: Mapping[str, Any], *_: Any) -> Any:
-            node = p.get(first)
-            return node.get(second) if isinstance(node, Mapping) else None
+    def walk(p: RenderedPortrait, *_: Any) -> Any:
+        node: Any = p
+        for step in steps:
+            node = _step(node, step)
+            if node is None:
+                return None
+        return node
 
-        return two
-    return lambda p, *_: _get(p, name)
+    return walk
 
 
 class TagRules:
@@ -581,12 +601,13 @@ class TagRules:
         *,
         layer_config: LayerConfig = LayerConfig(),
         lifecycle_config: LifecycleConfig = LifecycleConfig(),
+        extra_fields: Mapping[str, Kind] | None = None,
     ):
         self.rules = rules
         self.layer_config = layer_config
         self.lifecycle_config = lifecycle_config
         self._compiled = [(tag.name, _compile(tag.when)) for tag in rules.tags]
-        self._readers = {name: _reader(name) for name in _fields(rules)}
+        self._readers = {name: _reader(name, extra_fields or {}) for name in _fields(rules)}
 
     @classmethod
     def from_dict(
@@ -616,7 +637,7 @@ class TagRules:
             first.setdefault(tag.name, i)
         if problems:
             raise TagRulesError(source, problems)
-        return cls(rules, **configs)
+        return cls(rules, extra_fields=extra_fields or {}, **configs)
 
     @classmethod
     def loads(cls, text: str, *, source: str = "<string>", **kwargs: Any) -> "TagRules":
@@ -649,17 +670,16 @@ class TagRules:
         """Tag name -> description."""
         return {tag.name: tag.description for tag in self.rules.tags}
 
-    def evaluate(self, portrait: Mapping[str, Any]) -> list[str]:
+    def evaluate(self, portrait: RenderedPortrait) -> list[str]:
         """Names of the tags whose condition holds for ``portrait``, sorted."""
         cache: dict[str, Any] = {}
         readers, layers, lifecycle = self._readers, self.layer_config, self.lifecycle_config
 
-        def get(name: str) -> Any:
-            try:
-                return cache[name]
-            except KeyError:
+        def get(name: str) -> Any:  # each field read once (no KeyError raised per first read: hot path)
+            value = cache.get(name, _UNREAD)
+            if value is _UNREAD:
                 value = cache[name] = readers[name](portrait, layers, lifecycle)
-                return value
+            return value
 
         return sorted(name for name, test in self._compiled if test(get))
 

@@ -39,6 +39,7 @@ from online_models.features import behaviour_features
 from online_models.label_delay import LabelDelay
 from online_models.lifecycle import LifecycleConfig
 from online_models.portrait import PortraitConfig, PortraitState, render, repeat_spend_cents
+from online_models.portrait_types import Churn
 from online_models.rfm import LayerConfig
 from online_models.schedule import (
     first_minute_where,
@@ -109,7 +110,7 @@ class WatchOutcome:
     event (armed, worth an alert, still followed): see :class:`CrossingPlan`.
     """
 
-    churn: dict[str, Any] | None
+    churn: Churn | None
     samples: list[dict[str, Any]]
     alert: Alert | None
     next_check: int | None
@@ -229,7 +230,7 @@ def watch_user(
         reasons: list[str] = []
         if risk >= config.alerts.threshold and alert_state.armed:  # only a firing step reads the layer and the reasons
             portrait = portrait or render(state, as_of=as_of, config=config.portrait)
-            reasons = (churn or models.churn(portrait, features))["reasons"]
+            reasons = (churn or models.churn(portrait, features)).reasons
         alert = step(
             alert_state,
             user_id=state.user_id,

@@ -1,7 +1,7 @@
 """Portraits for unit tests, made by folding real events through ``portrait.update`` + ``render``.
 
 >>> p = History().views(day=0, n=3).pay(day=1, amount=80.0, hour=0, minute=0).portrait(as_of_day=2)
->>> p["lifetime"]["purchases"], p["funnel"]["views"], p["days_since_last_purchase"]
+>>> p.lifetime.purchases, p.funnel.views, p.days_since_last_purchase
 (1, 3, 1.0)
 """
 
@@ -12,8 +12,8 @@ import orjson
 from online_models.admission import review_sentiment
 from online_models.clock import ceil_minute
 from online_models.events import parse_event
-from online_models.lifecycle import last_return_gap_days
 from online_models.portrait import PortraitConfig, PortraitState, render, update
+from online_models.portrait_types import RenderedPortrait
 from online_models.sentiment import RatingScorer, ReviewScorer
 
 T0 = 1_714_521_600_000  # 2024-05-01T00:00:00Z, a Wednesday
@@ -82,11 +82,17 @@ class History:
             update(state, admitted, watermark=event["ts"], config=self.config, sentiment=sentiment)
         return state
 
-    def portrait(self, as_of_day: float | None = None) -> dict:
-        """``render`` output at ``T0 + as_of_day`` (default: the last event), plus
-        ``last_return_gap_days``, the field proposed for ``render``."""
-        state = self.state()
+    def portrait(self, as_of_day: float | None = None) -> RenderedPortrait:
+        """``render`` output at ``T0 + as_of_day`` (default: the last event)."""
         as_of = None if as_of_day is None else ceil_minute(T0 + int(as_of_day * DAY))
-        view = render(state, as_of=as_of, config=self.config)
-        view.setdefault("last_return_gap_days", last_return_gap_days(state.purchase_days))
-        return view
+        return render(self.state(), as_of=as_of, config=self.config)
+
+
+def as_json(portrait) -> dict:
+    """A typed portrait as the JSON value it publishes (what the API stores and serves)."""
+    return orjson.loads(orjson.dumps(portrait))
+
+
+def published(state: PortraitState, *, as_of: int | None, config: PortraitConfig) -> dict:
+    """``render`` of ``state`` as the JSON value it publishes, for comparing with the batch references."""
+    return as_json(render(state, as_of=as_of, config=config))

@@ -11,6 +11,7 @@ from online_models.replay import replay_history
 from online_models.simulation import ShopSimulator
 from online_models.watch import WatchConfig
 from tests.reference import DAY, batch_habits, events_by_user
+from tests.unit.portrait_builder import as_json
 
 ZONE = "Asia/Shanghai"
 START = 1_767_196_800_000  # 2025-12-31T16:00:00Z: midnight of 2026-01-01 in the shop's zone
@@ -36,7 +37,8 @@ def long_histories(rng: random.Random) -> list[dict]:
 @lru_cache(maxsize=1)
 def replayed_shop() -> tuple[list[dict], list[dict], int, PopulationModels]:
     """The raw events, the portraits a worker publishes from them at the end (scored with a frozen snapshot whose
-    order values are the buyers' average order values from the batch computation), their as_of, the snapshot."""
+    order values are the buyers' average order values from the batch computation) as their JSON, their as_of, the
+    snapshot."""
     simulator = ShopSimulator(n_users=36, start_ms=START, seed=21)
     events = sorted([*simulator.history(63), *long_histories(random.Random(3))], key=lambda e: e["ts"])
     snapshot = PopulationModels()
@@ -46,5 +48,5 @@ def replayed_shop() -> tuple[list[dict], list[dict], int, PopulationModels]:
             snapshot.order_values.update(aov, START)
     config = PortraitConfig(timezone=ZONE)
     result = replay_history(events, config=WatchConfig(portrait=config), frozen=snapshot)
-    portraits = [snapshot.enrich(render(state, as_of=result.as_of, config=config)) for state in result.states.values()]
+    portraits = [as_json(snapshot.enrich(render(state, as_of=result.as_of, config=config))) for state in result.states.values()]
     return events, portraits, result.as_of, snapshot

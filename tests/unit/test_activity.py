@@ -11,9 +11,10 @@ import pytest
 from online_models.admission import admit_event, fold_event
 from online_models.clock import EventClock
 from online_models.events import PAYMENT_METHODS, InvalidEvent, parse_event
-from online_models.portrait import PortraitConfig, PortraitState, render, update
+from online_models.portrait import PortraitConfig, PortraitState, update
 from online_models.vocabulary import local_day, week_of_day
 from tests.reference import DAY, batch_habits
+from tests.unit.portrait_builder import published
 
 T0 = 1_714_521_600_000  # 2024-05-01T00:00:00Z
 MINUTE = 60_000
@@ -75,7 +76,7 @@ def test_in_order_stream_equals_batch(zone):
     for user, state in states.items():
         mine = [e for e in events if e["user_id"] == user]
         expected = batch_habits(mine, zone)
-        streamed = habits(render(state, as_of=as_of, config=config))
+        streamed = habits(published(state, as_of=as_of, config=config))
         assert streamed == {key: expected[key] for key in streamed}, user
         forgetting += len({e["item_id"] for e in mine if e["type"] == "view" and "item_id" in e}) > config.max_viewed_items
     # the history is long enough for the ledger to drop weeks and the first views to forget items
@@ -96,8 +97,8 @@ def test_out_of_order_within_lateness_equals_in_order():
     late, late_as_of = run(shuffled, lateness, config)
     assert late_as_of == as_of
     for user, state in ordered.items():
-        straight = habits(render(state, as_of=as_of, config=config))
-        assert habits(render(late[user], as_of=as_of, config=config)) == straight, user
+        straight = habits(published(state, as_of=as_of, config=config))
+        assert habits(published(late[user], as_of=as_of, config=config)) == straight, user
         expected = batch_habits([e for e in events if e["user_id"] == user], "Asia/Shanghai")
         assert straight == {key: expected[key] for key in straight}, user
 
@@ -115,15 +116,15 @@ def test_a_session_ends_after_thirty_minutes_without_an_event():
     fold(state, 2, T0 + 30 * MINUTE - 1)  # just within the gap: the same visit
     fold(state, 3, T0 + 60 * MINUTE - 1)  # exactly a gap later: the next visit
     fold(state, 4, T0 + 61 * MINUTE, "click")
-    view = render(state, as_of=T0 + 62 * MINUTE, config=PortraitConfig())["funnel"]
+    view = published(state, as_of=T0 + 62 * MINUTE, config=PortraitConfig())["funnel"]
     assert (view["visits"], view["visit_views"], view["browse_depth"]) == (2, 3, 1.5)
     # a late event between two sessions joins them, while they are open
     fold(state, 5, T0 + 45 * MINUTE, "search", watermark=T0 + 40 * MINUTE)
-    assert render(state, as_of=T0 + 62 * MINUTE, config=PortraitConfig())["funnel"]["visits"] == 1
+    assert published(state, as_of=T0 + 62 * MINUTE, config=PortraitConfig())["funnel"]["visits"] == 1
     # settled once the watermark is a gap past their end; a session without a view is not a visit
     fold(state, 6, T0 + 200 * MINUTE, "search", watermark=T0 + 200 * MINUTE)
     assert state.session_starts == [T0 + 200 * MINUTE] and (state.visits, state.visit_views) == (1, 3)
-    assert render(state, as_of=T0 + 200 * MINUTE, config=PortraitConfig())["funnel"]["visits"] == 1
+    assert published(state, as_of=T0 + 200 * MINUTE, config=PortraitConfig())["funnel"]["visits"] == 1
 
 
 def test_a_view_that_arrives_after_the_payment_it_preceded_makes_it_a_same_day_decision():
@@ -141,7 +142,7 @@ def test_a_view_that_arrives_after_the_payment_it_preceded_makes_it_a_same_day_d
     fold(state, 6, T0 + DAY + 2 * MINUTE, "view", item_id="c")  # a view after the payment does not count
     fold(state, 7, T0 + DAY + 3 * MINUTE, "pay", item_id="c")
     fold(state, 8, T0 + DAY + 4 * MINUTE, "pay", item_id="d")  # never viewed
-    funnel = render(state, as_of=T0 + DAY + 5 * MINUTE, config=PortraitConfig())["funnel"]
+    funnel = published(state, as_of=T0 + DAY + 5 * MINUTE, config=PortraitConfig())["funnel"]
     assert (funnel["item_purchases"], funnel["same_day_purchases"], funnel["same_day_share"]) == (4, 2, 0.5)
 
 
@@ -163,7 +164,7 @@ def test_the_ledger_keeps_the_newest_weeks_and_counts_payments_and_shares():
     for i, (days, kind) in enumerate([(0, "view"), (7, "pay"), (7, "share"), (14, "share"), (28, "pay"), (8, "pay")]):
         body = {"event_id": f"e{i}", "user_id": "u1", "type": kind, "ts": T0 + days * DAY, "amount": 5.0}
         update(state, parse_event(orjson.dumps(body)), watermark=0, config=config)
-    weeks = render(state, as_of=T0 + 29 * DAY, config=config)["weeks"]
+    weeks = published(state, as_of=T0 + 29 * DAY, config=config)["weeks"]
     # 2024-05-01 is a Wednesday: its week starts on Monday 2024-04-29; the week of day 28 drops the first two
     assert weeks == {"start": ["2024-05-13", "2024-05-27"], "purchases": [0, 1], "spend": [0.0, 5.0], "shares": [1, 0]}
     assert state.purchases == 3  # the payment of a dropped week still counts everywhere else
@@ -173,7 +174,7 @@ def test_payment_methods_are_the_contracts_and_counted_from_payments():
     state = PortraitState("u1")
     for i, (kind, method) in enumerate([("order", "alipay"), ("pay", "alipay"), ("pay", "wechat_pay"), ("pay", "alipay"), ("pay", None)]):
         fold(state, i, T0 + i * MINUTE, kind, **({"payment_method": method} if method else {}), amount=3.0)
-    assert render(state, as_of=T0 + DAY, config=PortraitConfig())["payment_methods"] == {"alipay": 0.6667, "wechat_pay": 0.3333}
+    assert published(state, as_of=T0 + DAY, config=PortraitConfig())["payment_methods"] == {"alipay": 0.6667, "wechat_pay": 0.3333}
     with pytest.raises(InvalidEvent) as refused:
         parse_event(orjson.dumps({"event_id": "x", "user_id": "u1", "type": "pay", "ts": T0, "amount": 1, "payment_method": "Alipay"}))
     assert refused.value.reason == "invalid_field" and refused.value.detail.startswith("payment_method:")

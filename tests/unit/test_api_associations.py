@@ -15,6 +15,7 @@ from online_models.replay import replay_history
 from online_models.simulation import ShopSimulator
 from tests.association_reference import batch_baskets, batch_counts, batch_next_categories, batch_rules
 from tests.unit.test_api_synthetic import auth, make_client, make_store, records
+from tests.unit.portrait_builder import as_json
 
 START_MS = 1_788_307_200_000
 DAY = 86_400_000
@@ -29,7 +30,7 @@ def replayed(events: list[dict]):
     for basket in result.baskets:
         counts.add(basket)
     models = PopulationModels()
-    portraits = [models.enrich(render(s, as_of=result.as_of, config=PortraitConfig())) for _, s in sorted(result.states.items())]
+    portraits = [as_json(models.enrich(render(s, as_of=result.as_of, config=PortraitConfig()))) for _, s in sorted(result.states.items())]
     return result, counts, portraits
 
 

@@ -12,6 +12,7 @@ from online_models.population import PopulationModels
 from online_models.portrait import PortraitConfig, render
 from online_models.replay import replay_history
 from tests.unit.test_api_synthetic import auth, make_client, make_store, records
+from tests.unit.portrait_builder import as_json
 
 DAY = 86_400_000
 START = 1_788_307_200_000  # 2026-09-01
@@ -53,7 +54,7 @@ def served(tmp_path):
     result = replay_history(history())
     old, new = snapshot(5, **OLD), snapshot(9, **NEW)
     base = {u: render(s, as_of=result.as_of, config=PortraitConfig()) for u, s in sorted(result.states.items())}
-    stored = [old.enrich(p) for p in base.values()]
+    stored = [as_json(old.enrich(p)) for p in base.values()]
     store = make_store(tmp_path / "store", stored)
     summary = orjson.dumps(new.summary())
     store.apply("models", b"m:", [(0, 0, b"snapshot", new.to_bytes()), (0, 1, b"summary", summary)])
@@ -63,7 +64,7 @@ def served(tmp_path):
 def test_a_new_snapshot_rescores_stored_portraits_and_their_indexes(served):
     store, base, old, new = served
     silent = base["u00"]
-    assert old.churn(silent)["p_alive"] == 1.0  # what the stale score says of a user 40 days silent
+    assert old.churn(silent).p_alive == 1.0  # what the stale score says of a user 40 days silent
     with make_client(store) as client:
         models = client.get("/v1/models", headers=auth()).json()
         assert models["serving"] == {"model_version": 9, "rescored_version": None, "rescore_pending": True, "portraits_rescored": 0}
@@ -73,8 +74,8 @@ def test_a_new_snapshot_rescores_stored_portraits_and_their_indexes(served):
         assert rewritten == 12
         for user, portrait in base.items():
             served_churn = client.get(f"/v1/users/{user}/portrait", headers=auth()).json()["churn"]
-            assert served_churn == new.churn(portrait) and served_churn["model_version"] == 9
-            assert client.get(f"/v1/users/{user}/portrait", headers=auth()).json()["clv"] == new.clv(portrait)
+            assert served_churn == as_json(new.churn(portrait)) and served_churn["model_version"] == 9
+            assert client.get(f"/v1/users/{user}/portrait", headers=auth()).json()["clv"] == as_json(new.clv(portrait))
         # the worked numbers, independently: u00 bought on 15 days (0..28), silent since day 28 at as_of
         as_of_days = (store_as_of(base["u00"]) - START) / DAY
         expected = mbg_p_alive(NEW, 14, 28.0, as_of_days)
@@ -83,14 +84,14 @@ def test_a_new_snapshot_rescores_stored_portraits_and_their_indexes(served):
         # audiences by risk and the overview read the risk index and aggregates: they follow
         risky = client.post("/v1/audiences/query", headers=auth(),
                             json={"filter": {"churn_risk": {"min": 0.5}}, "exact_count": True}).json()
-        expected_risky = sorted(u for u, p in base.items() if new.churn(p)["risk"] >= 0.5)
+        expected_risky = sorted(u for u, p in base.items() if new.churn(p).risk >= 0.5)
         assert sorted(m["user_id"] for m in risky["users"]) == expected_risky and len(expected_risky) == 6
         overview = client.get("/v1/overview", headers=auth()).json()["churn"]
-        risks = [new.churn(p)["risk"] for p in base.values()]
+        risks = [new.churn(p).risk for p in base.values()]
         assert overview["mean_risk"] == pytest.approx(sum(risks) / len(risks), abs=1e-4)
         assert sum(overview["histogram"][5:]) == 6
         # and so do audiences by CLV and the overview's CLV figures
-        values = {u: new.clv(p)["value"] for u, p in base.items()}
+        values = {u: new.clv(p).value for u, p in base.items()}
         top = client.post("/v1/audiences/query", headers=auth(), json={"filter": {"clv": {"top_share": 0.25}}, "exact_count": True}).json()
         assert sorted(m["user_id"] for m in top["users"]) == sorted(sorted(values, key=values.get)[-3:])
         clv = client.get("/v1/overview", headers=auth()).json()["clv"]
@@ -99,26 +100,26 @@ def test_a_new_snapshot_rescores_stored_portraits_and_their_indexes(served):
     assert rescore_stored(store, b"p:", store.handlers[b"m:"]) == 0
 
 
-def store_as_of(portrait: dict) -> int:
+def store_as_of(portrait) -> int:
     from tests.reference import parse_iso
 
-    return parse_iso(portrait["as_of"])
+    return parse_iso(portrait.as_of)
 
 
 def test_a_portrait_scored_by_an_older_snapshot_is_scored_again_on_arrival(served):
     store, base, old, new = served
-    late = old.enrich(base["u01"])
+    late = as_json(old.enrich(base["u01"]))
     store.apply("portraits", b"p:", records([late], start_offset=100))
     stored = store.get_json(b"p:", "u01")
-    assert stored["churn"] == new.churn(base["u01"]) and stored["churn"]["model_version"] == 9
-    assert stored["clv"] == new.clv(base["u01"]) != late["clv"]
+    assert stored["churn"] == as_json(new.churn(base["u01"])) and stored["churn"]["model_version"] == 9
+    assert stored["clv"] == as_json(new.clv(base["u01"])) != late["clv"]
     rescored = ("churn", "clv")
     assert {k: v for k, v in stored.items() if k not in rescored} == {k: v for k, v in late.items() if k not in rescored}
 
 
 def test_a_portrait_scored_by_a_newer_snapshot_is_kept(served):
     store, base, _, _ = served
-    newer = snapshot(12, **OLD).enrich(base["u02"])
+    newer = as_json(snapshot(12, **OLD).enrich(base["u02"]))
     store.apply("portraits", b"p:", records([newer], start_offset=100))
     assert store.get_json(b"p:", "u02")["churn"] == newer["churn"]
     rescore_stored(store, b"p:", store.handlers[b"m:"])
@@ -134,7 +135,7 @@ def test_a_reopened_store_scores_with_the_stored_snapshot(served, tmp_path):
     models = reopened.handlers[b"m:"]
     assert models.models.version == 9 and models.snapshot_arrived.is_set()
     assert rescore_stored(reopened, b"p:", models) == 12
-    assert reopened.get_json(b"p:", "u03")["churn"] == new.churn(base["u03"])
+    assert reopened.get_json(b"p:", "u03")["churn"] == as_json(new.churn(base["u03"]))
     reopened.close()
 
 

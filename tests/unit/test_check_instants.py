@@ -23,6 +23,7 @@ from online_models.schedule import (
     lifecycle_change_ms,
 )
 from online_models.churn import lapse_risk, purchase_stats
+from online_models.portrait_types import Churn
 from online_models.watch import (
     WatchConfig,
     check_instants,
@@ -248,12 +249,12 @@ class ServedHigh:
 
     def churn(self, portrait, features=None):
         p_alive = round(float(self.mbgnbd.p_alive(*purchase_stats(portrait))), 4)
-        return {"risk": max(self.served, 1 - p_alive), "p_alive": p_alive, "reasons": [], "model": "classifier"}
+        return Churn(risk=max(self.served, 1 - p_alive), p_alive=p_alive, p_alive_bgnbd=None, model="classifier", reasons=[], model_version=0)
 
 
 def risk_at(state, models, at_ms) -> float | None:
     """The lapse risk as the published churn block gives it: 1 - p_alive of the rendered portrait."""
-    p_alive = models.churn(render(state, as_of=at_ms, config=PORTRAIT))["p_alive"]
+    p_alive = models.churn(render(state, as_of=at_ms, config=PORTRAIT)).p_alive
     return None if p_alive is None else 1 - p_alive
 
 
@@ -298,7 +299,7 @@ def test_the_plan_reads_the_lapse_risk_a_check_publishes(offset, mbgnbd):
     state, models = eligible_buyer(), mbgnbd_models(mbgnbd)
     plan = crossing_plan(state, as_of=state.last_seen, models=models, config=WatchConfig())
     at = state.last_seen + offset
-    assert lapse_risk_at(plan, at, mbgnbd) == lapse_risk(models.churn(render(state, as_of=at, config=PORTRAIT))["p_alive"])
+    assert lapse_risk_at(plan, at, mbgnbd) == lapse_risk(models.churn(render(state, as_of=at, config=PORTRAIT)).p_alive)
 
 
 def test_alert_fires_at_the_crossing_check():
@@ -326,11 +327,11 @@ def test_alerts_read_p_alive_not_the_served_risk():
         if outcome.alert:
             break
         at = outcome.next_check
-    assert looks[0][1].churn["risk"] >= 0.95 and looks[0][1].alert is None
+    assert looks[0][1].churn.risk >= 0.95 and looks[0][1].alert is None
     alert = looks[-1][1].alert
     truth = brute_force_crossing(state, mbgnbd_models(), looks[0][0] + MINUTE, looks[0][0] + 60 * DAY, config.alerts.threshold)
     assert alert is not None and abs(alert.ts_ms - truth) <= MINUTE
-    assert alert.risk == round(1 - looks[-1][1].churn["p_alive"], 4)
+    assert alert.risk == round(1 - looks[-1][1].churn.p_alive, 4)
 
 
 def test_search_costs_a_bounded_number_of_evaluations():

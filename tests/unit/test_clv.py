@@ -12,6 +12,7 @@ from online_models.portrait import PortraitConfig, render
 from online_models.replay import replay_history
 from online_models.simulation import ShopSimulator
 from tests.reference import batch_clv, events_by_user, purchase_history
+from tests.unit.portrait_builder import as_json
 
 START_MS = 1_767_225_600_000  # 2026-01-01
 PURCHASE = {"r": 0.8, "alpha": 9.0, "a": 0.6, "b": 2.5}  # days
@@ -40,7 +41,7 @@ def test_portrait_clv_equals_the_batch_computation(shop, mbg, horizon_days, rate
     by_user = events_by_user(events)
     buyers = repeaters = 0
     for user, state in sorted(result.states.items()):
-        portrait = models.enrich(render(state, as_of=result.as_of, config=PortraitConfig()))
+        portrait = as_json(models.enrich(render(state, as_of=result.as_of, config=PortraitConfig())))
         expected = batch_clv(
             by_user[user], result.as_of, purchase=PURCHASE, mbg=mbg, spend=SPEND, horizon_days=horizon_days, annual_rate=rate
         )
@@ -71,8 +72,8 @@ def test_without_a_spend_fit_the_value_is_unknown(shop):
     models = snapshot(mbg=True)
     models.gamma_gamma = None
     buyer = next(s for s in result.states.values() if s.purchases)
-    clv = models.enrich(render(buyer, as_of=result.as_of, config=PortraitConfig()))["clv"]
-    assert clv["expected_purchases"] > 0 and clv["expected_order_value"] is None and clv["value"] is None
+    clv = models.enrich(render(buyer, as_of=result.as_of, config=PortraitConfig())).clv
+    assert clv.expected_purchases > 0 and clv.expected_order_value is None and clv.value is None
 
 
 def test_a_state_kept_before_repeat_spend_was_counted_gets_the_mean_order_value(shop):
@@ -81,8 +82,8 @@ def test_a_state_kept_before_repeat_spend_was_counted_gets_the_mean_order_value(
     buyer = next(s for s in result.states.values() if len(s.purchase_days) > 1)
     buyer.first_day_cents = None
     portrait = render(buyer, as_of=result.as_of, config=PortraitConfig())
-    assert portrait["lifetime"]["repeat_spend"] is None
-    assert models.clv(portrait)["expected_order_value"] == round(models.gamma_gamma.mean_value(), 2)
+    assert portrait.lifetime.repeat_spend is None
+    assert models.clv(portrait).expected_order_value == round(models.gamma_gamma.mean_value(), 2)
 
 
 def test_the_summary_reports_the_spend_fit_horizon_and_rate():

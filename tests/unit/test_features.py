@@ -10,13 +10,14 @@ from online_models.clock import DAY_MS
 from online_models.events import Event
 from online_models.features import BEHAVIOUR_FEATURES, CATEGORY_PREFIX, behaviour_features
 from online_models.portrait import PortraitConfig, PortraitState, render, update
+from online_models.portrait_types import RenderedPortrait, portrait_from_json
 from online_models.simulation import ShopSimulator
 
 START = 1_717_171_200_000  # 2024-06-01 00:00 +08:00
 CONFIG = PortraitConfig(timezone="Asia/Shanghai")
 
 
-def portraits(mix: dict[str, float], users: int = 12, days: int = 21, seed: int = 3) -> list[dict]:
+def portraits(mix: dict[str, float], users: int = 12, days: int = 21, seed: int = 3) -> list[RenderedPortrait]:
     sim = ShopSimulator(users, START, seed=seed, mix=mix)
     states: dict[str, PortraitState] = {}
     for raw in sim.history(days):
@@ -27,7 +28,7 @@ def portraits(mix: dict[str, float], users: int = 12, days: int = 21, seed: int 
 
 
 @pytest.fixture(scope="module")
-def mixed() -> list[dict]:
+def mixed() -> list[RenderedPortrait]:
     return portraits({"night_owl": 1, "weekend_shopper": 1, "browser": 1, "loyal_repeat": 1}, users=20)
 
 
@@ -36,7 +37,7 @@ def test_values_are_scaled_finite_and_anonymous(mixed):
         x = behaviour_features(portrait)
         assert set(BEHAVIOUR_FEATURES) <= set(x)
         assert all(isinstance(v, float) and math.isfinite(v) and 0.0 <= v <= 1.0 for v in x.values())
-        assert not any(portrait["user_id"] in key for key in x)
+        assert not any(portrait.user_id in key for key in x)
         extra = set(x) - set(BEHAVIOUR_FEATURES)
         assert all(key.startswith(CATEGORY_PREFIX) for key in extra)
         if extra:
@@ -63,7 +64,7 @@ def test_habits_show_in_the_features():
 
 
 def test_missing_and_null_fields():
-    x = behaviour_features({})
+    x = behaviour_features(portrait_from_json({}))
     assert x["recency"] == 1.0 and x["purchase_recency"] == 1.0
     assert all(x[k] == 0.0 for k in BEHAVIOUR_FEATURES if k not in ("recency", "purchase_recency"))
     nulls = {
@@ -72,12 +73,12 @@ def test_missing_and_null_fields():
         "funnel": {"views": 3, "cart_to_purchase": None}, "devices": {}, "top_categories": [],
         "active_hours": [0] * 24, "windows": {"90d": {"spend": 0.0, "purchases": 0}},
     }
-    assert behaviour_features(nulls)["browse_to_buy"] > 0
-    assert not any(k.startswith(CATEGORY_PREFIX) for k in behaviour_features(nulls))
+    assert behaviour_features(portrait_from_json(nulls))["browse_to_buy"] > 0
+    assert not any(k.startswith(CATEGORY_PREFIX) for k in behaviour_features(portrait_from_json(nulls)))
 
 
 def test_desktop_share_and_log_caps():
-    x = behaviour_features({"devices": {"PC": 0.5, "android": 0.5}, "windows": {"90d": {"spend": 1e9}}, "aov": 1e9})
+    x = behaviour_features(portrait_from_json({"devices": {"PC": 0.5, "android": 0.5}, "windows": {"90d": {"spend": 1e9}}, "aov": 1e9}))
     assert x["mobile"] == 0.5
     assert x["spend_90d"] == 1.0 and x["aov"] == 1.0
 

@@ -13,6 +13,7 @@ from online_models._bgnbd_common import EDGE_LOG, SHRINK_LL_SLACK, fit_report, f
 from online_models.bgnbd import BGNBD
 from online_models.mbgnbd import MBGNBD
 from online_models.population import PopulationModels
+from online_models.portrait_types import portrait_from_json
 
 DAY_MS = 86_400_000
 
@@ -141,11 +142,11 @@ def test_reasons_never_call_a_long_silence_alive():
     models = _models_with_sample(no_dropout_yet())
     models.refit_churn()
     # first purchase 09-01, last 36.4 days later, 37 days of silence since
-    portrait = {"as_of": "2026-11-13T09:36:00.000Z", "first_purchase": "2026-09-01T00:00:00.000Z",
+    portrait = portrait_from_json({"as_of": "2026-11-13T09:36:00.000Z", "first_purchase": "2026-09-01T00:00:00.000Z",
                 "last_purchase": "2026-10-07T09:36:00.000Z", "purchase_days": 15, "days_since_last_purchase": 37.0,
-                "windows": {}}
+                "windows": {}})
     churn = models.churn(portrait)
-    assert churn["reasons"][0] == "37 days since last purchase; usual gap 2.6 days"
-    assert churn["p_alive"] == pytest.approx(mbg_p_alive(models.mbgnbd.params_, 14, 36.4, 73.4), abs=1e-4)
-    assert churn["p_alive"] < 0.05 and churn["risk"] > 0.95
-    assert churn["reasons"][-1].startswith("P(alive) 0.0")
+    assert churn.reasons[0] == "37 days since last purchase; usual gap 2.6 days"
+    assert churn.p_alive == pytest.approx(mbg_p_alive(models.mbgnbd.params_, 14, 36.4, 73.4), abs=1e-4)
+    assert churn.p_alive < 0.05 and churn.risk > 0.95
+    assert churn.reasons[-1].startswith("P(alive) 0.0")

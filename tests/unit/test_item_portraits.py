@@ -357,8 +357,8 @@ def test_a_user_remembers_a_bounded_number_of_bought_items_and_lists_the_last_90
         update(state, event, watermark=0, config=config)
         facts_for(state, event, partition=0, offset=i, buyer=BuyerAttributes("ordinary", None, None), config=config)
     assert sorted(state.bought_items) == ["a", "c", "d"]  # b, bought longest ago, was forgotten
-    assert render_user(state, as_of=START_MS + 96 * DAY, config=config)["bought_items"] == ["a", "d", "c"]
-    assert render_user(state, as_of=START_MS + 140 * DAY, config=config)["bought_items"] == ["a", "d"]  # c: 90 days past
+    assert render_user(state, as_of=START_MS + 96 * DAY, config=config).bought_items == ["a", "d", "c"]
+    assert render_user(state, as_of=START_MS + 140 * DAY, config=config).bought_items == ["a", "d"]  # c: 90 days past
     assert list(state.bought_categories) == ["toys"] and state.bought_categories["toys"][:2] == [START_MS // DAY + 96, START_MS // DAY + 95]
 
 

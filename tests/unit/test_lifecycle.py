@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from online_models.lifecycle import STAGES, LifecycleConfig, last_return_gap_days, lifecycle_stage, tenure_days
-from tests.unit.portrait_builder import History
+from online_models.portrait_types import portrait_from_json
+from tests.unit.portrait_builder import History, as_json
 
 CONFIG = LifecycleConfig()
 MINUTE = 1 / 1440
@@ -32,8 +33,8 @@ def test_new():
 
 
 def test_no_events_at_all_is_new():
-    assert lifecycle_stage({"days_since_last_seen": None, "days_since_last_purchase": None}, CONFIG) == "new"
-    assert lifecycle_stage({}, CONFIG) == "new"
+    assert lifecycle_stage(portrait_from_json({"days_since_last_seen": None, "days_since_last_purchase": None}), CONFIG) == "new"
+    assert lifecycle_stage(portrait_from_json({}), CONFIG) == "new"
 
 
 def test_buyers_go_by_last_purchase():
@@ -61,7 +62,7 @@ def test_never_buyers_go_by_last_visit():
 def test_returning():
     h = old_user().pay(day=10).pay(day=NOW - 5)  # silent 185 days, came back 5 days ago
     p = h.portrait(as_of_day=NOW)
-    assert p["last_return_gap_days"] == NOW - 15
+    assert p.last_return_gap_days == NOW - 15
     assert lifecycle_stage(p, CONFIG) == "returning"
     assert stage(h, as_of_day=NOW + 25) == "returning"  # 30 days after the comeback
     assert stage(h, as_of_day=NOW + 26) == "at_risk"  # too long ago: an ordinary silence again
@@ -75,16 +76,17 @@ def test_returning_needs_a_churn_length_gap():
 
 
 def test_returning_needs_the_field():
-    p = old_user().pay(day=10).pay(day=NOW - 5).portrait(as_of_day=NOW)
-    del p["last_return_gap_days"]
-    assert lifecycle_stage(p, CONFIG) == "active"
+    p = as_json(old_user().pay(day=10).pay(day=NOW - 5).portrait(as_of_day=NOW))
+    assert lifecycle_stage(portrait_from_json(p), CONFIG) == "returning"
+    del p["last_return_gap_days"]  # a portrait of a worker before the field
+    assert lifecycle_stage(portrait_from_json(p), CONFIG) == "active"
     p["last_return_gap_days"] = None
-    assert lifecycle_stage(p, CONFIG) == "active"
+    assert lifecycle_stage(portrait_from_json(p), CONFIG) == "active"
 
 
 def test_never_buyer_cannot_be_returning():
     p = old_user().views(day=NOW - 2).portrait(as_of_day=NOW)
-    p["last_return_gap_days"] = 150  # ignored without purchases
+    p.last_return_gap_days = 150  # ignored without purchases
     assert lifecycle_stage(p, CONFIG) == "active"
 
 

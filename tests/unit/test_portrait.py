@@ -10,8 +10,9 @@ import pytest
 from online_models.admission import admit_event, fold_event
 from online_models.clock import EventClock, ceil_minute
 from online_models.events import LATE_EVENT, InvalidEvent
-from online_models.portrait import PortraitConfig, PortraitState, render, update
+from online_models.portrait import PortraitConfig, PortraitState, update
 from tests.reference import DAY, batch_portrait, parse_iso
+from tests.unit.portrait_builder import published
 
 CONFIG = PortraitConfig()
 T0 = 1_714_521_600_000  # 2024-05-01T00:00:00Z
@@ -80,7 +81,7 @@ def test_in_order_stream_equals_batch():
     states, clock, rejected = run_stream(events, lateness_ms=0)
     assert rejected == []
     for user_id, state in states.items():
-        view = render(state, as_of=clock.as_of(0), config=CONFIG)
+        view = published(state, as_of=clock.as_of(0), config=CONFIG)
         assert_matches_batch(view, [e for e in events if e["user_id"] == user_id])
 
 
@@ -97,12 +98,12 @@ def test_out_of_order_within_lateness_equals_in_order():
     as_of = ordered_clock.as_of(0)
     assert shuffled_clock.as_of(0) == as_of
     for user_id, state in ordered_states.items():
-        a = render(state, as_of=as_of, config=CONFIG)
-        b = render(shuffled_states[user_id], as_of=as_of, config=CONFIG)
+        a = published(state, as_of=as_of, config=CONFIG)
+        b = published(shuffled_states[user_id], as_of=as_of, config=CONFIG)
         for view in (a, b):
             view["top_categories"] = [(c["category"], round(c["score"], 3)) for c in view["top_categories"]]
         assert a == b
-        assert_matches_batch(render(shuffled_states[user_id], as_of=as_of, config=CONFIG), [e for e in events if e["user_id"] == user_id])
+        assert_matches_batch(published(shuffled_states[user_id], as_of=as_of, config=CONFIG), [e for e in events if e["user_id"] == user_id])
 
 
 def test_redelivered_events_are_not_counted_twice():
@@ -120,7 +121,7 @@ def test_redelivered_events_are_not_counted_twice():
     states_twice, _, rejected = run_stream(redelivered, lateness_ms=3_600_000)
     assert rejected == []
     for user_id, state in states_once.items():
-        assert render(states_twice[user_id], as_of=clock.as_of(0), config=CONFIG) == render(
+        assert published(states_twice[user_id], as_of=clock.as_of(0), config=CONFIG) == published(
             state, as_of=clock.as_of(0), config=CONFIG
         )
     assert update(states_once["u0"], _event(events, "u0"), watermark=0, config=CONFIG) is False
@@ -151,7 +152,7 @@ def test_windows_slide_with_as_of():
     ]
     states, _, _ = run_stream(events, lateness_ms=0)
     later = ceil_minute(T0 + 35 * DAY)
-    view = render(states["u"], as_of=later, config=CONFIG)
+    view = published(states["u"], as_of=later, config=CONFIG)
     assert view["windows"]["7d"] == {"events": 0, "purchases": 0, "spend": 0.0}
     assert view["windows"]["30d"] == {"events": 1, "purchases": 1, "spend": 5.55}
     assert view["windows"]["90d"] == {"events": 2, "purchases": 2, "spend": 15.55}
@@ -168,7 +169,7 @@ def test_abandoned_carts_settle_in_event_time():
         {"event_id": "4", "user_id": "u", "type": "view", "ts": T0 + 60 * hour},
     ]
     states, clock, _ = run_stream(events, lateness_ms=hour)
-    view = render(states["u"], as_of=clock.as_of(0), config=CONFIG)
+    view = published(states["u"], as_of=clock.as_of(0), config=CONFIG)
     assert view["funnel"]["abandoned_carts"] == 1
     assert view["funnel"]["cart_to_purchase"] == 0.5
     assert parse_iso(view["funnel"]["last_abandoned_cart"]) == T0
@@ -186,7 +187,7 @@ def test_the_newest_abandoned_cart_counts_before_the_watermark_settles_it():
     assert state.last_abandoned_cart == T0 and state.open_carts == [T0 + 30 * hour]  # settled: only the first
 
     def newest(as_of: int) -> int | None:
-        return parse_iso(render(state, as_of=as_of, config=CONFIG)["funnel"]["last_abandoned_cart"])
+        return parse_iso(published(state, as_of=as_of, config=CONFIG)["funnel"]["last_abandoned_cart"])
 
     assert newest(T0 + 40 * hour) == T0  # the second cart is 10 hours old: not abandoned yet
     assert newest(T0 + 54 * hour) == T0 + 30 * hour  # a day without payment: abandoned, not yet settled
@@ -197,7 +198,7 @@ def test_state_round_trips_through_bytes():
     states, clock, _ = run_stream(events, lateness_ms=0)
     for state in states.values():
         again = PortraitState.from_bytes(state.to_bytes())
-        assert render(again, as_of=clock.as_of(0), config=CONFIG) == render(state, as_of=clock.as_of(0), config=CONFIG)
+        assert published(again, as_of=clock.as_of(0), config=CONFIG) == published(state, as_of=clock.as_of(0), config=CONFIG)
 
 
 def test_local_time_zone_shifts_active_hours():
@@ -206,7 +207,7 @@ def test_local_time_zone_shifts_active_hours():
     from online_models.events import parse_event
 
     update(state, parse_event(b'{"event_id":"1","user_id":"u","type":"view","ts":"2024-05-01T23:30:00+08:00"}'), watermark=0, config=config)
-    view = render(state, as_of=None, config=config)
+    view = published(state, as_of=None, config=config)
     assert view["peak_hour"] == 23
     assert view["weekdays"][2] == 1  # a Wednesday in Shanghai
 
@@ -228,7 +229,7 @@ def test_purchase_days_are_the_shops_calendar_days(zone):
         event = orjson.dumps({"event_id": str(i), "user_id": "u", "type": "pay", "ts": ts, "amount": 10.0 * (i + 1)})
         update(state, parse_event(event), watermark=0, config=config)
     local_days = sorted({datetime.fromtimestamp(ts / 1000, ZoneInfo(zone)).date() for ts in instants})
-    view = render(state, as_of=None, config=config)
+    view = published(state, as_of=None, config=config)
     assert view["purchase_days"] == len(local_days) == 3
     assert view["last_return_gap_days"] == (local_days[-1] - local_days[-2]).days == 1
     assert repeat_spend_cents(state) == (30 + 40) * 100  # the first local day held the payments of 10 and 20

@@ -17,6 +17,7 @@ from online_models.portrait_schema import ItemPortrait, Portrait, item_portrait_
 from online_models.replay import replay_history
 from online_models.simulation import ShopSimulator
 from tests.portrait_contract import check_item_published, check_published
+from tests.unit.portrait_builder import as_json
 
 SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "portrait.schema.json"
 ITEM_SCHEMA = SCHEMA.with_name("item-portrait.schema.json")
@@ -45,7 +46,7 @@ def test_every_published_field_has_a_description(schema):
 
 @pytest.fixture(scope="module")
 def published() -> list[dict]:
-    """Portraits of a simulated shop as the worker publishes them, under unfitted, trained and fully fitted models."""
+    """Portraits of a simulated shop as the worker publishes them (their JSON), under unfitted, trained and fully fitted models."""
     simulator = ShopSimulator(n_users=80, start_ms=START_MS, seed=4)
     result = replay_history(simulator.history(40), models=PopulationModels(PopulationConfig(segment_warmup=40, n_segments=4)))
     states = dict(result.states)
@@ -60,7 +61,7 @@ def published() -> list[dict]:
     portraits = []
     for models in (PopulationModels(), trained, fitted):
         for state in states.values():
-            portraits.append(models.enrich(render(state, as_of=result.as_of, config=PortraitConfig())))
+            portraits.append(as_json(models.enrich(render(state, as_of=result.as_of, config=PortraitConfig()))))
     return portraits
 
 

@@ -348,7 +348,7 @@ def silent_buyer_and_a_clock(days: int) -> list[dict]:
 
 def lapse_risk_by_render(state: PortraitState, at_ms: int, models) -> float:
     """The batch view: render the portrait at ``at_ms``, score it, 1 - P(alive)."""
-    return 1 - models.churn(render(state, as_of=at_ms, config=REPLAN.watch.portrait))["p_alive"]
+    return 1 - models.churn(render(state, as_of=at_ms, config=REPLAN.watch.portrait)).p_alive
 
 
 def first_minute_at_or_above(state: PortraitState, models, start_ms: int, threshold: float) -> int:

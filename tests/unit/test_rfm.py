@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from online_models.portrait_types import RenderedPortrait, portrait_from_json
 from online_models.quantiles import DAY_MS
 from online_models.rfm import (
     LAYERS,
@@ -21,12 +22,12 @@ from tests.unit.portrait_builder import History
 NOW = 100  # as-of day of the hand-built portraits
 
 
-def buyer(days_ago: float, purchase_days: int, spend_90d: float, purchases_90d: int | None = None) -> dict:
-    return {
+def buyer(days_ago: float, purchase_days: int, spend_90d: float, purchases_90d: int | None = None) -> RenderedPortrait:
+    return portrait_from_json({
         "days_since_last_purchase": days_ago,
         "purchase_days": purchase_days,
         "windows": {"90d": {"purchases": purchase_days if purchases_90d is None else purchases_90d, "spend": spend_90d}},
-    }
+    })
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,7 @@ def test_scores_spread_over_quintiles(scorer):
 def test_never_buyers_are_not_scored_nor_sampled():
     s = RFMScorer()
     never = History().views(day=0, n=5).portrait(as_of_day=1)
-    assert never["days_since_last_purchase"] is None
+    assert never.days_since_last_purchase is None
     assert s.learn_one(never, ts_ms=0) is False
     assert s.recency.n == s.frequency.n == s.monetary.n == 0
     assert s.score(never) == {"r": None, "f": None, "m": None}
@@ -174,8 +175,8 @@ def test_ordinary_and_missing_views():
 def test_low_value():
     assert layer(shopper().pay(day=NOW - 31, amount=1000).pay(day=NOW - 40, amount=1000)) == "low_value"
     assert layer(shopper(views=100, carts=50)) == "low_value"  # never bought
-    assert value_layer({}, LayerConfig()) == "low_value"
-    assert value_layer({"windows": None, "funnel": None}, LayerConfig()) == "low_value"
+    assert value_layer(portrait_from_json({}), LayerConfig()) == "low_value"
+    assert value_layer(portrait_from_json({"windows": None, "funnel": None}), LayerConfig()) == "low_value"
 
 
 def test_benchmark_is_configurable():
@@ -195,19 +196,19 @@ def test_every_portrait_gets_exactly_one_layer():
             "purchase_days": maybe(rng.randint(0, 6)),
             "funnel": {"views": maybe(rng.randint(0, 50)), "add_to_cart": maybe(rng.randint(0, 10))},
         }
-        result = value_layer(p, LayerConfig())
+        result = value_layer(portrait_from_json(p), LayerConfig())
         assert result in LAYERS
         seen.add(result)
     assert seen == set(LAYERS)
 
 
 def test_helpers_are_none_safe():
-    assert add_to_cart_rate({}) is None
-    assert add_to_cart_rate({"funnel": {"views": 0, "add_to_cart": 3}}) is None
-    assert add_to_cart_rate({"funnel": {"views": 4, "add_to_cart": None}}) == 0.0
-    assert repurchase_rate({}) is None and repurchase_rate({"purchase_days": 1}) == 0.0
-    assert order_value_30d({}) is None
-    assert order_value_30d({"windows": {"30d": {"purchases": 0, "spend": 0}}}) is None
+    assert add_to_cart_rate(portrait_from_json({})) is None
+    assert add_to_cart_rate(portrait_from_json({"funnel": {"views": 0, "add_to_cart": 3}})) is None
+    assert add_to_cart_rate(portrait_from_json({"funnel": {"views": 4, "add_to_cart": None}})) == 0.0
+    assert repurchase_rate(portrait_from_json({})) is None and repurchase_rate(portrait_from_json({"purchase_days": 1})) == 0.0
+    assert order_value_30d(portrait_from_json({})) is None
+    assert order_value_30d(portrait_from_json({"windows": {"30d": {"purchases": 0, "spend": 0}}})) is None
 
 
 @pytest.mark.parametrize(

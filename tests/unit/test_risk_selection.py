@@ -98,8 +98,8 @@ def test_a_lapser_the_purchase_model_is_sure_about_never_reads_as_low_risk(chose
     portrait = render(state, as_of=state.last_purchase + 40 * DAY, config=PORTRAIT)
     churn = models.churn(portrait)
     p_alive = MBG.p_alive(*purchase_stats(portrait))
-    assert p_alive < 0.01 and churn["model"] == chosen
-    assert churn["risk"] >= round(1 - p_alive, 4) > 0.99
+    assert p_alive < 0.01 and churn.model == chosen
+    assert churn.risk >= round(1 - p_alive, 4) > 0.99
 
 
 def test_the_candidate_with_the_lowest_brier_score_is_chosen_once_it_qualifies():
@@ -167,7 +167,7 @@ def test_a_refit_that_lowers_a_silent_users_purchase_risk_does_not_rearm_them():
     confident.mbgnbd = MBGNBD.from_params(r=0.5, alpha=6.0, a=0.001, b=100.0)  # hardly anyone drops out
     at = state.last_seen + 25 * DAY
     outcome = watch_user(state, as_of=at, watermark=at, models=confident, config=WatchConfig(), with_churn=True)
-    assert outcome.churn["risk"] < 0.5 and not AlertState.from_json(state.alert).armed
+    assert outcome.churn.risk < 0.5 and not AlertState.from_json(state.alert).armed
     # an event after the alert lets a low risk re-arm them, as before
     state.last_seen = at - DAY
     watch_user(state, as_of=at, watermark=at, models=confident, config=WatchConfig())

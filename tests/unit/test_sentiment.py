@@ -13,7 +13,7 @@ from online_models.admission import review_sentiment
 from online_models.churn import churn_scores, negative_review_reason
 from online_models.events import parse_event
 from online_models.mbgnbd import MBGNBD
-from online_models.portrait import PortraitConfig, PortraitState, render, update
+from online_models.portrait import PortraitConfig, PortraitState, update
 from online_models.processor import EngineConfig, PartitionProcessor, Record
 from online_models.replay import replay_history
 from online_models.sentiment import (
@@ -27,7 +27,7 @@ from online_models.sentiment import (
 from online_models.sentiment_eval import evaluate, format_table, load_labelled
 from online_models.simulation import REVIEW_TEXTS, WORDLESS_REVIEWS, ShopSimulator, review_truth
 from tests.reference import batch_sentiment, parse_iso
-from tests.unit.portrait_builder import DAY, T0, History
+from tests.unit.portrait_builder import DAY, T0, History, as_json, published
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -184,7 +184,7 @@ def test_replayed_states_match_the_batch_computation(simulated):
         for as_of in (result.as_of, result.as_of - 20 * DAY):  # now, and as a check 20 days back would see it
             if as_of < (state.last_seen or 0):
                 continue
-            assert_sentiment_matches(render(state, as_of=as_of, config=config), by_user[user_id], as_of)
+            assert_sentiment_matches(published(state, as_of=as_of, config=config), by_user[user_id], as_of)
         reviewed += state.reviews_scored > 0
     assert reviewed >= 10  # the history exercises the figures
     assert sum(s.reviews_from_text for s in result.states.values()) > sum(s.reviews_scored for s in result.states.values()) / 2
@@ -195,7 +195,7 @@ def test_out_of_order_and_redelivered_reviews_leave_the_same_figures():
     texts = ["太差了，已申请退款", "Great quality, fast delivery.", None, "假货，差评", "Not as described.", "👎"]
     for i, text in enumerate(texts * 3):
         h.review(day=i * 2.5, rating=1 + (i * 3) % 5, text=text, item_id=f"item-{i}")
-    in_order = h.portrait(as_of_day=50)
+    in_order = as_json(h.portrait(as_of_day=50))
     rng = random.Random(3)
     shuffled = History(scorer=ShippedModelScorer())
     shuffled.events = [dict(e) for e in h.events] + [dict(e) for e in rng.sample(h.events, 5)]  # redeliveries
@@ -205,7 +205,7 @@ def test_out_of_order_and_redelivered_reviews_leave_the_same_figures():
         admitted = parse_event(orjson.dumps(event))
         sentiment = None if state.has_seen(admitted.event_id) else review_sentiment(admitted, shuffled.scorer)
         update(state, admitted, watermark=0, config=shuffled.config, sentiment=sentiment)
-    assert render(state, as_of=in_order_as_of(in_order), config=shuffled.config)["sentiment"] == in_order["sentiment"]
+    assert published(state, as_of=in_order_as_of(in_order), config=shuffled.config)["sentiment"] == in_order["sentiment"]
     assert_sentiment_matches(in_order, h.events, in_order_as_of(in_order))
 
 
@@ -226,7 +226,7 @@ def test_recent_negative_reviews_leave_the_state_with_the_window_and_stay_bounde
     later = parse_event(orjson.dumps({"event_id": "v", "user_id": "u1", "type": "view", "ts": T0 + 60 * DAY}))
     update(state, later, watermark=T0 + 60 * DAY, config=config)
     assert state.recent_negative_reviews == [] and state.negative_reviews == 12
-    view = render(state, as_of=T0 + 60 * DAY, config=config)["sentiment"]
+    view = published(state, as_of=T0 + 60 * DAY, config=config)["sentiment"]
     assert view["negative_recent"] == 0 and view["recent_negative"] == [] and view["mean"] == -1.0
 
 
@@ -258,15 +258,15 @@ def test_a_recent_negative_review_is_a_churn_reason():
     h.scorer = ShippedModelScorer()
     portrait = h.portrait(as_of_day=40)
     model = MBGNBD.from_params(r=0.5, alpha=6.0, a=0.9, b=1.6)
-    reasons = churn_scores(portrait, mbgnbd=model)["reasons"]
+    reasons = churn_scores(portrait, mbgnbd=model).reasons
     expected = negative_review_reason(portrait)
     assert expected in reasons
-    score = portrait["sentiment"]["recent_negative"][0]["score"]
+    score = portrait.sentiment.recent_negative[0].score
     assert expected == f"2 negative reviews in the last 30 days; latest 2024-05-26 on item books-002 (sentiment {score:+.2f})"
     # 31 days after the last negative review, it is no longer recent
     later = h.portrait(as_of_day=56)
     assert negative_review_reason(later) is None
-    assert not any("negative review" in r for r in churn_scores(later, mbgnbd=model)["reasons"])
+    assert not any("negative review" in r for r in churn_scores(later, mbgnbd=model).reasons)
 
 
 # -- the simulator -----------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from online_models.events import parse_event
-from online_models.portrait import OTHER_DEVICES, PortraitConfig, PortraitState, render, update
+from online_models.portrait import OTHER_DEVICES, PortraitConfig, PortraitState, update
 from online_models.processor import (
     DEAD_LETTERS,
     EVENTS,
@@ -21,6 +21,7 @@ from online_models.processor import (
 )
 from online_models.watch import WatchConfig
 from streams import topics
+from tests.unit.portrait_builder import published
 
 NOW = 1_788_307_200_000
 CONFIG = PortraitConfig()
@@ -41,7 +42,7 @@ def test_devices_keep_the_first_names_and_count_every_further_one_as_other():
     assert len(state.devices) == CONFIG.max_devices + 1
     assert state.devices["ios"] == 200 and sum(state.devices.values()) == 400
     assert state.devices[OTHER_DEVICES] == 400 - 200 - (CONFIG.max_devices - 1)
-    shares = render(state, as_of=NOW + 60_000, config=CONFIG)["devices"]
+    shares = published(state, as_of=NOW + 60_000, config=CONFIG)["devices"]
     assert shares["ios"] == 0.5 and sum(shares.values()) == pytest.approx(1.0, abs=1e-3)
 
 
@@ -49,7 +50,7 @@ def test_a_few_devices_show_as_before():
     state = PortraitState("u1")
     for i, device in enumerate(("ios", "ios", "pc", "android")):
         fold(state, event(i, device=device))
-    assert render(state, as_of=NOW + 60_000, config=CONFIG)["devices"] == {"android": 0.25, "ios": 0.5, "pc": 0.25}
+    assert published(state, as_of=NOW + 60_000, config=CONFIG)["devices"] == {"android": 0.25, "ios": 0.5, "pc": 0.25}
 
 
 def test_seen_keeps_the_last_ids_folded_in_and_an_older_redelivery_within_the_lateness_counts_again():

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import textwrap
 
+import orjson
 import pytest
 
 from online_models.portrait import PortraitConfig
+from online_models.portrait_types import portrait_from_json
 from online_models.tags import (
     DERIVED_FEATURES,
     PORTRAIT_FIELDS,
     TagRules,
     TagRulesError,
-    _get,
     derived_features,
     known_fields,
 )
@@ -154,15 +155,15 @@ def test_derived_features_of_a_real_portrait():
 
 
 def test_derived_features_of_an_empty_portrait():
-    f = derived_features({})
+    f = derived_features(portrait_from_json({}))
     assert f["repeat_purchase_days"] == 0.0
     assert f["value_layer"] == "low_value" and f["lifecycle_stage"] == "new"
     assert all(f[k] is None for k in f if k not in ("repeat_purchase_days", "value_layer", "lifecycle_stage"))
 
 
 def test_known_portrait_paths_exist_in_render():
-    portrait = neutral().portrait(as_of_day=NOW)
-    proposed = {"last_return_gap_days"}  # added by the builder until render gives it
+    portrait = orjson.loads(orjson.dumps(neutral().portrait(as_of_day=NOW)))
+    proposed = {"last_return_gap_days"}  # null for a user with fewer than two purchase days
     for path in PORTRAIT_FIELDS:
         node = portrait
         for key in path.split("."):
@@ -179,7 +180,7 @@ def one(when: dict, **kwargs) -> TagRules:
 
 
 def fires(when: dict, portrait: dict) -> bool:
-    return one(when).evaluate(portrait) == ["t"]
+    return one(when).evaluate(portrait_from_json(portrait)) == ["t"]
 
 
 def test_missing_values_satisfy_only_eq_null():
@@ -223,17 +224,22 @@ def test_nesting_and_sorting():
             ]
         }
     )
-    assert rules.evaluate({"aov": 50.0, "purchase_days": 2}) == ["alpha", "zeta"]
-    assert rules.evaluate({"aov": 50.0, "purchase_days": 1}) == ["zeta"]
-    assert rules.evaluate({"aov": 2000.0}) == ["alpha", "zeta"]
+    assert rules.evaluate(portrait_from_json({"aov": 50.0, "purchase_days": 2})) == ["alpha", "zeta"]
+    assert rules.evaluate(portrait_from_json({"aov": 50.0, "purchase_days": 1})) == ["zeta"]
+    assert rules.evaluate(portrait_from_json({"aov": 2000.0})) == ["alpha", "zeta"]
 
 
 def test_extra_fields_can_be_declared():
-    when = {"field": "churn.probability", "op": ">=", "value": 0.8}
+    when = {"field": "funnel.visits", "op": ">=", "value": 3}
     with pytest.raises(TagRulesError):
         one(when)
-    rules = one(when, extra_fields={"churn.probability": "number"})
-    assert rules.evaluate({"churn": {"probability": 0.9}}) == ["t"]
+    rules = one(when, extra_fields={"funnel.visits": "number"})
+    assert rules.evaluate(portrait_from_json({"funnel": {"visits": 4}})) == ["t"]
+    assert rules.evaluate(portrait_from_json({"funnel": {"visits": 2}})) == []
+    windows = one({"field": "windows.7d.events", "op": ">", "value": 0}, extra_fields={"windows.7d.events": "number"})
+    assert windows.evaluate(portrait_from_json({"windows": {"7d": {"events": 1}}})) == ["t"]
+    unknown = one({"field": "funnel.visits.x", "op": "==", "value": None}, extra_fields={"funnel.visits.x": "number"})
+    assert unknown.evaluate(portrait_from_json({"funnel": {"visits": 4}})) == ["t"]  # a step past a number: null
 
 
 def test_load_from_a_file(tmp_path):
@@ -248,7 +254,7 @@ def test_load_from_a_file(tmp_path):
             """
         )
     )
-    assert TagRules.load(path).evaluate({"lifetime": {"purchases": 2}}) == ["buyer"]
+    assert TagRules.load(path).evaluate(portrait_from_json({"lifetime": {"purchases": 2}})) == ["buyer"]
     path.write_text("tags:\n  - name: buyer\n")
     with pytest.raises(TagRulesError) as error:
         TagRules.load(path)
@@ -398,7 +404,18 @@ def test_the_error_message_names_the_source():
     assert isinstance(error.value, ValueError)
 
 
-def test_get_walks_lists_and_maps():
-    p = {"active_hours": list(range(24)), "funnel": {"views": 3}}
-    assert _get(p, "active_hours.23") == 23 and _get(p, "funnel.views") == 3
-    assert _get(p, "funnel.views.x") is None and _get(p, "active_hours.24") is None
+def test_paths_read_lists_maps_and_windows_by_attribute():
+    p = portrait_from_json({"active_hours": list(range(24)), "funnel": {"views": 3}, "windows": {"30d": {"spend": 7.5}},
+                            "devices": {"ios": 0.5}, "profile": {"member_level": "gold"}})
+    rules = TagRules.from_dict({"tags": [
+        {"name": "late", "description": "d", "when": {"field": "active_hours.23", "op": "==", "value": 23}},
+        {"name": "viewer", "description": "d", "when": {"field": "funnel.views", "op": "==", "value": 3}},
+        {"name": "spender", "description": "d", "when": {"field": "windows.30d.spend", "op": ">", "value": 7}},
+        {"name": "apple", "description": "d", "when": {"field": "devices.ios", "op": "==", "value": 0.5}},
+        {"name": "android", "description": "d", "when": {"field": "devices.android", "op": "==", "value": None}},
+        {"name": "gold", "description": "d", "when": {"field": "profile.member_level", "op": "==", "value": "gold"}},
+    ]})
+    assert rules.evaluate(p) == ["android", "apple", "gold", "late", "spender", "viewer"]
+    for path in ("active_hours.24", "funnel.views.x", "windows.d30.spend", "windows.30d.orders"):
+        with pytest.raises(TagRulesError, match="unknown field"):
+            one({"field": path, "op": "==", "value": None})
