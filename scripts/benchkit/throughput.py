@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 from benchkit import kafka_io, profile
 from benchkit.common import Run, ensure_events
@@ -63,8 +64,9 @@ def run_throughput(run: Run, *, events: int, users: int, days: float, cap_s: flo
                    profile_s: float, variants: list[tuple[str, dict[str, str]]] = (), traffic: str = "uniform") -> None:
     """Produce (if needed), measure the floor, then one worker for at most ``cap_s`` after its first record.
 
-    Each of ``variants`` (name, extra ``PORTRAITS_*`` settings) is then measured the same way
-    on the same topic, with a fresh group, so settings compare side by side in one run.
+    Each of ``variants`` (name, extra ``PORTRAITS_*`` settings) is then measured the same way, with
+    a fresh group, on topics of its own (the run's prefix plus its name) holding the same seeded
+    events, so settings compare side by side in one run.
     ``traffic`` picks the events produced (see :func:`benchkit.common.ensure_events`).
     """
     run.record("traffic", traffic)
@@ -81,7 +83,12 @@ def run_throughput(run: Run, *, events: int, users: int, days: float, cap_s: flo
     ratio = floor_rate / figures["rate"] if figures["rate"] else None
     run.record("floor_to_worker_ratio", round(ratio, 1) if ratio else None)
     for name, env in variants:
-        other = measure_worker(run, name=f"worker-{name}", total=total, cap_s=cap_s, warmup_s=warmup_s,
+        # topics of its own, with the same seeded events: on the run's topics its trainer would also
+        # learn every training sample the workers before it sent, a cost the first worker never had
+        own = dataclasses.replace(run, prefix=f"{run.prefix}{name}-", figures={})
+        produced = ensure_events(own, events=events, users=users, days=days, traffic=traffic)
+        other = measure_worker(own, name=f"worker-{name}", total=produced, cap_s=cap_s, warmup_s=warmup_s,
                                profile_s=0.0, extra_env=env)
+        other["prefix"] = own.prefix
         other["worker_to_variant_ratio"] = round(figures["rate"] / other["rate"], 2) if other["rate"] else None
         run.record(f"variant {name}", other)
