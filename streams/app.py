@@ -218,7 +218,7 @@ async def _forget_revoked(app, revoked, **kwargs) -> None:
     for group, source in ((app.engines, SOURCE_NAMES[0]), (app.item_engines, ITEM_FACTS_NAME)):
         leaving = {tp.partition for tp in revoked if tp.topic == source}
         async with group.turn:
-            await group.publish(leaving)
+            await group.publish(leaving, hold_turn=False)
             for partition in leaving:
                 group.drop(partition)
     if any(tp.topic == training_topic.get_topic_name() for tp in revoked):

@@ -227,30 +227,45 @@ class EngineGroup:
                     unread += end - (applied + 1 if applied is not None else 0)
         return unread
 
-    async def publish(self, partitions=None) -> float:
-        """Publish the changed states of ``partitions`` (default: all); wait until Kafka has them. Seconds spent rendering."""
+    async def publish(self, partitions=None, *, hold_turn: bool = True) -> float:
+        """Publish the changed states of ``partitions`` (default: all); wait until Kafka has them. Seconds spent rendering.
+
+        Each partition's states are rendered and handed to the producer while the group's turn is
+        held (``hold_turn`` False: the caller holds it), so a record an engine sends afterwards on
+        the same topic partition (an expiry's tombstone) reaches Kafka after them, never before.
+        """
         models, rendering, covered = self.models(), 0.0, []
         topic = self.settings.topic(self.publish_topic)
         if self._publication is None:
             publication = Outbox(faust_repairs.aiokafka_producer(self.app))
             await publication.batches.know([topic])
             self._publication = publication
-        batches = self._publication.batches
         for partition in list(self.by_partition if partitions is None else partitions):
             engine = self.by_partition.get(partition)
             if engine is None or not engine.unpublished:
                 continue
-            started = time.monotonic()
-            sends, seq = engine.publication(models)
-            for send in sends:
-                batches.add(topic, send.key, send.value)
-            covered.append((engine, seq, len(sends)))
-            rendering += time.monotonic() - started
+            if hold_turn:
+                async with self.turn:
+                    rendering += await self._publish_partition(engine, topic, models, covered)
+            else:
+                rendering += await self._publish_partition(engine, topic, models, covered)
             await asyncio.sleep(0)  # let the agents run between partitions
         await self._publication.deliver()
         for engine, seq, _ in covered:
             engine.published(seq)
         self.published_metric.inc(sum(count for _, _, count in covered))
+        return rendering
+
+    async def _publish_partition(self, engine: PartitionEngine, topic: str, models, covered: list) -> float:
+        """Render the engine's changed states and hand them to the producer; seconds spent rendering."""
+        started = time.monotonic()
+        sends, seq = engine.publication(models)
+        batches = self._publication.batches
+        for send in sends:
+            batches.add(topic, send.key, send.value)
+        covered.append((engine, seq, len(sends)))
+        rendering = time.monotonic() - started
+        await self._publication.ship()
         return rendering
 
 
