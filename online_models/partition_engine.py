@@ -176,9 +176,9 @@ class Flushing:
 
     lateness_ms: int = 300_000
     #: records between two flushes (at most this many are applied again after a crash)
-    progress_every: int = 200
+    progress_every: int = 1000
     #: a flush at least every this much stream time
-    progress_time_step_ms: int = 3_600_000
+    progress_time_step_ms: int = 6 * 3_600_000
     #: live states kept in memory beyond the changed ones
     cache_size: int = 20_000
     #: most bytes of key and value a dead letter carries

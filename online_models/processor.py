@@ -134,9 +134,9 @@ class EngineConfig:
     #: a user idle this long (event time) is forgotten; 0: never
     retention_ms: int = 400 * 86_400_000
     #: records between two flushes (at most this many are applied again after a crash)
-    progress_every: int = 200
+    progress_every: int = 1000
     #: a flush at least every this much stream time, far within the dedupe horizon
-    progress_time_step_ms: int = 3_600_000
+    progress_time_step_ms: int = 6 * 3_600_000
     #: most scheduled users looked at per record (None: every due user)
     sweep_batch: int | None = 500
     #: live mode: a partition without records this long follows the wall clock (0: off)
@@ -157,6 +157,10 @@ class EngineConfig:
         if self.progress_every >= self.watch.portrait.max_seen_ids:
             # a crash's replay recognises the events it already folded in by the ids each state keeps
             raise ValueError("progress_every must be below the portrait's max_seen_ids")
+        if self.progress_time_step_ms > self.watch.portrait.dedupe_horizon_ms // 2:
+            # the watermark moves at most a step (and one record) between the last flush and a crash, so the records
+            # applied again after it are still among the ids each state keeps, with room to spare
+            raise ValueError("progress_time_step_ms must be at most half the portrait's dedupe horizon")
 
     def flushing(self) -> Flushing:
         """The engine machinery's part of the configuration."""

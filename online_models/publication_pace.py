@@ -4,9 +4,13 @@ A publication renders every state changed since the last one, once. Live, it run
 every ``interval_s`` so a change reaches the portraits topic within a fraction of a
 second. While the worker works through a backlog, a state published now is
 superseded by the records still queued behind it, so each publication in between
-is work nobody reads: then it runs only every ``behind_interval_s``, and the states
+is work nobody reads: then it runs only every ``behind_interval_s`` or, the further
+behind, every as many seconds as its unread records would take it (at most
+``behind_max_interval_s``, Kafka Streams' default commit interval), and the states
 changed meanwhile are rendered once instead of once per interval (Kafka Streams'
-record cache flushed on its commit interval does the same). The worker counts as
+record cache flushed on its commit interval does the same). A portrait published
+then is already that many seconds behind, so the pace at most doubles its delay;
+once the worker is caught up, the next tick publishes. The worker counts as
 catching up when its unread input records would take it more than ``behind_s``
 seconds at the rate it has been applying records lately; either way the
 publication never takes more than ``share`` of the worker's time.
@@ -20,8 +24,10 @@ True
 >>> pace.published(now=10.05, rendering_s=0.0)
 >>> pace.due(now=11.0, backlog=50_000, applied=1_000)  # 50,000 records at about 1,000 a second: catching up
 False
->>> pace.due(now=15.05, backlog=46_000, applied=5_000)
-True
+>>> pace.due(now=15.05, backlog=46_000, applied=5_000)  # 46 s of work behind: the interval is the cap, 30 s
+False
+>>> pace.due(now=41.0, backlog=20_000, applied=31_000), pace.due(now=50.0, backlog=8_000, applied=40_000)
+(True, True)
 """
 
 from __future__ import annotations
@@ -38,12 +44,14 @@ class PublicationPace:
 
     ``behind_s``: seconds of unread input records (at the recent rate of records
     applied) above which the worker counts as catching up; ``behind_interval_s`` 0
-    keeps the live pace throughout.
+    keeps the live pace throughout; catching up, the interval is those seconds of
+    unread records, between ``behind_interval_s`` and ``behind_max_interval_s``.
     """
 
     interval_s: float
     behind_interval_s: float = 5.0
     behind_s: float = 10.0
+    behind_max_interval_s: float = 30.0
     #: the most of the worker's time the publication takes (it rests in proportion to what it took)
     share: float = 0.2
     #: monotonic seconds: the end of the last publication's rest
@@ -58,6 +66,8 @@ class PublicationPace:
     def __post_init__(self) -> None:
         if not 0 < self.share <= 1:
             raise ValueError("share must be in (0, 1]")
+        if self.behind_max_interval_s < self.behind_interval_s:
+            raise ValueError("behind_max_interval_s must be at least behind_interval_s")
 
     def catching_up(self, backlog: int) -> bool:
         """Whether ``backlog`` unread records, at the recent rate, make the worker one catching up."""
@@ -71,8 +81,19 @@ class PublicationPace:
         if now < self.not_before:
             return False
         if self.last_at is not None and self.catching_up(backlog):
-            return now - self.last_at >= self.behind_interval_s
+            return now - self.last_at >= self.behind_interval(backlog)
         return True
+
+    def behind_interval(self, backlog: int) -> float:
+        """Seconds between two publications while catching up with ``backlog`` unread records.
+
+        >>> pace = PublicationPace(interval_s=0.1, behind_interval_s=5.0, behind_s=10.0)
+        >>> pace.rate = 1_000.0
+        >>> pace.behind_interval(12_000), pace.behind_interval(20_000), pace.behind_interval(900_000)
+        (12.0, 20.0, 30.0)
+        """
+        seconds_of_work = backlog / self.rate if self.rate > 0 else self.behind_max_interval_s
+        return max(self.behind_interval_s, min(self.behind_max_interval_s, seconds_of_work))
 
     def published(self, *, now: float, rendering_s: float) -> None:
         """A publication ended at ``now`` after ``rendering_s`` seconds of rendering (waiting for Kafka is not work)."""

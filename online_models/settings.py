@@ -93,6 +93,13 @@ class Settings(ApiSettings):
         description="Seconds between publications while a worker catches up (its unread input records would take it "
         "more than publish_behind_seconds): the states changed meanwhile are published once; 0: publish_interval throughout",
     )
+    publish_interval_behind_max: float = Field(
+        30.0,
+        ge=0,
+        description="The most seconds between publications while a worker catches up: between publish_interval_behind and "
+        "this, the interval is the seconds of work its unread input records mean, so a portrait already that far behind "
+        "is not rendered again and again",
+    )
     publish_behind_seconds: float = Field(
         10.0,
         gt=0,
@@ -153,10 +160,11 @@ class Settings(ApiSettings):
         True, description="Learn the models from the stream; off: score with the snapshot on the models topic as it is"
     )
     progress_every: int = Field(
-        200, gt=0, description="Records between two progress records of a partition (crash recovery replays at most this many)"
+        1000, gt=0, description="Records between two progress records of a partition (crash recovery replays at most this many)"
     )
     flush_interval: float = Field(
-        1.0, gt=0, description="Most seconds a partition's changed states wait in memory before they are written"
+        1.0, gt=0, description="Most seconds a partition's changed states wait in memory before they are written "
+        "(while the worker catches up, a partition records keep coming for flushes every progress_every records instead)"
     )
     state_cache_users: int = Field(
         20_000, ge=0, description="Live user states a partition keeps in memory beyond the changed ones"

@@ -178,7 +178,8 @@ async def publish_item_portraits() -> None:
 
 @app.timer(interval=settings.flush_interval)
 async def flush_idle_partitions() -> None:
-    """Write the changes engines hold in memory (a busy partition flushes by itself every ``progress_every`` records).
+    """Write the changes engines hold in memory (a busy partition flushes by itself every ``progress_every`` records;
+    while catching up, the timer leaves it to that: :meth:`streams.engines.EngineGroup.due_for_timed_flush`).
 
     Not while a rebalance or a table recovery is under way, and only for partitions this worker
     holds as active: a table write in a rebalance's drain left a partition uncommitted and the next
@@ -187,9 +188,10 @@ async def flush_idle_partitions() -> None:
     if app.rebalancing or getattr(app, "in_recovery", False):
         return
     actives = app.assignor.assigned_actives()
+    now = time.monotonic()
     for group, source in ((app.engines, SOURCE_NAMES[0]), (app.item_engines, ITEM_FACTS_NAME)):
         active = {tp.partition for tp in actives if tp.topic == source}
-        await group.flush([p for p, engine in group.by_partition.items() if engine.unflushed and p in active])
+        await group.flush(group.due_for_timed_flush(active, now=now, interval=settings.flush_interval))
 
 
 @app.timer(interval=max(0.5, settings.live_idle_seconds / 2) if settings.live_idle_seconds else 60.0)

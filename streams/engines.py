@@ -16,6 +16,7 @@ the facts made since the last write, so the item engines read a record per pack.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 
 #: how often a worker waiting for the models topic says so
 MODEL_WAIT_WARNING_SECONDS = 30.0
+#: sends nobody waits for: they leave with the partition's next write (whose progress record waits for them),
+#: or as soon as their batch is full, instead of a produce request of their own each
+UNHURRIED_KINDS = frozenset({"sample", "dead_letter", "basket"})
 
 
 
@@ -73,11 +77,14 @@ class EngineGroup:
         self.handled = 0
         #: when each source partition last delivered a record (stalls are looked for partition by partition)
         self.quiet = QuietPartitions()
+        #: partition -> monotonic time of the last record handed to its engine
+        self.fed_at: dict[int, float] = {}
         #: when the publication runs: every publish_interval live, seldom while catching up
         self.pace = PublicationPace(
             interval_s=publish_interval,
             behind_interval_s=settings.publish_interval_behind,
             behind_s=settings.publish_behind_seconds,
+            behind_max_interval_s=max(settings.publish_interval_behind, settings.publish_interval_behind_max),
         )
 
     # -------------------------------------------------------------- what a group says
@@ -110,6 +117,7 @@ class EngineGroup:
         if engine is not None:
             metrics.add_engine_counts(engine.counts)
         self.quiet.forget(partition)
+        self.fed_at.pop(partition, None)
 
     # -------------------------------------------------------------- partitions
     def engine(self, partition: int) -> PartitionEngine:
@@ -131,6 +139,7 @@ class EngineGroup:
         self.last_record_at = now = time.monotonic()
         self.handled += 1
         self.quiet.delivered(message.topic, message.partition, now=now)
+        self.fed_at[message.partition] = now
         kind = self.kinds[message.topic]
         engine = self.engine(message.partition)
         if kind != TICKS and not engine.progress.covers(message.topic, message.offset) and self._gapless(kind, message.partition):
@@ -164,6 +173,18 @@ class EngineGroup:
             if engine.counts:
                 metrics.add_engine_counts(engine.counts)
 
+    def due_for_timed_flush(self, active: set[int], *, now: float, interval: float) -> list[int]:
+        """The partitions of ``active`` whose engines hold changes the flush timer writes now.
+
+        Live, every one that holds changes. While the worker catches up, only those nothing came
+        for in ``interval`` seconds: a busy partition flushes by itself every ``progress_every``
+        records, so its flushes (each waiting for Kafka) stay few and its writes and item-fact packs large.
+        """
+        held = [p for p, engine in self.by_partition.items() if engine.unflushed and p in active]
+        if not held or not self.pace.catching_up(self.backlog()):
+            return held
+        return [p for p in held if now - self.fed_at.get(p, 0.0) >= interval]
+
     async def flush(self, partitions=None) -> None:
         """Write what the engines of ``partitions`` (default: all) hold in memory, and their progress."""
         async with self.turn:
@@ -175,15 +196,17 @@ class EngineGroup:
     async def execute(self, partition: int, effects: list) -> None:
         """Carry out effects in order. Records travel in batches; a write waits until every confirmed
         send before it is delivered (and whatever was held back for the partition), and the progress
-        record until every state write before it is."""
+        record until every state write and send before it is. Sends of :data:`UNHURRIED_KINDS` alone
+        are not shipped at once: they leave with the next write or a full batch."""
         outbox, writer = await self.outbox(), self.writer
-        batches, confirm, released = outbox.batches, False, False
+        batches, confirm, released, hurried = outbox.batches, False, False, False
         for effect in effects:
             if type(effect) is Send:
                 if self._held(partition, effect, batches):
                     continue
                 batches.add(self.settings.topic(effect.topic), effect.key, effect.value, headers=effect.headers)
                 confirm = confirm or effect.confirm
+                hurried = hurried or effect.kind not in UNHURRIED_KINDS
                 self._sent(effect)
                 continue
             if not released:  # what was held back leaves before the first write, confirmed
@@ -195,7 +218,7 @@ class EngineGroup:
                 confirm = False
             writer.write(partition, effect.key, effect.value if type(effect) is Put else None, batches)
         writer.apply_staged()
-        if batches.pending:
+        if batches.full or (hurried and batches.pending):
             await outbox.ship()
         last = effects[-1]
         if type(last) is Put and last.key == PROGRESS_KEY:
@@ -244,10 +267,7 @@ class EngineGroup:
             engine = self.by_partition.get(partition)
             if engine is None or not engine.unpublished:
                 continue
-            if hold_turn:
-                async with self.turn:
-                    rendering += await self._publish_partition(engine, topic, models, covered)
-            else:
+            async with self.turn if hold_turn else contextlib.nullcontext():
                 rendering += await self._publish_partition(engine, topic, models, covered)
             await asyncio.sleep(0)  # let the agents run between partitions
         await self._publication.deliver()

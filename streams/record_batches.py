@@ -92,6 +92,11 @@ class RecordBatches:
         self._counts[tp] = 1
 
     @property
+    def full(self) -> bool:
+        """Whether a batch is full and waits to be shipped."""
+        return bool(self._closed)
+
+    @property
     def pending(self) -> bool:
         """Whether records wait to be shipped."""
         return bool(self._open or self._closed)

@@ -116,11 +116,16 @@ def test_the_engine_folds_each_user_as_the_batch_reference_does(history):
         assert states[user]["spend_cents"] == sum(round(e["amount"] * 100) for e in pays.values())
 
 
+#: flushes driven by event time alone: every few hours of it, never by the count of records
+TIME_STEPPED = EngineConfig(watch=WATCH, progress_every=1500, retention_ms=20 * DAY, sweep_batch=None)
+
+
 @pytest.mark.slow
-def test_a_crash_between_any_two_effects_ends_where_an_uninterrupted_run_does(history, models):
+@pytest.mark.parametrize("config", [ENGINE, TIME_STEPPED], ids=["every-25-records", "every-6-hours"])
+def test_a_crash_between_any_two_effects_ends_where_an_uninterrupted_run_does(history, models, config):
     records = records_of(history, erasures={len(history) // 2: history[len(history) // 2]["user_id"]})
     straight_store: dict = {}
-    straight, straight_log = run(records, straight_store, models)
+    straight, straight_log = run(records, straight_store, models, config=config)
     apply_to(straight_store, straight.flush())
     expected = final_states(straight_store)
     alerts = [e.payload.alert_id for effects in straight_log for e in effects if isinstance(e, Send) and e.kind == "alert"]
@@ -138,12 +143,18 @@ def test_a_crash_between_any_two_effects_ends_where_an_uninterrupted_run_does(hi
         store: dict = {}
         apply_to(store, changelog[:cut])
         # the worker reads again from its progress: records it covers are skipped, the rest applied
-        engine, log = run(records, store, models)
+        engine, log = run(records, store, models, config=config)
         apply_to(store, engine.flush())
         assert final_states(store) == expected, f"crash after changelog record {cut}"
         # every alert of the straight run was delivered once before the crash or is delivered again, same id
         again = [e.payload.alert_id for effects in log for e in effects if isinstance(e, Send) and e.kind == "alert"]
         assert set(again) <= set(alerts)
+
+
+def test_flushes_far_apart_in_event_time_are_refused():
+    # records applied again after a crash must still be recognised by the event ids each state keeps
+    with pytest.raises(ValueError, match="dedupe horizon"):
+        EngineConfig(progress_time_step_ms=DAY)
 
 
 @pytest.mark.slow

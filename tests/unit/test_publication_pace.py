@@ -33,9 +33,32 @@ def test_a_backlog_of_a_few_seconds_of_work_is_still_live():
 
 def test_catching_up_it_publishes_every_behind_interval_and_at_once_when_caught_up():
     pace = PublicationPace(interval_s=0.1, behind_interval_s=5.0, behind_s=10.0)
-    published = ticks(pace, lambda now: 50_000 if now < 12.0 else 0, until=13.0)
-    # the first tick publishes (nothing was yet), then every 5 s while behind, then every tick once caught up
-    assert published == [0.0, 5.0, 10.0] + [round(12.0 + i / 10, 3) for i in range(10)]
+    published = ticks(pace, lambda now: 11_000 if now < 12.0 else 0, until=13.0)
+    # the first tick publishes (nothing was yet), then every 11 s (the backlog's seconds of work) while behind,
+    # then every tick once caught up
+    assert published == [0.0, 11.0] + [round(12.0 + i / 10, 3) for i in range(10)]
+
+
+def test_the_further_behind_the_longer_the_interval_up_to_its_cap():
+    pace = PublicationPace(interval_s=0.1, behind_interval_s=5.0, behind_s=10.0, behind_max_interval_s=30.0)
+    # 500,000 unread records at 1,000 a second: 500 s of work, so the cap
+    assert ticks(pace, lambda now: 500_000, until=70.0) == [0.0, 30.0, 60.0]
+    pace = PublicationPace(interval_s=0.1, behind_interval_s=5.0, behind_s=10.0, behind_max_interval_s=30.0)
+    # the backlog shrinks as the worker catches up: 40 s of work (a 30 s interval), then 15 s from the 20th
+    # second (due at once, 20 s after the last), then none from the 40th (every tick)
+    backlog = lambda now: 40_000 if now < 20.0 else 15_000 if now < 40.0 else 0  # noqa: E731
+    assert ticks(pace, backlog, until=40.2) == [0.0, 20.0, 35.0, 40.0, 40.1]
+
+
+def test_a_short_behind_interval_is_the_floor():
+    # just past the 10 s that make a worker one catching up, it still waits behind_interval_s at least
+    pace = PublicationPace(interval_s=0.1, behind_interval_s=15.0, behind_s=10.0, behind_max_interval_s=30.0)
+    assert ticks(pace, lambda now: 11_000, until=31.0) == [0.0, 15.0, 30.0]
+
+
+def test_a_cap_below_the_behind_interval_is_refused():
+    with pytest.raises(ValueError, match="behind_max_interval_s"):
+        PublicationPace(interval_s=0.1, behind_interval_s=5.0, behind_max_interval_s=2.0)
 
 
 def test_zero_behind_interval_keeps_the_live_pace():

@@ -64,7 +64,7 @@ def test_seen_keeps_the_last_ids_folded_in_and_an_older_redelivery_within_the_la
 
 
 def test_an_id_that_left_seen_and_is_older_than_the_watermark_is_dead_lettered_as_late():
-    engine = PartitionProcessor(0, {}, EngineConfig(watch=WatchConfig(portrait=PortraitConfig(max_seen_ids=300))))
+    engine = PartitionProcessor(0, {}, EngineConfig(watch=WatchConfig(portrait=PortraitConfig(max_seen_ids=300)), progress_every=200))
     bodies = [{**event(i), "ts": NOW + i * 1000} for i in range(400)]
     for offset, body in enumerate(bodies):
         engine.process(Record(EVENTS, EVENTS, offset, b"u1", orjson.dumps(body)), now_ms=NOW + 10**6)
