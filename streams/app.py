@@ -146,7 +146,10 @@ async def fold_item_facts(stream):
 
 async def publish_paced(group: EngineGroup) -> None:
     """Publish what the group's engines changed, when its pace says so (:mod:`online_models.publication_pace`)."""
-    if group.pace.due(now=time.monotonic(), backlog=group.backlog(), applied=group.handled):
+    backlog = group.backlog()
+    metrics.UNREAD_RECORDS.labels(group.publish_topic).set(backlog)
+    metrics.CATCHING_UP.labels(group.publish_topic).set(int(group.pace.catching_up(backlog)))
+    if group.pace.due(now=time.monotonic(), backlog=backlog, applied=group.handled):
         rendering = await group.publish()
         group.pace.published(now=time.monotonic(), rendering_s=rendering)
 

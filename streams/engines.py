@@ -77,7 +77,7 @@ class EngineGroup:
         self.handled = 0
         #: when each source partition last delivered a record (stalls are looked for partition by partition)
         self.quiet = QuietPartitions()
-        #: partition -> monotonic time of the last record handed to its engine
+        #: partition -> monotonic time of the last record (ticks aside) handed to its engine
         self.fed_at: dict[int, float] = {}
         #: when the publication runs: every publish_interval live, seldom while catching up
         self.pace = PublicationPace(
@@ -139,8 +139,9 @@ class EngineGroup:
         self.last_record_at = now = time.monotonic()
         self.handled += 1
         self.quiet.delivered(message.topic, message.partition, now=now)
-        self.fed_at[message.partition] = now
         kind = self.kinds[message.topic]
+        if kind != TICKS:  # a tick is no work to catch up with
+            self.fed_at[message.partition] = now
         engine = self.engine(message.partition)
         if kind != TICKS and not engine.progress.covers(message.topic, message.offset) and self._gapless(kind, message.partition):
             applied = engine.applied_offset(message.topic)
@@ -165,7 +166,7 @@ class EngineGroup:
         async with self.turn:
             effects = engine.process(record, now_ms=int(time.time() * 1000), models=self.models())
             if effects:
-                await self.execute(engine.partition, effects)
+                await self.execute(engine.partition, effects, write_follows=engine.unflushed)
 
     def report_counts(self) -> None:
         """Add what the engines counted since the last report to the metrics."""
@@ -193,11 +194,12 @@ class EngineGroup:
                 if engine is not None:
                     await self.execute(partition, engine.flush())
 
-    async def execute(self, partition: int, effects: list) -> None:
+    async def execute(self, partition: int, effects: list, *, write_follows: bool = False) -> None:
         """Carry out effects in order. Records travel in batches; a write waits until every confirmed
         send before it is delivered (and whatever was held back for the partition), and the progress
-        record until every state write and send before it is. Sends of :data:`UNHURRIED_KINDS` alone
-        are not shipped at once: they leave with the next write or a full batch."""
+        record until every state write and send before it is. When the partition's next write is
+        sure to follow (``write_follows``: its engine holds changes a flush will write), sends of
+        :data:`UNHURRIED_KINDS` alone are not shipped at once: they leave with that write or a full batch."""
         outbox, writer = await self.outbox(), self.writer
         batches, confirm, released, hurried = outbox.batches, False, False, False
         for effect in effects:
@@ -218,7 +220,7 @@ class EngineGroup:
                 confirm = False
             writer.write(partition, effect.key, effect.value if type(effect) is Put else None, batches)
         writer.apply_staged()
-        if batches.full or (hurried and batches.pending):
+        if batches.full or (batches.pending and (hurried or not write_follows)):
             await outbox.ship()
         last = effects[-1]
         if type(last) is Put and last.key == PROGRESS_KEY:

@@ -39,6 +39,17 @@ HOLES_REREAD = Counter(
     "portraits_holes_reread_total",
     "Times a record arrived past one never applied (Faust skipped some): the missing ones were read from the broker and applied first",
 )
+UNREAD_RECORDS = Gauge(
+    "portraits_unread_records",
+    "Input records of the engines' partitions not applied yet, as far as the consumer knows, by publication topic",
+    ["publishes"],
+)
+CATCHING_UP = Gauge(
+    "portraits_catching_up",
+    "1 while the unread records would take the worker more than PORTRAITS_PUBLISH_BEHIND_SECONDS at its recent rate "
+    "(publications and timed flushes slow down), else 0, by publication topic",
+    ["publishes"],
+)
 APPLIED_OFFSET = Gauge(
     "portraits_applied_offset",
     "Offset of the last record applied to the state, by input topic and partition (Faust's committed offset may lag it)",
