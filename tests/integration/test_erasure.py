@@ -111,6 +111,12 @@ def test_an_erased_user_leaves_no_trace_and_a_later_event_starts_afresh(stack, k
         assert record.value is None, topic
         assert dict(record.headers).get(ERASURE_HEADER) == request_id.encode(), topic
         assert all(latest[user.encode()].value is not None for user in USERS if user != ERASED), topic
+    # states reach the changelog with their partition's next flush (within PORTRAITS_FLUSH_INTERVAL of its last record)
+    def changelog_settled() -> bool:
+        latest = latest_records(read_topic(kafka_bootstrap, state_changelog(settings.app_id)))
+        return all(user.encode() in latest for user in USERS)
+
+    wait_until(changelog_settled, timeout=30, interval=0.5, what="every user's state to reach the changelog")
     changelog = latest_records(read_topic(kafka_bootstrap, state_changelog(settings.app_id)))
     assert changelog[ERASED.encode()].value is None
     assert all(changelog[user.encode()].value is not None for user in USERS if user != ERASED)
