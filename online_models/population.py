@@ -26,7 +26,6 @@ from __future__ import annotations
 import pickle
 import random
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +33,7 @@ import numpy as np
 
 from online_models._bgnbd_common import fit_report, fit_trusted
 from online_models.bgnbd import BGNBD
-from online_models.churn import churn_scores, purchase_stats
+from online_models.churn import churn_scores
 from online_models.churn_classifier import ChurnClassifier
 from online_models.clv import clv_scores
 from online_models.clock import DAY_MS
@@ -51,13 +50,13 @@ from online_models.portrait_types import (
     Rfm,
     Segment,
     enriched,
-    portrait_from_json,
 )
 from online_models.quantiles import PopulationQuantiles
 from online_models.risk_selection import USES_CLASSIFIER, RiskSelection, no_purchase_within
 from online_models.rfm import LayerConfig, RFMScorer, value_layer
 from online_models.segments import SegmentModel
 from online_models.tags import TagRules
+from online_models.training_samples import UserFigures
 from online_models.vocabulary import price_band
 
 
@@ -110,7 +109,8 @@ class PopulationModels:
 
     # ---------------------------------------------------------------- learning
     def learn(self, sample: dict[str, Any]) -> None:
-        """Learn one sample: ``{"kind": "user", "ts", "portrait"}`` (the portrait typed, or its JSON), ``{"kind": "label", "ts", "features",
+        """Learn one sample: ``{"kind": "user", "ts", "figures"}`` (:mod:`online_models.training_samples`; the older
+        ``"portrait"`` in their place, typed or as JSON, teaches the same), ``{"kind": "label", "ts", "features",
         "label"}`` (optionally ``purchase_stats`` [x, t_x, T] at the snapshot and ``horizon_ms``), or
         ``{"kind": "purchase_stats", "ts", "user_id", "stats", "repeat_spend"}``: a buyer's (x, t_x, T) and
         repeat-day spend after a purchase that followed their sample of the period (see :mod:`online_models.watch`);
@@ -131,20 +131,20 @@ class PopulationModels:
                 str(sample["user_id"]), (int(x), float(t_x), float(T)), ts, None if spend is None else float(spend)
             )
             return
-        portrait = sample["portrait"]
-        if isinstance(portrait, Mapping):  # a sample read from the training topic
-            portrait = portrait_from_json(portrait)
+        self._learn_user(UserFigures.of(sample), ts)
+
+    def _learn_user(self, figures: UserFigures, ts: int) -> None:
+        """One user's figures: RFM sketches, order values, segments, and the purchase sample the churn fits read."""
         self.user_samples += 1
-        self.rfm.learn_one(portrait, ts)
-        aov = portrait.aov
-        if aov is not None:
-            self.order_values.update(aov, ts)
-        gmv = float(portrait.windows.d30.spend or 0.0)
-        self.segments.learn_one(behaviour_features(portrait), gmv=gmv)
-        stats = purchase_stats(portrait)
-        if stats is not None:
-            spend = portrait.lifetime.repeat_spend
-            self._keep_purchase_stats(str(portrait.user_id), stats, ts, None if spend is None else float(spend))
+        if figures.days_since_last_purchase is not None:
+            self.rfm.learn_figures(
+                figures.days_since_last_purchase, figures.purchase_days, figures.purchases_90d, figures.spend_90d, ts
+            )
+        if figures.aov is not None:
+            self.order_values.update(figures.aov, ts)
+        self.segments.learn_one(figures.features, gmv=figures.spend_30d)
+        if figures.stats is not None:
+            self._keep_purchase_stats(figures.user_id, figures.stats, ts, figures.repeat_spend)
             self.since_refit += 1
             if self.since_refit >= self.config.churn_refit_every or (
                 self.mbgnbd is None and len(self.purchase_sample) >= self.config.churn_min_buyers

@@ -116,19 +116,28 @@ class RFMScorer:
         if recency is None:
             return None
         w90 = portrait.windows.d90
-        frequency = portrait.purchase_days if self.frequency_measure == "purchase_days" else w90.purchases
-        return float(recency), float(frequency or 0.0), float(w90.spend or 0.0)
+        return float(recency), self._frequency(portrait.purchase_days, w90.purchases), float(w90.spend or 0.0)
+
+    def _frequency(self, purchase_days: int | None, purchases_90d: int | None) -> float:
+        """The frequency figure under :attr:`frequency_measure`."""
+        return float((purchase_days if self.frequency_measure == "purchase_days" else purchases_90d) or 0.0)
 
     def learn_one(self, portrait: RenderedPortrait, ts_ms: int) -> bool:
         """Add one user's figures, observed at event time ``ts_ms``; False for a never-buyer."""
         features = self.features(portrait)
         if features is None:
             return False
-        recency, frequency, monetary = features
+        self._learn(*features, ts_ms)
+        return True
+
+    def learn_figures(self, recency_days: float, purchase_days: int, purchases_90d: int, spend_90d: float, ts_ms: int) -> None:
+        """:meth:`learn_one` from a buyer's figures themselves (what a training sample carries), not a portrait."""
+        self._learn(float(recency_days), self._frequency(purchase_days, purchases_90d), float(spend_90d or 0.0), ts_ms)
+
+    def _learn(self, recency: float, frequency: float, monetary: float, ts_ms: int) -> None:
         self.recency.update(recency, ts_ms)
         self.frequency.update(frequency, ts_ms)
         self.monetary.update(monetary, ts_ms)
-        return True
 
     def score(self, portrait: RenderedPortrait) -> dict[str, int | None]:
         """``{"r", "f", "m"}`` scores in ``1..bins``; all None for a user who never bought.

@@ -49,6 +49,7 @@ from online_models.schedule import (
     lifecycle_change_ms,
     typical_gap_ms,
 )
+from online_models.training_samples import user_sample
 
 
 @dataclass
@@ -193,7 +194,7 @@ def watch_user(
         # the label snapshot and a ready classifier read the same features: compute them once
         features = behaviour_features(portrait)
         state.sample_period = period
-        sample = {"kind": "user", "ts": as_of, "portrait": portrait}
+        sample = user_sample(portrait, ts=as_of, features=features)
         if period == last_sampled_period:  # the trainer carries this one's age forward (PopulationModels)
             sample["last_until_event"] = True
         samples.append(sample)

@@ -10,7 +10,9 @@ the engines changed. There are two groups: :class:`Engines`, the users'
 items' (:class:`~online_models.item_processor.ItemPartitionProcessor` over
 ``item-facts``). The users' engines' item facts are held back until their partition's
 next write and leave then, confirmed, in packs: one record per item partition for all
-the facts made since the last write, so the item engines read a record per pack. The Faust app that feeds them is :mod:`streams.app`.
+the facts made since the last write, so the item engines read a record per pack. Their training
+samples wait for the same write and leave as packs too, so the trainer reads a record per
+partition write instead of one per sample. The Faust app that feeds them is :mod:`streams.app`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from online_models.population import PopulationConfig, PopulationModels
 from online_models.processor import TICKS, PartitionProcessor
 from online_models.publication_pace import PublicationPace
 from online_models.sentiment import ShippedModelScorer
+from online_models.training_samples import MAX_PACKED_SAMPLES, pack_samples
 from online_models.tags import TagRules
 from streams import faust_repairs, kafka_security, metrics, topics
 from streams.faust_repairs import PartitionWriter, QuietPartitions, SkippedRecordReader, settle
@@ -43,7 +46,7 @@ log = logging.getLogger(__name__)
 MODEL_WAIT_WARNING_SECONDS = 30.0
 #: sends nobody waits for: they leave with the partition's next write (whose progress record waits for them),
 #: or as soon as their batch is full, instead of a produce request of their own each
-UNHURRIED_KINDS = frozenset({"sample", "dead_letter", "basket"})
+UNHURRIED_KINDS = frozenset({"dead_letter", "basket"})
 
 
 
@@ -316,6 +319,9 @@ class Engines(EngineGroup):
         #: user partition -> item-facts partition -> the item facts (key, value) made since the user partition's last write
         self.held_facts: dict[int, dict[int, list[tuple[bytes, bytes]]]] = {}
         self.item_facts_topic = settings.topic(topics.ITEM_FACTS)
+        #: user partition -> the training samples (key, value) made since its last write
+        self.held_samples: dict[int, list[tuple[bytes, bytes]]] = {}
+        self.training_topic = settings.topic(topics.MODEL_TRAINING)
         self._scoring: tuple[bytes | None, PopulationModels | None] = (None, None)
         self.webhook = None
         if settings.alert_webhook:
@@ -374,9 +380,16 @@ class Engines(EngineGroup):
         if effect.kind == "alert" and self.webhook is not None:
             self.webhook.submit(effect.value)
 
-    # -------------------------------------------------------------- item facts, packed
+    # -------------------------------------------------------------- item facts and samples, packed
     def _held(self, partition: int, effect: Send, batches) -> bool:
-        """An item fact waits for the partition's next write, packed with the others for its item partition."""
+        """An item fact waits for the partition's next write, packed with the others for its item partition;
+        a training sample too, packed with the partition's others."""
+        if effect.kind == "sample":
+            self.held_samples.setdefault(partition, []).append((effect.key, effect.value))
+            return True
+        if effect.topic == topics.MODEL_TRAINING:  # an erasure's marker: the samples made before it go first
+            self._release_samples(partition, batches)
+            return False
         if effect.kind != "item_fact":
             return False
         target = batches.partition_for(self.item_facts_topic, effect.key)
@@ -385,7 +398,9 @@ class Engines(EngineGroup):
 
     def _release(self, partition: int, batches) -> bool:
         """The partition's held item facts as packs (:func:`online_models.item_facts.pack_facts`), each keyed
-        by its first fact, on the item partition of all its facts."""
+        by its first fact, on the item partition of all its facts; its held samples as packs
+        (:func:`online_models.training_samples.pack_samples`), unconfirmed as before. Whether facts left."""
+        self._release_samples(partition, batches)
         held = self.held_facts.pop(partition, None)
         if not held:
             return False
@@ -395,10 +410,17 @@ class Engines(EngineGroup):
                 batches.add(self.item_facts_topic, pack[0][0], pack_facts(value for _, value in pack), partition=target)
         return True
 
+    def _release_samples(self, partition: int, batches) -> None:
+        samples = self.held_samples.pop(partition, None)
+        for start in range(0, len(samples or ()), MAX_PACKED_SAMPLES):
+            pack = samples[start : start + MAX_PACKED_SAMPLES]
+            batches.add(self.training_topic, pack[0][0], pack_samples(value for _, value in pack))
+
     def drop(self, partition: int) -> None:
-        """The facts held back go too: the next owner reads the records they came from again."""
+        """What is held back goes too: the next owner reads the records it came from again."""
         super().drop(partition)
         self.held_facts.pop(partition, None)
+        self.held_samples.pop(partition, None)
 
 
 class ItemEngines(EngineGroup):

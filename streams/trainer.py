@@ -1,6 +1,7 @@
 """The trainer: one partition of ``model-training``, so one worker of the group learns the population models.
 
-It learns every worker's samples in order and publishes a snapshot to the
+It learns every worker's samples in order (each record a pack of one partition's samples,
+:mod:`online_models.training_samples`) and publishes a snapshot to the
 compacted ``models`` topic when it has learned something new; every worker
 scores with the latest snapshot. A worker taking the partition over resumes
 from the last snapshot.
@@ -14,6 +15,7 @@ from dataclasses import replace
 import orjson
 
 from online_models.population import PopulationConfig, PopulationModels
+from online_models.training_samples import unpack_samples
 from streams import metrics
 from streams.settings import Settings
 
@@ -27,6 +29,20 @@ class Trainer:
         self.engines, self.settings = engines, settings
         self.models: PopulationModels | None = None
         self.published = -1
+
+    def learn(self, raw: bytes) -> None:
+        """Learn one record of the training topic: a pack of samples, or one sample; a malformed one is skipped, said."""
+        try:
+            samples = unpack_samples(raw)
+        except (KeyError, TypeError, ValueError) as error:
+            log.warning("skipping a malformed training record: %s", error)
+            return
+        for sample in samples:
+            try:
+                self.models.learn(sample)
+            except (KeyError, TypeError, ValueError) as error:
+                log.warning("skipping a malformed training sample: %s", error)
+        metrics.TRAINING_SAMPLES.inc(len(samples))
 
     def resume(self) -> PopulationModels:
         """The models of the last snapshot on the models topic, or fresh ones; CLV's horizon and rate
@@ -62,11 +78,7 @@ def install_trainer(app, settings: Settings, training_topic, models_topic) -> Tr
                 await app.engines.wait_for_models()
                 trainer.models = await app.loop.run_in_executor(None, trainer.resume)
                 trainer.published = trainer.models.version
-            try:
-                trainer.models.learn(orjson.loads(raw))
-            except (KeyError, TypeError, ValueError) as error:
-                log.warning("skipping a malformed training sample: %s", error)
-            metrics.TRAINING_SAMPLES.inc()
+            trainer.learn(raw)
 
     @app.timer(interval=settings.snapshot_interval)
     async def publish_models() -> None:

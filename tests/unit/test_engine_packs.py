@@ -1,9 +1,10 @@
-"""The worker's user engines send their item facts in packs, confirmed before the state that holds their events.
+"""The worker's user engines send their item facts and training samples in packs.
 
 :class:`streams.engines.Engines` executes a user partition engine's effects over a producer and a
 table writer that record what they are handed, in one log: the facts wait for the partition's next
 write, then leave as one record per item partition (every fact of it on that partition), delivered
-before that write; nothing is lost or sent twice.
+before that write; the samples wait for the same write and leave as packs on the training topic,
+ahead of any erasure marker that follows them; nothing is lost or sent twice.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from aiokafka.record.default_records import DefaultRecordBatch
 from online_models.item_facts import parse_item_facts
 from online_models.processor import EVENTS, EngineConfig, PartitionProcessor, Record, Send
 from online_models.simulation import ShopSimulator
+from online_models.training_samples import unpack_samples
 from streams import engines as engines_module
 from streams.engines import Engines
 from streams.settings import Settings
@@ -138,3 +140,65 @@ def test_held_facts_of_a_partition_that_moves_are_forgotten(worker):
     assert sum(len(facts) for facts in engines.held_facts[1].values()) == 2
     engines.drop(1)
     assert 1 not in engines.held_facts
+
+
+def training_records(log: Log) -> list[bytes]:
+    return [value for kind, *rest in log.entries if kind == "send" and rest[0] == "model-training" for _, value in rest[2]]
+
+
+def test_samples_leave_packed_in_order_with_the_partitions_next_write(worker):
+    engines, log = worker
+    history = list(ShopSimulator(n_users=40, start_ms=START_MS, seed=5).history(60))[:3000]
+    engine = PartitionProcessor(2, {}, EngineConfig(progress_every=200, retention_ms=0))
+    made = []
+
+    async def run():
+        for offset, event in enumerate(history):
+            effects = engine.process(Record(EVENTS, EVENTS, offset, event["user_id"].encode(), orjson.dumps(event)), now_ms=NOW_MS)
+            made.extend(e.value for e in effects if isinstance(e, Send) and e.kind == "sample")
+            if effects:
+                await engines.execute(2, effects)
+            if not engine.unflushed:  # a flush wrote: every sample made so far has left
+                assert sum(len(unpack_samples(r)) for r in training_records(log)) == len(made)
+        await engines.execute(2, engine.flush())
+        await engines.deliver()
+
+    asyncio.run(run())
+    records = training_records(log)
+    sent = [orjson.dumps(sample) for record in records for sample in unpack_samples(record)]
+    assert len(made) > 50 and not engines.held_samples
+    assert sent == [orjson.dumps(orjson.loads(v)) for v in made]  # each once, in the order made
+    assert len(records) < len(made) / 5
+
+
+def test_an_erasure_marker_follows_the_samples_made_before_it(worker):
+    engines, log = worker
+    engine = PartitionProcessor(0, {}, EngineConfig(retention_ms=0))
+    view = {"event_id": "v1", "user_id": "u1", "type": "view", "ts": START_MS, "category": "toys"}
+    erasure = {"request_id": "r1", "user_id": "u1", "requested_at": START_MS + 60_000}
+
+    async def run():
+        first = engine.process(Record(EVENTS, EVENTS, 0, b"u1", orjson.dumps(view)), now_ms=NOW_MS)
+        assert [e.kind for e in first if isinstance(e, Send)].count("sample") == 1
+        await engines.execute(0, first)
+        assert engines.held_samples[0] and not training_records(log)
+        await engines.execute(0, engine.process(Record("erasures", "erasures", 0, b"u1", orjson.dumps(erasure)), now_ms=NOW_MS))
+        await engines.deliver()
+
+    asyncio.run(run())
+    kinds = [sample["kind"] for record in training_records(log) for sample in unpack_samples(record)]
+    assert kinds == ["user", "forget"]
+
+
+def test_held_samples_of_a_partition_that_moves_are_forgotten(worker):
+    engines, _ = worker
+    engine = PartitionProcessor(1, {}, EngineConfig())
+    view = {"event_id": "v1", "user_id": "u1", "type": "view", "ts": START_MS}
+
+    async def run():
+        await engines.execute(1, engine.process(Record(EVENTS, EVENTS, 0, b"u1", orjson.dumps(view)), now_ms=NOW_MS))
+
+    asyncio.run(run())
+    assert len(engines.held_samples[1]) == 1
+    engines.drop(1)
+    assert 1 not in engines.held_samples

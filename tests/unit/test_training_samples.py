@@ -1,0 +1,91 @@
+"""A user sample carries the figures the trainer learns; both sample forms, and packs of them, teach the same models."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from online_models.population import PopulationConfig, PopulationModels
+from online_models.portrait import PortraitConfig, render
+from online_models.replay import replay_history
+from online_models.simulation import ShopSimulator
+from online_models.training_samples import (
+    MAX_PACKED_SAMPLES,
+    UserFigures,
+    pack_samples,
+    unpack_samples,
+    user_figures,
+    user_sample,
+)
+
+DAY = 86_400_000
+CONFIG = PopulationConfig(segment_warmup=20, n_segments=3, churn_min_buyers=5, churn_refit_every=10)
+
+
+@pytest.fixture(scope="module")
+def history():
+    return replay_history(ShopSimulator(n_users=40, start_ms=1_767_225_600_000, seed=4).history(40))
+
+
+def portraits(history):
+    """Each user's portrait at three instants, oldest first (never-buyers and silent users among them)."""
+    return [
+        (as_of, render(state, as_of=as_of, config=PortraitConfig()))
+        for as_of in (history.as_of - 30 * DAY, history.as_of - 10 * DAY, history.as_of)
+        for _, state in sorted(history.states.items())
+    ]
+
+
+def fingerprint(models: PopulationModels, probe) -> tuple:
+    return (
+        orjson.dumps(models.summary()),
+        dict(models.purchase_sample),
+        orjson.dumps(models.enrich(probe)),
+        models.user_samples,
+    )
+
+
+def test_the_figures_teach_what_the_whole_portrait_teaches(history):
+    whole, slim, slim_from_topic = PopulationModels(CONFIG), PopulationModels(CONFIG), PopulationModels(CONFIG)
+    for as_of, portrait in portraits(history):
+        whole.learn({"kind": "user", "ts": as_of, "portrait": portrait})
+        sample = user_sample(portrait, ts=as_of)
+        slim.learn(sample)
+        slim_from_topic.learn(orjson.loads(orjson.dumps(sample)))
+    assert whole.mbgnbd is not None and whole.segments.seeded and whole.order_values.n > 0
+    probe = portraits(history)[-1][1]
+    assert fingerprint(slim, probe) == fingerprint(whole, probe)
+    assert fingerprint(slim_from_topic, probe) == fingerprint(whole, probe)
+
+
+def test_a_sample_is_far_smaller_than_the_portrait(history):
+    as_of, portrait = portraits(history)[-1]
+    slim = orjson.dumps(user_sample(portrait, ts=as_of))
+    whole = orjson.dumps({"kind": "user", "ts": as_of, "portrait": portrait})
+    assert len(slim) < len(whole) / 2
+
+
+def test_figures_read_back_from_json_equal_the_portraits(history):
+    for _, portrait in portraits(history):
+        figures = user_figures(portrait)
+        assert UserFigures.from_json(orjson.loads(orjson.dumps(figures.to_json()))) == figures
+
+
+def test_a_never_buyer_has_no_purchase_figures(history):
+    never = [p for _, p in portraits(history) if not p.lifetime.purchases]
+    assert never, "the simulation should hold browsers who never paid"
+    figures = user_figures(never[0])
+    assert figures.days_since_last_purchase is None and figures.stats is None and figures.aov is None
+
+
+def test_a_malformed_figures_block_is_refused():
+    with pytest.raises((KeyError, TypeError, ValueError)):
+        PopulationModels(CONFIG).learn({"kind": "user", "ts": 0, "figures": {"user_id": "u1"}})
+
+
+def test_packs_keep_their_samples_and_their_order(history):
+    samples = [user_sample(p, ts=as_of) for as_of, p in portraits(history)][:MAX_PACKED_SAMPLES]
+    samples.insert(3, {"kind": "forget", "user_id": "u9"})
+    raw = pack_samples([orjson.dumps(s) if i % 2 else s for i, s in enumerate(samples)])
+    assert unpack_samples(raw) == orjson.loads(orjson.dumps(samples))
+    assert unpack_samples(orjson.dumps(samples[0])) == [orjson.loads(orjson.dumps(samples[0]))]  # one sample alone
