@@ -22,7 +22,7 @@ import re
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 EVENT_TYPES = (
     "view",
@@ -112,6 +112,11 @@ def _refuse(forbidden: str):
     return check
 
 
+#: The values :data:`Printable` and :data:`FreeText` take, as patterns pydantic checks natively (no Python call
+#: per field); a value that fails one is dead-lettered with :func:`printable`'s (or the free-text check's) message.
+PRINTABLE_PATTERN = f"^[^{FORBIDDEN_CHARACTERS}]*$"
+FREE_TEXT_PATTERN = f"^[^{FORBIDDEN_IN_TEXT}]*$"
+
 printable = _refuse(FORBIDDEN_CHARACTERS)
 printable.__doc__ = """``value`` if it holds none of :data:`FORBIDDEN_CHARACTERS`, else ValueError naming the first.
 
@@ -122,14 +127,15 @@ Traceback (most recent call last):
 ...
 ValueError: holds the control or bidirectional character U+202E at position 4, which no id, category or profile value may hold
 """
+free_text = _refuse(FORBIDDEN_IN_TEXT)
 #: Text that holds no control or bidirectional character.
-Printable = Annotated[str, AfterValidator(printable)]
+Printable = Annotated[str, Field(pattern=PRINTABLE_PATTERN)]
 #: Free text: tabs and line breaks allowed, other controls not.
-FreeText = Annotated[str, AfterValidator(_refuse(FORBIDDEN_IN_TEXT))]
+FreeText = Annotated[str, Field(pattern=FREE_TEXT_PATTERN)]
 #: A user id as every contract takes it.
-UserId = Annotated[
-    str, Field(min_length=1, max_length=MAX_ID_LENGTH, json_schema_extra={"pattern": USER_ID_PATTERN}), AfterValidator(printable)
-]
+UserId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=USER_ID_PATTERN)]
+#: the check whose message a value failing each pattern is dead-lettered with
+_PATTERN_CHECKS = {PRINTABLE_PATTERN: printable, FREE_TEXT_PATTERN: free_text, USER_ID_PATTERN: printable}
 
 
 class InvalidEvent(ValueError):
@@ -278,10 +284,12 @@ def _reason_for(error: ValidationError) -> InvalidEvent:
     first = errors[0]
     field = first["loc"][:1]
     # a union field (``str | int``) fails once per member: a check of ours that failed says the most
-    first = next((e for e in errors if e["loc"][:1] == field and e["type"] == "value_error"), first)
+    first = next((e for e in errors if e["loc"][:1] == field and e["type"] in OUR_CHECKS), first)
     loc = str(field[0]) if field else "<root>"  # the contracts are flat: the field, not the union member
     kind = first["type"]
     msg = first["msg"]
+    if kind == "string_pattern_mismatch":
+        msg = _pattern_message(first) or msg
     if kind == "json_invalid" or kind == "json_type":
         return InvalidEvent(MALFORMED_JSON, msg)
     if kind == "model_type" or (loc == "<root>" and kind.endswith("_type")):
@@ -294,6 +302,23 @@ def _reason_for(error: ValidationError) -> InvalidEvent:
     if "must not be negative" in msg:
         return InvalidEvent(NEGATIVE_AMOUNT, f"{loc}: {msg.removeprefix('Value error, ')}")
     return InvalidEvent(INVALID_FIELD, f"{loc}: {msg.removeprefix('Value error, ')}"[:300])
+
+
+#: the error types of the contracts' own checks (a validator of ours, or a forbidden character)
+OUR_CHECKS = ("value_error", "string_pattern_mismatch")
+
+
+def _pattern_message(error: dict) -> str | None:
+    """What the check behind a failed pattern says of the value (which character, where), None if it has nothing to say."""
+    check = _PATTERN_CHECKS.get(str((error.get("ctx") or {}).get("pattern")))
+    value = error.get("input")
+    if check is None or not isinstance(value, str):
+        return None
+    try:
+        check(value)
+    except ValueError as refused:
+        return str(refused)
+    return None
 
 
 def invalid_record(error: ValidationError) -> InvalidEvent:
