@@ -16,7 +16,7 @@ from aiokafka.structs import ConsumerRecord
 from faust.types import TP
 
 from streams import faust_repairs
-from streams.faust_repairs import FAUST_VERSION, QuietPartitions, check_faust_version, read_stalled_again, settle
+from streams.faust_repairs import FAUST_VERSION, QuietPartitions, RepairedConsumer, check_faust_version, read_stalled_again, settle
 
 
 def test_the_installed_faust_is_the_one_the_repairs_were_written_against():
@@ -314,3 +314,76 @@ def test_a_wait_of_the_group_and_a_partition_gone_are_no_silence():
     assert quiet.quiet([tp], now=45.0, after=20.0) == [tp]
     quiet.forget(3)  # moved away and back: first seen again
     assert quiet.quiet([tp], now=100.0, after=20.0) == []
+
+
+# ------------------------------------------------------------------ a record's hand-over
+
+
+class HandingConsumer:
+    """What RepairedConsumer._hand_over reads of a consumer; ``wait_first`` records its calls and races like mode's."""
+
+    _hand_over = RepairedConsumer._hand_over
+
+    def __init__(self):
+        self.suspend_flow, self._stopped, self._crashed = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        self.waited = 0
+
+    async def wait_first(self, *coros):
+        self.waited += 1
+        tasks = [asyncio.ensure_future(c) for c in coros]
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def handed(box: list, ready=None, sink=None):
+    try:
+        if ready is not None:
+            await ready
+        box.append("record")
+    finally:
+        if sink is not None:
+            sink.append("hand-over ended")
+
+
+def test_a_record_that_goes_straight_in_needs_no_wait():
+    async def main():
+        consumer, box = HandingConsumer(), []
+        await consumer._hand_over(handed(box))
+        return consumer.waited, box
+
+    assert asyncio.run(main()) == (0, ["record"])
+
+
+def test_a_blocked_hand_over_finishes_under_the_race_once_unblocked():
+    async def main():
+        consumer, box = HandingConsumer(), []
+        ready = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.01, ready.set_result, None)
+        await consumer._hand_over(handed(box, ready))
+        return consumer.waited, box
+
+    assert asyncio.run(main()) == (1, ["record"])
+
+
+def test_a_blocked_hand_over_is_cut_short_when_the_flow_stops_as_faust_cuts_it():
+    async def main():
+        consumer, box, sink = HandingConsumer(), [], []
+        never = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.01, consumer.suspend_flow.set)
+        await consumer._hand_over(handed(box, never, sink))
+        return consumer.waited, box, sink
+
+    # the record is not handed over, and the hand-over's own cleanup ran (the cancellation reached it)
+    assert asyncio.run(main()) == (1, [], ["hand-over ended"])
+
+
+def test_with_the_flow_suspended_the_hand_over_races_from_its_first_step():
+    async def main():
+        consumer, box = HandingConsumer(), []
+        consumer.suspend_flow.set()
+        await consumer._hand_over(handed(box))
+        return consumer.waited
+
+    assert asyncio.run(main()) == 1
