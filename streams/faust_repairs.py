@@ -53,6 +53,19 @@ warns when another version runs, and a Faust upgrade starts here (and with
   flow control) or the flow is suspended, resuming it there (:class:`Resumed`):
   the same steps in the same order, since ``wait_first``'s own task also runs the
   hand-over's first step before anything else can stop it.
+* **Records cleared by a resume of a running flow.** Faust's flow control clears the
+  changelog queue and the streams' queues at every resume, to drop what was fetched
+  before a rebalance. Its recovery resumes the flow once more after the flow already
+  runs (after seeking the standby partitions and setting them fetching, and at the end
+  of ``on_recovery_completed``, after the seek to the committed offsets): the records
+  fetched in between were cleared although the read offsets had passed them. A standby
+  replica so missed a stretch of its changelog (its first records, often), applied
+  what followed, and once it took the partition over the users written only there had
+  lost their state while the progress said their records were applied; a stream
+  partition lost records the engine had applied before the rebalance, so no hole
+  showed and nothing acknowledged them, and its commits stopped there.
+  :class:`ResumeKeepingFlowControl` clears the queues only on a resume that ends a
+  suspension, when what they hold was fetched before the rebalance.
 * **A hook after the drain at a graceful stop.** :class:`RepairedApp` calls
   ``on_drained_for_stop`` once Faust has drained the agents before stopping
   (not in a rebalance's drain: a table write there left the next owner's
@@ -72,6 +85,8 @@ from aiokafka.errors import IllegalStateError
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+from mode.utils.objects import cached_property
+from mode.utils.queues import FlowControlEvent
 from rocksdict import WriteBatch
 
 from streams.record_batches import RecordBatches, Shipped
@@ -631,9 +646,30 @@ class PartitionReader:
         return self.writer.db(self.partition).items()
 
 
+class ResumeKeepingFlowControl(FlowControlEvent):
+    """Faust's flow control (``app.flow_control``), but a resume of a running flow clears no queue.
+
+    A resume that ends a suspension (a rebalance suspends the flow first) clears the queues, as in
+    Faust: what they hold was fetched before the rebalance. A resume while the flow runs, as the
+    recovery does again after the standbys start and after the seek to the committed offsets, keeps
+    them: what they hold was fetched since, and the read offsets have passed it.
+    """
+
+    def resume(self) -> None:
+        if self._suspend.is_set():
+            super().resume()
+        else:
+            self._resume.set()
+
+
 class RepairedApp(faust.App):
     """A Faust app with the repairs that hook into the app: its consumer is a :class:`RepairedConsumer`,
-    and it calls :meth:`on_drained_for_stop` once the agents are drained before a graceful stop."""
+    its flow control a :class:`ResumeKeepingFlowControl`, and it calls :meth:`on_drained_for_stop`
+    once the agents are drained before a graceful stop."""
+
+    @cached_property
+    def flow_control(self) -> FlowControlEvent:
+        return ResumeKeepingFlowControl(loop=self.loop)
 
     def _new_transport(self):
         transport = super()._new_transport()

@@ -14,6 +14,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError
 from aiokafka.structs import ConsumerRecord
 from faust.types import TP
+from mode.utils.queues import FlowControlQueue
 
 from streams import faust_repairs
 from streams.faust_repairs import FAUST_VERSION, QuietPartitions, RepairedConsumer, check_faust_version, read_stalled_again, settle
@@ -387,3 +388,29 @@ def test_with_the_flow_suspended_the_hand_over_races_from_its_first_step():
         return consumer.waited
 
     assert asyncio.run(main()) == 1
+
+
+# ------------------------------------------------------------------ the queues at a resume
+
+
+def test_a_resume_of_a_running_flow_keeps_the_queues_and_one_ending_a_suspension_clears_them():
+    async def main():
+        flow = faust_repairs.ResumeKeepingFlowControl()
+        changelog = FlowControlQueue(flow_control=flow, clear_on_resume=True)
+        stream = FlowControlQueue(flow_control=flow, clear_on_resume=True)
+        flow.resume()  # ends the initial suspension
+        changelog.put_nowait("standby record")
+        stream.put_nowait("stream event")
+        flow.resume()  # the recovery resumes again once the standbys fetch
+        kept = (changelog.qsize(), stream.qsize(), flow.is_active())
+        flow.suspend()  # a rebalance: what was fetched before it goes at the next resume
+        flow.resume()
+        return kept, (changelog.qsize(), stream.qsize(), flow.is_active())
+
+    assert asyncio.run(main()) == ((1, 1, True), (0, 0, True))
+
+
+def test_the_app_and_its_queues_use_the_resume_keeping_flow_control():
+    app = faust_repairs.RepairedApp("flow-control-test", broker="kafka://127.0.0.1:1")
+    assert isinstance(app.flow_control, faust_repairs.ResumeKeepingFlowControl)
+    assert app.tables.changelog_queue._flow_control is app.flow_control
