@@ -118,6 +118,9 @@ class PopulationModels:
         if sample["kind"] == "forget":
             self.forget(str(sample["user_id"]))
             return
+        if sample["kind"] not in ("user", "label", "purchase_stats"):
+            raise ValueError(f"unknown sample kind {sample['kind']!r}")
+        figures = UserFigures.of(sample) if sample["kind"] == "user" else None  # a malformed one changes nothing
         ts = int(sample["ts"])
         self.trained_until_ms = max(self.trained_until_ms, ts)
         self.version += 1
@@ -131,7 +134,8 @@ class PopulationModels:
                 str(sample["user_id"]), (int(x), float(t_x), float(T)), ts, None if spend is None else float(spend)
             )
             return
-        self._learn_user(UserFigures.of(sample), ts)
+        if figures is not None:
+            self._learn_user(figures, ts)
 
     def _learn_user(self, figures: UserFigures, ts: int) -> None:
         """One user's figures: RFM sketches, order values, segments, and the purchase sample the churn fits read."""

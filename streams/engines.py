@@ -32,8 +32,8 @@ from online_models.population import PopulationConfig, PopulationModels
 from online_models.processor import TICKS, PartitionProcessor
 from online_models.publication_pace import PublicationPace
 from online_models.sentiment import ShippedModelScorer
-from online_models.training_samples import MAX_PACKED_SAMPLES, pack_samples
 from online_models.tags import TagRules
+from online_models.training_samples import MAX_PACKED_SAMPLES, pack_samples
 from streams import faust_repairs, kafka_security, metrics, topics
 from streams.faust_repairs import PartitionWriter, QuietPartitions, SkippedRecordReader, settle
 from streams.model_feed import ModelFeed

@@ -89,3 +89,21 @@ def test_packs_keep_their_samples_and_their_order(history):
     raw = pack_samples([orjson.dumps(s) if i % 2 else s for i, s in enumerate(samples)])
     assert unpack_samples(raw) == orjson.loads(orjson.dumps(samples))
     assert unpack_samples(orjson.dumps(samples[0])) == [orjson.loads(orjson.dumps(samples[0]))]  # one sample alone
+
+
+def test_the_trainer_learns_a_packs_samples_and_skips_what_is_malformed(history, caplog):
+    from streams import metrics
+    from streams.trainer import Trainer
+
+    trainer = Trainer(engines=None, settings=None)
+    trainer.models = PopulationModels(CONFIG)
+    as_of, portrait = portraits(history)[-1]
+    before = metrics.TRAINING_SAMPLES._value.get()
+    trainer.learn(pack_samples([user_sample(portrait, ts=as_of), {"kind": "user", "ts": as_of, "figures": {}}]))
+    trainer.learn(b"not json")
+    trainer.learn(orjson.dumps({"kind": "teleport", "ts": as_of}))
+    trainer.learn(orjson.dumps({"kind": "label", "ts": as_of, "features": {"recency": 0.5}, "label": True}))
+    # the good sample and the label learned (each a new version), the malformed sample left no trace
+    assert trainer.models.user_samples == 1 and trainer.models.version == 2
+    assert metrics.TRAINING_SAMPLES._value.get() - before == 4
+    assert "skipping a malformed training sample" in caplog.text and "skipping a malformed training record" in caplog.text
