@@ -67,7 +67,9 @@ class PopulationConfig:
     n_segments: int = 8  # chosen by measurement: see online_models/segments.py
     segment_warmup: int = 500
     churn_fit_sample: int = 20_000  # users whose BG/NBD statistics are kept for refits
-    churn_refit_every: int = 500  # new user samples between refits
+    churn_refit_every: int = 500  # new user samples between refits, at least
+    #: ... and at least this share of the purchase sample: a fit on many buyers moves little with a few more
+    churn_refit_share: float = 0.1
     churn_min_buyers: int = 50
     classifier_min_labels: int = 300
     classifier_min_auc: float = 0.7
@@ -150,10 +152,27 @@ class PopulationModels:
         if figures.stats is not None:
             self._keep_purchase_stats(figures.user_id, figures.stats, ts, figures.repeat_spend)
             self.since_refit += 1
-            if self.since_refit >= self.config.churn_refit_every or (
-                self.mbgnbd is None and len(self.purchase_sample) >= self.config.churn_min_buyers
-            ):
+            if self.since_refit >= self._refit_due() and len(self.purchase_sample) >= self.config.churn_min_buyers:
                 self.refit_churn()
+
+    def _refit_due(self) -> int:
+        """New buyer samples before the next refit: ``churn_refit_every``, or ``churn_refit_share`` of the purchase
+        sample when more. With no sound fit yet, every buyer sample while the sample is small (a fit is cheap), and
+        every ``churn_min_buyers`` once it is not (a fit of thousands of buyers is not, and may keep failing).
+
+        >>> models = PopulationModels(PopulationConfig(churn_min_buyers=50))
+        >>> models.purchase_sample = dict.fromkeys(range(200)); models._refit_due()
+        1
+        >>> models.purchase_sample = dict.fromkeys(range(20_000)); models._refit_due()
+        50
+        >>> models.mbgnbd = object(); models._refit_due()
+        2000
+        """
+        config = self.config
+        sample = len(self.purchase_sample)
+        if self.mbgnbd is None:
+            return 1 if sample < config.churn_refit_every else config.churn_min_buyers
+        return max(config.churn_refit_every, int(config.churn_refit_share * sample))
 
     def _learn_label(self, sample: dict[str, Any]) -> None:
         """Score the buyer's candidate risks on the label (:class:`RiskSelection`), then train the classifier."""
