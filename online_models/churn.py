@@ -73,6 +73,11 @@ def reasons(portrait: RenderedPortrait, p_alive: float | None, model: str) -> li
     out = []
     since = portrait.days_since_last_purchase
     if since is not None:
+        # whole days from the instants themselves: the published figure, rounded to 3 places, rounded again
+        # could say 4 days for 4.5004
+        last, as_of = _ms(portrait.last_purchase), _ms(portrait.as_of)
+        if last is not None and as_of is not None:
+            since = (as_of - last) / DAY_MS
         gap = usual_gap_days(portrait)
         text = f"{since:.0f} days since last purchase"
         out.append(text + (f"; usual gap {gap} days" if gap is not None else "; bought only once"))

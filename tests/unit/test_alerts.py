@@ -201,3 +201,18 @@ def test_a_silent_user_is_not_re_armed_by_a_model_that_changed_its_mind():
     last_event = 41 * DAY  # the user comes back, then falls silent again
     assert observe(0.2, 42) is None and state.armed
     assert observe(0.8, 60) is not None
+
+
+def test_a_reasons_whole_days_come_from_the_instants_not_the_rounded_figure():
+    from online_models.churn import reasons
+    from online_models.portrait import iso
+    from online_models.portrait_types import portrait_from_json
+
+    last = 1_714_536_000_000
+    as_of = last + int(4.5004 * 86_400_000)  # published as 4.5 days, which alone would read as 4
+    portrait = portrait_from_json({
+        "as_of": iso(as_of), "last_purchase": iso(last), "first_purchase": iso(last), "purchase_days": 1,
+        "days_since_last_purchase": round((as_of - last) / 86_400_000, 3),
+    })
+    assert portrait.days_since_last_purchase == 4.5
+    assert reasons(portrait, None, "mbgnbd")[0] == "5 days since last purchase; bought only once"
