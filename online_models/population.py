@@ -105,6 +105,9 @@ class PopulationModels:
         self.purchase_sample: dict[str, tuple] = {}
         self.user_samples = 0
         self.since_refit = 0
+        #: a refit falls due without being run (``refit_pending``): the caller runs it, e.g. off its event loop
+        self.defer_refits = False
+        self.refit_pending = False
         self.version = 0
         self.trained_until_ms = 0
         self._rng = random.Random(self.config.seed)
@@ -153,7 +156,10 @@ class PopulationModels:
             self._keep_purchase_stats(figures.user_id, figures.stats, ts, figures.repeat_spend)
             self.since_refit += 1
             if self.since_refit >= self._refit_due() and len(self.purchase_sample) >= self.config.churn_min_buyers:
-                self.refit_churn()
+                if self.defer_refits:
+                    self.refit_pending = True  # the caller refits (refit_inputs, fit, apply_refit) when it likes
+                else:
+                    self.refit_churn()
 
     def _refit_due(self) -> int:
         """New buyer samples before the next refit: ``churn_refit_every``, or ``churn_refit_share`` of the purchase
@@ -255,43 +261,32 @@ class PopulationModels:
         Only a sound fit (:func:`online_models._bgnbd_common.fit_trusted`) replaces the one in use,
         a shrunk one beyond the slack only if it explains the current sample better than the one in use;
         :attr:`fit_reports` says how the last refit went and whether it was kept. Gamma-Gamma is refit
-        with them on the repeat buyers (:meth:`refit_spend`).
+        with them on the repeat buyers. The same as :meth:`refit_inputs`, :meth:`ChurnRefit.fit` and
+        :meth:`apply_refit` in turn, which a caller can spread over threads (the fit alone reads no state).
         """
-        self.since_refit = 0
-        if len(self.purchase_sample) < self.config.churn_min_buyers:
-            return
-        x, t_x, T = (np.array(column, dtype=float) for column in zip(*self.current_purchase_stats()))
-        reports = dict(getattr(self, "fit_reports", {}))  # snapshots made before reports existed
-        for name, cls in (("bgnbd", BGNBD), ("mbgnbd", MBGNBD)):
-            try:
-                model, report = fit_trusted(cls, x, t_x, T, in_use=getattr(self, name, None))
-            except (ValueError, FloatingPointError, RuntimeError) as error:
-                model, report = None, {"sound": False, "error": str(error)[:200]}
-            if model is not None:
-                setattr(self, name, model)
-            reports[name] = {**report, "trained_until_ms": self.trained_until_ms, "in_use": model is not None}
-        self.fit_reports = reports
-        self.refit_spend()
+        self.apply_refit(self.refit_inputs().fit())
 
-    def refit_spend(self) -> None:
-        """Refit Gamma-Gamma on the kept repeat buyers (:meth:`current_spend_stats`); only a sound fit is used."""
-        rows = self.current_spend_stats()
-        if len(rows) < self.config.churn_min_buyers:
+    def refit_inputs(self) -> "ChurnRefit":
+        """What a refit reads, copied: the purchase and spend statistics and the fits in use."""
+        self.since_refit = 0
+        self.refit_pending = False
+        enough = len(self.purchase_sample) >= self.config.churn_min_buyers
+        stats = self.current_purchase_stats() if enough else []
+        spend = self.current_spend_stats()
+        return ChurnRefit(
+            purchase_stats=[np.array(column, dtype=float) for column in zip(*stats)] if stats else None,
+            spend_stats=[np.array(column, dtype=float) for column in zip(*spend)] if enough and len(spend) >= self.config.churn_min_buyers else None,
+            in_use={"bgnbd": self.bgnbd, "mbgnbd": self.mbgnbd},
+            trained_until_ms=self.trained_until_ms,
+        )
+
+    def apply_refit(self, refit: "ChurnRefitResult") -> None:
+        """Take the fits a :class:`ChurnRefit` made (the sound ones replace those in use) and its reports."""
+        if refit is None:
             return
-        x, m = (np.array(column, dtype=float) for column in zip(*rows))
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                model = GammaGamma().fit(x, m)
-            report = gamma_gamma_report(model)
-        except (ValueError, FloatingPointError, RuntimeError) as error:
-            model, report = None, {"sound": False, "error": str(error)[:200]}
-        in_use = model is not None and report["sound"]
-        if in_use:
-            self.gamma_gamma = model
-        elif model is not None:
-            report = {**report, "params": dict(model.params_)}
-        self.fit_reports = {**self.fit_reports, "gamma_gamma": {**report, "trained_until_ms": self.trained_until_ms, "in_use": in_use}}
+        for name, model in refit.models.items():
+            setattr(self, name, model)
+        self.fit_reports = {**getattr(self, "fit_reports", {}), **refit.reports}  # snapshots made before reports existed
 
     # ----------------------------------------------------------------- scoring
     def _segment_names(self) -> dict[int, str]:
@@ -469,13 +464,15 @@ class PopulationModels:
 
     # --------------------------------------------------------------- snapshots
     def __getstate__(self) -> dict[str, Any]:
-        # tag rules are each process's own configuration, not learned state
-        return {k: v for k, v in self.__dict__.items() if k not in ("rules", "_names", "_ready", "_uses")}
+        # tag rules are each process's own configuration, not learned state; so is how its refits run
+        local = ("rules", "_names", "_ready", "_uses", "defer_refits", "refit_pending")
+        return {k: v for k, v in self.__dict__.items() if k not in local}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.rules = TagRules.default()
         self.__dict__.setdefault("gamma_gamma", None)  # a snapshot made before CLV
+        self.defer_refits = self.refit_pending = False  # the loading process says how its refits run
         self.__dict__.setdefault("order_values", PopulationQuantiles(7 * DAY_MS))  # made before price bands
         if "risk" not in state:  # a snapshot made before the risk was chosen by measurement
             self.risk = RiskSelection(min_labels=self.config.classifier_min_labels, min_auc=self.config.classifier_min_auc)
@@ -493,3 +490,61 @@ class PopulationModels:
         if rules is not None:
             models.rules = rules
         return models
+
+
+@dataclass
+class ChurnRefitResult:
+    """The fits a refit keeps (by attribute name) and its reports (by model)."""
+
+    models: dict[str, Any]
+    reports: dict[str, dict[str, Any]]
+
+
+@dataclass
+class ChurnRefit:
+    """A refit's inputs, copied off the models (:meth:`PopulationModels.refit_inputs`); :meth:`fit` reads nothing else.
+
+    ``purchase_stats`` are the ``x``, ``t_x``, ``T`` columns (None: too few buyers); ``spend_stats`` the
+    repeat buyers' ``x`` and mean spend (None: too few); ``in_use`` the purchase models in use.
+    """
+
+    purchase_stats: list | None
+    spend_stats: list | None
+    in_use: dict[str, Any]
+    trained_until_ms: int
+
+    def fit(self) -> ChurnRefitResult | None:
+        """Fit BG/NBD, MBG/NBD and Gamma-Gamma (None: too few buyers for any fit)."""
+        if self.purchase_stats is None:
+            return None
+        x, t_x, T = self.purchase_stats
+        models: dict[str, Any] = {}
+        reports: dict[str, dict[str, Any]] = {}
+        for name, cls in (("bgnbd", BGNBD), ("mbgnbd", MBGNBD)):
+            try:
+                model, report = fit_trusted(cls, x, t_x, T, in_use=self.in_use.get(name))
+            except (ValueError, FloatingPointError, RuntimeError) as error:
+                model, report = None, {"sound": False, "error": str(error)[:200]}
+            if model is not None:
+                models[name] = model
+            reports[name] = {**report, "trained_until_ms": self.trained_until_ms, "in_use": model is not None}
+        if self.spend_stats is not None:
+            reports["gamma_gamma"] = self._fit_spend(models)
+        return ChurnRefitResult(models, reports)
+
+    def _fit_spend(self, models: dict[str, Any]) -> dict[str, Any]:
+        """Gamma-Gamma on the repeat buyers; only a sound fit goes into ``models``."""
+        x, m = self.spend_stats
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                model = GammaGamma().fit(x, m)
+            report = gamma_gamma_report(model)
+        except (ValueError, FloatingPointError, RuntimeError) as error:
+            model, report = None, {"sound": False, "error": str(error)[:200]}
+        in_use = model is not None and report["sound"]
+        if in_use:
+            models["gamma_gamma"] = model
+        elif model is not None:
+            report = {**report, "params": dict(model.params_)}
+        return {**report, "trained_until_ms": self.trained_until_ms, "in_use": in_use}

@@ -52,11 +52,14 @@ class Trainer:
             try:
                 models = PopulationModels.from_bytes(raw, self.engines.rules)
                 models.config = replace(models.config, **self.settings.clv_config())
+                models.defer_refits = True
                 return models
             except Exception as error:
                 log.warning("starting the models afresh; the last snapshot does not load: %s", error)
         config = PopulationConfig(layers=self.settings.layer_config(), **self.settings.clv_config())
-        return PopulationModels(config, self.engines.rules)
+        models = PopulationModels(config, self.engines.rules)
+        models.defer_refits = True  # the agent refits off the event loop
+        return models
 
 
 def install_trainer(app, settings: Settings, training_topic, models_topic) -> Trainer:
@@ -79,6 +82,9 @@ def install_trainer(app, settings: Settings, training_topic, models_topic) -> Tr
                 trainer.models = await app.loop.run_in_executor(None, trainer.resume)
                 trainer.published = trainer.models.version
             trainer.learn(raw)
+            if trainer.models.refit_pending:  # a refit of thousands of buyers takes a second: off the event loop
+                refit = trainer.models.refit_inputs()
+                trainer.models.apply_refit(await app.loop.run_in_executor(None, refit.fit))
 
     @app.timer(interval=settings.snapshot_interval)
     async def publish_models() -> None:

@@ -107,3 +107,23 @@ def test_the_trainer_learns_a_packs_samples_and_skips_what_is_malformed(history,
     assert trainer.models.user_samples == 1 and trainer.models.version == 2
     assert metrics.TRAINING_SAMPLES._value.get() - before == 4
     assert "skipping a malformed training sample" in caplog.text and "skipping a malformed training record" in caplog.text
+
+
+def test_a_deferred_refit_run_in_three_steps_makes_the_models_an_inline_refit_makes(history):
+    inline, deferred = PopulationModels(CONFIG), PopulationModels(CONFIG)
+    deferred.defer_refits = True
+    refits = 0
+    for as_of, portrait in portraits(history):
+        sample = user_sample(portrait, ts=as_of)
+        inline.learn(sample)
+        deferred.learn(sample)
+        if deferred.refit_pending:  # what the trainer's agent does, the fit in an executor
+            refit = deferred.refit_inputs()
+            deferred.apply_refit(refit.fit())
+            refits += 1
+    assert refits >= 3 and not deferred.refit_pending
+    probe = portraits(history)[-1][1]
+    assert fingerprint(deferred, probe) == fingerprint(inline, probe)
+    assert deferred.fit_reports == inline.fit_reports
+    restored = PopulationModels.from_bytes(deferred.to_bytes())
+    assert not restored.defer_refits and not restored.refit_pending  # how refits run is the loading process's choice
