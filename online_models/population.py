@@ -139,8 +139,7 @@ class PopulationModels:
                 str(sample["user_id"]), (int(x), float(t_x), float(T)), ts, None if spend is None else float(spend)
             )
             return
-        if figures is not None:
-            self._learn_user(figures, ts)
+        self._learn_user(figures, ts)
 
     def _learn_user(self, figures: UserFigures, ts: int) -> None:
         """One user's figures: RFM sketches, order values, segments, and the purchase sample the churn fits read."""
@@ -270,14 +269,15 @@ class PopulationModels:
         """What a refit reads, copied: the purchase and spend statistics and the fits in use."""
         self.since_refit = 0
         self.refit_pending = False
-        enough = len(self.purchase_sample) >= self.config.churn_min_buyers
-        stats = self.current_purchase_stats() if enough else []
+        in_use, until, least = {"bgnbd": self.bgnbd, "mbgnbd": self.mbgnbd}, self.trained_until_ms, self.config.churn_min_buyers
+        if len(self.purchase_sample) < least:
+            return ChurnRefit(purchase_stats=None, spend_stats=None, in_use=in_use, trained_until_ms=until)
         spend = self.current_spend_stats()
         return ChurnRefit(
-            purchase_stats=[np.array(column, dtype=float) for column in zip(*stats)] if stats else None,
-            spend_stats=[np.array(column, dtype=float) for column in zip(*spend)] if enough and len(spend) >= self.config.churn_min_buyers else None,
-            in_use={"bgnbd": self.bgnbd, "mbgnbd": self.mbgnbd},
-            trained_until_ms=self.trained_until_ms,
+            purchase_stats=_columns(self.current_purchase_stats()),
+            spend_stats=_columns(spend) if len(spend) >= least else None,
+            in_use=in_use,
+            trained_until_ms=until,
         )
 
     def apply_refit(self, refit: "ChurnRefitResult") -> None:
@@ -490,6 +490,11 @@ class PopulationModels:
         if rules is not None:
             models.rules = rules
         return models
+
+
+def _columns(rows: list[tuple]) -> list[np.ndarray]:
+    """The columns of ``rows``, each a float array."""
+    return [np.array(column, dtype=float) for column in zip(*rows)]
 
 
 @dataclass

@@ -96,7 +96,7 @@ class UserFigures:
         """The figures of a ``user`` sample, in either form (``figures``, or the whole ``portrait``)."""
         figures = sample.get("figures")
         if figures is not None:
-            return figures if isinstance(figures, UserFigures) else cls.from_json(figures)
+            return cls.from_json(figures)
         portrait = sample["portrait"]
         if isinstance(portrait, Mapping):  # a sample of the older form read from the training topic
             portrait = portrait_from_json(portrait)
