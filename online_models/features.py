@@ -62,13 +62,15 @@ True
 from __future__ import annotations
 
 import math
+import operator
+from collections.abc import Mapping
 from typing import Any
 
 from online_models.clock import days_between, instant_ms
 from online_models.portrait_types import RenderedPortrait
 from online_models.vocabulary import AFTERNOON_HOURS, EVENING_HOURS, MORNING_HOURS, NIGHT_HOURS, is_mobile, share_of
 
-__all__ = ["behaviour_features", "BEHAVIOUR_FEATURES", "CATEGORY_PREFIX"]
+__all__ = ["behaviour_features", "compact_features", "expand_features", "BEHAVIOUR_FEATURES", "CATEGORY_PREFIX"]
 
 #: Prefix of the category-interest features.
 CATEGORY_PREFIX = "cat:"
@@ -165,3 +167,32 @@ def behaviour_features(portrait: RenderedPortrait) -> dict[str, float]:
             if name and score > 0:
                 x[CATEGORY_PREFIX + name] = score / score_total
     return x
+
+
+_behaviour_values = operator.itemgetter(*BEHAVIOUR_FEATURES)
+
+
+def compact_features(features: Mapping[str, float]) -> list:
+    """``features`` as a state keeps them: the values of :data:`BEHAVIOUR_FEATURES` in that order, then
+    the category shares by category name. About half the bytes of the dict in JSON.
+
+    A change of :data:`BEHAVIOUR_FEATURES` must read the vectors states already hold.
+
+    >>> x = {**dict.fromkeys(BEHAVIOUR_FEATURES, 0.5), "cat:snacks": 1.0}
+    >>> kept = compact_features(x); kept[-1], expand_features(kept) == x
+    ({'snacks': 1.0}, True)
+    """
+    shares = {name[len(CATEGORY_PREFIX) :]: value for name, value in features.items() if name.startswith(CATEGORY_PREFIX)}
+    return [*_behaviour_values(features), shares]
+
+
+def expand_features(kept: list | Mapping[str, float]) -> dict[str, float]:
+    """The features dict of :func:`compact_features`'s vector, in :func:`behaviour_features`' order (a dict, the form
+    states held before, is copied as it is)."""
+    if isinstance(kept, Mapping):
+        return dict(kept)
+    *values, shares = kept
+    features = dict(zip(BEHAVIOUR_FEATURES, values, strict=True))
+    for name, share in shares.items():
+        features[CATEGORY_PREFIX + name] = share
+    return features

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["LabelDelay"]
@@ -81,15 +82,17 @@ class LabelDelay:
         """Whether :meth:`maybe_snapshot` at ``ts_ms`` would record (render features only then)."""
         return not pending or ts_ms >= pending[-1][0] + self.sample_every_ms
 
-    def maybe_snapshot(self, pending: list, ts_ms: int, features: dict[str, Any], context: Any = None) -> list:
+    def maybe_snapshot(self, pending: list, ts_ms: int, features: Mapping[str, Any] | Any, context: Any = None) -> list:
         """``pending`` with ``[ts_ms, features]`` appended if a snapshot is due at ``ts_ms``.
 
+        A mapping of ``features`` is copied; any other JSON-able form is kept as given.
         A ``context`` that is not None (JSON-able: what else was known at ``ts_ms``, e.g. the
         purchase statistics) is kept as a third element and handed back by :meth:`release`.
         """
         if not self.due(pending, ts_ms):
             return pending
-        entry = [int(ts_ms), dict(features)] if context is None else [int(ts_ms), dict(features), context]
+        kept = dict(features) if isinstance(features, Mapping) else features
+        entry = [int(ts_ms), kept] if context is None else [int(ts_ms), kept, context]
         out = [*pending, entry]
         return out[-self.max_pending :]
 

@@ -211,7 +211,7 @@ class PortraitState:
     baskets: list = field(default_factory=list)
     # what the worker keeps to watch the user (see online_models.watch)
     sample_period: int = -1
-    pending_labels: list = field(default_factory=list)
+    pending_labels: list = field(default_factory=list)  # [t, compact_features(...), (x, t_x, T)], oldest first
     alert: dict[str, Any] = field(default_factory=dict)
     next_check: int | None = None
     # the worker's sequence number of the change that left this state (see online_models.processor)

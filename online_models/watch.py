@@ -35,7 +35,7 @@ from typing import Any
 from online_models.alerts import Alert, AlertPolicy, AlertState, step
 from online_models.churn import lapse_risk, stats_at
 from online_models.clock import DAY_MS, ceil_minute
-from online_models.features import behaviour_features
+from online_models.features import behaviour_features, compact_features, expand_features
 from online_models.label_delay import LabelDelay
 from online_models.lifecycle import LifecycleConfig
 from online_models.portrait import PortraitConfig, PortraitState, render, repeat_spend_cents
@@ -199,7 +199,7 @@ def watch_user(
             sample["last_until_event"] = True
         samples.append(sample)
         state.pending_labels = delay.maybe_snapshot(
-            state.pending_labels, as_of, features, None if stats is None else list(stats)
+            state.pending_labels, as_of, compact_features(features), None if stats is None else list(stats)
         )
     elif state.last_purchase is not None and state.last_purchase >= watermark and period == state.sample_period:
         if stats is not None:
@@ -215,7 +215,7 @@ def watch_user(
             )
     state.pending_labels, labelled = delay.release(state.pending_labels, watermark, state.purchase_times, with_context=True)
     samples += [
-        {"kind": "label", "ts": as_of, "features": x, "label": y, "purchase_stats": stats, "horizon_ms": config.label_horizon_ms}
+        {"kind": "label", "ts": as_of, "features": expand_features(x), "label": y, "purchase_stats": stats, "horizon_ms": config.label_horizon_ms}
         for x, y, stats in labelled
     ]
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import pickle
 
+import orjson
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -470,6 +472,24 @@ def test_label_release_and_sample_instants():
     period = config.sample_period_ms
     assert instants["sample"] // period == as_of // period + 1
     assert (instants["sample"] - state.last_purchase) % DAY == 0  # at the hour of the last purchase
+
+
+def test_a_label_snapshot_is_kept_compact_and_released_as_the_features_it_took():
+    config = WatchConfig()
+    state = buyer(0)
+    as_of = -(-state.last_seen // MINUTE) * MINUTE
+    taken = watch_user(state, as_of=as_of, watermark=as_of, models=None, config=config).samples[0]["figures"]["features"]
+    kept = state.pending_labels[0][1]
+    assert isinstance(kept, list) and len(orjson.dumps(kept)) < len(orjson.dumps(taken)) * 0.7
+    earlier = copy.deepcopy(state)  # a state written before the compact form: the same snapshot as a dict
+    earlier.pending_labels[0][1] = dict(taken)
+    later = as_of + config.label_horizon_ms + DAY
+    released = [
+        [s for s in watch_user(s, as_of=later, watermark=later, models=None, config=config).samples if s["kind"] == "label"]
+        for s in (state, earlier)
+    ]
+    assert len(released[0]) == 1 and released[0] == released[1]
+    assert list(released[0][0]["features"].items()) == list(taken.items())  # the same names, order and values
 
 
 def test_a_silent_user_is_sampled_for_a_few_periods_then_costs_nothing():
