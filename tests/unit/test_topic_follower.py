@@ -142,3 +142,12 @@ def test_a_store_back_later_than_the_tombstones_reads_the_topic_again_and_drops_
         assert store.synced("shop-portraits")[0] > int(time.time() * 1000) - 60_000
     finally:
         store.close()
+
+
+def test_fetched_batches_are_checked_by_the_compiled_crc32c():
+    # kafka-python checks every fetched batch's CRC-32C, in pure Python unless the crc32c package is there
+    import crc32c
+    from kafka.record import util
+
+    assert util.calc_crc32c(memoryview(b"123456789")) == 0xE3069283  # the CRC-32C check value
+    assert util.calc_crc32c.__defaults__[0] is crc32c.crc32c
