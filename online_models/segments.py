@@ -152,7 +152,26 @@ def _kmeans_plus_plus(points: list[dict], weights: list[float], k: int, rng: ran
 
 
 def _sq_distance(x: dict, centre: dict) -> float:
-    return sum((centre[k] - x.get(k, 0.0)) ** 2 for k in {*centre, *x})
+    """Squared Euclidean distance; a feature missing from either side is a 0."""
+    total = 0.0
+    value_of = x.get
+    for key, at in centre.items():
+        gap = at - value_of(key, 0.0)
+        total += gap * gap
+    for key, value in x.items():
+        if key not in centre:
+            total += value * value
+    return total
+
+
+def _nearest(x: dict, centres: dict) -> tuple[int, float]:
+    """The nearest centre's id (the first of equals, as River's ``KMeans.predict_one``) and its squared distance."""
+    best, best_distance = next(iter(centres)), math.inf
+    for segment, centre in centres.items():
+        distance = _sq_distance(x, centre)
+        if distance < best_distance:
+            best, best_distance = segment, distance
+    return best, best_distance
 
 
 #: ``(feature, direction) -> phrase``: what a centre far above (+1) or below (-1)
@@ -302,8 +321,7 @@ class SegmentModel:
                 self._seed()
             return
         centres = self.kmeans.centers
-        segment = self.kmeans.predict_one(x)
-        distance = _sq_distance(x, centres[segment])
+        segment, distance = _nearest(x, centres)
         self._stats.add("sq", weight * distance)
         starving = self._starving()
         if starving is not None and distance > self.restart_distance * self._stats.get("sq") / self._stats.get("w"):

@@ -80,13 +80,15 @@ def main() -> None:
 @click.option("--profile", "profile_s", default=0.0, show_default=True, help="Then sample the worker with py-spy this long")
 @click.option("--variant", "variants", multiple=True, metavar="NAME:KEY=VALUE[,KEY=VALUE]",
               help="Then a worker with these settings on the same topic (repeatable), e.g. aio:PORTRAITS_WORKER_LOOP=aio")
+@click.option("--whole", is_flag=True,
+              help="No cap: every event, then until the worker has read the item facts and training samples they caused")
 @benchmark("throughput")
-def throughput(run: Run, events, users, days, traffic, cap, warmup, profile_s, variants) -> None:
+def throughput(run: Run, events, users, days, traffic, cap, warmup, profile_s, variants, whole) -> None:
     """Floor (bare consumer + JSON decode) against one worker catching up on the same topic."""
     from benchkit.throughput import parse_variant, run_throughput
 
     run_throughput(run, events=events, users=users, days=days, cap_s=cap, warmup_s=warmup, profile_s=profile_s,
-                   variants=[parse_variant(v) for v in variants], traffic=traffic)
+                   variants=[parse_variant(v) for v in variants], traffic=traffic, whole=whole)
 
 
 @main.command()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
 
 from benchkit import kafka_io, profile
 from benchkit.common import Run, ensure_events
 from benchkit.procs import scrape
 from benchkit.worker import Deployment, RunningWorker, follow_progress, start_worker
+from online_models.topic_names import ITEM_FACTS, MODEL_TRAINING
 
 #: counters of the worker whose ratio to the events folded says how much Kafka work an event causes
 WORK_COUNTERS = {
@@ -26,14 +28,44 @@ def work_per_event(worker: RunningWorker) -> dict[str, float] | None:
     return {label: round((scrape(worker.metrics_url, name) or 0.0) / folded, 2) for label, name in WORK_COUNTERS.items()}
 
 
+#: the topics a worker reads besides the events, whose records an event causes (read by the same worker)
+CAUSED_TOPICS = (ITEM_FACTS, MODEL_TRAINING)
+
+
+def wait_caught_up(run: Run, group: str, topics: list[str], *, timeout_s: float, every_s: float = 1.0) -> float | None:
+    """Seconds until ``group``'s committed offsets reach the end of every one of ``topics`` (the ends read
+    at each look, so what is still being written counts); None if not within ``timeout_s``."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if all(kafka_io.group_offsets(run.kafka, group, topic).get(partition, 0) >= end
+               for topic in topics for partition, end in kafka_io.end_offsets(run.kafka, topic).items()):
+            return time.monotonic() - started
+        time.sleep(every_s)
+    return None
+
+
 def measure_worker(run: Run, *, name: str, total: int, cap_s: float, warmup_s: float, profile_s: float,
-                   extra_env: dict[str, str]) -> dict:
-    """One worker of a fresh group (its own settings on top of ``extra_env``) catching up on the run's topic."""
+                   extra_env: dict[str, str], whole: bool = False) -> dict:
+    """One worker of a fresh group (its own settings on top of ``extra_env``) catching up on the run's topic.
+
+    ``whole``: no cap; after the last event, also until the group has read what the events caused
+    (:data:`CAUSED_TOPICS`: item facts, training samples) to its end, and ``whole_job`` holds the
+    events per second over all of it.
+    """
     deployment = Deployment(run.kafka, run.prefix, run.app_id(name), run.workdir, run.partitions, extra_env)
     with contextlib.ExitStack() as stack:
         worker = start_worker(stack, deployment, name)
-        progress = follow_progress([worker], target=total, cap_s=cap_s)
+        progress = follow_progress([worker], target=total, cap_s=float("inf") if whole else cap_s)
         figures = progress.to_json(warmup_s)
+        if whole:
+            events_s = progress.samples[-1][0] - progress.first_progress_s
+            tail_s = wait_caught_up(run, deployment.app_id, [run.topic(t) for t in CAUSED_TOPICS], timeout_s=1800.0)
+            figures["whole_job"] = None if tail_s is None else {
+                "events": total,
+                "seconds_to_last_event": round(events_s, 1),
+                "seconds_to_all_caused_records": round(events_s + tail_s, 1),
+                "rate": round(total / (events_s + tail_s), 1),
+            }
         figures.update(events_in_topic=total, cap_seconds=cap_s, warmup_seconds=warmup_s, settings=extra_env)
         figures["rss_bytes"] = worker.process.rss_bytes()
         figures["per_event_folded"] = work_per_event(worker)
@@ -61,13 +93,15 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
 
 
 def run_throughput(run: Run, *, events: int, users: int, days: float, cap_s: float, warmup_s: float,
-                   profile_s: float, variants: list[tuple[str, dict[str, str]]] = (), traffic: str = "uniform") -> None:
+                   profile_s: float, variants: list[tuple[str, dict[str, str]]] = (), traffic: str = "uniform",
+                   whole: bool = False) -> None:
     """Produce (if needed), measure the floor, then one worker for at most ``cap_s`` after its first record.
 
     Each of ``variants`` (name, extra ``PORTRAITS_*`` settings) is then measured the same way, with
     a fresh group, on topics of its own (the run's prefix plus its name) holding the same seeded
     events, so settings compare side by side in one run.
-    ``traffic`` picks the events produced (see :func:`benchkit.common.ensure_events`).
+    ``traffic`` picks the events produced (see :func:`benchkit.common.ensure_events`); ``whole``
+    measures the whole job instead of a capped window (see :func:`measure_worker`).
     """
     run.record("traffic", traffic)
     total = ensure_events(run, events=events, users=users, days=days, traffic=traffic)
@@ -76,7 +110,7 @@ def run_throughput(run: Run, *, events: int, users: int, days: float, cap_s: flo
     run.record("floor", {"events": count, "seconds": round(seconds, 2), "rate": round(floor_rate)})
 
     figures = measure_worker(run, name="worker-1", total=total, cap_s=cap_s, warmup_s=warmup_s,
-                             profile_s=profile_s, extra_env={})
+                             profile_s=profile_s, extra_env={}, whole=whole)
     if "profile" in figures:
         run.figures["profile"] = figures.pop("profile")
     run.record("worker", figures)
@@ -88,7 +122,7 @@ def run_throughput(run: Run, *, events: int, users: int, days: float, cap_s: flo
         own = dataclasses.replace(run, prefix=f"{run.prefix}{name}-", figures={})
         produced = ensure_events(own, events=events, users=users, days=days, traffic=traffic)
         other = measure_worker(own, name=f"worker-{name}", total=produced, cap_s=cap_s, warmup_s=warmup_s,
-                               profile_s=0.0, extra_env=env)
+                               profile_s=0.0, extra_env=env, whole=whole)
         other["prefix"] = own.prefix
         other["worker_to_variant_ratio"] = round(figures["rate"] / other["rate"], 2) if other["rate"] else None
         run.record(f"variant {name}", other)

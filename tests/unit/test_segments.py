@@ -206,3 +206,20 @@ def test_non_finite_vectors_are_ignored(trained):
     model.learn_one({"night": 0.5}, weight=float("nan"))
     assert model.rejected == 2
     assert model.describe() == trained.describe()
+
+
+def test_the_nearest_centre_is_rivers_with_its_distance():
+    from river import cluster, utils
+
+    from online_models.segments import _Centre, _nearest
+
+    rng = random.Random(7)
+    names = [f"f{i}" for i in range(12)]
+    for _ in range(300):
+        kmeans = cluster.KMeans(n_clusters=5, seed=1)
+        # centres and points over overlapping feature sets: a missing feature reads as 0 on either side
+        kmeans.centers = {i: _Centre({n: rng.random() for n in rng.sample(names, 8)}) for i in range(5)}
+        x = {n: rng.random() for n in rng.sample(names, 7)}
+        segment, distance = _nearest(x, kmeans.centers)
+        assert segment == kmeans.predict_one(x)
+        assert distance == pytest.approx(utils.math.minkowski_distance(kmeans.centers[segment], x, p=2) ** 2, rel=1e-12)
