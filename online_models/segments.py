@@ -57,6 +57,7 @@ from __future__ import annotations
 import math
 import pickle
 import random
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -94,6 +95,14 @@ class _Decayed:
 
     def add(self, key, value: float) -> None:
         self._sums[key] = self._sums.get(key, 0.0) + value * self._scale
+
+    def add_moments(self, x: dict, weight: float) -> None:
+        """``add((key, 1), weight * value)`` and ``add((key, 2), weight * value * value)`` for each item of ``x``."""
+        sums, scale = self._sums, self._scale
+        for key, value in x.items():
+            first, second = (key, 1), (key, 2)
+            sums[first] = sums.get(first, 0.0) + weight * value * scale
+            sums[second] = sums.get(second, 0.0) + weight * value * value * scale
 
     def reset(self, key) -> None:
         self._sums.pop(key, None)
@@ -151,27 +160,38 @@ def _kmeans_plus_plus(points: list[dict], weights: list[float], k: int, rng: ran
     return [dict(zip(keys, c)) for c in centres]
 
 
-def _sq_distance(x: dict, centre: dict) -> float:
-    """Squared Euclidean distance; a feature missing from either side is a 0."""
-    total = 0.0
-    value_of = x.get
-    for key, at in centre.items():
-        gap = at - value_of(key, 0.0)
-        total += gap * gap
-    for key, value in x.items():
-        if key not in centre:
-            total += value * value
-    return total
+class _CentreRows:
+    """The centres as the rows of one array, for the distances of learning; moved in step with the centre dicts.
 
+    A column per feature any centre or learnt vector has had; a feature a centre lacks is a 0 in its row,
+    as it reads in the dict.
+    """
 
-def _nearest(x: dict, centres: dict) -> tuple[int, float]:
-    """The nearest centre's id (the first of equals, as River's ``KMeans.predict_one``) and its squared distance."""
-    best, best_distance = next(iter(centres)), math.inf
-    for segment, centre in centres.items():
-        distance = _sq_distance(x, centre)
-        if distance < best_distance:
-            best, best_distance = segment, distance
-    return best, best_distance
+    def __init__(self, centres: dict[int, dict], extra: Iterable[str] = ()):
+        self.ids = list(centres)
+        self.at = {segment: row for row, segment in enumerate(self.ids)}
+        self.columns = {key: at for at, key in enumerate(sorted({*extra, *(k for c in centres.values() for k in c)}))}
+        self.rows = np.zeros((len(self.ids), len(self.columns)))
+        for segment, centre in centres.items():
+            self.rows[self.at[segment]] = self.point(centre)
+
+    def point(self, x: dict) -> np.ndarray | None:
+        """``x`` as a row; None when it has a feature without a column."""
+        row = np.zeros(len(self.columns))
+        columns = self.columns
+        for key, value in x.items():
+            at = columns.get(key)
+            if at is None:
+                return None
+            row[at] = value
+        return row
+
+    def nearest(self, point: np.ndarray) -> tuple[int, float]:
+        """The nearest centre's id (the first of equals, as River's ``KMeans.predict_one``) and its squared distance."""
+        gaps = self.rows - point
+        distances = np.einsum("ij,ij->i", gaps, gaps)
+        row = int(distances.argmin())
+        return self.ids[row], float(distances[row])
 
 
 #: ``(feature, direction) -> phrase``: what a centre far above (+1) or below (-1)
@@ -311,9 +331,7 @@ class SegmentModel:
         self._sizes.tick()
         self._stats.tick()
         self._stats.add("w", weight)
-        for key, value in x.items():
-            self._stats.add((key, 1), weight * value)
-            self._stats.add((key, 2), weight * value * value)
+        self._stats.add_moments(x, weight)
         x = self._weigh(x)
         if not self.seeded:
             self._buffer.append((dict(x), weight, gmv))
@@ -321,13 +339,19 @@ class SegmentModel:
                 self._seed()
             return
         centres = self.kmeans.centers
-        segment, distance = _nearest(x, centres)
+        rows = self.__dict__.get("_rows")
+        point = None if rows is None else rows.point(x)
+        if point is None:  # after seeding, a restart of the snapshot, or a feature never seen
+            rows = self._rows = _CentreRows(centres, x)
+            point = rows.point(x)
+        segment, distance = rows.nearest(point)
         self._stats.add("sq", weight * distance)
         starving = self._starving()
         if starving is not None and distance > self.restart_distance * self._stats.get("sq") / self._stats.get("w"):
             # A segment nobody joins any more is moved to a vector no segment serves well.
             segment = starving
             centres[segment] = _Centre(x)
+            rows.rows[rows.at[segment]] = point
             self._sizes.reset(segment)
             self._sizes.reset(("gmv", segment))
             self._restarted_at[segment] = self.n_learned
@@ -339,6 +363,8 @@ class SegmentModel:
             step = 1.0 - (1.0 - self.halflife) ** weight
             for key in {*centre, *x}:
                 centre[key] += step * (x.get(key, 0.0) - centre[key])
+            row = rows.rows[rows.at[segment]]
+            row += step * (point - row)  # the same update, element by element: the row stays equal to the dict
         self._count(segment, weight, gmv)
 
     def _weight(self, feature: str) -> float:
@@ -349,9 +375,14 @@ class SegmentModel:
 
     def _weigh(self, x: dict) -> dict:
         """``x`` in the clustering space: each feature times its weight, weight-0 ones dropped."""
+        weights = self.__dict__.get("_weights")
+        if weights is None:
+            weights = self._weights = {}
         out = {}
         for key, value in x.items():
-            weight = self._weight(key)
+            weight = weights.get(key)
+            if weight is None:
+                weight = weights[key] = self._weight(key)
             if weight:
                 out[key] = value * weight
         return out
@@ -374,6 +405,7 @@ class SegmentModel:
         weights = [w for _, w, _ in self._buffer]
         centres = _kmeans_plus_plus(points, weights, self.n_segments, random.Random(self.seed), self.lloyd_iterations)
         self.kmeans.centers = {i: _Centre(c) for i, c in enumerate(centres)}
+        self.__dict__.pop("_rows", None)
         self.seeded = True
         self._restarted_at = dict.fromkeys(self.kmeans.centers, self.n_learned)
         # The buffered vectors are counted as if assigned when they came (their ages kept).
@@ -502,7 +534,7 @@ class SegmentModel:
     # ------------------------------------------------------------------ snapshots
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "_scorer"}  # the array is rebuilt on demand
+        return {k: v for k, v in self.__dict__.items() if k not in ("_scorer", "_rows", "_weights")}  # rebuilt on demand
 
     def to_bytes(self) -> bytes:
         """A snapshot for the scoring processes (pickle)."""

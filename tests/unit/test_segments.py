@@ -211,7 +211,7 @@ def test_non_finite_vectors_are_ignored(trained):
 def test_the_nearest_centre_is_rivers_with_its_distance():
     from river import cluster, utils
 
-    from online_models.segments import _Centre, _nearest
+    from online_models.segments import _Centre, _CentreRows
 
     rng = random.Random(7)
     names = [f"f{i}" for i in range(12)]
@@ -220,6 +220,17 @@ def test_the_nearest_centre_is_rivers_with_its_distance():
         # centres and points over overlapping feature sets: a missing feature reads as 0 on either side
         kmeans.centers = {i: _Centre({n: rng.random() for n in rng.sample(names, 8)}) for i in range(5)}
         x = {n: rng.random() for n in rng.sample(names, 7)}
-        segment, distance = _nearest(x, kmeans.centers)
+        rows = _CentreRows(kmeans.centers, x)
+        segment, distance = rows.nearest(rows.point(x))
         assert segment == kmeans.predict_one(x)
         assert distance == pytest.approx(utils.math.minkowski_distance(kmeans.centers[segment], x, p=2) ** 2, rel=1e-12)
+
+
+def test_the_centre_rows_move_with_the_centres_while_learning(population):
+    samples, _, _ = population
+    model = SegmentModel(n_segments=4, warmup=40, seed=3, min_share=0.6)
+    for x, gmv in samples[:600]:
+        model.learn_one(x, gmv=gmv)
+    rows = model._rows
+    assert model.restarts > 0  # a starving centre moved to a vector: its row too
+    assert rows.rows.tolist() == [rows.point(model.kmeans.centers[i]).tolist() for i in rows.ids]  # equal, not just close
