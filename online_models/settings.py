@@ -214,6 +214,16 @@ class Settings(ApiSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _publication_intervals_are_ordered(self) -> "Settings":
+        if self.publish_interval_behind_max < self.publish_interval_behind:
+            raise ValueError(
+                f"PORTRAITS_PUBLISH_INTERVAL_BEHIND_MAX ({self.publish_interval_behind_max:g}) is below "
+                f"PORTRAITS_PUBLISH_INTERVAL_BEHIND ({self.publish_interval_behind:g}): the most seconds between "
+                "publications while catching up must be at least the least"
+            )
+        return self
+
     @field_validator("earliest_event_time")
     @classmethod
     def _earliest_is_an_instant(cls, value: str | int) -> str | int:

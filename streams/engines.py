@@ -87,7 +87,7 @@ class EngineGroup:
             interval_s=publish_interval,
             behind_interval_s=settings.publish_interval_behind,
             behind_s=settings.publish_behind_seconds,
-            behind_max_interval_s=max(settings.publish_interval_behind, settings.publish_interval_behind_max),
+            behind_max_interval_s=settings.publish_interval_behind_max,
         )
 
     # -------------------------------------------------------------- what a group says

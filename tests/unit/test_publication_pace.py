@@ -77,3 +77,13 @@ def test_it_rests_to_keep_to_its_share_of_the_time():
 def test_a_share_outside_zero_to_one_is_refused():
     with pytest.raises(ValueError, match="share"):
         PublicationPace(interval_s=0.1, share=0.0)
+
+
+def test_a_publication_cap_below_its_floor_is_refused_by_name():
+    from pydantic import ValidationError
+
+    from streams.settings import Settings
+
+    with pytest.raises(ValidationError, match="PORTRAITS_PUBLISH_INTERVAL_BEHIND_MAX \\(2\\) is below PORTRAITS_PUBLISH_INTERVAL_BEHIND \\(5\\)"):
+        Settings(publish_interval_behind=5.0, publish_interval_behind_max=2.0)
+    assert Settings(publish_interval_behind=0.0, publish_interval_behind_max=0.0).publish_interval_behind_max == 0.0
