@@ -12,16 +12,21 @@ record cache flushed on its commit interval does the same). A portrait published
 then is already that many seconds behind, so the pace at most doubles its delay;
 once the worker is caught up, the next tick publishes. The worker counts as
 catching up when its unread input records would take it more than ``behind_s``
-seconds at the rate it has been applying records lately; either way the
-publication never takes more than ``share`` of the worker's time.
+seconds at the rate it has been applying records lately. While records wait
+(more than one interval's worth at that rate) the publication takes no more
+than ``share`` of the worker's time, resting in proportion to its rendering;
+a worker keeping up has time to spare and publishes at every interval.
 
 >>> pace = PublicationPace(interval_s=0.1, behind_interval_s=5.0, behind_s=10.0)
 >>> pace.due(now=10.0, backlog=0, applied=0)
 True
->>> pace.published(now=10.0, rendering_s=0.01)  # rests four times the rendering: a fifth of the time
->>> pace.due(now=10.02, backlog=0, applied=20), pace.due(now=10.05, backlog=0, applied=50)
+>>> pace.published(now=10.0, rendering_s=0.01)  # records waiting: rests four times the rendering, a fifth of the time
+>>> pace.due(now=10.02, backlog=500, applied=20), pace.due(now=10.05, backlog=500, applied=50)
 (False, True)
->>> pace.published(now=10.05, rendering_s=0.0)
+>>> pace.published(now=10.05, rendering_s=0.01)
+>>> pace.due(now=10.06, backlog=0, applied=60)  # keeping up: no rest
+True
+>>> pace.published(now=10.06, rendering_s=0.0)
 >>> pace.due(now=11.0, backlog=50_000, applied=1_000)  # 50,000 records at about 1,000 a second: catching up
 False
 >>> pace.due(now=15.05, backlog=46_000, applied=5_000)  # 46 s of work behind: the interval is the cap, 30 s
@@ -78,7 +83,7 @@ class PublicationPace:
     def due(self, *, now: float, backlog: int, applied: int) -> bool:
         """Whether a publication runs at ``now``, with ``backlog`` unread records and ``applied`` records applied so far."""
         self._measure(now, applied)
-        if now < self.not_before:
+        if now < self.not_before and backlog > self.rate * self.interval_s:
             return False
         if self.last_at is not None and self.catching_up(backlog):
             return now - self.last_at >= self.behind_interval(backlog)

@@ -67,11 +67,19 @@ def test_zero_behind_interval_keeps_the_live_pace():
     assert not pace.catching_up(500_000)
 
 
-def test_it_rests_to_keep_to_its_share_of_the_time():
+def test_with_records_waiting_it_rests_to_keep_to_its_share_of_the_time():
     # rendering takes 0.1 s at each publication: a fifth of the time means resting 0.4 s after each
+    # (500 unread records: half a second of work, more than one interval's, under the 10 s of catching up)
     pace = PublicationPace(interval_s=0.1, behind_interval_s=5.0, behind_s=10.0)
-    published = ticks(pace, lambda now: 0, until=5.0, rendering_s=0.1)
+    published = ticks(pace, lambda now: 500, until=5.0, rendering_s=0.1)
     assert published == [round(i * 0.5, 3) for i in range(10)]
+
+
+def test_a_worker_keeping_up_publishes_at_every_interval_however_long_it_renders():
+    # fewer unread records than one interval's work: the rest would only delay the portraits
+    pace = PublicationPace(interval_s=0.1, behind_interval_s=5.0, behind_s=10.0)
+    published = ticks(pace, lambda now: 50, until=2.0, rendering_s=0.05)
+    assert len(published) == 20
 
 
 def test_a_share_outside_zero_to_one_is_refused():
