@@ -46,20 +46,23 @@ class Trainer:
 
     def resume(self) -> PopulationModels:
         """The models of the last snapshot on the models topic, or fresh ones; CLV's horizon and rate
-        are this worker's settings either way (the snapshots carry them to every scorer)."""
+        are this worker's settings either way (the snapshots carry them to every scorer). Their refits
+        are left to the agent, which runs them off the event loop."""
+        models = self._last_or_fresh()
+        models.defer_refits = True
+        return models
+
+    def _last_or_fresh(self) -> PopulationModels:
         raw = self.engines.feed.latest.get(b"snapshot")
         if raw is not None:
             try:
                 models = PopulationModels.from_bytes(raw, self.engines.rules)
                 models.config = replace(models.config, **self.settings.clv_config())
-                models.defer_refits = True
                 return models
             except Exception as error:
                 log.warning("starting the models afresh; the last snapshot does not load: %s", error)
         config = PopulationConfig(layers=self.settings.layer_config(), **self.settings.clv_config())
-        models = PopulationModels(config, self.engines.rules)
-        models.defer_refits = True  # the agent refits off the event loop
-        return models
+        return PopulationModels(config, self.engines.rules)
 
 
 def install_trainer(app, settings: Settings, training_topic, models_topic) -> Trainer:

@@ -35,10 +35,13 @@ CAUSED_TOPICS = (ITEM_FACTS, MODEL_TRAINING)
 def wait_caught_up(run: Run, group: str, topics: list[str], *, timeout_s: float, every_s: float = 1.0) -> float | None:
     """Seconds until ``group``'s committed offsets reach the end of every one of ``topics`` (the ends read
     at each look, so what is still being written counts); None if not within ``timeout_s``."""
+    def caught_up(topic: str) -> bool:
+        committed = kafka_io.group_offsets(run.kafka, group, topic)
+        return all(committed.get(partition, 0) >= end for partition, end in kafka_io.end_offsets(run.kafka, topic).items())
+
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
-        if all(kafka_io.group_offsets(run.kafka, group, topic).get(partition, 0) >= end
-               for topic in topics for partition, end in kafka_io.end_offsets(run.kafka, topic).items()):
+        if all(caught_up(topic) for topic in topics):
             return time.monotonic() - started
         time.sleep(every_s)
     return None
@@ -66,7 +69,8 @@ def measure_worker(run: Run, *, name: str, total: int, cap_s: float, warmup_s: f
                 "seconds_to_all_caused_records": round(events_s + tail_s, 1),
                 "rate": round(total / (events_s + tail_s), 1),
             }
-        figures.update(events_in_topic=total, cap_seconds=cap_s, warmup_seconds=warmup_s, settings=extra_env)
+        figures.update(events_in_topic=total, cap_seconds=None if whole else cap_s, warmup_seconds=warmup_s,
+                       settings=extra_env)
         figures["rss_bytes"] = worker.process.rss_bytes()
         figures["per_event_folded"] = work_per_event(worker)
         if profile_s > 0 and progress.capped:
