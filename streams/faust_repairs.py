@@ -32,9 +32,7 @@ warns when another version runs, and a Faust upgrade starts here (and with
   partition over, users written only there had lost their state).
   :class:`RepairedConsumer` seeks a partition with no committed offset to its
   start along with Faust's seek, and any partition back to the first record it
-  fetched and did not deliver, unless its fetch position is already there or
-  before it (a recovery's own seek, made meanwhile, stands: the seek could only
-  skip records).
+  fetched and did not deliver.
 * **Offsets counted twice.** Faust's commit folds the offsets of its gaps into
   the acknowledged ones; an offset in both (a record acknowledged and inside a
   gap Faust registered for a jump in read offsets, the record that ended the
@@ -361,15 +359,6 @@ def first_undelivered(records: dict, delivered: dict) -> dict:
     return starts
 
 
-def fetch_position(consumer: AIOKafkaConsumer, tp) -> int | None:
-    """The offset aiokafka's ``consumer`` fetches ``tp`` from next; None when the partition is not
-    assigned or awaits a reset (its subscription state, as in aiokafka 0.14)."""
-    subscription = consumer._subscription.subscription
-    assignment = None if subscription is None else subscription.assignment
-    state = None if assignment is None else assignment.state_value(tp)
-    return state.position if state is not None and state.has_valid_position else None
-
-
 def fold_gaps(consumer, tp) -> None:
     """Fold the gaps of ``tp`` below its highest acknowledged offset into Faust ``consumer``'s acknowledged offsets, each offset once.
 
@@ -565,18 +554,10 @@ class RepairedConsumer(faust_aiokafka.Consumer):
                 self.log.warning(f"exception performing seek when flow not active {error}")
 
     async def _seek_back(self, offsets: dict, generation_id: int) -> None:
-        """Seek each partition of ``offsets`` back to its offset, while the generation is ``generation_id``.
-
-        Only back: a partition whose fetch position is at or before the offset (sought there since the
-        fetch), or not placed yet (awaiting its reset), is left where it is.
-        """
-        consumer = self._thread._ensure_consumer()
+        """Seek each partition of ``offsets`` to its offset, while the generation is ``generation_id``."""
         for tp, offset in offsets.items():
             if self.app.consumer_generation_id != generation_id:
                 return
-            position = fetch_position(consumer, tp)
-            if position is None or position <= offset:
-                continue
             try:
                 await self._seek(tp, offset)
             except IllegalStateError:  # no longer assigned

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from types import SimpleNamespace
 
 import faust
 from aiokafka import TopicPartition
-from aiokafka.consumer.subscription_state import SubscriptionState
 from aiokafka.errors import IllegalStateError
 from aiokafka.structs import ConsumerRecord
 from faust.types import TP
@@ -80,18 +78,6 @@ class _ConsumerThread:
     def __init__(self, assigned: set, committed: dict | None = None):
         self.assigned, self.committed = assigned, dict(committed or {})
         self.seeks, self.sought_to_start = [], []
-        #: partition -> fetch position (None: awaiting a reset); by default far past what the tests fetch
-        self.positions: dict = {}
-
-    def _ensure_consumer(self):
-        """The consumer's subscription state as aiokafka keeps it (made in the running loop, as aiokafka needs)."""
-        state = SubscriptionState()
-        state.assign_from_user(self.assigned)
-        for tp in self.assigned:
-            position = self.positions.get(tp, 1_000_000)
-            if position is not None:
-                state.seek(tp, position)
-        return SimpleNamespace(_subscription=state)
 
     def highwater(self, tp):
         return 1000
@@ -100,7 +86,6 @@ class _ConsumerThread:
         if tp not in self.assigned:  # as aiokafka does
             raise IllegalStateError(f"No current assignment for partition {tp}")
         self.seeks.append((tp, offset))
-        self.positions[tp] = offset
 
     async def seek_to_committed(self):
         return dict(self.committed)
@@ -230,16 +215,6 @@ def test_nothing_is_sought_back_once_the_generation_changed_or_for_a_partition_n
 
     delivered = asyncio.run(_deliver(consumer, {kept: _fetched(kept, [3, 4]), moved: _fetched(moved, [7])}, {kept}, new_generation))
     assert delivered == [(kept, 3)] and consumer._thread.seeks == []
-
-
-def test_a_partition_sought_meanwhile_to_or_before_the_records_left_behind_is_not_sought_forward():
-    # a recovery seeks a changelog to where its replica left off while a batch fetched before is handed over
-    behind, at, placed, later = TP("events", 0), TP("events", 1), TP("events", 2), TP("events", 3)
-    consumer = _repaired_consumer("repairs-only-back", {behind, at, placed, later})
-    consumer._thread.positions = {behind: 3, at: 20, placed: None, later: 41}
-    records = {tp: _fetched(tp, range(start, start + 3)) for tp, start in ((behind, 10), (at, 20), (placed, 30), (later, 40))}
-    assert asyncio.run(_deliver(consumer, records, active=set())) == []
-    assert consumer._thread.seeks == [(later, 40)]  # the only one fetching past its first record left behind
 
 
 def _after_a_jump_and_a_hole(consumer) -> TP:
