@@ -66,6 +66,8 @@ import operator
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from online_models.clock import days_between, instant_ms
 from online_models.portrait_types import RenderedPortrait
 from online_models.vocabulary import AFTERNOON_HOURS, EVENING_HOURS, MORNING_HOURS, NIGHT_HOURS, is_mobile, share_of
@@ -172,23 +174,26 @@ def behaviour_features(portrait: RenderedPortrait) -> dict[str, float]:
 _behaviour_values = operator.itemgetter(*BEHAVIOUR_FEATURES)
 
 
-def compact_features(features: Mapping[str, float]) -> list:
-    """``features`` as a state keeps them: the values of :data:`BEHAVIOUR_FEATURES` in that order, then
-    the category shares by category name. About half the bytes of the dict in JSON.
+def compact_features(features: Mapping[str, float]) -> str:
+    """``features`` as a state keeps them: JSON text of the values of :data:`BEHAVIOUR_FEATURES` in that
+    order, then the category shares by category name. About half the bytes of the dict, and a state
+    holding it serializes it as one string instead of float by float.
 
     A change of :data:`BEHAVIOUR_FEATURES` must read the vectors states already hold.
 
     >>> x = {**dict.fromkeys(BEHAVIOUR_FEATURES, 0.5), "cat:snacks": 1.0}
-    >>> kept = compact_features(x); kept[-1], expand_features(kept) == x
-    ({'snacks': 1.0}, True)
+    >>> kept = compact_features(x); kept[-15:], expand_features(kept) == x
+    ('{"snacks":1.0}]', True)
     """
     shares = {name[len(CATEGORY_PREFIX) :]: value for name, value in features.items() if name.startswith(CATEGORY_PREFIX)}
-    return [*_behaviour_values(features), shares]
+    return orjson.dumps([*_behaviour_values(features), shares]).decode()
 
 
-def expand_features(kept: list | Mapping[str, float]) -> dict[str, float]:
-    """The features dict of :func:`compact_features`'s vector, in :func:`behaviour_features`' order (a dict, the form
-    states held before, is copied as it is)."""
+def expand_features(kept: str | list | Mapping[str, float]) -> dict[str, float]:
+    """The features dict of :func:`compact_features`'s text, in :func:`behaviour_features`' order (the list and
+    the dict, the forms states held before, are read too; a dict is copied as it is)."""
+    if isinstance(kept, str):
+        kept = orjson.loads(kept)
     if isinstance(kept, Mapping):
         return dict(kept)
     *values, shares = kept

@@ -480,15 +480,18 @@ def test_a_label_snapshot_is_kept_compact_and_released_as_the_features_it_took()
     as_of = -(-state.last_seen // MINUTE) * MINUTE
     taken = watch_user(state, as_of=as_of, watermark=as_of, models=None, config=config).samples[0]["figures"]["features"]
     kept = state.pending_labels[0][1]
-    assert isinstance(kept, list) and len(orjson.dumps(kept)) < len(orjson.dumps(taken)) * 0.7
-    earlier = copy.deepcopy(state)  # a state written before the compact form: the same snapshot as a dict
-    earlier.pending_labels[0][1] = dict(taken)
+    assert isinstance(kept, str) and len(kept) < len(orjson.dumps(taken)) * 0.7
+    assert PortraitState.from_bytes(state.to_bytes()) == state  # read back, the state is the one kept live
+    as_dict = copy.deepcopy(state)  # a state written before the compact form: the same snapshot as a dict
+    as_dict.pending_labels[0][1] = dict(taken)
+    as_list = copy.deepcopy(state)  # one written while the compact form was a list
+    as_list.pending_labels[0][1] = orjson.loads(kept)
     later = as_of + config.label_horizon_ms + DAY
     released = [
         [s for s in watch_user(s, as_of=later, watermark=later, models=None, config=config).samples if s["kind"] == "label"]
-        for s in (state, earlier)
+        for s in (state, as_dict, as_list)
     ]
-    assert len(released[0]) == 1 and released[0] == released[1]
+    assert len(released[0]) == 1 and released[0] == released[1] == released[2]
     assert list(released[0][0]["features"].items()) == list(taken.items())  # the same names, order and values
 
 
