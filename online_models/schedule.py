@@ -29,6 +29,7 @@ import bisect
 import heapq
 import math
 from collections.abc import Callable
+from functools import lru_cache
 
 from online_models.clock import DAY_MS, MINUTE_MS, days_between
 from online_models.lifecycle import LifecycleConfig, last_return_gap_days, stage_of
@@ -214,10 +215,6 @@ def layer_at(state: PortraitState, as_of_ms: int, config: LayerConfig = LayerCon
 
 # -- instants solved for ---------------------------------------------------------
 
-#: how far a threshold's estimated instant may be from the exact one (float rounding is a few milliseconds)
-_ESTIMATE_MARGIN_MS = 1_000
-
-
 def _first_true_after(holds: Callable[[int], bool], after_ms: int, guess_ms: float) -> int | None:
     """The first instant ``> after_ms`` at which ``holds`` (false, then true for good) turns true.
 
@@ -251,6 +248,29 @@ def _first_true_after(holds: Callable[[int], bool], after_ms: int, guess_ms: flo
     return high
 
 
+@lru_cache(maxsize=64)
+def _passed_after_ms(days: float, rounded: bool) -> int:
+    """The fewest milliseconds after an instant at which more than ``days`` days count as passed.
+
+    ``rounded``: as ``days_since_*`` shows them (rounded to 3 decimals, :func:`_days_since`), else
+    as tenure counts them (:func:`_tenure_days`). Either count reads the difference of two
+    instants alone, so a threshold's instant is its start plus this, solved once per ``days``.
+
+    >>> _passed_after_ms(30, True) - 30 * DAY_MS, _passed_after_ms(30, False) - 30 * DAY_MS
+    (43201, 1)
+    """
+    if rounded:
+        def holds(elapsed: int) -> bool:
+            return _days_since(elapsed, 0) > days
+        guess = (days + 0.0005) * DAY_MS
+    else:
+        def holds(elapsed: int) -> bool:
+            return _tenure_days(elapsed, 0) > days
+        guess = days * DAY_MS
+    passed = _first_true_after(holds, -1, guess)
+    return -1 if passed is None else passed  # a negative threshold has passed already (at any elapsed time)
+
+
 def lifecycle_change_ms(state: PortraitState, after_ms: int, config: LifecycleConfig = LifecycleConfig()) -> int | None:
     """The first instant after ``after_ms`` at which the user's lifecycle stage differs, if no event comes.
 
@@ -259,9 +279,8 @@ def lifecycle_change_ms(state: PortraitState, after_ms: int, config: LifecycleCo
     ``new_days``, silence passing ``at_risk_days`` and ``churn_days``, and the days
     since the last purchase passing ``returning_days``. Each is solved exactly as
     ``render`` computes it (``days_since_*`` rounded to 3 decimals, so "above 30
-    days" starts some 43.2 s after 30 days), in the order of their estimates, and
-    only as far as needed: the answer is the first of them at which the stage
-    really changes. None when it never will.
+    days" starts some 43.2 s after 30 days: :func:`_passed_after_ms`); the answer is
+    the first of those still ahead at which the stage really changes. None when it never will.
 
     >>> state = PortraitState("u1", first_seen=0, last_seen=0, last_purchase=0, purchase_days=[0])
     >>> [lifecycle_at(state, t) for t in (lifecycle_change_ms(state, 0) - 1, lifecycle_change_ms(state, 0))]
@@ -275,45 +294,16 @@ def lifecycle_change_ms(state: PortraitState, after_ms: int, config: LifecycleCo
     silence_from = state.last_purchase if state.last_purchase is not None else state.last_seen
     if silence_from is None:
         return None  # no event: "new" until one comes
-    # (estimate, condition that turns true for good at the threshold)
-    thresholds: list[tuple[float, Callable[[int], bool]]] = []
+    thresholds = [silence_from + _passed_after_ms(config.at_risk_days, True), silence_from + _passed_after_ms(config.churn_days, True)]
     if state.first_seen is not None:
-        first_seen, new_days = state.first_seen, config.new_days
-        thresholds.append((first_seen + new_days * DAY_MS, lambda t: _tenure_days(t, first_seen) > new_days))
-    silences = [(silence_from, config.at_risk_days), (silence_from, config.churn_days)]
+        thresholds.append(state.first_seen + _passed_after_ms(config.new_days, False))
     if state.last_purchase is not None:
-        silences.append((state.last_purchase, config.returning_days))
-    for since, days in silences:
-        thresholds.append((since + (days + 0.0005) * DAY_MS, lambda t, since=since, days=days: _days_since(t, since) > days))
-    thresholds.sort(key=lambda pair: pair[0])
+        thresholds.append(state.last_purchase + _passed_after_ms(config.returning_days, True))
     stage = lifecycle_at(state, after_ms, config)
-    solved: list[int] = []  # exact instants found so far, ascending
-    tried: set[int] = set()
-    next_one = 0
-
-    def solve_until(limit: float) -> None:
-        nonlocal next_one
-        while next_one < len(thresholds) and thresholds[next_one][0] <= limit:
-            estimate, holds = thresholds[next_one]
-            next_one += 1
-            flip = _first_true_after(holds, after_ms, estimate)
-            if flip is not None:
-                bisect.insort(solved, flip)
-
-    while True:
-        if not solved:
-            if next_one == len(thresholds):
-                return None
-            solve_until(thresholds[next_one][0])
-            continue
-        # an estimate is off by float rounding only: a threshold estimated past this margin flips later
-        solve_until(solved[0] + _ESTIMATE_MARGIN_MS)
-        flip = solved.pop(0)
-        if flip in tried:
-            continue
-        tried.add(flip)
+    for flip in sorted({at for at in thresholds if at > after_ms}):
         if lifecycle_at(state, flip, config) != stage:
             return flip
+    return None
 
 
 def layer_change_ms(state: PortraitState, after_ms: int, config: LayerConfig = LayerConfig()) -> int | None:
