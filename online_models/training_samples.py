@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import orjson
@@ -39,6 +40,19 @@ from online_models.portrait_types import RenderedPortrait, portrait_from_json
 
 #: most samples in one record of the training topic (a slim sample is well under 2 KB)
 MAX_PACKED_SAMPLES = 200
+
+#: a buyer's ``(x, t_x, T)`` in days
+Stats = tuple[int, float, float]
+
+
+class Unset(Enum):
+    """The type of :data:`UNSET`."""
+
+    UNSET = "unset"
+
+
+#: "not computed yet" where None is a value (a non-buyer's purchase statistics)
+UNSET = Unset.UNSET
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +117,11 @@ class UserFigures:
         return user_figures(portrait)
 
 
-def user_figures(portrait: RenderedPortrait, features: dict[str, float] | None = None) -> UserFigures:
-    """What the models learn of ``portrait`` (``features``: its behaviour features, when already computed)."""
+def user_figures(
+    portrait: RenderedPortrait, features: dict[str, float] | None = None, stats: Stats | None | Unset = UNSET
+) -> UserFigures:
+    """What the models learn of ``portrait`` (``features``, its behaviour features, and ``stats``, its
+    :func:`~online_models.churn.purchase_stats`, when already computed)."""
     w90 = portrait.windows.d90
     return UserFigures(
         str(portrait.user_id),
@@ -115,14 +132,17 @@ def user_figures(portrait: RenderedPortrait, features: dict[str, float] | None =
         float(portrait.windows.d30.spend or 0.0),
         None if portrait.aov is None else float(portrait.aov),
         None if portrait.lifetime.repeat_spend is None else float(portrait.lifetime.repeat_spend),
-        purchase_stats(portrait),
+        purchase_stats(portrait) if stats is UNSET else stats,
         behaviour_features(portrait) if features is None else features,
     )
 
 
-def user_sample(portrait: RenderedPortrait, *, ts: int, features: dict[str, float] | None = None) -> dict[str, Any]:
-    """The ``user`` sample of ``portrait`` taken at event time ``ts``: its figures alone."""
-    return {"kind": "user", "ts": ts, "figures": user_figures(portrait, features).to_json()}
+def user_sample(
+    portrait: RenderedPortrait, *, ts: int, features: dict[str, float] | None = None, stats: Stats | None | Unset = UNSET
+) -> dict[str, Any]:
+    """The ``user`` sample of ``portrait`` taken at event time ``ts``: its figures alone (``features`` and
+    ``stats``, the portrait's, when already computed)."""
+    return {"kind": "user", "ts": ts, "figures": user_figures(portrait, features, stats).to_json()}
 
 
 def pack_samples(samples: Iterable[Mapping[str, Any] | bytes]) -> bytes:

@@ -194,7 +194,7 @@ def watch_user(
         # the label snapshot and a ready classifier read the same features: compute them once
         features = behaviour_features(portrait)
         state.sample_period = period
-        sample = user_sample(portrait, ts=as_of, features=features)
+        sample = user_sample(portrait, ts=as_of, features=features, stats=stats)
         if period == last_sampled_period:  # the trainer carries this one's age forward (PopulationModels)
             sample["last_until_event"] = True
         samples.append(sample)

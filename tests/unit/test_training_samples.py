@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import orjson
 import pytest
 
@@ -17,6 +19,7 @@ from online_models.training_samples import (
     user_figures,
     user_sample,
 )
+from online_models.watch import WatchConfig, watch_user
 
 DAY = 86_400_000
 CONFIG = PopulationConfig(segment_warmup=20, n_segments=3, churn_min_buyers=5, churn_refit_every=10)
@@ -127,3 +130,18 @@ def test_a_deferred_refit_run_in_three_steps_makes_the_models_an_inline_refit_ma
     assert deferred.fit_reports == inline.fit_reports
     restored = PopulationModels.from_bytes(deferred.to_bytes())
     assert not restored.defer_refits and not restored.refit_pending  # how refits run is the loading process's choice
+
+
+def test_a_watched_users_sample_holds_the_figures_of_their_portrait(history):
+    """The look hands the sample the purchase statistics it computed from the state: the portrait's own."""
+    config, buyers = WatchConfig(), 0
+    for as_of in (history.as_of - 10 * DAY, history.as_of + 3 * DAY):
+        for _, kept in sorted(history.states.items()):
+            state = copy.deepcopy(kept)
+            state.sample_period = -1  # due for a sample at this look
+            samples = watch_user(state, as_of=as_of, watermark=as_of, models=None, config=config).samples
+            sample = next(s for s in samples if s["kind"] == "user")
+            portrait = render(kept, as_of=as_of, config=config.portrait)
+            assert sample["figures"] == user_figures(portrait).to_json()
+            buyers += sample["figures"]["stats"] is not None
+    assert 0 < buyers < 2 * len(history.states)  # buyers and non-buyers alike
