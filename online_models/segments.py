@@ -346,8 +346,10 @@ class SegmentModel:
             point = rows.point(x)
         segment, distance = rows.nearest(point)
         self._stats.add("sq", weight * distance)
-        starving = self._starving()
-        if starving is not None and distance > self.restart_distance * self._stats.get("sq") / self._stats.get("w"):
+        # a vector no segment serves well is rare: only then is the emptiest segment looked for
+        far = distance > self.restart_distance * self._stats.get("sq") / self._stats.get("w")
+        starving = self._starving() if far else None
+        if starving is not None:
             # A segment nobody joins any more is moved to a vector no segment serves well.
             segment = starving
             centres[segment] = _Centre(x)
