@@ -18,7 +18,8 @@ engine; here is what the users' records do:
   re-applies the records after the last progress record);
 * a :class:`Send` with ``confirm`` must be delivered before any later
   :class:`Put` or :class:`Delete` is executed: an alert reaches Kafka before
-  the state that remembers it, an erasure's tombstones before the state is
+  the state that remembers it (written right after the record that fired it, so
+  a crash does not fire it again), an erasure's tombstones before the state is
   deleted, an event's item facts (:mod:`online_models.item_facts`) before the
   state that has folded the event in;
 * each event that names an item or a category is sent on, re-keyed, to the
@@ -191,6 +192,8 @@ class PartitionProcessor(PartitionEngine[PortraitState]):
         #: the snapshot last compared with it
         self._models_seen: object = None
         super().__init__(partition, store, config.flushing())
+        #: users an alert fired for while applying the current record: their states are written right after it
+        self._alerted: list[str] = []
         #: events ahead of the wall clock since the last log line about them, the most one was ahead, that line's time
         self._ahead_unlogged = 0
         self._ahead_most_ms = 0
@@ -236,8 +239,27 @@ class PartitionProcessor(PartitionEngine[PortraitState]):
         """
         self._replan(models)
         if record.kind == TICKS:
-            return self._tick(record, now_ms=now_ms, models=models)
-        return super().process(record, now_ms=now_ms, models=models)
+            effects = self._tick(record, now_ms=now_ms, models=models)
+        else:
+            effects = super().process(record, now_ms=now_ms, models=models)
+        if self._alerted:
+            self._write_alerted(effects)
+        return effects
+
+    def _write_alerted(self, effects: list[Effect]) -> None:
+        """Write the state of each user an alert fired for, after the alert (a confirmed send): a crash
+        before the next flush then replays the records without firing it again. The state stays
+        changed, so the flush writes it again with the progress that covers it; a flush that came
+        with the record has written it already."""
+        alerted, self._alerted = self._alerted, []
+        if effects and type(effects[-1]) is Put and effects[-1].key == PROGRESS_KEY:
+            return
+        for user_id in dict.fromkeys(alerted):
+            state = self.changed.get(user_id)
+            if state is not None:
+                value = state.to_bytes()
+                self._state_bytes[user_id] = len(value)
+                effects.append(Put(user_id.encode(), value))
 
     def _apply(self, record: Record, effects: list[Effect], *, now_ms: int, models) -> None:
         if record.kind == ERASURES:
@@ -405,6 +427,7 @@ class PartitionProcessor(PartitionEngine[PortraitState]):
             effects.append(Send(MODEL_TRAINING, key, orjson.dumps(sample), kind="sample", payload=sample))
         if outcome.alert is not None:
             effects.append(Send(CHURN_ALERTS, key, outcome.alert.to_json_bytes(), confirm=True, kind="alert", payload=outcome.alert))
+            self._alerted.append(state.user_id)
             self.counts["alerts_fired"] += 1
         self.counts["checks"] += 1
         self.schedule.set(state.user_id, due_at(state, self.config.retention_ms))

@@ -471,3 +471,30 @@ def test_re_planning_touches_only_the_users_whose_crossing_it_moves():
     assert written - {"clock"} == moved  # only their states are written again
     # one P(alive) for each planned user, a few more for each moved one
     assert fast.calls <= len(planned) + len(moved) * 8
+
+
+@pytest.mark.slow
+def test_an_alerts_user_is_written_right_after_it_so_a_crash_after_that_write_does_not_fire_it_again(history, models):
+    records = records_of(history)
+    _, log = run(records, {}, models)
+    changelog, written_after = [], {}
+    for effects in log:
+        alerts = {e.payload.user_id: e.payload for e in effects if isinstance(e, Send) and e.kind == "alert"}
+        flushed = bool(effects) and isinstance(effects[-1], Put) and effects[-1].key == PROGRESS_KEY
+        for effect in effects:
+            if not isinstance(effect, (Put, Delete)):
+                continue
+            changelog.append(effect)
+            user = effect.key.decode()
+            if user in alerts and not flushed:  # the state that remembers the alert
+                assert orjson.loads(effect.value)["alert"]["last_fired_ms"] == alerts[user].ts_ms
+                written_after[alerts[user].alert_id] = len(changelog)
+    assert len(written_after) >= 2, "alerts between flushes should be in the history, so the test covers them"
+    for alert_id, cut in written_after.items():
+        fired_again = []
+        for kept in (cut - 1, cut):  # the crash came right before, then right after, the alerted user's state was written
+            store: dict = {}
+            apply_to(store, changelog[:kept])
+            _, again = run(records, store, models)
+            fired_again.append(alert_id in [e.payload.alert_id for effects in again for e in effects if isinstance(e, Send) and e.kind == "alert"])
+        assert fired_again == [True, False], alert_id
