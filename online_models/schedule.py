@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import bisect
 import heapq
-import math
 from collections.abc import Callable
 from functools import lru_cache
 
@@ -224,13 +223,6 @@ def _first_true_after(holds: Callable[[int], bool], after_ms: int, guess_ms: flo
     """
     if holds(after_ms):
         return None
-    # usually the guess rounded up is the answer, or the millisecond after it (a strict inequality)
-    nearest = max(after_ms + 1, math.ceil(guess_ms))
-    if holds(nearest):
-        if nearest - 1 == after_ms or not holds(nearest - 1):
-            return nearest
-    elif holds(nearest + 1):
-        return nearest + 1
     width = 4  # the guess is off by float rounding only, so a few milliseconds bracket it
     low, high = max(after_ms, int(guess_ms) - width), max(after_ms + 1, int(guess_ms) + width)
     while holds(low):  # the guess was late: widen down (never past after_ms, where it is false)
