@@ -417,9 +417,7 @@ class PartitionEngine(Generic[S]):
             if state is None:
                 effects.append(Delete(key.encode()))
                 continue
-            value = state.to_bytes()
-            self._state_bytes[key] = len(value)
-            effects.append(Put(key.encode(), value))
+            effects.append(self._put(key, state))
         self.changed = {}
         self.progress.stream_time = self.stream_time
         self._before_progress()
@@ -428,6 +426,12 @@ class PartitionEngine(Generic[S]):
         self._flushed_at = self.stream_time
         self._trim_cache()
         return effects
+
+    def _put(self, key: str, state: S) -> Put:
+        """The write of ``state`` under ``key``, its size noted."""
+        value = state.to_bytes()
+        self._state_bytes[key] = len(value)
+        return Put(key.encode(), value)
 
     def _trim_cache(self) -> None:
         excess = len(self.cache) - self.flushing.cache_size

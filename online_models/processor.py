@@ -193,7 +193,7 @@ class PartitionProcessor(PartitionEngine[PortraitState]):
         self._models_seen: object = None
         super().__init__(partition, store, config.flushing())
         #: users an alert fired for while applying the current record: their states are written right after it
-        self._alerted: list[str] = []
+        self._alerted: dict[str, None] = {}
         #: events ahead of the wall clock since the last log line about them, the most one was ahead, that line's time
         self._ahead_unlogged = 0
         self._ahead_most_ms = 0
@@ -250,16 +250,12 @@ class PartitionProcessor(PartitionEngine[PortraitState]):
         """Write the state of each user an alert fired for, after the alert (a confirmed send): a crash
         before the next flush then replays the records without firing it again. The state stays
         changed, so the flush writes it again with the progress that covers it; a flush that came
-        with the record has written it already."""
-        alerted, self._alerted = self._alerted, []
-        if effects and type(effects[-1]) is Put and effects[-1].key == PROGRESS_KEY:
-            return
-        for user_id in dict.fromkeys(alerted):
+        with the record has written it already (and left nothing changed)."""
+        alerted, self._alerted = self._alerted, {}
+        for user_id in alerted:
             state = self.changed.get(user_id)
             if state is not None:
-                value = state.to_bytes()
-                self._state_bytes[user_id] = len(value)
-                effects.append(Put(user_id.encode(), value))
+                effects.append(self._put(user_id, state))
 
     def _apply(self, record: Record, effects: list[Effect], *, now_ms: int, models) -> None:
         if record.kind == ERASURES:
@@ -427,7 +423,7 @@ class PartitionProcessor(PartitionEngine[PortraitState]):
             effects.append(Send(MODEL_TRAINING, key, orjson.dumps(sample), kind="sample", payload=sample))
         if outcome.alert is not None:
             effects.append(Send(CHURN_ALERTS, key, outcome.alert.to_json_bytes(), confirm=True, kind="alert", payload=outcome.alert))
-            self._alerted.append(state.user_id)
+            self._alerted[state.user_id] = None
             self.counts["alerts_fired"] += 1
         self.counts["checks"] += 1
         self.schedule.set(state.user_id, due_at(state, self.config.retention_ms))
