@@ -95,10 +95,13 @@ def fold_event(
     config: PortraitConfig,
     wall_ms: int | None = None,
     sentiment: ReviewScore | None = None,
+    offset: int | None = None,
 ) -> bool:
     """Fold a valid event into its user's state: False for a redelivery, InvalidEvent if too late.
 
-    A redelivered ``event_id`` is recognised first, so a late duplicate is
+    A redelivered ``event_id`` is recognised first, and so is a record read again
+    after a crash by its ``offset`` in the events topic (the state keeps that of
+    the last event folded in; None: not known), so a late duplicate is
     silently dropped rather than dead-lettered; a new event older than the
     watermark is refused; an admitted one moves the partition's stream time,
     but never past ``wall_ms`` (the wall clock; None: no bound, for replays of
@@ -107,7 +110,7 @@ def fold_event(
     upstream cannot make every other event late. ``sentiment`` is a review's score
     (:func:`review_sentiment`).
     """
-    if state.has_seen(event.event_id):
+    if state.has_seen(event.event_id, offset):
         # the original moved stream time to at least min(event.ts, its wall clock), so this changes
         # nothing in a straight run; a replay after a crash that finds the event already folded in
         # still moves the restored clock as the first pass did (no further than the wall clock)
@@ -120,7 +123,10 @@ def fold_event(
             f"(allowed lateness {clock.lateness_ms} ms)",
         )
     clock.observe(partition, event.ts, limit_ms=wall_ms)
-    return update(state, event, watermark=clock.watermark(partition), config=config, sentiment=sentiment)
+    folded = update(state, event, watermark=clock.watermark(partition), config=config, sentiment=sentiment)
+    if folded and offset is not None:
+        state.event_offset = offset
+    return folded
 
 
 def admit_profile(key: bytes | None, value: bytes, *, pseudonym_key: bytes | None = None) -> Profile:

@@ -176,9 +176,7 @@ class Flushing:
 
     lateness_ms: int = 300_000
     #: records between two flushes (at most this many are applied again after a crash)
-    progress_every: int = 1000
-    #: a flush at least every this much stream time
-    progress_time_step_ms: int = 6 * 3_600_000
+    progress_every: int = 10_000
     #: live states kept in memory beyond the changed ones
     cache_size: int = 20_000
     #: most bytes of key and value a dead letter carries
@@ -217,8 +215,6 @@ class PartitionEngine(Generic[S]):
         self._state_bytes: dict[str, int] = {}
         self.progress = self._restore()
         self._records_since_flush = 0
-        #: stream time at the last flush (None: no event time seen yet)
-        self._flushed_at = self.stream_time
         self._last_record_wall_ms = 0
 
     # ------------------------------------------------------------- what subclasses say
@@ -404,11 +400,7 @@ class PartitionEngine(Generic[S]):
 
     # ------------------------------------------------------------- flushes
     def _flush_due(self) -> bool:
-        if self._flushed_at is None:
-            self._flushed_at = self.stream_time
-        return self._records_since_flush >= self.flushing.progress_every or (
-            self.stream_time is not None and self.stream_time - self._flushed_at >= self.flushing.progress_time_step_ms
-        )
+        return self._records_since_flush >= self.flushing.progress_every
 
     def flush(self) -> list[Effect]:
         """The changed states, each written once, then the progress record that covers them."""
@@ -423,7 +415,6 @@ class PartitionEngine(Generic[S]):
         self._before_progress()
         effects.append(Put(PROGRESS_KEY, self.progress.to_bytes()))
         self._records_since_flush = 0
-        self._flushed_at = self.stream_time
         self._trim_cache()
         return effects
 

@@ -202,6 +202,9 @@ class PortraitState:
     purchase_days: list[int] = field(default_factory=list)
     # event_id -> event time, for duplicates within the dedupe horizon
     seen: dict[str, int] = field(default_factory=dict)
+    # offset of the last events record folded in (its partition's: a user's events all share one), so a
+    # record read again after a crash is recognised however long ago the last flush was (None: not known)
+    event_offset: int | None = None
     profile: dict[str, Any] = field(default_factory=dict)
     profile_ts: int | None = None
     version: int = 0
@@ -252,9 +255,17 @@ class PortraitState:
     bought_items: dict[str, list] = field(default_factory=dict)
     bought_categories: dict[str, list] = field(default_factory=dict)
 
-    def has_seen(self, event_id: str) -> bool:
-        """Whether ``event_id`` was already folded in (within the dedupe horizon)."""
-        return event_id in self.seen
+    def has_seen(self, event_id: str, offset: int | None = None) -> bool:
+        """Whether the event was already folded in: its ``event_id`` (within the dedupe horizon),
+        or its record's ``offset`` in the events topic, at or below that of the last one folded in.
+
+        >>> state = PortraitState("u1", seen={"e1": 0}, event_offset=41)
+        >>> state.has_seen("e1"), state.has_seen("e2", 41), state.has_seen("e2", 42), state.has_seen("e2")
+        (True, True, False, False)
+        """
+        if event_id in self.seen:
+            return True
+        return offset is not None and self.event_offset is not None and offset <= self.event_offset
 
     def to_bytes(self) -> bytes:
         """Compact JSON for the state store."""

@@ -135,9 +135,7 @@ class EngineConfig:
     #: a user idle this long (event time) is forgotten; 0: never
     retention_ms: int = 400 * 86_400_000
     #: records between two flushes (at most this many are applied again after a crash)
-    progress_every: int = 1000
-    #: a flush at least every this much stream time, far within the dedupe horizon
-    progress_time_step_ms: int = 6 * 3_600_000
+    progress_every: int = 10_000
     #: most scheduled users looked at per record (None: every due user)
     sweep_batch: int | None = 500
     #: live mode: a partition without records this long follows the wall clock (0: off)
@@ -154,21 +152,11 @@ class EngineConfig:
     #: send each counted event that names an item or a category on to the items' engines (item-facts topic)
     item_facts: bool = True
 
-    def __post_init__(self) -> None:
-        if self.progress_every >= self.watch.portrait.max_seen_ids:
-            # a crash's replay recognises the events it already folded in by the ids each state keeps
-            raise ValueError("progress_every must be below the portrait's max_seen_ids")
-        if self.progress_time_step_ms > self.watch.portrait.dedupe_horizon_ms // 2:
-            # the watermark moves at most a step (and one record) between the last flush and a crash, so the records
-            # applied again after it are still among the ids each state keeps, with room to spare
-            raise ValueError("progress_time_step_ms must be at most half the portrait's dedupe horizon")
-
     def flushing(self) -> Flushing:
         """The engine machinery's part of the configuration."""
         return Flushing(
             lateness_ms=self.lateness_ms,
             progress_every=self.progress_every,
-            progress_time_step_ms=self.progress_time_step_ms,
             cache_size=self.cache_users,
             dead_letter_max_bytes=self.dead_letter_max_bytes,
         )
@@ -279,7 +267,7 @@ class PartitionProcessor(PartitionEngine[PortraitState]):
             return
         state = self.state(admitted.user_id) or PortraitState(admitted.user_id)
         sentiment = None
-        if not state.has_seen(admitted.event_id):
+        if not state.has_seen(admitted.event_id, record.offset):
             self._make_room(state, admitted)
             sentiment = review_sentiment(admitted, config.scorer)
         # stream time stops at the wall clock: one event stamped ahead must not make the others late
@@ -291,6 +279,7 @@ class PartitionProcessor(PartitionEngine[PortraitState]):
             config=config.watch.portrait,
             wall_ms=now_ms,
             sentiment=sentiment,
+            offset=record.offset,
         )
         if admitted.ts > now_ms:
             self._ahead_of_wall_clock(admitted.ts - now_ms, now_ms)

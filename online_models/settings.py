@@ -160,11 +160,16 @@ class Settings(ApiSettings):
         True, description="Learn the models from the stream; off: score with the snapshot on the models topic as it is"
     )
     progress_every: int = Field(
-        1000, gt=0, description="Records between two progress records of a partition (crash recovery replays at most this many)"
+        10_000, gt=0, description="Records between two progress records of a partition (crash recovery replays at most this many)"
     )
     flush_interval: float = Field(
         1.0, gt=0, description="Most seconds a partition's changed states wait in memory before they are written "
-        "(while the worker catches up, a partition records keep coming for flushes every progress_every records instead)"
+        "(while the worker catches up, a partition records keep coming for flushes every progress_every records instead, "
+        "or after flush_interval_behind seconds)"
+    )
+    flush_interval_behind: float = Field(
+        30.0, gt=0, description="While the worker catches up, the most seconds between two writes of a busy partition's "
+        "changed states and progress (Kafka Streams' commit interval): a crash reads no more than that much work again"
     )
     state_cache_users: int = Field(
         20_000, ge=0, description="Live user states a partition keeps in memory beyond the changed ones"

@@ -182,7 +182,8 @@ async def publish_item_portraits() -> None:
 @app.timer(interval=settings.flush_interval)
 async def flush_idle_partitions() -> None:
     """Write the changes engines hold in memory (a busy partition flushes by itself every ``progress_every`` records;
-    while catching up, the timer leaves it to that: :meth:`streams.engines.EngineGroup.due_for_timed_flush`).
+    while catching up, the timer leaves it to that for up to ``flush_interval_behind`` seconds:
+    :meth:`streams.engines.EngineGroup.due_for_timed_flush`).
 
     Not while a rebalance or a table recovery is under way, and only for partitions this worker
     holds as active: a table write in a rebalance's drain left a partition uncommitted and the next
@@ -194,7 +195,9 @@ async def flush_idle_partitions() -> None:
     now = time.monotonic()
     for group, source in ((app.engines, SOURCE_NAMES[0]), (app.item_engines, ITEM_FACTS_NAME)):
         active = {tp.partition for tp in actives if tp.topic == source}
-        await group.flush(group.due_for_timed_flush(active, now=now, interval=settings.flush_interval))
+        await group.flush(group.due_for_timed_flush(
+            active, now=now, interval=settings.flush_interval, behind_interval=settings.flush_interval_behind
+        ))
 
 
 @app.timer(interval=max(0.5, settings.live_idle_seconds / 2) if settings.live_idle_seconds else 60.0)

@@ -82,6 +82,8 @@ class EngineGroup:
         self.quiet = QuietPartitions()
         #: partition -> monotonic time of the last record (ticks aside) handed to its engine
         self.fed_at: dict[int, float] = {}
+        #: partition -> monotonic time its engine last wrote its progress (or was made)
+        self.flushed_at: dict[int, float] = {}
         #: when the publication runs: every publish_interval live, seldom while catching up
         self.pace = PublicationPace(
             interval_s=publish_interval,
@@ -121,6 +123,7 @@ class EngineGroup:
             metrics.add_engine_counts(engine.counts)
         self.quiet.forget(partition)
         self.fed_at.pop(partition, None)
+        self.flushed_at.pop(partition, None)
 
     # -------------------------------------------------------------- partitions
     def engine(self, partition: int) -> PartitionEngine:
@@ -128,6 +131,7 @@ class EngineGroup:
         engine = self.by_partition.get(partition)
         if engine is None:
             engine = self.by_partition[partition] = self.make_engine(partition)
+            self.flushed_at[partition] = time.monotonic()
             self._show_applied(partition, engine.progress)
         return engine
 
@@ -177,17 +181,23 @@ class EngineGroup:
             if engine.counts:
                 metrics.add_engine_counts(engine.counts)
 
-    def due_for_timed_flush(self, active: set[int], *, now: float, interval: float) -> list[int]:
+    def due_for_timed_flush(self, active: set[int], *, now: float, interval: float, behind_interval: float) -> list[int]:
         """The partitions of ``active`` whose engines hold changes the flush timer writes now.
 
-        Live, every one that holds changes. While the worker catches up, only those nothing came
-        for in ``interval`` seconds: a busy partition flushes by itself every ``progress_every``
-        records, so its flushes (each waiting for Kafka) stay few and its writes and item-fact packs large.
+        Live, every one that holds changes. While the worker catches up, those nothing came for
+        in ``interval`` seconds, and those that last wrote their progress ``behind_interval``
+        seconds ago or more (as Kafka Streams' commit interval, so a crash reads no more than that
+        much work again): a busy partition otherwise flushes by itself every ``progress_every``
+        records, so its flushes (each waiting for Kafka) stay few and its writes and item-fact packs
+        large, each state written once for many of its records.
         """
         held = [p for p, engine in self.by_partition.items() if engine.unflushed and p in active]
         if not held or not self.pace.catching_up(self.backlog()):
             return held
-        return [p for p in held if now - self.fed_at.get(p, 0.0) >= interval]
+        return [
+            p for p in held
+            if now - self.fed_at.get(p, 0.0) >= interval or now - self.flushed_at.get(p, 0.0) >= behind_interval
+        ]
 
     async def flush(self, partitions=None) -> None:
         """Write what the engines of ``partitions`` (default: all) hold in memory, and their progress."""
@@ -227,6 +237,7 @@ class EngineGroup:
             await outbox.ship()
         last = effects[-1]
         if type(last) is Put and last.key == PROGRESS_KEY:
+            self.flushed_at[partition] = time.monotonic()
             self._show_applied(partition, PartitionProgress.from_bytes(last.value))
 
     async def outbox(self) -> Outbox:

@@ -70,6 +70,9 @@ class Writer:
         self.log.entries.append(("write", partition, key))
         batches.add(self.changelog, key, value, partition=partition)
 
+    def reader(self, partition) -> dict:
+        return {}
+
     def apply_staged(self) -> None:
         pass
 
@@ -202,3 +205,24 @@ def test_held_samples_of_a_partition_that_moves_are_forgotten(worker):
     assert len(engines.held_samples[1]) == 1
     engines.drop(1)
     assert 1 not in engines.held_samples
+
+
+def test_while_catching_up_a_busy_partition_is_flushed_by_the_timer_only_after_the_interval_behind(worker):
+    engines, _ = worker
+    engines.backlog = lambda: 10**9  # far more unread records than the pace's rate could read in its horizon
+    for partition in (0, 1, 2):
+        engine = engines.engine(partition)
+        engine.process(Record(EVENTS, EVENTS, 0, b"u1", orjson.dumps(
+            {"event_id": f"e{partition}", "user_id": "u1", "type": "view", "ts": START_MS})), now_ms=NOW_MS)
+        engines.flushed_at[partition] = 100.5
+    engines.fed_at.update({0: 129.9, 1: 110.0, 2: 129.0})
+    due = dict(active={0, 1, 2}, interval=1.0, behind_interval=30.0)
+    assert engines.pace.catching_up(engines.backlog())
+    # partition 1 is idle, 2 had its last record a second ago; 0 is busy and last wrote 29.5 s ago
+    assert engines.due_for_timed_flush(now=130.0, **due) == [1, 2]
+    engines.fed_at[0] = 130.8
+    assert engines.due_for_timed_flush(now=130.9, **due) == [0, 1, 2]  # 30.4 s since partition 0 last wrote
+    assert engines.due_for_timed_flush(now=130.9, **{**due, "active": {0}}) == [0]
+    engines.backlog = lambda: 0  # caught up: every partition holding changes
+    engines.flushed_at[0] = 130.9
+    assert engines.due_for_timed_flush(now=131.0, **due) == [0, 1, 2]

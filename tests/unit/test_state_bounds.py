@@ -72,12 +72,6 @@ def test_an_id_that_left_seen_and_is_older_than_the_watermark_is_dead_lettered_a
     assert dict(letter.headers)["reason"] == b"late_event" and engine.state("u1").events == 400
 
 
-def test_the_engine_refuses_the_progress_interval_at_or_above_the_ids_kept():
-    with pytest.raises(ValueError):
-        EngineConfig(progress_every=2000)
-    EngineConfig(progress_every=1999)
-
-
 def big_event(i: int, user: str = "u1") -> dict:
     # every event a new category, new minute and a long id: the state grows by some 300 bytes each
     return {"event_id": f"{user}-{i:0>100}", "user_id": user, "type": "pay", "ts": NOW + i * 60_000,
