@@ -212,8 +212,8 @@ async def send_ticks() -> None:
 
 
 @app.on_partitions_assigned.connect
-async def _check_profiles_after_rebalance(app, assigned, **kwargs) -> None:
-    app.engines.profiles_unchecked.update(tp.partition for tp in assigned if tp.topic == SOURCE_NAMES[1])
+async def _read_profiles_after_rebalance(app, assigned, **kwargs) -> None:
+    app.engines.profiles_unread.update(tp.partition for tp in assigned if tp.topic == SOURCE_NAMES[1])
 
 
 @app.on_partitions_revoked.connect

@@ -325,8 +325,8 @@ class Engines(EngineGroup):
         self.feed = ModelFeed(
             settings.topic(topics.MODELS), settings.bootstrap_servers, kafka_security.kafka_python_options(settings)
         )
-        #: partitions whose next profiles record is checked for a hole (Faust skips around rebalances)
-        self.profiles_unchecked: set[int] = set()
+        #: partitions assigned whose profiles are read up to the end of the topic before their next record
+        self.profiles_unread: set[int] = set()
         #: user partition -> item-facts partition -> the item facts (key, value) made since the user partition's last write
         self.held_facts: dict[int, dict[int, list[tuple[bytes, bytes]]]] = {}
         self.item_facts_topic = settings.topic(topics.ITEM_FACTS)
@@ -378,14 +378,34 @@ class Engines(EngineGroup):
                 log.warning("waiting %.0f s for the models topic to be read before applying any record", waited)
 
     def _gapless(self, kind: str, partition: int) -> bool:
-        """Always for events and erasures; for the compacted profiles only on the first record after a
-        rebalance (elsewhere gaps are compaction's)."""
-        if kind != topics.PROFILES:
-            return True
-        if partition in self.profiles_unchecked:
-            self.profiles_unchecked.discard(partition)
-            return True
-        return False
+        """Always for events and erasures; never for the compacted profiles (gaps there are compaction's,
+        and what Faust skips around a rebalance is read by :meth:`read_profiles`)."""
+        return kind != topics.PROFILES
+
+    async def handle(self, message) -> None:
+        """One record from Faust; the first of a partition after its assignment waits for :meth:`read_profiles`."""
+        if message.partition in self.profiles_unread:
+            self.profiles_unread.discard(message.partition)
+            await self.read_profiles(message.partition)
+        await super().handle(message)
+
+    async def read_profiles(self, partition: int) -> None:
+        """Apply the partition's profiles records past its progress, up to the end of the topic, from the broker.
+
+        Faust resumes the profiles at its committed offset: after a crash the progress can be behind
+        it, and the events read again past the progress would otherwise be folded without the
+        profiles they were first folded with (no new profiles record need ever come). Records Faust
+        delivers afterwards are covered by the progress and skipped; a profile applied twice changes nothing.
+        """
+        topic = self.settings.topic(topics.PROFILES)
+        engine = self.engine(partition)
+        applied = engine.applied_offset(topic)
+        first = applied + 1 if applied is not None else await self.skipped.log_start(topic, partition)
+        last = await self.skipped.log_end(topic, partition) - 1
+        if last < first:
+            return
+        async for record in self.skipped.read(topic, partition, first, last):
+            await self.apply(engine, topics.PROFILES, record)
 
     def _sent(self, effect: Send) -> None:
         if effect.kind == "alert" and self.webhook is not None:

@@ -226,3 +226,39 @@ def test_while_catching_up_a_busy_partition_is_flushed_by_the_timer_only_after_t
     engines.backlog = lambda: 0  # caught up: every partition holding changes
     engines.flushed_at[0] = 130.9
     assert engines.due_for_timed_flush(now=131.0, **due) == [0, 1, 2]
+
+
+class Skipped:
+    """The broker's records of each topic partition, as the hole reader reads them."""
+
+    def __init__(self, records: dict[tuple[str, int], list]):
+        self.records = records
+
+    async def log_start(self, topic, partition):
+        return 0
+
+    async def log_end(self, topic, partition):
+        return len(self.records.get((topic, partition), []))
+
+    async def read(self, topic, partition, first, last):
+        for record in self.records.get((topic, partition), [])[first : last + 1]:
+            yield record
+
+
+def test_a_partition_reads_its_profiles_to_the_end_before_its_first_record_after_an_assignment(worker):
+    engines, _ = worker
+    profiles, events = engines.settings.topic("profiles"), engines.settings.topic("events")
+    profile = {"user_id": "u1", "ts": START_MS - 1000, "gender": "f", "birth_year": 1994}
+    on_broker = [SimpleNamespace(topic=profiles, partition=2, offset=0, key=b"u1", value=orjson.dumps(profile))]
+    engines.skipped = Skipped({(profiles, 2): on_broker})
+    engines.profiles_unread.add(2)
+    view = {"event_id": "e1", "user_id": "u1", "type": "view", "ts": START_MS}
+    message = SimpleNamespace(topic=events, partition=2, offset=0, key=b"u1", value=orjson.dumps(view))
+    asyncio.run(engines.handle(message))
+    state = engines.engine(2).state("u1")
+    assert state.events == 1 and state.profile_ts == profile["ts"] and state.profile["gender"] == "f"
+    assert engines.engine(2).applied_offset(profiles) == 0 and not engines.profiles_unread
+    # Faust's own delivery of the same profile afterwards is covered by the progress: skipped
+    again = SimpleNamespace(topic=profiles, partition=2, offset=0, key=b"u1", value=orjson.dumps(profile))
+    asyncio.run(engines.handle(again))
+    assert engines.engine(2).counts["records_skipped"] == 1
