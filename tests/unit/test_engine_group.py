@@ -1,0 +1,78 @@
+"""The worker's user engines between records: when the timer flushes a partition, and the profiles a partition
+reads before its first record after an assignment."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import orjson
+import pytest
+
+from online_models.processor import EVENTS, Record
+from tests.unit.engine_doubles import make_worker
+
+START_MS = 1788307200000
+NOW_MS = START_MS + 400 * 86_400_000
+
+
+@pytest.fixture
+def worker(monkeypatch):
+    return make_worker(monkeypatch)
+
+
+def test_while_catching_up_a_busy_partition_is_flushed_by_the_timer_only_after_the_interval_behind(worker):
+    engines, _ = worker
+    engines.backlog = lambda: 10**9  # far more unread records than the pace's rate could read in its horizon
+    for partition in (0, 1, 2):
+        engine = engines.engine(partition)
+        engine.process(Record(EVENTS, EVENTS, 0, b"u1", orjson.dumps(
+            {"event_id": f"e{partition}", "user_id": "u1", "type": "view", "ts": START_MS})), now_ms=NOW_MS)
+        engines.flushed_at[partition] = 100.5
+    engines.fed_at.update({0: 129.9, 1: 110.0, 2: 129.0})
+    due = dict(active={0, 1, 2}, interval=1.0, behind_interval=30.0)
+    assert engines.pace.catching_up(engines.backlog())
+    # partition 1 is idle, 2 had its last record a second ago; 0 is busy and last wrote 29.5 s ago
+    assert engines.due_for_timed_flush(now=130.0, **due) == [1, 2]
+    engines.fed_at[0] = 130.8
+    assert engines.due_for_timed_flush(now=130.9, **due) == [0, 1, 2]  # 30.4 s since partition 0 last wrote
+    assert engines.due_for_timed_flush(now=130.9, **{**due, "active": {0}}) == [0]
+    engines.backlog = lambda: 0  # caught up: every partition holding changes
+    engines.flushed_at[0] = 130.9
+    assert engines.due_for_timed_flush(now=131.0, **due) == [0, 1, 2]
+
+
+class Skipped:
+    """The broker's records of each topic partition, as the hole reader reads them."""
+
+    def __init__(self, records: dict[tuple[str, int], list]):
+        self.records = records
+
+    async def log_start(self, topic, partition):
+        return 0
+
+    async def log_end(self, topic, partition):
+        return len(self.records.get((topic, partition), []))
+
+    async def read(self, topic, partition, first, last):
+        for record in self.records.get((topic, partition), [])[first : last + 1]:
+            yield record
+
+
+def test_a_partition_reads_its_profiles_to_the_end_before_its_first_record_after_an_assignment(worker):
+    engines, _ = worker
+    profiles, events = engines.settings.topic("profiles"), engines.settings.topic("events")
+    profile = {"user_id": "u1", "ts": START_MS - 1000, "gender": "f", "birth_year": 1994}
+    on_broker = [SimpleNamespace(topic=profiles, partition=2, offset=0, key=b"u1", value=orjson.dumps(profile))]
+    engines.skipped = Skipped({(profiles, 2): on_broker})
+    engines.profiles_unread.add(2)
+    view = {"event_id": "e1", "user_id": "u1", "type": "view", "ts": START_MS}
+    message = SimpleNamespace(topic=events, partition=2, offset=0, key=b"u1", value=orjson.dumps(view))
+    asyncio.run(engines.handle(message))
+    state = engines.engine(2).state("u1")
+    assert state.events == 1 and state.profile_ts == profile["ts"] and state.profile["gender"] == "f"
+    assert engines.engine(2).applied_offset(profiles) == 0 and not engines.profiles_unread
+    # Faust's own delivery of the same profile afterwards is covered by the progress: skipped
+    again = SimpleNamespace(topic=profiles, partition=2, offset=0, key=b"u1", value=orjson.dumps(profile))
+    asyncio.run(engines.handle(again))
+    assert engines.engine(2).counts["records_skipped"] == 1
