@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.unit.engine_doubles import make_worker
 from tests.unit.test_api_synthetic import make_store
 
 
@@ -13,3 +14,9 @@ def store(tmp_path):
     store = make_store(tmp_path)
     yield store
     store.close()
+
+
+@pytest.fixture
+def worker(monkeypatch):
+    """A worker's user engines over a recording producer and table writer, and the log of what they were handed."""
+    return make_worker(monkeypatch)

@@ -12,6 +12,9 @@ from streams import engines as engines_module
 from streams.engines import Engines
 from streams.settings import Settings
 
+START_MS = 1788307200000  # 2026-09-01 00:00 UTC
+NOW_MS = START_MS + 400 * 86_400_000
+
 
 class Log:
     """What the producer and the table writer were handed, in order."""

@@ -7,18 +7,9 @@ import asyncio
 from types import SimpleNamespace
 
 import orjson
-import pytest
 
 from online_models.processor import EVENTS, Record
-from tests.unit.engine_doubles import make_worker
-
-START_MS = 1788307200000
-NOW_MS = START_MS + 400 * 86_400_000
-
-
-@pytest.fixture
-def worker(monkeypatch):
-    return make_worker(monkeypatch)
+from tests.unit.engine_doubles import NOW_MS, START_MS
 
 
 def test_while_catching_up_a_busy_partition_is_flushed_by_the_timer_only_after_the_interval_behind(worker):

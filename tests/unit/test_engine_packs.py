@@ -12,21 +12,12 @@ from __future__ import annotations
 import asyncio
 
 import orjson
-import pytest
 
 from online_models.item_facts import parse_item_facts
 from online_models.processor import EVENTS, EngineConfig, PartitionProcessor, Record, Send
 from online_models.simulation import ShopSimulator
 from online_models.training_samples import unpack_samples
-from tests.unit.engine_doubles import Log, make_worker
-
-START_MS = 1788307200000
-NOW_MS = START_MS + 400 * 86_400_000
-
-
-@pytest.fixture
-def worker(monkeypatch):
-    return make_worker(monkeypatch)
+from tests.unit.engine_doubles import NOW_MS, START_MS, Log
 
 
 def test_item_facts_leave_packed_by_item_partition_before_the_write_that_covers_their_events(worker):
