@@ -151,12 +151,20 @@ class EngineGroup:
             self.fed_at[message.partition] = now
         engine = self.engine(message.partition)
         if kind != TICKS and not engine.progress.covers(message.topic, message.offset) and self._gapless(kind, message.partition):
-            applied = engine.applied_offset(message.topic)
-            # with no progress yet, everything the broker holds of the partition is still to apply
-            first = applied + 1 if applied is not None else await self.skipped.log_start(message.topic, message.partition)
+            first = await self._next_to_apply(engine, message.topic)
             if message.offset > first:
                 await self.fill_hole(message, first, engine)
         await self.apply(engine, kind, message)
+
+    async def _next_to_apply(self, engine: PartitionEngine, topic: str) -> int:
+        """The offset of ``topic`` after the engine's progress; with no progress yet, the first the broker holds."""
+        applied = engine.applied_offset(topic)
+        return applied + 1 if applied is not None else await self.skipped.log_start(topic, engine.partition)
+
+    async def _apply_from_broker(self, engine: PartitionEngine, topic: str, first: int, last: int) -> None:
+        """Apply the records of ``topic`` at offsets ``first`` to ``last`` of the engine's partition, read from the broker."""
+        async for record in self.skipped.read(topic, engine.partition, first, last):
+            await self.apply(engine, self.kinds[topic], record)
 
     async def fill_hole(self, message, first: int, engine: PartitionEngine) -> None:
         """Apply the records from ``first`` up to before ``message`` that Faust skipped, read from the broker."""
@@ -164,8 +172,7 @@ class EngineGroup:
         log.warning("%s[%s]: record %s arrived with %s the next to apply: reading %s to %s directly",
                     message.topic, message.partition, message.offset, first, first, last)
         metrics.HOLES_REREAD.inc()
-        async for missed in self.skipped.read(message.topic, message.partition, first, last):
-            await self.apply(engine, self.kinds[message.topic], missed)
+        await self._apply_from_broker(engine, message.topic, first, last)
         await settle(self.app.consumer, message.tp, first, last)
 
     async def apply(self, engine: PartitionEngine, kind: str, message) -> None:
@@ -399,13 +406,10 @@ class Engines(EngineGroup):
         """
         topic = self.settings.topic(topics.PROFILES)
         engine = self.engine(partition)
-        applied = engine.applied_offset(topic)
-        first = applied + 1 if applied is not None else await self.skipped.log_start(topic, partition)
+        first = await self._next_to_apply(engine, topic)
         last = await self.skipped.log_end(topic, partition) - 1
-        if last < first:
-            return
-        async for record in self.skipped.read(topic, partition, first, last):
-            await self.apply(engine, topics.PROFILES, record)
+        if last >= first:
+            await self._apply_from_broker(engine, topic, first, last)
 
     def _sent(self, effect: Send) -> None:
         if effect.kind == "alert" and self.webhook is not None:
