@@ -71,7 +71,7 @@ class UserFigures:
     spend_30d: float
     aov: float | None
     repeat_spend: float | None
-    stats: tuple[int, float, float] | None
+    stats: Stats | None
     features: dict[str, float]
 
     def to_json(self) -> dict[str, Any]:
