@@ -61,7 +61,7 @@ from online_models.admission import admit_erasure, admit_event, admit_profile, f
 from online_models.alerts import AlertState
 from online_models.baskets import basket_record, close_due
 from online_models.erasure import erasure_records, forget_local
-from online_models.events import MIN_TS_MS, Event, InvalidEvent
+from online_models.events import MAX_ID_LENGTH, MIN_TS_MS, Event, InvalidEvent
 from online_models.item_facts import ITEM_FACT_TYPES, buyer_attributes, facts_for
 from online_models.partition_engine import (  # noqa: F401  (re-exported: the engine's values are read here too)
     MAX_DEAD_LETTER_BYTES,
@@ -180,6 +180,9 @@ class PartitionProcessor(PartitionEngine[PortraitState]):
         #: the snapshot last compared with it
         self._models_seen: object = None
         super().__init__(partition, store, config.flushing())
+        #: the most one look at a silent user adds to the serialized state: what an event's look adds, with
+        #: the label snapshot's category names at their longest
+        self._look_growth = EVENT_GROWTH_BYTES + 6 * MAX_ID_LENGTH * config.watch.portrait.top_categories
         #: users an alert fired for while applying the current record: their states are written right after it
         self._alerted: dict[str, None] = {}
         #: events ahead of the wall clock since the last log line about them, the most one was ahead, that line's time
@@ -477,7 +480,9 @@ class PartitionProcessor(PartitionEngine[PortraitState]):
                 continue
             # valued at the check time itself, so replays alert at the same event time
             self._watch(state, state.next_check, effects, models)
-            self._state_bytes.pop(user_id, None)  # measured again before the next event
+            bound = self._state_bytes.get(user_id)
+            if bound is not None:  # the size's bound grows by the most a look adds (measured again near the cap)
+                self._state_bytes[user_id] = bound + self._look_growth
             self._changed(state)
             self.counts["users_swept"] += 1
 

@@ -149,3 +149,26 @@ def test_open_baskets_are_held_under_the_cap_and_a_closed_one_fits_its_topic():
     baskets_topic = next(spec for spec in topics.TOPICS if spec.name == topics.BASKETS)
     widest = {"id": "0" * 16, "ts": NOW, "categories": ["c" * 128] * 32, "items": ["c" * 128 + "\x1f" + "i" * 128] * 32}
     assert len(orjson.dumps(widest)) * 2 < int(baskets_topic.configs["max.message.bytes"])
+
+
+def test_the_size_bound_covers_what_looks_at_a_silent_user_add():
+    """Looks at a silent user (samples, label snapshots, alert steps) raise the bound the cap is checked
+    against by the most a look adds, instead of measuring the state again: it stays at or above the true size."""
+    engine = PartitionProcessor(0, {}, EngineConfig(progress_every=10_000))
+    long = "\u4e2d" * 128  # category names at their longest, each character three bytes
+    offset = 0
+    for i in range(5):
+        body = {"event_id": f"p{i}", "user_id": "u1", "type": "pay", "ts": NOW + i * 60_000, "amount": 10.0,
+                "category": f"{i}{long}"[:128]}
+        engine.process(Record(EVENTS, EVENTS, offset, b"u1", orjson.dumps(body)), now_ms=NOW + 400 * 86_400_000)
+        offset += 1
+    engine.flush()  # the bound is now the size written
+    sizes = []
+    for day in range(1, 200):  # another user's events move the watermark a day at a time
+        body = {"event_id": f"v{day}", "user_id": "u2", "type": "view", "ts": NOW + day * 86_400_000}
+        engine.process(Record(EVENTS, EVENTS, offset, b"u2", orjson.dumps(body)), now_ms=NOW + 400 * 86_400_000)
+        offset += 1
+        size = len(engine.state("u1").to_bytes())
+        assert engine._state_bytes["u1"] >= size
+        sizes.append(size)
+    assert engine.counts["users_swept"] >= 5 and max(sizes) > sizes[0]  # looked at, and grown by the looks
