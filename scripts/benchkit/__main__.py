@@ -82,13 +82,15 @@ def main() -> None:
               help="Then a worker with these settings on the same topic (repeatable), e.g. aio:PORTRAITS_WORKER_LOOP=aio")
 @click.option("--whole", is_flag=True,
               help="No cap: every event, then until the worker has read the item facts and training samples they caused")
+@click.option("--read-probe", default=0, show_default=True, metavar="RECORDS",
+              help="Then the bare Faust agent that only reads this many records of the same topic; each worker's share of its rate")
 @benchmark("throughput")
-def throughput(run: Run, events, users, days, traffic, cap, warmup, profile_s, variants, whole) -> None:
+def throughput(run: Run, events, users, days, traffic, cap, warmup, profile_s, variants, whole, read_probe) -> None:
     """Floor (bare consumer + JSON decode) against one worker catching up on the same topic."""
     from benchkit.throughput import parse_variant, run_throughput
 
     run_throughput(run, events=events, users=users, days=days, cap_s=cap, warmup_s=warmup, profile_s=profile_s,
-                   variants=[parse_variant(v) for v in variants], traffic=traffic, whole=whole)
+                   variants=[parse_variant(v) for v in variants], traffic=traffic, whole=whole, read_probe=read_probe)
 
 
 @main.command()

@@ -7,6 +7,7 @@ import dataclasses
 import time
 
 from benchkit import kafka_io, profile
+from benchkit.ceiling import run_probe
 from benchkit.common import Run, ensure_events
 from benchkit.procs import scrape
 from benchkit.worker import Deployment, RunningWorker, follow_progress, start_worker
@@ -98,14 +99,16 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
 
 def run_throughput(run: Run, *, events: int, users: int, days: float, cap_s: float, warmup_s: float,
                    profile_s: float, variants: list[tuple[str, dict[str, str]]] = (), traffic: str = "uniform",
-                   whole: bool = False) -> None:
+                   whole: bool = False, read_probe: int = 0) -> None:
     """Produce (if needed), measure the floor, then one worker for at most ``cap_s`` after its first record.
 
     Each of ``variants`` (name, extra ``PORTRAITS_*`` settings) is then measured the same way, with
     a fresh group, on topics of its own (the run's prefix plus its name) holding the same seeded
     events, so settings compare side by side in one run.
     ``traffic`` picks the events produced (see :func:`benchkit.common.ensure_events`); ``whole``
-    measures the whole job instead of a capped window (see :func:`measure_worker`).
+    measures the whole job instead of a capped window (see :func:`measure_worker`). ``read_probe`` > 0: then the
+    bare Faust agent that only reads (:func:`benchkit.ceiling.run_probe`) reads that many records of the same
+    topic, and each worker's rate is recorded as a share of its rate (``share_of_faust_read``), all in one run.
     """
     run.record("traffic", traffic)
     total = ensure_events(run, events=events, users=users, days=days, traffic=traffic)
@@ -130,3 +133,10 @@ def run_throughput(run: Run, *, events: int, users: int, days: float, cap_s: flo
         other["prefix"] = own.prefix
         other["worker_to_variant_ratio"] = round(figures["rate"] / other["rate"], 2) if other["rate"] else None
         run.record(f"variant {name}", other)
+    if read_probe > 0:
+        probe = run_probe(run, "read", records=read_probe, timeout_s=300.0)
+        run.record("probe_read", probe or {"error": f"did not read {read_probe} records within 300 s"})
+        if probe is not None:
+            shares = {"worker": figures["rate"] / probe["rate"]}
+            shares.update((name, run.figures[f"variant {name}"]["rate"] / probe["rate"]) for name, _ in variants)
+            run.record("share_of_faust_read", {name: round(share, 3) for name, share in shares.items()})
