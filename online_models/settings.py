@@ -178,6 +178,11 @@ class Settings(ApiSettings):
         30.0, gt=0, description="Kafka consumer session timeout: how soon a dead worker's partitions move"
     )
     standby_replicas: int = Field(1, ge=0, description="Standby copies of each table partition kept by other workers")
+    gc_thaw_interval: float = Field(
+        600.0, ge=0, description="The worker freezes what survives each full garbage collection, so the next one walks only "
+        "what came since, and thaws it every this many seconds, so cycles among old objects are still collected "
+        "(0: thaw after every full collection, Python's own behaviour)"
+    )
     worker_loop: Literal["uvloop", "aio"] = Field(
         "uvloop", description="Event loop of the worker: uvloop, or asyncio's own (aio)"
     )

@@ -35,6 +35,7 @@ from online_models.sentiment import ShippedModelScorer
 from online_models.tags import TagRules
 from online_models.training_samples import MAX_PACKED_SAMPLES, pack_samples
 from streams import faust_repairs, kafka_security, metrics, topics
+from streams.collector import CollectorPolicy
 from streams.faust_repairs import PartitionWriter, QuietPartitions, SkippedRecordReader, settle
 from streams.model_feed import ModelFeed
 from streams.record_batches import Outbox
@@ -341,6 +342,8 @@ class Engines(EngineGroup):
         self.held_samples: dict[int, list[tuple[bytes, bytes]]] = {}
         self.training_topic = settings.topic(topics.MODEL_TRAINING)
         self._scoring: tuple[bytes | None, PopulationModels | None] = (None, None)
+        #: freezes the survivors of full garbage collections once the worker has warmed up (streams.collector)
+        self.collector = CollectorPolicy(thaw_interval_s=settings.gc_thaw_interval)
         self.webhook = None
         if settings.alert_webhook:
             from online_models.webhook import WebhookSender
@@ -376,6 +379,7 @@ class Engines(EngineGroup):
             # which otherwise walk them again and again (about 10% of the core's time per event)
             await self.app.loop.run_in_executor(None, self.config.scorer.warm_up)
             gc.freeze()
+        self.collector.install()
         waited = 0.0
         while not await self.app.loop.run_in_executor(None, self.feed.caught_up.wait, 1.0):
             waited += 1.0

@@ -1,6 +1,6 @@
 """Prometheus metrics of the stream worker."""
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_PROCESSED = Counter("portraits_events_processed_total", "Events folded into portraits")
 EVENTS_REJECTED = Counter("portraits_events_rejected_total", "Records sent to the dead-letter topic", ["reason"])
@@ -116,3 +116,9 @@ def add_engine_counts(counts) -> None:
         else:
             _ENGINE_COUNTS[name].inc(n)
     counts.clear()
+GC_PAUSE = Histogram(
+    "portraits_gc_pause_seconds",
+    "Pauses of Python's garbage collector in the worker, by generation collected (2: a full collection)",
+    ["generation"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
