@@ -168,9 +168,10 @@ async def publish_portraits() -> None:
 
 @app.timer(interval=COUNTS_INTERVAL)
 async def report_engine_counts() -> None:
-    """What the engines counted (records folded, checks, alerts, rejections, ...) onto /metrics."""
+    """What the engines counted (records folded, checks, alerts, rejections, ...) and the collector's pauses onto /metrics."""
     app.engines.report_counts()
     app.item_engines.report_counts()
+    app.engines.collector.report()
 
 
 @app.timer(interval=settings.item_publish_interval)

@@ -11,7 +11,9 @@ so the next one walks only the objects that came since. Every ``thaw_interval_s`
 it thaws them instead (``gc.unfreeze``): the next full collection walks everything
 once, so reference cycles among old objects that became garbage are collected all
 the same, later. ``thaw_interval_s`` 0 thaws after every full collection, which is
-Python's own behaviour. Each pause is observed in ``portraits_gc_pause_seconds`` by generation.
+Python's own behaviour. Each pause is timed, and :meth:`CollectorPolicy.report` observes the
+pauses timed since its last call in ``portraits_gc_pause_seconds`` by generation: not the callback
+itself, since a metric's lock taken there could be one the interrupted code holds.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class CollectorPolicy:
         self.thawed_at = clock()
         self.installed = False
         self._started = 0.0
+        #: by generation, the pauses (seconds) timed since the last report
+        self._pauses: list[list[float]] = [[], [], []]
 
     def install(self) -> None:
         """Start timing the collections and freezing the survivors of full ones (once; again changes nothing)."""
@@ -59,7 +63,7 @@ class CollectorPolicy:
             self._started = self.pause_clock()
             return
         generation = info["generation"]
-        metrics.GC_PAUSE.labels(str(generation)).observe(self.pause_clock() - self._started)
+        self._pauses[generation].append(self.pause_clock() - self._started)
         if generation < 2:
             return
         now = self.clock()
@@ -68,3 +72,12 @@ class CollectorPolicy:
             self.thawed_at = now
         else:
             self.collector.freeze()
+
+    def report(self) -> None:
+        """Observe the pauses timed since the last report in ``portraits_gc_pause_seconds``."""
+        for generation in range(len(self._pauses)):
+            pauses, self._pauses[generation] = self._pauses[generation], []
+            if pauses:
+                histogram = metrics.GC_PAUSE.labels(str(generation))
+                for pause in pauses:
+                    histogram.observe(pause)

@@ -74,12 +74,17 @@ def test_a_zero_interval_thaws_after_every_full_collection_as_python_does():
     assert collector.calls == ["unfreeze"] * 3
 
 
-def test_every_pause_is_timed_by_generation():
+def test_every_pause_is_timed_by_generation_and_observed_at_the_next_report():
     collector, pause_clock = FakeCollector(), Clock()
     policy = CollectorPolicy(thaw_interval_s=600, collector=collector, clock=Clock(), pause_clock=pause_clock)
     before = [pauses_observed(g) for g in range(3)]
     for generation in (0, 0, 1, 2):
         collect(policy, generation, took=0.004, pause_clock=pause_clock)
+    # observed by the report, not in the collector's callback (where a metric's lock could be held already)
+    assert [pauses_observed(g) - b for g, b in zip(range(3), before)] == [0, 0, 0]
+    policy.report()
+    assert [pauses_observed(g) - b for g, b in zip(range(3), before)] == [2, 1, 1]
+    policy.report()
     assert [pauses_observed(g) - b for g, b in zip(range(3), before)] == [2, 1, 1]
 
 
