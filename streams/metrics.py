@@ -82,6 +82,12 @@ CHECKS_BROUGHT_FORWARD = Counter(
 DEAD_LETTERS_TRUNCATED = Counter(
     "portraits_dead_letters_truncated_total", "Dead letters cut to fit the dead-letter topic (the source headers point at the whole record)"
 )
+GC_PAUSE = Histogram(
+    "portraits_gc_pause_seconds",
+    "Pauses of Python's garbage collector in the worker, by generation collected (2: a full collection)",
+    ["generation"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
 
 #: the engines' counts (online_models.processor, online_models.item_processor) and the metric each one adds to
 _ENGINE_COUNTS = {
@@ -116,9 +122,3 @@ def add_engine_counts(counts) -> None:
         else:
             _ENGINE_COUNTS[name].inc(n)
     counts.clear()
-GC_PAUSE = Histogram(
-    "portraits_gc_pause_seconds",
-    "Pauses of Python's garbage collector in the worker, by generation collected (2: a full collection)",
-    ["generation"],
-    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-)
