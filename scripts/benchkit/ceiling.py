@@ -57,7 +57,7 @@ def run_ceiling(run: Run, *, events: int, users: int, days: float, records: int,
         if probe is None:
             run.record(f"probe_{mode}", {"error": f"did not read {records} records within {timeout_s} s"})
             continue
-        rates[f"faust agent: {mode}"] = probe["records"] / probe["seconds"]
+        rates[f"faust agent: {mode}"] = probe["rate"]
         run.record(f"probe_{mode}", probe)
     read = rates.get("faust agent: read")
     for mode in ("send", "rawsend", "table"):
