@@ -287,7 +287,7 @@ def test_dashboard_draws_the_live_figures_a_portrait_and_a_live_alert(stack, tmp
                 expect(page.locator("#conn-status")).to_have_text("token rejected", timeout=20_000)
                 assert page.evaluate("!window.echarts.getInstanceByDom(document.getElementById('chart-clv'))")
                 refused = {"401 /v1/overview", "401 /v1/aarrr", "401 /v1/associations"}  # what a refresh asks for
-                wait_until(lambda: refused <= set(refused_responses), timeout=10, what="every refresh refused",
+                wait_until(lambda: refused <= set(refused_responses), timeout=30, what="every refresh refused",
                            explain=lambda: str(refused_responses))
 
                 page.fill("#token-input", TOKEN)
