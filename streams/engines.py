@@ -208,12 +208,37 @@ class EngineGroup:
         ]
 
     async def flush(self, partitions=None) -> None:
-        """Write what the engines of ``partitions`` (default: all) hold in memory, and their progress."""
+        """Write what the engines of ``partitions`` (default: all) hold in memory, and their progress.
+
+        In three steps across the partitions, each waiting for Kafka once: what is held back
+        for them (confirmed before the states that remember it was sent), then their states,
+        then their progress records, each covering states already confirmed. The records waiting
+        for the turn wait for Kafka twice per flush, not twice per partition.
+        """
         async with self.turn:
-            for partition in list(self.by_partition if partitions is None else partitions):
-                engine = self.by_partition.get(partition)
-                if engine is not None:
-                    await self.execute(partition, engine.flush())
+            flushed = [
+                (partition, engine.flush())
+                for partition in list(self.by_partition if partitions is None else partitions)
+                if (engine := self.by_partition.get(partition)) is not None
+            ]
+            if not flushed:
+                return
+            outbox, writer = await self.outbox(), self.writer
+            batches = outbox.batches
+            if any([self._release(partition, batches) for partition, _ in flushed]):
+                await outbox.deliver()
+            for partition, effects in flushed:
+                for effect in effects[:-1]:
+                    writer.write(partition, effect.key, effect.value if type(effect) is Put else None, batches)
+            writer.apply_staged()
+            await outbox.deliver()
+            for partition, effects in flushed:
+                writer.write(partition, PROGRESS_KEY, effects[-1].value, batches)
+            writer.apply_staged()
+            await outbox.ship()
+            for partition, effects in flushed:
+                self.flushed_at[partition] = time.monotonic()
+                self._show_applied(partition, PartitionProgress.from_bytes(effects[-1].value))
 
     async def execute(self, partition: int, effects: list, *, write_follows: bool = False) -> None:
         """Carry out effects in order. Records travel in batches; a write waits until every confirmed

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import orjson
 
+from online_models.partition_engine import PROGRESS_KEY
 from online_models.processor import EVENTS, Record
 from tests.unit.engine_doubles import NOW_MS, START_MS
 
@@ -67,3 +68,44 @@ def test_a_partition_reads_its_profiles_to_the_end_before_its_first_record_after
     again = SimpleNamespace(topic=profiles, partition=2, offset=0, key=b"u1", value=orjson.dumps(profile))
     asyncio.run(engines.handle(again))
     assert engines.engine(2).counts["records_skipped"] == 1
+
+
+def test_a_flush_of_many_partitions_waits_for_kafka_twice_and_each_progress_follows_its_facts_and_states(worker):
+    engines, log = worker
+    partitions = (0, 1, 2, 3)
+
+    async def run() -> int:
+        for partition in partitions:
+            engine = engines.engine(partition)
+            for offset in range(5):
+                event = {"event_id": f"e{partition}-{offset}", "user_id": f"u{partition}-{offset % 3}", "type": "add_to_cart",
+                         "ts": START_MS + offset * 60_000, "item_id": f"i{offset}", "category": "snacks", "price": 5}
+                effects = engine.process(Record(EVENTS, EVENTS, offset, event["user_id"].encode(), orjson.dumps(event)),
+                                         now_ms=NOW_MS)
+                await engines.execute(partition, effects, write_follows=engine.unflushed)
+        assert all(engines.held_facts.get(p) for p in partitions)  # the facts wait for each partition's write
+        outbox = await engines.outbox()
+        deliver = outbox.deliver
+
+        async def logged_deliver():
+            log.entries.append(("deliver",))
+            await deliver()
+
+        outbox.deliver = logged_deliver
+        start = len(log.entries)
+        await engines.flush()
+        return start
+
+    start = asyncio.run(run())
+    flushed = log.entries[start:]
+    waits = [i for i, entry in enumerate(flushed) if entry[0] == "deliver"]
+    assert len(waits) == 2
+    facts_sent = [i for i, entry in enumerate(flushed) if entry[0] == "send" and entry[1] == "item-facts"]
+    progress = {entry[1]: i for i, entry in enumerate(flushed) if entry[0] == "write" and entry[2] == PROGRESS_KEY}
+    states = [(entry[1], i) for i, entry in enumerate(flushed) if entry[0] == "write" and entry[2] != PROGRESS_KEY]
+    assert sorted(progress) == list(partitions) and {p for p, _ in states} == set(partitions)
+    assert len(states) == 3 * len(partitions)  # each changed user written once
+    # every partition's facts leave and are confirmed before any state is written; every state before any progress record
+    assert facts_sent and waits[0] < min(facts_sent) and max(facts_sent) < min(i for _, i in states)
+    assert max(i for _, i in states) < waits[1] < min(progress.values())
+    assert not engines.held_facts.get(0) and all(engines.flushed_at[p] > 0 for p in partitions)
