@@ -48,6 +48,8 @@ MODEL_WAIT_WARNING_SECONDS = 30.0
 #: sends nobody waits for: they leave with the partition's next write (whose progress record waits for them),
 #: or as soon as their batch is full, instead of a produce request of their own each
 UNHURRIED_KINDS = frozenset({"dead_letter", "basket"})
+#: every how many records one's age is observed (portraits_record_age_seconds)
+RECORD_AGE_EVERY = 16
 
 
 
@@ -68,6 +70,8 @@ class EngineGroup:
         self.kinds = {settings.topic(name): name for name in kinds}
         self.outputs = outputs
         self.publish_topic = publish_topic
+        self.record_age = metrics.RECORD_AGE.labels(publish_topic)
+        self.flush_seconds = metrics.FLUSH_SECONDS.labels(publish_topic)
         self.skipped = SkippedRecordReader(
             settings.bootstrap_servers, client_id=client_id, client_options=kafka_security.aiokafka_options(settings)
         )
@@ -146,6 +150,8 @@ class EngineGroup:
         """One record from Faust: fill any hole before it, then apply it."""
         self.last_record_at = now = time.monotonic()
         self.handled += 1
+        if self.handled % RECORD_AGE_EVERY == 0 and message.timestamp:
+            self.record_age.observe(max(0.0, time.time() - message.timestamp))
         self.quiet.delivered(message.topic, message.partition, now=now)
         kind = self.kinds[message.topic]
         if kind != TICKS:  # a tick is no work to catch up with
@@ -216,29 +222,36 @@ class EngineGroup:
         for the turn wait for Kafka twice per flush, not twice per partition.
         """
         async with self.turn:
-            flushed = [
-                (partition, engine.flush())
-                for partition in list(self.by_partition if partitions is None else partitions)
-                if (engine := self.by_partition.get(partition)) is not None
-            ]
-            if not flushed:
-                return
-            outbox, writer = await self.outbox(), self.writer
-            batches = outbox.batches
-            if any([self._release(partition, batches) for partition, _ in flushed]):
-                await outbox.deliver()
-            for partition, effects in flushed:
-                for effect in effects[:-1]:
-                    writer.write(partition, effect.key, effect.value if type(effect) is Put else None, batches)
-            writer.apply_staged()
+            started = time.monotonic()
+            if await self._flush(partitions):
+                self.flush_seconds.observe(time.monotonic() - started)
+
+    async def _flush(self, partitions) -> bool:
+        """:meth:`flush` with the turn held; whether any partition was flushed."""
+        flushed = [
+            (partition, engine.flush())
+            for partition in list(self.by_partition if partitions is None else partitions)
+            if (engine := self.by_partition.get(partition)) is not None
+        ]
+        if not flushed:
+            return False
+        outbox, writer = await self.outbox(), self.writer
+        batches = outbox.batches
+        if any([self._release(partition, batches) for partition, _ in flushed]):
             await outbox.deliver()
-            for partition, effects in flushed:
-                writer.write(partition, PROGRESS_KEY, effects[-1].value, batches)
-            writer.apply_staged()
-            await outbox.ship()
-            for partition, effects in flushed:
-                self.flushed_at[partition] = time.monotonic()
-                self._show_applied(partition, PartitionProgress.from_bytes(effects[-1].value))
+        for partition, effects in flushed:
+            for effect in effects[:-1]:
+                writer.write(partition, effect.key, effect.value if type(effect) is Put else None, batches)
+        writer.apply_staged()
+        await outbox.deliver()
+        for partition, effects in flushed:
+            writer.write(partition, PROGRESS_KEY, effects[-1].value, batches)
+        writer.apply_staged()
+        await outbox.ship()
+        for partition, effects in flushed:
+            self.flushed_at[partition] = time.monotonic()
+            self._show_applied(partition, PartitionProgress.from_bytes(effects[-1].value))
+        return True
 
     async def execute(self, partition: int, effects: list, *, write_follows: bool = False) -> None:
         """Carry out effects in order. Records travel in batches; a write waits until every confirmed

@@ -88,6 +88,18 @@ GC_PAUSE = Histogram(
     ["generation"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+RECORD_AGE = Histogram(
+    "portraits_record_age_seconds",
+    "Wall seconds from an input record's Kafka timestamp to its application, every 16th record, by the engines' output topic",
+    ["engines"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0),
+)
+FLUSH_SECONDS = Histogram(
+    "portraits_flush_seconds",
+    "Seconds a flush holds its engines' turn (records of those engines wait meanwhile), by the engines' output topic",
+    ["engines"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
 
 #: the engines' counts (online_models.processor, online_models.item_processor) and the metric each one adds to
 _ENGINE_COUNTS = {

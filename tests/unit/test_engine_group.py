@@ -4,12 +4,15 @@ reads before its first record after an assignment."""
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 
 import orjson
+from prometheus_client import REGISTRY
 
 from online_models.partition_engine import PROGRESS_KEY
 from online_models.processor import EVENTS, Record
+from streams.engines import RECORD_AGE_EVERY
 from tests.unit.engine_doubles import NOW_MS, START_MS
 
 
@@ -94,9 +97,12 @@ def test_a_flush_of_many_partitions_waits_for_kafka_twice_and_each_progress_foll
         outbox.deliver = logged_deliver
         start = len(log.entries)
         await engines.flush()
+        await engines.flush([])  # nothing to flush: no observation
         return start
 
+    observed = REGISTRY.get_sample_value("portraits_flush_seconds_count", {"engines": "portraits"}) or 0.0
     start = asyncio.run(run())
+    assert REGISTRY.get_sample_value("portraits_flush_seconds_count", {"engines": "portraits"}) == observed + 1
     flushed = log.entries[start:]
     waits = [i for i, entry in enumerate(flushed) if entry[0] == "deliver"]
     assert len(waits) == 2
@@ -109,3 +115,23 @@ def test_a_flush_of_many_partitions_waits_for_kafka_twice_and_each_progress_foll
     assert facts_sent and waits[0] < min(facts_sent) and max(facts_sent) < min(i for _, i in states)
     assert max(i for _, i in states) < waits[1] < min(progress.values())
     assert not engines.held_facts.get(0) and all(engines.flushed_at[p] > 0 for p in partitions)
+
+
+def test_every_sixteenth_record_handled_shows_its_age_since_its_kafka_timestamp(worker):
+    engines, _ = worker
+    engines.skipped = Skipped({})  # the broker holds the partition from offset 0
+    events = engines.settings.topic("events")
+    labels = {"engines": "portraits"}
+    count = REGISTRY.get_sample_value("portraits_record_age_seconds_count", labels) or 0.0
+    total = REGISTRY.get_sample_value("portraits_record_age_seconds_sum", labels) or 0.0
+    sent_at = time.time() - 2.0  # each record waited two seconds or more
+
+    async def run():
+        for offset in range(2 * RECORD_AGE_EVERY):
+            view = {"event_id": f"e{offset}", "user_id": "u1", "type": "view", "ts": START_MS + offset}
+            await engines.handle(SimpleNamespace(topic=events, partition=1, offset=offset, key=b"u1",
+                                                 value=orjson.dumps(view), timestamp=sent_at))
+
+    asyncio.run(run())
+    assert REGISTRY.get_sample_value("portraits_record_age_seconds_count", labels) == count + 2
+    assert 4.0 <= REGISTRY.get_sample_value("portraits_record_age_seconds_sum", labels) - total < 4.0 + 60
