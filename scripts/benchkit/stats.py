@@ -39,6 +39,23 @@ def summary(values: Sequence[float], scale: float = 1.0) -> dict[str, float | in
     }
 
 
+def histogram_window(before: dict[float, float], after: dict[float, float]) -> dict[str, float | int | None]:
+    """What a Prometheus histogram observed between two scrapes (cumulative counts by bucket bound ``le``):
+    the count, and the bucket bound holding the p50, the p99 and the largest observation (inf: above every bound).
+
+    >>> histogram_window({0.1: 5, 1.0: 5, math.inf: 5}, {0.1: 100, 1.0: 104, math.inf: 105})
+    {'n': 100, 'p50_le': 0.1, 'p99_le': 1.0, 'max_le': inf}
+    """
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = counts[-1] if counts else 0.0
+
+    def bound(share: float) -> float | None:
+        return next((b for b, n in zip(bounds, counts) if n >= share * total), None) if total else None
+
+    return {"n": int(total), "p50_le": bound(0.5), "p99_le": bound(0.99), "max_le": bound(1.0)}
+
+
 def rate(count: float, seconds: float) -> float:
     """Events per second; 0 for an empty interval."""
     return count / seconds if seconds > 0 else 0.0

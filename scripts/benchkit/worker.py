@@ -7,7 +7,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchkit.procs import Managed, free_port, managed, python_module, scrape, wait_http
+from prometheus_client.parser import text_string_to_metric_families
+
+from benchkit.procs import Managed, free_port, http_get, managed, python_module, scrape, wait_http
 from benchkit.stats import cpu_us_per_record, window_rate
 
 #: what a worker has handled: folded, ignored as redelivered, or dead-lettered
@@ -46,6 +48,19 @@ class RunningWorker:
     @property
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/metrics"
+
+    def histogram(self, name: str, **labels: str) -> dict[float, float]:
+        """The cumulative bucket counts (by bound ``le``) of histogram ``name`` with ``labels`` on the worker's page; {} when it does not answer."""
+        status, body = http_get(self.metrics_url)
+        if status != 200:
+            return {}
+        return {
+            float(sample.labels["le"]): sample.value
+            for family in text_string_to_metric_families(body.decode())
+            if family.name == name
+            for sample in family.samples
+            if sample.name == f"{name}_bucket" and all(sample.labels.get(k) == v for k, v in labels.items())
+        }
 
     def handled(self) -> float | None:
         """Records this worker has handled so far (None when its page does not answer)."""
