@@ -18,6 +18,7 @@ itself, since a metric's lock taken there could be one the interrupted code hold
 
 from __future__ import annotations
 
+import atexit
 import gc
 import time
 from collections.abc import Callable
@@ -56,6 +57,15 @@ class CollectorPolicy:
             self.installed = True
             self.thawed_at = self.clock()
             self.collector.callbacks.append(self.on_collection)
+            atexit.register(self.uninstall)
+
+    def uninstall(self) -> None:
+        """Stop, and thaw what is frozen, so the interpreter's last collection at exit frees it (extension
+        objects left frozen are reported as leaked, e.g. by nanobind). Called at exit once installed."""
+        if self.installed:
+            self.installed = False
+            self.collector.callbacks.remove(self.on_collection)
+            self.collector.unfreeze()
 
     def on_collection(self, phase: str, info: dict) -> None:
         """The collector's callback: ``phase`` "start" or "stop", ``info["generation"]`` the generation collected."""

@@ -1,6 +1,9 @@
 """The worker's garbage-collector policy: survivors of full collections frozen, thawed on a schedule, pauses timed."""
 
 import gc
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
@@ -107,5 +110,27 @@ def test_with_the_real_collector_a_full_collection_leaves_the_heap_frozen_and_a_
         gc.collect()
         assert gc.get_freeze_count() >= len(kept)
     finally:
-        gc.callbacks.remove(policy.on_collection)
-        gc.unfreeze()
+        policy.uninstall()
+    assert policy.on_collection not in gc.callbacks and gc.get_freeze_count() == 0
+    policy.uninstall()  # again (as at exit): nothing more to do
+
+
+def test_a_worker_exits_without_objects_left_frozen():
+    script = """
+import gc
+from datasketches import kll_floats_sketch
+from streams.collector import CollectorPolicy
+
+class Holder:
+    pass
+
+holder = Holder()
+holder.cycle, holder.sketch = holder, kll_floats_sketch(200)
+CollectorPolicy(thaw_interval_s=600).install()
+gc.collect()  # a full collection: its survivors (the sketch among them) are frozen
+assert gc.get_freeze_count() > 0
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
+    assert "leaked" not in done.stderr, done.stderr
