@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import math
 import time
 
 from faust.types import TP
@@ -48,6 +49,8 @@ MODEL_WAIT_WARNING_SECONDS = 30.0
 #: sends nobody waits for: they leave with the partition's next write (whose progress record waits for them),
 #: or as soon as their batch is full, instead of a produce request of their own each
 UNHURRIED_KINDS = frozenset({"dead_letter", "basket"})
+#: live, the flush timer ticks this many times per flush interval, each tick writing a share of the partitions
+FLUSH_SLICES = 4
 #: every how many records one's age is observed (portraits_record_age_seconds)
 RECORD_AGE_EVERY = 16
 
@@ -198,7 +201,10 @@ class EngineGroup:
     def due_for_timed_flush(self, active: set[int], *, now: float, interval: float, behind_interval: float) -> list[int]:
         """The partitions of ``active`` whose engines hold changes the flush timer writes now.
 
-        Live, every one that holds changes. While the worker catches up, those nothing came for
+        Live, the timer ticks :data:`FLUSH_SLICES` times per ``interval``: each tick, the share
+        of the partitions holding changes that wrote longest ago (and any that wrote ``interval``
+        seconds ago or more), so the flushes spread over the interval and the records waiting
+        for one wait for a slice of the partitions' writes, not all of them. While the worker catches up, those nothing came for
         in ``interval`` seconds, and those that last wrote their progress ``behind_interval``
         seconds ago or more (as Kafka Streams' commit interval, so a crash reads no more than that
         much work again): a busy partition otherwise flushes by itself every ``progress_every``
@@ -206,8 +212,12 @@ class EngineGroup:
         large, each state written once for many of its records.
         """
         held = [p for p, engine in self.by_partition.items() if engine.unflushed and p in active]
-        if not held or not self.pace.catching_up(self.backlog()):
+        if not held:
             return held
+        if not self.pace.catching_up(self.backlog()):
+            oldest_first = sorted(held, key=lambda p: self.flushed_at.get(p, 0.0))
+            share = set(oldest_first[: math.ceil(len(held) / FLUSH_SLICES)])
+            return [p for p in held if p in share or now - self.flushed_at.get(p, 0.0) >= interval]
         return [
             p for p in held
             if now - self.fed_at.get(p, 0.0) >= interval or now - self.flushed_at.get(p, 0.0) >= behind_interval

@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 
 from online_models.partition_engine import PROGRESS_KEY
 from online_models.processor import EVENTS, Record
-from streams.engines import RECORD_AGE_EVERY
+from streams.engines import FLUSH_SLICES, RECORD_AGE_EVERY
 from tests.unit.engine_doubles import NOW_MS, START_MS
 
 
@@ -32,9 +32,30 @@ def test_while_catching_up_a_busy_partition_is_flushed_by_the_timer_only_after_t
     engines.fed_at[0] = 130.8
     assert engines.due_for_timed_flush(now=130.9, **due) == [0, 1, 2]  # 30.4 s since partition 0 last wrote
     assert engines.due_for_timed_flush(now=130.9, **{**due, "active": {0}}) == [0]
-    engines.backlog = lambda: 0  # caught up: every partition holding changes
+    engines.backlog = lambda: 0  # caught up: the ones that wrote an interval ago or more, and the share that wrote longest ago
     engines.flushed_at[0] = 130.9
-    assert engines.due_for_timed_flush(now=131.0, **due) == [0, 1, 2]
+    assert engines.due_for_timed_flush(now=131.0, **due) == [1, 2]
+
+
+def test_live_the_timer_writes_a_share_of_the_partitions_at_each_tick_each_about_once_an_interval(worker):
+    engines, _ = worker
+    engines.backlog = lambda: 0
+    partitions = list(range(8))
+    for partition in partitions:
+        engines.engine(partition).process(Record(EVENTS, EVENTS, 0, b"u1", orjson.dumps(
+            {"event_id": f"e{partition}", "user_id": "u1", "type": "view", "ts": START_MS})), now_ms=NOW_MS)
+        engines.flushed_at[partition] = 100.0  # every partition wrote at the same instant
+    tick = 1.0 / FLUSH_SLICES
+    written: dict[int, list[float]] = {p: [] for p in partitions}
+    for n in range(1, 4 * FLUSH_SLICES + 1):
+        now = 100.0 + n * tick
+        due = engines.due_for_timed_flush(set(partitions), now=now, interval=1.0, behind_interval=30.0)
+        assert len(due) == len(partitions) // FLUSH_SLICES  # a share each tick, never all at once
+        for partition in due:
+            written[partition].append(now)
+            engines.flushed_at[partition] = now  # as the flush does; the partition holds changes again by the next tick
+    for partition, times in written.items():  # each partition about once an interval
+        assert len(times) >= 3 and all(later - earlier <= 1.0 + 1e-9 for earlier, later in zip(times, times[1:]))
 
 
 class Skipped:
