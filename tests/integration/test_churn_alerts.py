@@ -56,7 +56,9 @@ def test_layers_segments_churn_and_alerts_survive_a_worker_restart(stack, kafka_
     written = {}
     for record in read_topic(kafka_bootstrap, state_changelog(settings.app_id)):
         if record.key == PROGRESS_KEY:
-            written[record.partition] = PartitionProgress.from_bytes(record.value).offsets[settings.topic("events")] + 1
+            applied = PartitionProgress.from_bytes(record.value).offsets
+            if settings.topic("events") in applied:  # a flush before the partition's first event covers its profiles alone
+                written[record.partition] = applied[settings.topic("events")] + 1
     assert written == committed, (written, committed)
     worker = stack.start("worker-restarted", "worker")
     send_events(producer, settings, events[half:])
