@@ -204,7 +204,9 @@ class EngineGroup:
         Live, the timer ticks :data:`FLUSH_SLICES` times per ``interval``: each tick, the share
         of the partitions holding changes that wrote longest ago (and any that wrote ``interval``
         seconds ago or more), so the flushes spread over the interval and the records waiting
-        for one wait for a slice of the partitions' writes, not all of them. While the worker catches up, those nothing came for
+        for one wait for a slice of the partitions' writes, not all of them.
+
+        While the worker catches up, those nothing came for
         in ``interval`` seconds, and those that last wrote their progress ``behind_interval``
         seconds ago or more (as Kafka Streams' commit interval, so a crash reads no more than that
         much work again): a busy partition otherwise flushes by itself every ``progress_every``
