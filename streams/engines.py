@@ -139,13 +139,12 @@ class EngineGroup:
         engine = self.by_partition.get(partition)
         if engine is None:
             engine = self.by_partition[partition] = self.make_engine(partition)
-            self.flushed_at[partition] = time.monotonic()
-            self._show_applied(partition, engine.progress)
+            self._progress_written(partition, engine.progress)
         return engine
 
-    @staticmethod
-    def _show_applied(partition: int, progress: PartitionProgress) -> None:
-        """The offsets the partition's state holds, on /metrics."""
+    def _progress_written(self, partition: int, progress: PartitionProgress) -> None:
+        """The partition's state holds ``progress`` as of now: its time of writing kept, its offsets on /metrics."""
+        self.flushed_at[partition] = time.monotonic()
         for topic, offset in progress.offsets.items():
             metrics.APPLIED_OFFSET.labels(topic, str(partition)).set(offset)
 
@@ -261,8 +260,7 @@ class EngineGroup:
         writer.apply_staged()
         await outbox.ship()
         for partition, effects in flushed:
-            self.flushed_at[partition] = time.monotonic()
-            self._show_applied(partition, PartitionProgress.from_bytes(effects[-1].value))
+            self._progress_written(partition, PartitionProgress.from_bytes(effects[-1].value))
         return True
 
     async def execute(self, partition: int, effects: list, *, write_follows: bool = False) -> None:
@@ -295,8 +293,7 @@ class EngineGroup:
             await outbox.ship()
         last = effects[-1]
         if type(last) is Put and last.key == PROGRESS_KEY:
-            self.flushed_at[partition] = time.monotonic()
-            self._show_applied(partition, PartitionProgress.from_bytes(last.value))
+            self._progress_written(partition, PartitionProgress.from_bytes(last.value))
 
     async def outbox(self) -> Outbox:
         """Where the engines' records and table writes leave (made once the producer runs)."""
