@@ -51,8 +51,6 @@ MODEL_WAIT_WARNING_SECONDS = 30.0
 UNHURRIED_KINDS = frozenset({"dead_letter", "basket"})
 #: live, the flush timer ticks this many times per flush interval, each tick writing a share of the partitions
 FLUSH_SLICES = 4
-#: every how many records one's age is observed (portraits_record_age_seconds)
-RECORD_AGE_EVERY = 16
 
 
 
@@ -152,7 +150,7 @@ class EngineGroup:
         """One record from Faust: fill any hole before it, then apply it."""
         self.last_record_at = now = time.monotonic()
         self.handled += 1
-        if self.handled % RECORD_AGE_EVERY == 0 and message.timestamp:
+        if self.handled % metrics.RECORD_AGE_EVERY == 0 and message.timestamp:
             self.record_age.observe(max(0.0, time.time() - message.timestamp))
         self.quiet.delivered(message.topic, message.partition, now=now)
         kind = self.kinds[message.topic]

@@ -88,9 +88,12 @@ GC_PAUSE = Histogram(
     ["generation"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+#: every how many records one's age is observed (RECORD_AGE)
+RECORD_AGE_EVERY = 16
 RECORD_AGE = Histogram(
     "portraits_record_age_seconds",
-    "Wall seconds from an input record's Kafka timestamp to its application, every 16th record, by the engines' output topic",
+    f"Wall seconds from an input record's Kafka timestamp to its application, every {RECORD_AGE_EVERY}th record, "
+    "by the engines' output topic",
     ["engines"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0),
 )
