@@ -58,9 +58,10 @@ class Tracker:
         waiting = self.pending.get(user)
         while waiting and waiting[0] <= last_seen_ms:
             sent_ms = waiting.popleft()
-            self.topic_delays.append((now_ms - sent_ms) / 1000)
+            delay = (now_ms - sent_ms) / 1000
+            self.topic_delays.append(delay)
             if sent_ms >= self.first_sent_ms + FIRST_SECONDS * 1000:
-                self.settled_delays.append((now_ms - sent_ms) / 1000)
+                self.settled_delays.append(delay)
 
     @property
     def unseen(self) -> int:
@@ -158,7 +159,7 @@ async def _measure(run: Run, api: RunningApi, worker: RunningWorker, *, rate: fl
     poller = asyncio.create_task(_poll_api(api, tracker, queue, stop, timeout_s=seconds + drain_s))
     await asyncio.sleep(1.0)  # the follower is at the topic's end
     handled_before = worker.handled() or 0.0
-    histograms_before = {name: worker.histogram(metric, **labels) for name, (metric, labels) in WORKER_HISTOGRAMS.items()}
+    histograms_before = worker.histograms(WORKER_HISTOGRAMS)
     started = time.monotonic()
     await _send(run.kafka, run.topic("events"), tracker, rate=rate, seconds=seconds, users=users, api_queue=queue)
     send_seconds = time.monotonic() - started
@@ -169,8 +170,8 @@ async def _measure(run: Run, api: RunningApi, worker: RunningWorker, *, rate: fl
         await asyncio.sleep(0.5)
     stop.set()
     await asyncio.gather(follower, poller)
-    where = {name: histogram_window(histograms_before[name], worker.histogram(metric, **labels))
-             for name, (metric, labels) in WORKER_HISTOGRAMS.items()}
+    histograms_after = worker.histograms(WORKER_HISTOGRAMS)
+    where = {name: histogram_window(histograms_before[name], after) for name, after in histograms_after.items()}
     return {
         "target_rate": rate,
         "sent": tracker.sent,

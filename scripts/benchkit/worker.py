@@ -49,18 +49,20 @@ class RunningWorker:
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/metrics"
 
-    def histogram(self, name: str, **labels: str) -> dict[float, float]:
-        """The cumulative bucket counts (by bound ``le``) of histogram ``name`` with ``labels`` on the worker's page; {} when it does not answer."""
+    def histograms(self, wanted: dict[str, tuple[str, dict[str, str]]]) -> dict[str, dict[float, float]]:
+        """For each ``name: (histogram, labels)`` of ``wanted``, the cumulative bucket counts (by bound ``le``) of that
+        histogram's series with those labels, from one read of the worker's page ({} each when it does not answer)."""
         status, body = http_get(self.metrics_url)
-        if status != 200:
-            return {}
-        return {
-            float(sample.labels["le"]): sample.value
-            for family in text_string_to_metric_families(body.decode())
-            if family.name == name
-            for sample in family.samples
-            if sample.name == f"{name}_bucket" and all(sample.labels.get(k) == v for k, v in labels.items())
-        }
+        families = {f.name: f for f in text_string_to_metric_families(body.decode())} if status == 200 else {}
+        found: dict[str, dict[float, float]] = {}
+        for name, (metric, labels) in wanted.items():
+            family = families.get(metric)
+            found[name] = {
+                float(sample.labels["le"]): sample.value
+                for sample in (family.samples if family is not None else ())
+                if sample.name == f"{metric}_bucket" and all(sample.labels.get(k) == v for k, v in labels.items())
+            }
+        return found
 
     def handled(self) -> float | None:
         """Records this worker has handled so far (None when its page does not answer)."""
