@@ -72,7 +72,7 @@ from online_models.clock import days_between, instant_ms
 from online_models.portrait_types import RenderedPortrait
 from online_models.vocabulary import AFTERNOON_HOURS, EVENING_HOURS, MORNING_HOURS, NIGHT_HOURS, is_mobile, share_of
 
-__all__ = ["behaviour_features", "compact_features", "expand_features", "BEHAVIOUR_FEATURES", "CATEGORY_PREFIX"]
+__all__ = ["behaviour_features", "scaled_features", "compact_features", "expand_features", "BEHAVIOUR_FEATURES", "CATEGORY_PREFIX"]
 
 #: Prefix of the category-interest features.
 CATEGORY_PREFIX = "cat:"
@@ -127,45 +127,81 @@ def behaviour_features(portrait: RenderedPortrait) -> dict[str, float]:
     windows = portrait.windows
     w90, w30 = windows.d90, windows.d30
     funnel = portrait.funnel
-    purchases = portrait.lifetime.purchases or funnel.purchases or 0
+    return scaled_features(
+        spend_90d=w90.spend,
+        purchases_90d=w90.purchases,
+        events_30d=w30.events,
+        aov=portrait.aov,
+        purchases=portrait.lifetime.purchases or funnel.purchases or 0,
+        hours=portrait.active_hours or [0] * 24,
+        weekend_share=portrait.weekend_share,
+        promo_share=portrait.promo_share,
+        cart_to_purchase=funnel.cart_to_purchase,
+        views=funnel.views or 0,
+        refund_rate=portrait.refund_rate,
+        days_since_last_seen=portrait.days_since_last_seen,
+        days_since_last_purchase=portrait.days_since_last_purchase,
+        tenure_days=_days_between(portrait.first_seen, portrait.as_of),
+        category_count=portrait.category_count,
+        devices=portrait.devices or {},
+        top_categories=[(c.category, c.score or 0.0) for c in portrait.top_categories or ()],
+    )
 
-    hours = portrait.active_hours or [0] * 24
+
+def scaled_features(
+    *,
+    spend_90d: float | None,
+    purchases_90d: int | None,
+    events_30d: int | None,
+    aov: float | None,
+    purchases: int,
+    hours: list[int],
+    weekend_share: float | None,
+    promo_share: float | None,
+    cart_to_purchase: float | None,
+    views: int,
+    refund_rate: float | None,
+    days_since_last_seen: float | None,
+    days_since_last_purchase: float | None,
+    tenure_days: float | None,
+    category_count: int | None,
+    devices: Mapping[str, float],
+    top_categories: list[tuple[str, float]],
+) -> dict[str, float]:
+    """The vector of the module table from the portrait's figures as it publishes them (``devices``: shares,
+    ``top_categories``: ``(name, rounded score)`` pairs); read off a portrait by :func:`behaviour_features`, off
+    a state by :func:`online_models.training_samples.state_figures`."""
 
     def hour_share(selected: tuple[int, ...]) -> float:
         return share_of(hours, selected) or 0.0
 
-    seen = portrait.days_since_last_seen
-    paid = portrait.days_since_last_purchase
-    views = funnel.views or 0
-    devices = portrait.devices or {}
     device_total = sum(devices.values())
     mobile = sum(share for name, share in devices.items() if is_mobile(name)) if device_total else 0
-
+    seen, paid = days_since_last_seen, days_since_last_purchase
     x = {
-        "spend_90d": _log_scale(w90.spend, 20_000),
-        "purchases_90d": _log_scale(w90.purchases, 100),
-        "events_30d": _log_scale(w30.events, 1_000),
-        "aov": _log_scale(portrait.aov, 5_000),
+        "spend_90d": _log_scale(spend_90d, 20_000),
+        "purchases_90d": _log_scale(purchases_90d, 100),
+        "events_30d": _log_scale(events_30d, 1_000),
+        "aov": _log_scale(aov, 5_000),
         "buyer": 1.0 if purchases else 0.0,
         "night": hour_share(NIGHT_HOURS),
         "morning": hour_share(MORNING_HOURS),
         "afternoon": hour_share(AFTERNOON_HOURS),
         "evening": hour_share(EVENING_HOURS),
-        "weekend_share": _fraction(portrait.weekend_share),
-        "promo_share": _fraction(portrait.promo_share),
-        "cart_to_purchase": _fraction(funnel.cart_to_purchase),
+        "weekend_share": _fraction(weekend_share),
+        "promo_share": _fraction(promo_share),
+        "cart_to_purchase": _fraction(cart_to_purchase),
         "browse_to_buy": _log_scale(views / (purchases + 1), 500),
-        "refund_rate": _fraction(portrait.refund_rate),
+        "refund_rate": _fraction(refund_rate),
         "recency": 1.0 if seen is None else _log_scale(seen, 90),
         "purchase_recency": 1.0 if paid is None else _log_scale(paid, 90),
-        "tenure": _log_scale(_days_between(portrait.first_seen, portrait.as_of), 365),
-        "diversity": _log_scale(portrait.category_count, 32),
+        "tenure": _log_scale(tenure_days, 365),
+        "diversity": _log_scale(category_count, 32),
         "mobile": _fraction(mobile / device_total) if device_total else 0.0,
     }
-    top = [(c.category, c.score or 0.0) for c in portrait.top_categories or ()]
-    score_total = sum(score for name, score in top if name and score > 0)
+    score_total = sum(score for name, score in top_categories if name and score > 0)
     if score_total > 0:
-        for name, score in top:
+        for name, score in top_categories:
             if name and score > 0:
                 x[CATEGORY_PREFIX + name] = score / score_total
     return x

@@ -559,6 +559,33 @@ def sentiment_view(state: PortraitState, as_of: int, config: PortraitConfig) -> 
     )
 
 
+def days_since(ts_ms: int | None, as_of: int) -> float | None:
+    """Days from ``ts_ms`` to ``as_of``, to 3 places, as portraits publish them; None stays None."""
+    return None if ts_ms is None else round((as_of - ts_ms) / DAY_MS, 3)
+
+
+def average_order_value(state: PortraitState) -> float | None:
+    """Spend per purchase, to the cent; None for a user who never paid."""
+    return None if not state.purchases else round(state.spend_cents / state.purchases / 100, 2)
+
+
+def weekend_share(state: PortraitState) -> float | None:
+    """The share of the user's activity on Saturday and Sunday, to 4 places."""
+    return ratio(sum(state.weekdays[d] for d in WEEKEND_DAYS), sum(state.hours))
+
+
+def device_shares(state: PortraitState) -> dict[str, float]:
+    """Each device's share of the user's events, to 4 places, by device name."""
+    total = sum(state.devices.values())
+    return {name: round(n / total, 4) for name, n in sorted(state.devices.items())}
+
+
+def top_categories(state: PortraitState, as_of: int, config: PortraitConfig) -> list[tuple[str, float]]:
+    """The ``config.top_categories`` best-scored categories at ``as_of``, ``(name, score to 4 places)``, best first."""
+    top = sorted(category_scores(state, as_of, config).items(), key=lambda kv: (-kv[1], kv[0]))[: config.top_categories]
+    return [(name, round(score, 4)) for name, score in top]
+
+
 def render(state: PortraitState, *, as_of: int | None, config: PortraitConfig) -> RenderedPortrait:
     """The portrait as the API serves it, with figures valued at ``as_of``."""
     if as_of is None:
@@ -570,12 +597,8 @@ def render(state: PortraitState, *, as_of: int | None, config: PortraitConfig) -
     last_abandoned = state.last_abandoned_cart
     if overdue and (last_abandoned is None or state.open_carts[overdue - 1] > last_abandoned):
         last_abandoned = state.open_carts[overdue - 1]
-    scores = category_scores(state, as_of, config)
-    top = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[: config.top_categories]
-    device_total = sum(state.devices.values())
     method_total = sum(state.payment_methods.values())
     visits, visit_views = visit_totals(state)
-    weekend = sum(state.weekdays[d] for d in WEEKEND_DAYS)
     active_total = sum(state.hours)
     carts, favorites = counts.get("add_to_cart", 0), counts.get("favorite", 0)
     repeat = repeat_spend_cents(state)
@@ -586,8 +609,8 @@ def render(state: PortraitState, *, as_of: int | None, config: PortraitConfig) -
         iso(state.last_seen),  # last_seen
         iso(state.first_purchase),  # first_purchase
         iso(state.last_purchase),  # last_purchase
-        None if state.last_seen is None else round((as_of - state.last_seen) / DAY_MS, 3),  # days_since_last_seen
-        None if state.last_purchase is None else round((as_of - state.last_purchase) / DAY_MS, 3),  # days_since_last_purchase
+        days_since(state.last_seen, as_of),  # days_since_last_seen
+        days_since(state.last_purchase, as_of),  # days_since_last_purchase
         Lifetime(  # lifetime
             state.events,  # events
             purchases,  # purchases
@@ -598,17 +621,17 @@ def render(state: PortraitState, *, as_of: int | None, config: PortraitConfig) -
             None if repeat is None else repeat / 100,  # repeat_spend
         ),
         Windows.of(*[window_totals(state, as_of, days) for days in WINDOW_DAYS]),  # windows
-        None if not purchases else round(state.spend_cents / purchases / 100, 2),  # aov
+        average_order_value(state),  # aov
         len(state.purchase_days),  # purchase_days
         last_return_gap_days(state.purchase_days),  # last_return_gap_days
         ratio(state.refunds, purchases),  # refund_rate
         list(state.hours),  # active_hours
         list(state.weekdays),  # weekdays
         None if not active_total else state.hours.index(max(state.hours)),  # peak_hour: the earliest of equal hours
-        ratio(weekend, active_total),  # weekend_share
+        weekend_share(state),  # weekend_share
         config.timezone,  # timezone
-        [CategoryScore(name, round(score, 4)) for name, score in top],  # top_categories
-        len(scores),  # category_count
+        [CategoryScore(name, score) for name, score in top_categories(state, as_of, config)],  # top_categories
+        len(state.category_scores),  # category_count
         Funnel(  # funnel
             counts.get("view", 0),  # views
             counts.get("search", 0),  # searches
@@ -629,7 +652,7 @@ def render(state: PortraitState, *, as_of: int | None, config: PortraitConfig) -
             state.same_day_purchases,  # same_day_purchases
             ratio(state.same_day_purchases, state.item_purchases),  # same_day_share
         ),
-        {name: round(n / device_total, 4) for name, n in sorted(state.devices.items())},  # devices
+        device_shares(state),  # devices
         {name: round(n / method_total, 4) for name, n in sorted(state.payment_methods.items())},  # payment_methods
         ratio(state.promo_purchases, purchases),  # promo_share
         sentiment_view(state, as_of, config),  # sentiment

@@ -3,8 +3,9 @@
 A worker samples each user once per period (:mod:`online_models.watch`). The
 trainer (:class:`online_models.population.PopulationModels`) learns from the
 sample the RFM inputs, the average order value, the 30-day spend, the behaviour
-features and the purchase statistics; :func:`user_figures` reads exactly those
-off a rendered portrait, and a sample carries them as ``figures``. A sample that
+features and the purchase statistics; :func:`state_figures` reads exactly those
+off a user's state (:func:`user_figures` off a rendered portrait: the same
+figures), and a sample carries them as ``figures``. A sample that
 carries the whole ``portrait`` (the older form) is read through the same
 function, so both forms teach the models the same thing.
 
@@ -16,9 +17,9 @@ training topic per partition write, instead of one per sample.
 >>> state = PortraitState("u1")
 >>> _ = update(state, parse_event(b'{"event_id":"1","user_id":"u1","type":"pay","ts":1714536000000,"amount":80}'),
 ...            watermark=0, config=PortraitConfig())
->>> portrait = render(state, as_of=1714536000000 + 86_400_000, config=PortraitConfig())
->>> sample = user_sample(portrait, ts=1714536000000 + 86_400_000)
->>> figures = UserFigures.of(sample)
+>>> as_of = 1714536000000 + 86_400_000
+>>> sample = user_sample(state_figures(state, as_of=as_of, config=PortraitConfig()), ts=as_of)
+>>> figures, portrait = UserFigures.of(sample), render(state, as_of=as_of, config=PortraitConfig())
 >>> figures == user_figures(portrait), figures.days_since_last_purchase, figures.aov, figures.stats
 (True, 1.0, 80.0, (0, 0.0, 1.0))
 >>> unpack_samples(pack_samples([sample, {"kind": "forget", "user_id": "u1"}]))[1]
@@ -29,30 +30,32 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 import orjson
 
-from online_models.churn import purchase_stats
-from online_models.features import behaviour_features
+from online_models.churn import purchase_stats, stats_at
+from online_models.clock import days_between
+from online_models.features import behaviour_features, scaled_features
+from online_models.portrait import (
+    PortraitConfig,
+    PortraitState,
+    average_order_value,
+    days_since,
+    device_shares,
+    repeat_spend_cents,
+    top_categories,
+    weekend_share,
+    window_totals,
+)
 from online_models.portrait_types import RenderedPortrait, portrait_from_json
+from online_models.vocabulary import ratio
 
 #: most samples in one record of the training topic (a slim sample is well under 2 KB)
 MAX_PACKED_SAMPLES = 200
 
 #: a buyer's ``(x, t_x, T)`` in days
 Stats = tuple[int, float, float]
-
-
-class Unset(Enum):
-    """The type of :data:`UNSET`."""
-
-    UNSET = "unset"
-
-
-#: "not computed yet" where None is a value (a non-buyer's purchase statistics)
-UNSET = Unset.UNSET
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +120,52 @@ class UserFigures:
         return user_figures(portrait)
 
 
-def user_figures(
-    portrait: RenderedPortrait, features: dict[str, float] | None = None, stats: Stats | None | Unset = UNSET
-) -> UserFigures:
-    """What the models learn of ``portrait`` (``features``, its behaviour features, and ``stats``, its
-    :func:`~online_models.churn.purchase_stats`, when already computed)."""
+def state_figures(state: PortraitState, *, as_of: int, config: PortraitConfig) -> UserFigures:
+    """:func:`user_figures` of the portrait ``render(state, as_of=as_of, config=config)``, read off the state
+    without rendering it (a sample needs a tenth of the portrait)."""
+    w90, w30 = window_totals(state, as_of, 90), window_totals(state, as_of, 30)
+    purchases, counts = state.purchases, state.type_counts
+    aov = average_order_value(state)
+    paid = days_since(state.last_purchase, as_of)
+    features = scaled_features(
+        spend_90d=w90.spend,
+        purchases_90d=w90.purchases,
+        events_30d=w30.events,
+        aov=aov,
+        purchases=purchases,
+        hours=state.hours,
+        weekend_share=weekend_share(state),
+        promo_share=ratio(state.promo_purchases, purchases),
+        cart_to_purchase=ratio(purchases, counts.get("add_to_cart", 0), cap=1.0),
+        views=counts.get("view", 0),
+        refund_rate=ratio(state.refunds, purchases),
+        days_since_last_seen=days_since(state.last_seen, as_of),
+        days_since_last_purchase=paid,
+        tenure_days=None if state.first_seen is None else max(days_between(state.first_seen, as_of), 0.0),
+        category_count=len(state.category_scores),
+        devices=device_shares(state),
+        top_categories=top_categories(state, as_of, config),
+    )
+    repeat = repeat_spend_cents(state)
+    stats = None
+    if state.first_purchase is not None and state.last_purchase is not None:
+        stats = stats_at(state.first_purchase, state.last_purchase, len(state.purchase_days) or 1, as_of)
+    return UserFigures(
+        state.user_id,
+        paid,
+        len(state.purchase_days),
+        w90.purchases,
+        float(w90.spend),
+        float(w30.spend),
+        aov,
+        None if repeat is None else repeat / 100,
+        stats,
+        features,
+    )
+
+
+def user_figures(portrait: RenderedPortrait) -> UserFigures:
+    """What the models learn of ``portrait`` (:func:`state_figures` reads the same off a state)."""
     w90 = portrait.windows.d90
     return UserFigures(
         str(portrait.user_id),
@@ -132,17 +176,14 @@ def user_figures(
         float(portrait.windows.d30.spend or 0.0),
         None if portrait.aov is None else float(portrait.aov),
         None if portrait.lifetime.repeat_spend is None else float(portrait.lifetime.repeat_spend),
-        purchase_stats(portrait) if stats is UNSET else stats,
-        behaviour_features(portrait) if features is None else features,
+        purchase_stats(portrait),
+        behaviour_features(portrait),
     )
 
 
-def user_sample(
-    portrait: RenderedPortrait, *, ts: int, features: dict[str, float] | None = None, stats: Stats | None | Unset = UNSET
-) -> dict[str, Any]:
-    """The ``user`` sample of ``portrait`` taken at event time ``ts``: its figures alone (``features`` and
-    ``stats``, the portrait's, when already computed)."""
-    return {"kind": "user", "ts": ts, "figures": user_figures(portrait, features, stats).to_json()}
+def user_sample(figures: UserFigures, *, ts: int) -> dict[str, Any]:
+    """The ``user`` sample of a user's ``figures`` (:func:`state_figures`, :func:`user_figures`) taken at event time ``ts``."""
+    return {"kind": "user", "ts": ts, "figures": figures.to_json()}
 
 
 def pack_samples(samples: Iterable[Mapping[str, Any] | bytes]) -> bytes:

@@ -35,7 +35,7 @@ from typing import Any
 from online_models.alerts import Alert, AlertPolicy, AlertState, step
 from online_models.churn import lapse_risk, stats_at
 from online_models.clock import DAY_MS, ceil_minute
-from online_models.features import behaviour_features, compact_features, expand_features
+from online_models.features import compact_features, expand_features
 from online_models.label_delay import LabelDelay
 from online_models.lifecycle import LifecycleConfig
 from online_models.portrait import PortraitConfig, PortraitState, render, repeat_spend_cents
@@ -49,7 +49,7 @@ from online_models.schedule import (
     lifecycle_change_ms,
     typical_gap_ms,
 )
-from online_models.training_samples import user_sample
+from online_models.training_samples import state_figures, user_sample
 
 
 @dataclass
@@ -175,8 +175,8 @@ def watch_user(
     (``purchase_stats``) with the horizon (``horizon_ms``): the trainer measures
     the purchase model's risk on it. ``next_check`` is the earliest of :func:`check_instants`.
 
-    The alert reads the lapse risk alone (P(alive) from the state's purchase figures), so
-    the portrait is rendered only for a sample or for the reasons of an alert that may fire;
+    The alert reads the lapse risk alone (P(alive) from the state's purchase figures) and a
+    sample its figures off the state, so the portrait is rendered only for the reasons of an alert that may fire;
     ``with_churn`` also scores the whole churn block (:attr:`WatchOutcome.churn`).
     """
     portrait = None
@@ -190,11 +190,11 @@ def watch_user(
     features = None
 
     if sampled_now:
-        portrait = render(state, as_of=as_of, config=config.portrait)
-        # the label snapshot and a ready classifier read the same features: compute them once
-        features = behaviour_features(portrait)
+        figures = state_figures(state, as_of=as_of, config=config.portrait)
+        # the label snapshot and a ready classifier read the same features: computed once
+        features = figures.features
         state.sample_period = period
-        sample = user_sample(portrait, ts=as_of, features=features, stats=stats)
+        sample = user_sample(figures, ts=as_of)
         if period == last_sampled_period:  # the trainer carries this one's age forward (PopulationModels)
             sample["last_until_event"] = True
         samples.append(sample)

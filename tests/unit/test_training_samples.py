@@ -15,6 +15,7 @@ from online_models.training_samples import (
     MAX_PACKED_SAMPLES,
     UserFigures,
     pack_samples,
+    state_figures,
     unpack_samples,
     user_figures,
     user_sample,
@@ -52,7 +53,7 @@ def test_the_figures_teach_what_the_whole_portrait_teaches(history):
     whole, slim, slim_from_topic = PopulationModels(CONFIG), PopulationModels(CONFIG), PopulationModels(CONFIG)
     for as_of, portrait in portraits(history):
         whole.learn({"kind": "user", "ts": as_of, "portrait": portrait})
-        sample = user_sample(portrait, ts=as_of)
+        sample = user_sample(user_figures(portrait), ts=as_of)
         slim.learn(sample)
         slim_from_topic.learn(orjson.loads(orjson.dumps(sample)))
     assert whole.mbgnbd is not None and whole.segments.seeded and whole.order_values.n > 0
@@ -63,9 +64,19 @@ def test_the_figures_teach_what_the_whole_portrait_teaches(history):
 
 def test_a_sample_is_far_smaller_than_the_portrait(history):
     as_of, portrait = portraits(history)[-1]
-    slim = orjson.dumps(user_sample(portrait, ts=as_of))
+    slim = orjson.dumps(user_sample(user_figures(portrait), ts=as_of))
     whole = orjson.dumps({"kind": "user", "ts": as_of, "portrait": portrait})
     assert len(slim) < len(whole) / 2
+
+
+@pytest.mark.parametrize("days_after", [-45, -30, -10, -1, 0, 1, 3, 40, 200])
+def test_the_states_figures_are_its_rendered_portraits(history, days_after):
+    """Read off the state or off its rendered portrait, a user's figures are equal, bit for bit, at any instant
+    (before the user's first event too)."""
+    config = PortraitConfig()
+    as_of = history.as_of + days_after * DAY
+    for _, state in sorted(history.states.items()):
+        assert state_figures(state, as_of=as_of, config=config) == user_figures(render(state, as_of=as_of, config=config))
 
 
 def test_figures_read_back_from_json_equal_the_portraits(history):
@@ -87,7 +98,7 @@ def test_a_malformed_figures_block_is_refused():
 
 
 def test_packs_keep_their_samples_and_their_order(history):
-    samples = [user_sample(p, ts=as_of) for as_of, p in portraits(history)][:MAX_PACKED_SAMPLES]
+    samples = [user_sample(user_figures(p), ts=as_of) for as_of, p in portraits(history)][:MAX_PACKED_SAMPLES]
     samples.insert(3, {"kind": "forget", "user_id": "u9"})
     raw = pack_samples([orjson.dumps(s) if i % 2 else s for i, s in enumerate(samples)])
     assert unpack_samples(raw) == orjson.loads(orjson.dumps(samples))
@@ -102,7 +113,7 @@ def test_the_trainer_learns_a_packs_samples_and_skips_what_is_malformed(history,
     trainer.models = PopulationModels(CONFIG)
     as_of, portrait = portraits(history)[-1]
     before = metrics.TRAINING_SAMPLES._value.get()
-    trainer.learn(pack_samples([user_sample(portrait, ts=as_of), {"kind": "user", "ts": as_of, "figures": {}}]))
+    trainer.learn(pack_samples([user_sample(user_figures(portrait), ts=as_of), {"kind": "user", "ts": as_of, "figures": {}}]))
     trainer.learn(b"not json")
     trainer.learn(orjson.dumps({"kind": "teleport", "ts": as_of}))
     trainer.learn(orjson.dumps({"kind": "label", "ts": as_of, "features": {"recency": 0.5}, "label": True}))
@@ -117,7 +128,7 @@ def test_a_deferred_refit_run_in_three_steps_makes_the_models_an_inline_refit_ma
     deferred.defer_refits = True
     refits = 0
     for as_of, portrait in portraits(history):
-        sample = user_sample(portrait, ts=as_of)
+        sample = user_sample(user_figures(portrait), ts=as_of)
         inline.learn(sample)
         deferred.learn(sample)
         if deferred.refit_pending:  # what the trainer's agent does, the fit in an executor
