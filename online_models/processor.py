@@ -107,8 +107,16 @@ MAX_STATE_BYTES = 900_000
 #: the most one event (and the look at the user after it) adds to a serialized state, besides its
 #: strings: a minute bucket, times, counters, a label snapshot
 EVENT_GROWTH_BYTES = 2048
+#: bytes of a serialized state with an empty user id and nothing folded in
+EMPTY_STATE_BYTES = len(PortraitState("").to_bytes())
 #: least wall-clock time between two log lines about events stamped ahead of the wall clock
 CLAMP_LOG_INTERVAL_MS = 60_000
+
+
+def _new_state_bytes(user_id: str) -> int:
+    """The most bytes a new user's state takes serialized, before anything is folded in (every character of the id
+    escaped at six bytes)."""
+    return EMPTY_STATE_BYTES + 6 * len(user_id)
 
 
 def fence_key(user_id: str) -> str:
@@ -313,13 +321,14 @@ class PartitionProcessor(PartitionEngine[PortraitState]):
         The state is serialized only when an upper bound of its size (its size when last
         measured, plus the most each event since could add) comes near the cap.
         """
-        if state.user_id not in self.cache:
-            return  # a new user: one event is far below the cap
-        cap = self.config.max_state_bytes
         strings = len(event.event_id) + len(event.category or "") + len(event.device or "") + len(event.item_id or "")
         if event.type == "pay":  # a payment's order, category and item go into its open basket
             strings += len(event.order_id or "") + 2 * len(event.category or "") + len(event.item_id or "")
         growth = EVENT_GROWTH_BYTES + 6 * strings
+        if state.user_id not in self.cache:  # a new user: one event is far below the cap
+            self._state_bytes[state.user_id] = _new_state_bytes(state.user_id) + growth
+            return
+        cap = self.config.max_state_bytes
         bound = self._state_bytes.get(state.user_id)
         if bound is None or bound + growth > cap:
             bound = len(state.to_bytes())
@@ -352,8 +361,12 @@ class PartitionProcessor(PartitionEngine[PortraitState]):
         if self._fenced(profile.user_id, profile.ts):
             return
         state = self.state(profile.user_id) or PortraitState(profile.user_id)
+        bound = self._state_bytes.get(state.user_id) if state.user_id in self.cache else _new_state_bytes(state.user_id)
         if update_profile(state, profile):
-            self._state_bytes.pop(state.user_id, None)  # measured again before the next event
+            if bound is None:
+                self._state_bytes.pop(state.user_id, None)  # measured before the next event
+            else:  # the attributes, serialized again, take at most six bytes per byte of the record
+                self._state_bytes[state.user_id] = bound + 6 * len(record.value) + EVENT_GROWTH_BYTES
             if state.seq == 0:  # a new user: schedule the expiry
                 self.schedule.set(state.user_id, due_at(state, self.config.retention_ms))
             self._changed(state)

@@ -12,6 +12,7 @@ from online_models.processor import (
     EVENTS,
     MAX_DEAD_LETTER_BYTES,
     MAX_STATE_BYTES,
+    PROFILES,
     STATE_TOO_LARGE,
     EngineConfig,
     PartitionProcessor,
@@ -172,3 +173,26 @@ def test_the_size_bound_covers_what_looks_at_a_silent_user_add():
         assert engine._state_bytes["u1"] >= size
         sizes.append(size)
     assert engine.counts["users_swept"] >= 5 and max(sizes) > sizes[0]  # looked at, and grown by the looks
+
+
+def test_a_new_users_size_bound_is_known_without_serializing_the_state(monkeypatch):
+    """A new user's bound starts from an empty state's size: their first events (a profile among them) cost no
+    serialization, and the bound stays at or above the true size."""
+    engine = PartitionProcessor(0, {}, EngineConfig(progress_every=10_000))
+    serialized = []
+    real = PortraitState.to_bytes
+    monkeypatch.setattr(PortraitState, "to_bytes", lambda self: serialized.append(self.user_id) or real(self))
+    users = ["u1", "\u4e2d" * 64, "p1"]
+    profile = {"user_id": "p1", "ts": NOW, "gender": "f", "region": "\u4e2d" * 60, "member_level": "gold"}
+    engine.process(Record(PROFILES, PROFILES, 0, b"p1", orjson.dumps(profile)), now_ms=NOW)
+    offset = 0
+    for i in range(3):
+        for user in users:
+            body = {"event_id": f"{user}-{i}", "user_id": user, "type": "pay" if i == 1 else "view", "ts": NOW + i * 60_000,
+                    "amount": 10.0, "category": "\u4e2d" * 100, "item_id": f"i{i}", "device": "ios"}
+            engine.process(Record(EVENTS, EVENTS, offset, user.encode(), orjson.dumps(body)), now_ms=NOW + 86_400_000)
+            offset += 1
+    assert serialized == [] and engine.counts["profiles_processed"] == 1 and engine.state("p1").profile["region"]
+    monkeypatch.setattr(PortraitState, "to_bytes", real)
+    for user in users:
+        assert engine._state_bytes[user] >= len(engine.state(user).to_bytes())
