@@ -69,10 +69,20 @@ from typing import Any
 import orjson
 
 from online_models.clock import days_between, instant_ms
-from online_models.portrait_types import RenderedPortrait
-from online_models.vocabulary import AFTERNOON_HOURS, EVENING_HOURS, MORNING_HOURS, NIGHT_HOURS, is_mobile, share_of
+from online_models.portrait import (
+    PortraitConfig,
+    PortraitState,
+    average_order_value,
+    days_since,
+    device_shares,
+    top_categories,
+    weekend_share,
+    window_totals,
+)
+from online_models.portrait_types import RenderedPortrait, WindowTotals
+from online_models.vocabulary import AFTERNOON_HOURS, EVENING_HOURS, MORNING_HOURS, NIGHT_HOURS, is_mobile, ratio, share_of
 
-__all__ = ["behaviour_features", "scaled_features", "compact_features", "expand_features", "BEHAVIOUR_FEATURES", "CATEGORY_PREFIX"]
+__all__ = ["behaviour_features", "state_features", "scaled_features", "compact_features", "expand_features", "BEHAVIOUR_FEATURES", "CATEGORY_PREFIX"]
 
 #: Prefix of the category-interest features.
 CATEGORY_PREFIX = "cat:"
@@ -148,6 +158,35 @@ def behaviour_features(portrait: RenderedPortrait) -> dict[str, float]:
     )
 
 
+def state_features(
+    state: PortraitState, *, as_of: int, config: PortraitConfig, windows: tuple[WindowTotals, WindowTotals] | None = None
+) -> dict[str, float]:
+    """:func:`behaviour_features` of ``render(state, as_of=as_of, config=config)``, read off the state without
+    rendering it; ``windows``: the state's 90- and 30-day :func:`~online_models.portrait.window_totals` at ``as_of``,
+    when already computed."""
+    w90, w30 = windows or (window_totals(state, as_of, 90), window_totals(state, as_of, 30))
+    purchases, counts = state.purchases, state.type_counts
+    return scaled_features(
+        spend_90d=w90.spend,
+        purchases_90d=w90.purchases,
+        events_30d=w30.events,
+        aov=average_order_value(state),
+        purchases=purchases,
+        hours=state.hours,
+        weekend_share=weekend_share(state),
+        promo_share=ratio(state.promo_purchases, purchases),
+        cart_to_purchase=ratio(purchases, counts.get("add_to_cart", 0), cap=1.0),
+        views=counts.get("view", 0),
+        refund_rate=ratio(state.refunds, purchases),
+        days_since_last_seen=days_since(state.last_seen, as_of),
+        days_since_last_purchase=days_since(state.last_purchase, as_of),
+        tenure_days=None if state.first_seen is None else max(days_between(state.first_seen, as_of), 0.0),
+        category_count=len(state.category_scores),
+        devices=device_shares(state),
+        top_categories=top_categories(state, as_of, config),
+    )
+
+
 def scaled_features(
     *,
     spend_90d: float | None,
@@ -170,7 +209,7 @@ def scaled_features(
 ) -> dict[str, float]:
     """The vector of the module table from the portrait's figures as it publishes them (``devices``: shares,
     ``top_categories``: ``(name, rounded score)`` pairs); read off a portrait by :func:`behaviour_features`, off
-    a state by :func:`online_models.training_samples.state_figures`."""
+    a state by :func:`state_features`."""
 
     def hour_share(selected: tuple[int, ...]) -> float:
         return share_of(hours, selected) or 0.0

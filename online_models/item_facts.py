@@ -58,8 +58,8 @@ import orjson
 
 from online_models.clock import ceil_minute
 from online_models.events import Event, InvalidEvent
-from online_models.features import behaviour_features
-from online_models.portrait import PortraitConfig, PortraitState, render
+from online_models.features import state_features
+from online_models.portrait import PortraitConfig, PortraitState
 from online_models.rfm import LAYERS, LayerConfig
 from online_models.schedule import layer_at
 from online_models.vocabulary import local_day
@@ -169,7 +169,7 @@ def buyer_attributes(state: PortraitState, ts: int, *, models, config: PortraitC
     layers = models.config.layers if models is not None else LayerConfig()
     segment = None
     if models is not None and models.segments.seeded:
-        segment = int(models.segments.predict_one(behaviour_features(render(state, as_of=as_of, config=config))))
+        segment = int(models.segments.predict_one(state_features(state, as_of=as_of, config=config)))
     band = state.profile.get("age_band")
     return BuyerAttributes(layer_at(state, as_of, layers), segment, band if isinstance(band, str) and band else None)
 

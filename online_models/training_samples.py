@@ -35,21 +35,9 @@ from typing import Any
 import orjson
 
 from online_models.churn import purchase_stats, stats_at
-from online_models.clock import days_between
-from online_models.features import behaviour_features, scaled_features
-from online_models.portrait import (
-    PortraitConfig,
-    PortraitState,
-    average_order_value,
-    days_since,
-    device_shares,
-    repeat_spend_cents,
-    top_categories,
-    weekend_share,
-    window_totals,
-)
+from online_models.features import behaviour_features, state_features
+from online_models.portrait import PortraitConfig, PortraitState, average_order_value, days_since, repeat_spend_cents, window_totals
 from online_models.portrait_types import RenderedPortrait, portrait_from_json
-from online_models.vocabulary import ratio
 
 #: most samples in one record of the training topic (a slim sample is well under 2 KB)
 MAX_PACKED_SAMPLES = 200
@@ -124,43 +112,21 @@ def state_figures(state: PortraitState, *, as_of: int, config: PortraitConfig) -
     """:func:`user_figures` of the portrait ``render(state, as_of=as_of, config=config)``, read off the state
     without rendering it (a sample needs a tenth of the portrait)."""
     w90, w30 = window_totals(state, as_of, 90), window_totals(state, as_of, 30)
-    purchases, counts = state.purchases, state.type_counts
-    aov = average_order_value(state)
-    paid = days_since(state.last_purchase, as_of)
-    features = scaled_features(
-        spend_90d=w90.spend,
-        purchases_90d=w90.purchases,
-        events_30d=w30.events,
-        aov=aov,
-        purchases=purchases,
-        hours=state.hours,
-        weekend_share=weekend_share(state),
-        promo_share=ratio(state.promo_purchases, purchases),
-        cart_to_purchase=ratio(purchases, counts.get("add_to_cart", 0), cap=1.0),
-        views=counts.get("view", 0),
-        refund_rate=ratio(state.refunds, purchases),
-        days_since_last_seen=days_since(state.last_seen, as_of),
-        days_since_last_purchase=paid,
-        tenure_days=None if state.first_seen is None else max(days_between(state.first_seen, as_of), 0.0),
-        category_count=len(state.category_scores),
-        devices=device_shares(state),
-        top_categories=top_categories(state, as_of, config),
-    )
     repeat = repeat_spend_cents(state)
     stats = None
     if state.first_purchase is not None and state.last_purchase is not None:
         stats = stats_at(state.first_purchase, state.last_purchase, len(state.purchase_days) or 1, as_of)
     return UserFigures(
         state.user_id,
-        paid,
+        days_since(state.last_purchase, as_of),
         len(state.purchase_days),
         w90.purchases,
         float(w90.spend),
         float(w30.spend),
-        aov,
+        average_order_value(state),
         None if repeat is None else repeat / 100,
         stats,
-        features,
+        state_features(state, as_of=as_of, config=config, windows=(w90, w30)),
     )
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from online_models.clock import DAY_MS
 from online_models.events import Event
-from online_models.features import BEHAVIOUR_FEATURES, CATEGORY_PREFIX, behaviour_features
+from online_models.features import BEHAVIOUR_FEATURES, CATEGORY_PREFIX, behaviour_features, state_features
 from online_models.portrait import PortraitConfig, PortraitState, render, update
 from online_models.portrait_types import RenderedPortrait, portrait_from_json
 from online_models.simulation import ShopSimulator
@@ -92,3 +92,21 @@ def test_state_round_trip_keeps_the_vector():
     as_of = START + 10 * DAY_MS
     clone = PortraitState.from_bytes(state.to_bytes())
     assert behaviour_features(render(clone, as_of=as_of, config=CONFIG)) == behaviour_features(render(state, as_of=as_of, config=CONFIG))
+
+
+@pytest.mark.parametrize("timezone", ["Asia/Shanghai", "UTC"])
+def test_a_states_features_are_those_of_its_rendered_portrait(timezone):
+    """Read off the state or off the rendered portrait, the vector is the same, bit for bit, at any instant."""
+    config = PortraitConfig(timezone=timezone)
+    sim = ShopSimulator(30, START, seed=5, mix={"night_owl": 1, "weekend_shopper": 1, "browser": 1, "loyal_repeat": 1})
+    states: dict[str, PortraitState] = {}
+    for raw in sim.history(40):
+        event = Event.model_validate(raw)
+        update(states.setdefault(event.user_id, PortraitState(event.user_id)), event, watermark=event.ts, config=config)
+    compared = 0
+    for days in (-3, 7, 20, 40, 41.5, 95, 400):
+        as_of = START + int(days * DAY_MS)
+        for state in states.values():
+            assert state_features(state, as_of=as_of, config=config) == behaviour_features(render(state, as_of=as_of, config=config))
+            compared += 1
+    assert compared == 7 * len(states) > 100
