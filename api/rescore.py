@@ -23,8 +23,10 @@ by user id), the RFM sketches and the segment centres are dropped before anythin
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -180,25 +182,52 @@ class Scorer(Protocol):
     def score(self, portrait: dict[str, Any]) -> dict[str, Any] | None: ...
 
 
-def rescore_stored(store: LocalStore, portraits: bytes, scorer: Scorer, *, batch: int = 500) -> int:
-    """Re-score every stored portrait with ``scorer``'s current snapshot; how many were rewritten."""
+def rescore_stored(
+    store: LocalStore, portraits: bytes, scorer: Scorer, *, batch: int = 100, rest: Callable[[float], object] | None = None
+) -> int:
+    """Re-score every stored portrait with ``scorer``'s current snapshot; how many were rewritten.
+
+    Each batch is scored before the store's write lock is taken, so the follower's writes wait only
+    for the rewrites (and the rescoring of a portrait it wrote meanwhile), not for the scoring.
+    ``rest`` is called after each batch with the seconds it took.
+    """
     rewritten = 0
     after = b""
+
+    def change(raw: bytes | None) -> bytes | None:
+        return rescored_value(raw, scorer.score, only_changed=True)
+
     while True:
-        keys = [key for key, _ in zip(store.keys_after(portraits, after), range(batch))]
-        if not keys:
+        rows = list(itertools.islice(store.items_after(portraits, after), batch))
+        if not rows:
             return rewritten
-        rewritten += store.rewrite(portraits, keys, lambda raw: rescored_value(raw, scorer.score, only_changed=True))
-        after = keys[-1]
+        started = time.monotonic()
+        computed = {key: (raw, value) for key, raw in rows if (value := change(raw)) is not None}
+        if computed:
+            rewritten += store.rewrite(portraits, computed, change)
+        after = rows[-1][0]
+        if rest is not None:
+            rest(time.monotonic() - started)
 
 
 class Rescorer(threading.Thread):
-    """Runs :func:`rescore_stored` after each new snapshot of one scorer, from a daemon thread."""
+    """Runs :func:`rescore_stored` after each new snapshot of one scorer, from a daemon thread.
 
-    def __init__(self, store: LocalStore, portraits: bytes, scorer: Scorer, *, name: str = "rescorer"):
+    A pass works at most ``share`` of its time: it rests after each batch in proportion to the batch's
+    work, so the topic follower and the requests get the interpreter in between.
+    """
+
+    def __init__(self, store: LocalStore, portraits: bytes, scorer: Scorer, *, name: str = "rescorer", share: float = 0.5):
+        if not 0 < share <= 1:
+            raise ValueError("share must be in (0, 1]")
         super().__init__(name=name, daemon=True)
         self.store, self.portraits, self.scorer = store, portraits, scorer
+        self.share = share
         self._stopping = threading.Event()
+
+    def _rest(self, worked_s: float) -> None:
+        if self.share < 1:
+            self._stopping.wait(worked_s * (1 / self.share - 1))
 
     def stop(self) -> None:
         self._stopping.set()
@@ -213,7 +242,7 @@ class Rescorer(threading.Thread):
             if self._stopping.is_set() or version is None:
                 continue
             try:
-                self.scorer.rescored_portraits += rescore_stored(self.store, self.portraits, self.scorer)
+                self.scorer.rescored_portraits += rescore_stored(self.store, self.portraits, self.scorer, rest=self._rest)
             except Exception as error:  # keep serving; the next snapshot tries again
                 log.warning("%s: re-scoring pass failed: %s: %s", self.name, type(error).__name__, error)
                 continue

@@ -237,6 +237,13 @@ class LocalStore:
         for key in self.keys_between(lower, prefix_end(space)):
             yield key[n:]
 
+    def items_after(self, space: bytes, after: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """(key without the prefix, value) of a key space, for the keys that sort after ``after``, in key order."""
+        n = len(space)
+        lower = space + after + b"\x00" if after else space
+        for key, value in self.items_between(lower, prefix_end(space)):
+            yield key[n:], value
+
     def scan(self, space: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Every (key, value) of a key space, in key order."""
         n = len(space)
@@ -338,15 +345,20 @@ class LocalStore:
         with self._write_lock:
             self.db.write(batch)
 
-    def rewrite(self, space: bytes, keys: Sequence[bytes], change: Callable[[bytes | None], bytes | None]) -> int:
-        """Replace the value of each of ``keys`` by ``change(current value)`` (None: leave it), read and
-        written under the write lock, so no record the follower writes meanwhile is lost; how many changed."""
+    def rewrite(
+        self, space: bytes, computed: Mapping[bytes, tuple[bytes, bytes]], change: Callable[[bytes | None], bytes | None]
+    ) -> int:
+        """Write the values ``computed`` outside the write lock (key -> (value read, new value)); a key the follower
+        wrote meanwhile gets ``change(its current value)`` (None: leave it) instead, under the lock, so no record
+        it writes is lost. How many changed."""
         changed = 0
 
         def stage(txn: Txn, handler: SpaceHandler) -> None:
             nonlocal changed
-            for key in keys:
-                value = change(txn.get(space + key))
+            for key, (read, value) in computed.items():
+                current = txn.get(space + key)
+                if current != read:
+                    value = change(current)
                 if value is not None:
                     handler.write(txn, key, value)
                     changed += 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from api.rescore import rescore_stored
+from api.rescore import Rescorer, rescore_stored
 from online_models.gamma_gamma import GammaGamma
 from online_models.mbgnbd import MBGNBD
 from online_models.population import PopulationModels
@@ -158,3 +158,42 @@ def test_the_api_keeps_no_user_of_the_trainers_purchase_sample(served, tmp_path)
         assert b"secret-user-7" not in reopened.get(b"m:", b"snapshot")
     finally:
         reopened.close()
+
+
+def test_a_portrait_the_follower_writes_during_a_pass_is_kept(served, monkeypatch):
+    """The pass scores a batch before taking the write lock; a portrait the follower writes in between is
+    kept as written (scored on arrival), not replaced by the value the pass computed from the older one."""
+    store, base, old, new = served
+    result = replay_history(history())
+    later = render(result.states["u03"], as_of=result.as_of + DAY, config=PortraitConfig())
+    rewrite = store.rewrite
+    written = []
+
+    def follower_writes_first(space, computed, change):
+        if not written and b"u03" in computed:
+            store.apply("portraits", b"p:", records([as_json(old.enrich(later))], start_offset=100))
+            written.append(True)
+        return rewrite(space, computed, change)
+
+    monkeypatch.setattr(store, "rewrite", follower_writes_first)
+    assert rescore_stored(store, b"p:", store.handlers[b"m:"], batch=5) == 11  # u03 was rescored on arrival
+    stored = store.get_json(b"p:", "u03")
+    assert written and stored["as_of"] == later.as_of != base["u03"].as_of
+    assert stored["churn"] == as_json(new.churn(later)) and stored["clv"] == as_json(new.clv(later))
+    for user, portrait in base.items():
+        if user != "u03":
+            assert store.get_json(b"p:", user)["churn"] == as_json(new.churn(portrait))
+
+
+def test_a_pass_rests_after_each_batch_in_proportion_to_its_work(served):
+    store, base, _, new = served
+    rests: list[float] = []
+    assert rescore_stored(store, b"p:", store.handlers[b"m:"], batch=5, rest=rests.append) == 12
+    assert len(rests) == 3 and all(r >= 0 for r in rests)  # 12 portraits in batches of 5
+    rescorer = Rescorer(store, b"p:", store.handlers[b"m:"], share=0.25)
+    waits: list[float] = []
+    rescorer._stopping.wait = waits.append  # what the thread would rest: three times the work
+    rescorer._rest(0.02)
+    assert waits == [pytest.approx(0.06)]
+    with pytest.raises(ValueError, match="share"):
+        Rescorer(store, b"p:", store.handlers[b"m:"], share=0)
