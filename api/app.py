@@ -106,7 +106,9 @@ def _lifespan(settings: Settings, store: LocalStore | None, follow: bool, produc
                 settings.topic(ITEM_PORTRAITS): ITEM_PORTRAITS_SPACE,
                 settings.topic(ASSOCIATIONS): ASSOCIATIONS_SPACE,
             }
-            follower = TopicFollower(local, spaces, settings.bootstrap_servers, kafka_python_options(settings))
+            follower = TopicFollower(
+                local, spaces, settings.bootstrap_servers, kafka_python_options(settings), on_stored=app.state.metrics.records_stored
+            )
             follower.start()
             rescorers = [
                 Rescorer(local, PORTRAITS_SPACE, local.handlers[MODELS_SPACE]),

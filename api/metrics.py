@@ -12,6 +12,8 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+#: bucket bounds (seconds) of a record's way from its producer into the API's store
+RECORD_DELAY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0, 30.0, 300.0)
 
 
 class StateCollector(Collector):
@@ -64,7 +66,22 @@ class ApiMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.record_delay = Histogram(
+            "portraits_api_record_delay_seconds",
+            "From a followed record's Kafka timestamp (when its producer sent it) to its write in the API's store, by topic",
+            ["topic"],
+            buckets=RECORD_DELAY_BUCKETS,
+            registry=self.registry,
+        )
         self.registry.register(StateCollector(read_state))
+
+    def records_stored(self, topic: str, records: list) -> None:
+        """Observe each record's delay from its Kafka timestamp (ms) to now: it is in the store."""
+        now_ms = time.time() * 1000
+        observe = self.record_delay.labels(topic).observe
+        for record in records:
+            if record.timestamp is not None and record.timestamp > 0:
+                observe(max(0.0, now_ms - record.timestamp) / 1000)
 
 
 class MetricsMiddleware:

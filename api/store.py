@@ -445,6 +445,7 @@ class TopicFollower(Follower):
         client_options: Mapping[str, Any] | None = None,
         *,
         guarantees: Callable[[list[str]], dict[str, Guarantee]] | None = None,
+        on_stored: Callable[[str, list], object] | None = None,
     ):
         super().__init__(
             spaces,
@@ -464,6 +465,8 @@ class TopicFollower(Follower):
         self.client_options = dict(client_options or {})
         #: the topics' cleanup policy and delete.retention.ms (default: read from the broker)
         self.guarantees = guarantees or (lambda names: read_guarantees(self.bootstrap_servers, self.client_options, names))
+        #: called with each batch of a topic once it is in the store (its records, kafka-python ``ConsumerRecord``\ s)
+        self.on_stored = on_stored
         #: re-reads from the start under way, by topic
         self.resyncing: dict[str, Resync] = {}
         #: re-reads begun, and keys they removed because their topic no longer held them
@@ -484,12 +487,14 @@ class TopicFollower(Follower):
         resync = self.resyncing.get(topic)
         if resync is None or not rows:
             self.store.apply(topic, space, rows)
-            return
-        known, new = resync.split(rows[0][0], rows)
-        if known:
-            self.store.mark_seen(space, known)
-        if new:
-            self.store.apply(topic, space, new, mark=True)
+        else:
+            known, new = resync.split(rows[0][0], rows)
+            if known:
+                self.store.mark_seen(space, known)
+            if new:
+                self.store.apply(topic, space, new, mark=True)
+        if self.on_stored is not None:
+            self.on_stored(topic, records)
 
     def seek_stored(self, consumer, tps: list) -> None:
         """Resume each topic where the store stands, or read it again from its start when the store

@@ -6,7 +6,7 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchkit.procs import Managed, free_port, managed, python_module, scrape, wait_http
+from benchkit.procs import Managed, free_port, histograms, managed, python_module, scrape, wait_http
 
 TOKEN = "bench-reader"
 
@@ -22,6 +22,10 @@ class RunningApi:
 
     def stored_portraits(self) -> float | None:
         return scrape(f"{self.url}/metrics", "portraits_api_portraits_stored")
+
+    def histograms(self, wanted: dict[str, tuple[str, dict[str, str]]]) -> dict[str, dict[float, float]]:
+        """The API's histograms ``wanted`` (:func:`benchkit.procs.histograms`), from one read of its page."""
+        return histograms(f"{self.url}/metrics", wanted)
 
 
 def start_api(stack: contextlib.ExitStack, *, kafka: str, prefix: str, data_dir: Path, log: Path,

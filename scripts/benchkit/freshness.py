@@ -5,7 +5,8 @@ Two views of "visible": every event's first portrait on the ``portraits`` topic 
 ``GET /v1/users/{id}/portrait`` every ``POLL_S`` seconds (end to end, within the poll step).
 The topic's delays are summed up twice: over every event, and over those sent after the
 first ``FIRST_SECONDS``. The worker's own histograms over the run say where the delay goes
-before a portrait is published (``WORKER_HISTOGRAMS``).
+before a portrait is published (``WORKER_HISTOGRAMS``), the API's how long a published portrait
+takes into its store (``API_HISTOGRAM``).
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ WORKER_HISTOGRAMS = {
     "flush": ("portraits_flush_seconds", {"engines": "portraits"}),
     "full_gc_pause": ("portraits_gc_pause_seconds", {"generation": "2"}),
 }
+#: the API's histogram of the last step (its series of the run's portraits topic): a portrait's way from the worker's
+#: send into the API's store
+API_HISTOGRAM = "portraits_api_record_delay_seconds"
 
 
 async def _send(kafka: str, topic: str, tracker: Tracker, *, rate: float, seconds: float, users: int, api_queue: asyncio.Queue) -> None:
@@ -160,6 +164,8 @@ async def _measure(run: Run, api: RunningApi, worker: RunningWorker, *, rate: fl
     await asyncio.sleep(1.0)  # the follower is at the topic's end
     handled_before = worker.handled() or 0.0
     histograms_before = worker.histograms(WORKER_HISTOGRAMS)
+    api_wanted = {"portrait_into_store": (API_HISTOGRAM, {"topic": run.topic("portraits")})}
+    api_before = api.histograms(api_wanted)
     started = time.monotonic()
     await _send(run.kafka, run.topic("events"), tracker, rate=rate, seconds=seconds, users=users, api_queue=queue)
     send_seconds = time.monotonic() - started
@@ -172,6 +178,7 @@ async def _measure(run: Run, api: RunningApi, worker: RunningWorker, *, rate: fl
     await asyncio.gather(follower, poller)
     histograms_after = worker.histograms(WORKER_HISTOGRAMS)
     where = {name: histogram_window(histograms_before[name], after) for name, after in histograms_after.items()}
+    api_where = {name: histogram_window(api_before[name], after) for name, after in api.histograms(api_wanted).items()}
     return {
         "target_rate": rate,
         "sent": tracker.sent,
@@ -187,6 +194,7 @@ async def _measure(run: Run, api: RunningApi, worker: RunningWorker, *, rate: fl
         "seconds": seconds,
         "users": users,
         "worker_histograms_s": where,
+        "api_histograms_s": api_where,
     }
 
 

@@ -148,6 +148,25 @@ def scrape(url: str, name: str) -> float | None:
     return metric(body.decode(), name) if status == 200 else None
 
 
+def histograms(url: str, wanted: dict[str, tuple[str, dict[str, str]]]) -> dict[str, dict[float, float]]:
+    """For each ``name: (histogram, labels)`` of ``wanted``, the cumulative bucket counts (by bound ``le``) of that
+    histogram's series with those labels, from one read of the metrics page at ``url`` ({} each when it does not answer)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, body = http_get(url)
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())} if status == 200 else {}
+
+    found: dict[str, dict[float, float]] = {}
+    for name, (histogram, labels) in wanted.items():
+        family = families.get(histogram)
+        found[name] = {
+            float(sample.labels["le"]): sample.value
+            for sample in (family.samples if family is not None else ())
+            if sample.name == f"{histogram}_bucket" and all(sample.labels.get(k) == v for k, v in labels.items())
+        }
+    return found
+
+
 def dir_bytes(path: Path) -> int:
     """Bytes of every file below ``path``."""
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0

@@ -7,9 +7,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prometheus_client.parser import text_string_to_metric_families
-
-from benchkit.procs import Managed, free_port, http_get, managed, python_module, scrape, wait_http
+from benchkit.procs import Managed, free_port, histograms, managed, python_module, scrape, wait_http
 from benchkit.stats import cpu_us_per_record, window_rate
 
 #: what a worker has handled: folded, ignored as redelivered, or dead-lettered
@@ -50,19 +48,8 @@ class RunningWorker:
         return f"http://127.0.0.1:{self.port}/metrics"
 
     def histograms(self, wanted: dict[str, tuple[str, dict[str, str]]]) -> dict[str, dict[float, float]]:
-        """For each ``name: (histogram, labels)`` of ``wanted``, the cumulative bucket counts (by bound ``le``) of that
-        histogram's series with those labels, from one read of the worker's page ({} each when it does not answer)."""
-        status, body = http_get(self.metrics_url)
-        families = {f.name: f for f in text_string_to_metric_families(body.decode())} if status == 200 else {}
-        found: dict[str, dict[float, float]] = {}
-        for name, (metric, labels) in wanted.items():
-            family = families.get(metric)
-            found[name] = {
-                float(sample.labels["le"]): sample.value
-                for sample in (family.samples if family is not None else ())
-                if sample.name == f"{metric}_bucket" and all(sample.labels.get(k) == v for k, v in labels.items())
-            }
-        return found
+        """The worker's histograms ``wanted`` (:func:`benchkit.procs.histograms`), from one read of its page."""
+        return histograms(self.metrics_url, wanted)
 
     def handled(self) -> float | None:
         """Records this worker has handled so far (None when its page does not answer)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 import httpx
 
@@ -138,3 +139,6 @@ def test_events_over_http_become_portraits_and_audiences(stack):
     assert f"portraits_api_portraits_stored {float(len(by_user))}" in metrics
     assert 'route="/v1/audiences/query"' in metrics
     assert 'portraits_api_ingested_events_total{outcome="accepted"}' in metrics
+    # every portrait written to the store had its delay from the worker's send observed
+    delays = re.search(r'portraits_api_record_delay_seconds_count\{topic="[^"]*portraits"\} ([0-9.e+]+)', metrics)
+    assert delays and float(delays.group(1)) >= len(by_user)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from pathlib import Path
@@ -75,6 +76,18 @@ def test_operations_health_metrics_and_dashboard():
     with mounted(operations.router, get_follower=Follower(), get_metrics=metrics) as client:
         health = client.get("/healthz").json()
         assert health["topics"] == ["portraits"] and health["lag"] == 3 and health["waiting_for_topics"] == ["churn-alerts"]
+
+
+def test_a_followed_records_delay_into_the_store_is_observed_from_its_kafka_timestamp():
+    metrics = ApiMetrics(lambda: {})
+    now_ms = time.time() * 1000
+    Record = collections.namedtuple("Record", "timestamp")
+    metrics.records_stored("p-portraits", [Record(now_ms - 40), Record(now_ms - 400), Record(-1), Record(None)])
+    samples = {(s.name, s.labels.get("le")): s.value for s in metrics.record_delay.collect()[0].samples}
+    assert samples[("portraits_api_record_delay_seconds_count", None)] == 2  # records without a timestamp are left out
+    assert samples[("portraits_api_record_delay_seconds_bucket", "0.03")] == 0
+    assert samples[("portraits_api_record_delay_seconds_bucket", "0.05")] == 1
+    assert samples[("portraits_api_record_delay_seconds_bucket", "0.5")] == 2
 
 
 def test_portraits_are_looked_up_under_the_stored_id(populated):
