@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 
 import faust
 from aiokafka import TopicPartition
@@ -417,3 +418,25 @@ def test_the_app_and_its_queues_use_the_resume_keeping_flow_control():
     app = faust_repairs.RepairedApp("flow-control-test", broker="kafka://127.0.0.1:1")
     assert isinstance(app.flow_control, faust_repairs.ResumeKeepingFlowControl)
     assert app.tables.changelog_queue._flow_control is app.flow_control
+
+
+def test_the_lean_monitor_keeps_per_record_only_what_faust_reads():
+    """Faust's stall warnings read ``stream_inbound_time`` (aiokafka driver, ``verify_event_path``); the lean
+    monitor keeps that and none of the default monitor's per-record counts, and a repaired app uses it."""
+    import inspect
+
+    from faust.transport.drivers import aiokafka as driver
+
+    assert "monitor.stream_inbound_time" in inspect.getsource(driver.AIOKafkaConsumerThread.verify_event_path)
+    app = faust_repairs.RepairedApp("lean-monitor-test", broker="kafka://127.0.0.1:1")
+    monitor = app.monitor
+    assert isinstance(monitor, faust_repairs.LeanMonitor)
+    tp = TP("events", 3)
+    monitor.on_message_in(tp, 7, object())
+    state = monitor.on_stream_event_in(tp, 7, object(), object())
+    monitor.on_stream_event_out(tp, 7, object(), object(), state)
+    monitor.on_message_out(tp, 7, object())
+    assert tp in monitor.stream_inbound_time
+    assert monitor.messages_received_total == monitor.events_total == 0 and not monitor.events_runtime
+    # a stream that took an event just now is not reported stalled: the reading Faust does, by hand
+    assert time.monotonic() - monitor.stream_inbound_time[tp] < 5
