@@ -41,7 +41,7 @@ from prometheus_client import generate_latest
 from streams import faust_repairs, kafka_security, metrics, topics
 from streams.associations import Aggregator, install_aggregator
 from streams.engines import FLUSH_SLICES, EngineGroup, Engines, ItemEngines
-from streams.faust_repairs import PartitionWriter, RepairedApp
+from streams.faust_repairs import PartitionWriter, RawSchema, RepairedApp
 from streams.quiet_worker import QuietWorker
 from streams.settings import get_settings
 from streams.trainer import Trainer, install_trainer
@@ -102,12 +102,15 @@ app = PortraitsApp(
     table_standby_replicas=settings.standby_replicas,
 )
 SOURCE_NAMES = tuple(settings.topic(name) for name in (topics.EVENTS, topics.PROFILES, topics.ERASURES))
-source_topic = app.topic(*SOURCE_NAMES, settings.topic(topics.TICKS))
+#: the agents of these two read each record's raw message: no decoding on the way (RawSchema)
+source_topic = app.topic(
+    *SOURCE_NAMES, settings.topic(topics.TICKS), schema=RawSchema(key_serializer="raw", value_serializer="raw")
+)
 training_topic = app.topic(settings.topic(topics.MODEL_TRAINING))
 models_topic = app.topic(settings.topic(topics.MODELS))
 ticks_topic = app.topic(settings.topic(topics.TICKS))
 ITEM_FACTS_NAME = settings.topic(topics.ITEM_FACTS)
-item_facts_topic = app.topic(ITEM_FACTS_NAME)
+item_facts_topic = app.topic(ITEM_FACTS_NAME, schema=RawSchema(key_serializer="raw", value_serializer="raw"))
 baskets_topic = app.topic(settings.topic(topics.BASKETS))
 associations_topic = app.topic(settings.topic(topics.ASSOCIATIONS))
 #: user id -> PortraitState bytes, and each partition's progress record; bytes in and out, also on the

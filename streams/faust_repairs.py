@@ -71,6 +71,10 @@ warns when another version runs, and a Faust upgrade starts here (and with
   does not serve): about a tenth of a bare agent's time. :class:`LeanMonitor` keeps only
   what Faust itself reads per record: when each partition's stream last took one (its
   stall warnings). The worker's figures are its own metrics (:mod:`streams.metrics`).
+* **A codec lookup per record for bytes the agents do not read.** Faust decodes each record's
+  key and value through its codec registry, reading its settings on the way, before the agent
+  sees it; the worker's agents read the raw message. :class:`RawSchema` hands the record's bytes
+  over as they are.
 * **A hook after the drain at a graceful stop.** :class:`RepairedApp` calls
   ``on_drained_for_stop`` once Faust has drained the agents before stopping
   (not in a rebalance's drain: a table write there left the next owner's
@@ -666,6 +670,16 @@ class ResumeKeepingFlowControl(FlowControlEvent):
             super().resume()
         else:
             self._resume.set()
+
+
+class RawSchema(faust.Schema):
+    """A topic's schema whose keys and values are the record's bytes as they are, without Faust's codec registry."""
+
+    def loads_key(self, app, message, *, loads=None, serializer=None) -> bytes | None:
+        return message.key
+
+    def loads_value(self, app, message, *, loads=None, serializer=None) -> bytes | None:
+        return message.value
 
 
 class LeanMonitor(Monitor):

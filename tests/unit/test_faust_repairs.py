@@ -440,3 +440,18 @@ def test_the_lean_monitor_keeps_per_record_only_what_faust_reads():
     assert monitor.messages_received_total == monitor.events_total == 0 and not monitor.events_runtime
     # a stream that took an event just now is not reported stalled: the reading Faust does, by hand
     assert time.monotonic() - monitor.stream_inbound_time[tp] < 5
+
+
+def test_the_raw_schema_hands_the_records_bytes_over_as_they_are():
+    """The worker's agents read each record's raw message; Faust's decoding is skipped, with the same event."""
+    from faust.types import Message
+
+    from streams.faust_repairs import RawSchema
+
+    app = faust_repairs.RepairedApp("raw-schema-test", broker="kafka://127.0.0.1:1", key_serializer="raw", value_serializer="raw")
+    message = Message("events", 2, 41, 1_700_000_000.0, 0, {}, b"u1", b'{"x": 1}', None)
+    default = asyncio.run(faust.Schema().compile(app)(message))
+    raw = asyncio.run(RawSchema().compile(app)(message))
+    assert (raw.key, raw.value, raw.message) == (default.key, default.value, default.message) == (b"u1", b'{"x": 1}', message)
+    tombstone = Message("profiles", 0, 1, 1_700_000_000.0, 0, {}, b"u1", None, None)
+    assert asyncio.run(RawSchema().compile(app)(tombstone)).value is None
