@@ -198,7 +198,7 @@ def rescore_stored(
         return rescored_value(raw, scorer.score, only_changed=True)
 
     while True:
-        rows = list(itertools.islice(store.items_after(portraits, after), batch))
+        rows = list(itertools.islice(store.scan(portraits, after), batch))
         if not rows:
             return rewritten
         started = time.monotonic()

@@ -237,17 +237,11 @@ class LocalStore:
         for key in self.keys_between(lower, prefix_end(space)):
             yield key[n:]
 
-    def items_after(self, space: bytes, after: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
-        """(key without the prefix, value) of a key space, for the keys that sort after ``after``, in key order."""
+    def scan(self, space: bytes, after: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, value) of a key space whose key (without the prefix) sorts after ``after``, in key order."""
         n = len(space)
         lower = space + after + b"\x00" if after else space
         for key, value in self.items_between(lower, prefix_end(space)):
-            yield key[n:], value
-
-    def scan(self, space: bytes) -> Iterator[tuple[bytes, bytes]]:
-        """Every (key, value) of a key space, in key order."""
-        n = len(space)
-        for key, value in self.items_between(space, prefix_end(space)):
             yield key[n:], value
 
     def count(self, space: bytes) -> int:
