@@ -113,9 +113,6 @@ def state_figures(state: PortraitState, *, as_of: int, config: PortraitConfig) -
     without rendering it (a sample needs a tenth of the portrait)."""
     w90, w30 = window_totals(state, as_of, 90), window_totals(state, as_of, 30)
     repeat = repeat_spend_cents(state)
-    stats = None
-    if state.first_purchase is not None and state.last_purchase is not None:
-        stats = stats_at(state.first_purchase, state.last_purchase, len(state.purchase_days) or 1, as_of)
     return UserFigures(
         state.user_id,
         days_since(state.last_purchase, as_of),
@@ -125,9 +122,16 @@ def state_figures(state: PortraitState, *, as_of: int, config: PortraitConfig) -
         float(w30.spend),
         average_order_value(state),
         None if repeat is None else repeat / 100,
-        stats,
+        state_purchase_stats(state, as_of),
         state_features(state, as_of=as_of, config=config, windows=(w90, w30)),
     )
+
+
+def state_purchase_stats(state: PortraitState, as_of: int) -> Stats | None:
+    """The buyer's ``(x, t_x, T)`` at ``as_of`` (:func:`online_models.churn.purchase_stats` of the portrait), None for a non-buyer."""
+    if state.first_purchase is None or state.last_purchase is None:
+        return None
+    return stats_at(state.first_purchase, state.last_purchase, len(state.purchase_days) or 1, as_of)
 
 
 def user_figures(portrait: RenderedPortrait) -> UserFigures:

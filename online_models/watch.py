@@ -49,7 +49,7 @@ from online_models.schedule import (
     lifecycle_change_ms,
     typical_gap_ms,
 )
-from online_models.training_samples import state_figures, user_sample
+from online_models.training_samples import state_figures, state_purchase_stats, user_sample
 
 
 @dataclass
@@ -184,7 +184,7 @@ def watch_user(
     last_sampled_period = sampled_until_period(state, config)
     # each user counts once per period, however busy, and not long after their last event
     sampled_now = period != state.sample_period and last_sampled_period is not None and period <= last_sampled_period
-    stats = _purchase_stats(state, as_of)
+    stats = state_purchase_stats(state, as_of)
     samples: list[dict[str, Any]] = []
     delay = config.label_delay()
     features = None
@@ -251,13 +251,6 @@ def watch_user(
     if plan is not None:
         plan = replace(plan, next_check=next_check)
     return WatchOutcome(churn=churn, samples=samples, alert=alert, next_check=next_check, crossing_plan=plan)
-
-
-def _purchase_stats(state: PortraitState, as_of: int) -> tuple[int, float, float] | None:
-    """The buyer's ``(x, t_x, T)`` at ``as_of`` (:func:`online_models.churn.purchase_stats` of the portrait), None for a non-buyer."""
-    if state.first_purchase is None or state.last_purchase is None:
-        return None
-    return stats_at(state.first_purchase, state.last_purchase, len(state.purchase_days) or 1, as_of)
 
 
 def check_instants(state: PortraitState, *, as_of: int, models, config: WatchConfig) -> dict[str, int]:
