@@ -85,6 +85,11 @@ WORKER_HISTOGRAMS = {
 API_HISTOGRAM = "portraits_api_record_delay_seconds"
 
 
+def _windows(before: dict[str, dict[float, float]], after: dict[str, dict[float, float]]) -> dict[str, dict]:
+    """What each histogram read twice observed in between (:func:`benchkit.stats.histogram_window`)."""
+    return {name: histogram_window(before[name], counts) for name, counts in after.items()}
+
+
 async def _send(kafka: str, topic: str, tracker: Tracker, *, rate: float, seconds: float, users: int, api_queue: asyncio.Queue) -> None:
     from aiokafka import AIOKafkaProducer
 
@@ -176,9 +181,8 @@ async def _measure(run: Run, api: RunningApi, worker: RunningWorker, *, rate: fl
         await asyncio.sleep(0.5)
     stop.set()
     await asyncio.gather(follower, poller)
-    histograms_after = worker.histograms(WORKER_HISTOGRAMS)
-    where = {name: histogram_window(histograms_before[name], after) for name, after in histograms_after.items()}
-    api_where = {name: histogram_window(api_before[name], after) for name, after in api.histograms(api_wanted).items()}
+    where = _windows(histograms_before, worker.histograms(WORKER_HISTOGRAMS))
+    api_where = _windows(api_before, api.histograms(api_wanted))
     return {
         "target_rate": rate,
         "sent": tracker.sent,
