@@ -176,7 +176,7 @@ def watch_user(
     the purchase model's risk on it. ``next_check`` is the earliest of :func:`check_instants`.
 
     The alert reads the lapse risk alone (P(alive) from the state's purchase figures) and a
-    sample its figures off the state, so the portrait is rendered only for the reasons of an alert that may fire;
+    sample its figures off the state, so the portrait is rendered only for the reasons of an alert that fires;
     ``with_churn`` also scores the whole churn block (:attr:`WatchOutcome.churn`).
     """
     portrait = None
@@ -228,17 +228,17 @@ def watch_user(
     risk = None if stats is None or mbgnbd is None else lapse_risk(round(float(mbgnbd.p_alive(*stats)), 4))
     if risk is not None:
         alert_state = AlertState.from_json(state.alert)
-        reasons: list[str] = []
-        if risk >= config.alerts.threshold and alert_state.armed:  # only a firing step reads the layer and the reasons
-            portrait = portrait or render(state, as_of=as_of, config=config.portrait)
-            reasons = (churn or models.churn(portrait, features)).reasons
+
+        def reasons():  # read by a firing step alone: the portrait is rendered for an alert that fires
+            yield from (churn or models.churn(portrait or render(state, as_of=as_of, config=config.portrait), features)).reasons
+
         alert = step(
             alert_state,
             user_id=state.user_id,
             risk=risk,
             layer=layer_when_last_bought(state, models, config) if risk >= config.alerts.threshold else None,
             spend=state.spend_cents / 100,
-            reasons=reasons,
+            reasons=reasons(),
             ts_ms=as_of,
             policy=config.alerts,
             last_event_ms=state.last_seen,

@@ -26,6 +26,7 @@ from online_models.schedule import (
 )
 from online_models.churn import lapse_risk, purchase_stats
 from online_models.portrait_types import Churn
+from online_models import watch as watch_module
 from online_models.watch import (
     WatchConfig,
     check_instants,
@@ -567,3 +568,33 @@ def test_snapshots_with_three_field_entries_still_refit():
     restored.learn(silent_sample("new", T0 + 50 * DAY, last=True))
     restored.refit_churn()
     assert len(restored.current_purchase_stats()) == 31 and restored.mbgnbd is not None
+
+
+def _looks_until_risk_is_high(policy: AlertPolicy, monkeypatch) -> tuple[list, list]:
+    """Look at a silent eligible buyer every ten days under ``policy``; the outcomes, and the instants ``render`` was called at."""
+    rendered = []
+
+    def counting_render(state, *, as_of, config):
+        rendered.append(as_of)
+        return render(state, as_of=as_of, config=config)
+
+    monkeypatch.setattr(watch_module, "render", counting_render)
+    state, models = eligible_buyer(), mbgnbd_models()
+    config = WatchConfig(alerts=policy)
+    start = -(-state.last_seen // MINUTE) * MINUTE
+    outcomes = [watch_user(state, as_of=at, watermark=at, models=models, config=config) for at in range(start, start + 90 * DAY, 10 * DAY)]
+    assert max(risk_at(state, models, at) for at in range(start, start + 90 * DAY, 10 * DAY)) >= policy.threshold
+    return outcomes, rendered
+
+
+def test_a_look_renders_the_portrait_only_for_an_alert_that_fires(monkeypatch):
+    # the risk passes the threshold, but the user does not qualify: nothing fires, nothing is rendered
+    outcomes, rendered = _looks_until_risk_is_high(AlertPolicy(min_spend=1e9), monkeypatch)
+    assert not any(outcome.alert for outcome in outcomes) and rendered == []
+    # the same user qualifying: one alert, with the reasons of the portrait rendered at its instant
+    outcomes, rendered = _looks_until_risk_is_high(AlertPolicy(), monkeypatch)
+    alerts = [outcome.alert for outcome in outcomes if outcome.alert]
+    assert len(alerts) == 1 and rendered == [alerts[0].ts_ms]
+    state = eligible_buyer()
+    portrait = render(state, as_of=alerts[0].ts_ms, config=PORTRAIT)
+    assert alerts[0].reasons == mbgnbd_models().churn(portrait).reasons != []
