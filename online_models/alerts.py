@@ -50,10 +50,11 @@ import hashlib
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
+
+from online_models.clock import iso
 
 __all__ = ["DEFAULT_LAYERS", "DEFAULT_POLICY", "KIND", "Alert", "AlertPolicy", "AlertState", "alert_id", "came_back", "step"]
 
@@ -62,7 +63,6 @@ DAY_MS = 86_400_000
 KIND = "churn_risk"
 #: Value layers worth an alert by default (see :mod:`online_models.rfm`).
 DEFAULT_LAYERS = frozenset({"high_value", "potential"})
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -195,10 +195,6 @@ def alert_id(user_id: str, ts_ms: int, kind: str = "churn") -> str:
     return hashlib.sha1(key, usedforsecurity=False).hexdigest()
 
 
-def _iso(ts_ms: int) -> str:
-    return (_EPOCH + timedelta(milliseconds=ts_ms)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def came_back(state: AlertState, last_event_ms: int | None) -> bool:
     """Whether the user has had an event since the last alert (True when either is unknown)."""
     return last_event_ms is None or state.last_fired_ms is None or last_event_ms > state.last_fired_ms
@@ -252,7 +248,7 @@ def step(
             threshold=policy.threshold,
             layer=layer,
             reasons=list(reasons),
-            ts=_iso(ts_ms),
+            ts=iso(ts_ms),
             ts_ms=ts_ms,
         )
     return None

@@ -35,6 +35,25 @@ def _parse_instant_ms(text: str) -> int | None:
     return None if moment.tzinfo is None else (moment - _EPOCH) // _MS
 
 
+@lru_cache(maxsize=1 << 12)  # the days of a shop's recent months
+def _iso_date(day: int) -> str:
+    return (_EPOCH + timedelta(days=day)).date().isoformat()
+
+
+@lru_cache(maxsize=1 << 16)  # the same instants recur: as_of across a publication, a user's first and last visits
+def iso(ts_ms: int | None) -> str | None:
+    """ISO-8601 UTC with milliseconds, the form portraits and alerts carry; None stays None.
+
+    >>> iso(1714536000123), iso(-1), iso(None)
+    ('2024-05-01T04:00:00.123Z', '1969-12-31T23:59:59.999Z', None)
+    """
+    if ts_ms is None:
+        return None
+    day, in_day = divmod(int(ts_ms), DAY_MS)
+    seconds, millis = divmod(in_day, 1000)
+    return "%sT%02d:%02d:%02d.%03dZ" % (_iso_date(day), seconds // 3600, seconds // 60 % 60, seconds % 60, millis)
+
+
 def instant_ms(value: Any) -> int | None:
     """An ISO-8601 instant with an offset (as portraits carry them) as epoch milliseconds; None for anything else.
 

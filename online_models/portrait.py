@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -45,7 +44,7 @@ from online_models.activity import (
     visit_totals,
 )
 from online_models.baskets import MAX_BASKET_LINES, add_purchase
-from online_models.clock import DAY_MS, MINUTE_MS, ceil_minute
+from online_models.clock import DAY_MS, MINUTE_MS, ceil_minute, iso
 from online_models.events import Event, Profile
 from online_models.lifecycle import last_return_gap_days
 from online_models.portrait_types import (
@@ -66,7 +65,6 @@ WINDOW_DAYS = (7, 30, 90)
 BOUGHT_ITEMS_DAYS = 90
 #: the device entry that counts the events of every device beyond the ``max_devices`` most used
 OTHER_DEVICES = "other"
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 #: How much each kind of event says about interest in its category.
 DEFAULT_CATEGORY_WEIGHTS = {
@@ -510,14 +508,6 @@ def prune(state: PortraitState, watermark: int, config: PortraitConfig) -> None:
         settle_sessions(state, watermark)
     if state.pending_decisions and state.pending_decisions[0][0] < watermark:
         settle_decisions(state, watermark)
-
-
-@lru_cache(maxsize=1 << 16)  # the same instants recur: check times, first and last visits
-def iso(ts_ms: int | None) -> str | None:
-    """ISO-8601 UTC with milliseconds, e.g. ``2024-05-01T04:00:00.000Z``; None stays None."""
-    if ts_ms is None:
-        return None
-    return (_EPOCH + timedelta(milliseconds=ts_ms)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def window_totals(state: PortraitState, as_of: int, days: int) -> WindowTotals:
