@@ -218,9 +218,11 @@ class BetaGeoBase(FittedModel):
 
         Computed as ``c/(a-1) * (1 - G) * p_alive`` with ``c = a+b+x+k-1`` and
         ``G = ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x+k; c; z)``,
-        ``z = t/(alpha+T+t)``. ``G`` is evaluated through Euler's transformation,
-        ``G = (1-z)^(a-1) 2F1(c-r-x, a-1; c; z)``, which has no large powers or
-        divergent series even for very large ``x`` or ``T``.
+        ``z = t/(alpha+T+t)``. Where ``r+x >= a-1``, ``G`` is evaluated through Euler's
+        transformation, ``G = (1-z)^(a-1) 2F1(c-r-x, a-1; c; z)``, which has no large powers or
+        divergent series even for very large ``x`` or ``T``; where ``a-1 > r+x`` (a large ``a``)
+        that series diverges as ``z`` nears 1, while the plain one converges: it is used there.
+        ``c`` at 0 (a pole of both series, BG/NBD's ``x = 0`` with ``a+b = 1``) is taken a hair above it.
         """
         scalar, (t, x, t_x, T) = _as_arrays(t, x, t_x, T)
         _check_history(x, t_x, T)
@@ -234,9 +236,25 @@ class BetaGeoBase(FittedModel):
         r, alpha, a, b = self._params()
         if abs(a - 1.0) < 1e-7:  # removable singularity at a == 1
             a = 1.0 + 1e-7
-        c = a + b + x + self._k - 1
+        k = self._k
         log_1mz = -np.log1p(t / (alpha + T))
-        G = np.exp((a - 1) * log_1mz) * hyp2f1(a + b + self._k - 1 - r, a - 1, c, -np.expm1(log_1mz))
+        z = -np.expm1(log_1mz)
+        if np.ndim(x) == 0:  # one history (a CLV curve): one form for all its horizons
+            c = a + b + x + k - 1
+            c = 1e-7 if abs(c) < 1e-7 else c  # removable as well: c / (a-1) * (1 - G) has a limit there
+            if a - 1 > r + x:
+                G = np.exp((r + x) * log_1mz) * hyp2f1(r + x, b + x + k, c, z)
+            else:
+                G = np.exp((a - 1) * log_1mz) * hyp2f1(c - r - x, a - 1, c, z)
+            return np.maximum(c / (a - 1) * (1.0 - G), 0.0)
+        t, x, log_1mz, z = np.broadcast_arrays(t, x, log_1mz, z)
+        c = a + b + x + k - 1
+        c = np.where(np.abs(c) < 1e-7, 1e-7, c)
+        plain = a - 1 > r + x
+        euler = ~plain
+        G = np.empty(np.shape(c))
+        G[euler] = np.exp((a - 1) * log_1mz[euler]) * hyp2f1(c[euler] - r - x[euler], a - 1, c[euler], z[euler])
+        G[plain] = np.exp((r + x[plain]) * log_1mz[plain]) * hyp2f1(r + x[plain], b + x[plain] + k, c[plain], z[plain])
         return np.maximum(c / (a - 1) * (1.0 - G), 0.0)
 
     def expected_purchases_curve(self, t, x: float, t_x: float, T: float) -> np.ndarray:

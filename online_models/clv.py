@@ -70,12 +70,15 @@ def discounted_purchases(model, x: float, t_x: float, T: float, *, horizon_days:
 
 
 def clv_scores(portrait: RenderedPortrait, purchase_model, spend_model, *, horizon_days: float, annual_rate: float) -> Clv | None:
-    """The ``clv`` block of a buyer; None for a non-buyer
-    or without a purchase model. Without a spend model the order value and the value are None."""
+    """The ``clv`` block of a buyer; None for a non-buyer, without a purchase model, or where the
+    purchase model gives no finite figure for the buyer's history (parameters at the far edge of
+    the hypergeometric series' reach). Without a spend model the order value and the value are None."""
     stats = purchase_stats(portrait)
     if stats is None or purchase_model is None:
         return None
     purchases = discounted_purchases(purchase_model, *stats, horizon_days=horizon_days, annual_rate=annual_rate)
+    if not math.isfinite(purchases):
+        return None
     order_value = None
     if spend_model is not None:
         x, m = spend_stats(portrait)

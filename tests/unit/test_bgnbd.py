@@ -24,15 +24,19 @@ Reference numbers and where they come from:
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from scipy.special import betaln, gammaln
 
 from online_models.bgnbd import BGNBD
 from online_models.mbgnbd import MBGNBD
+from tests.reference import expected_purchases as reference_expected_purchases
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "cdnow_summary.csv"
 FHL_2005 = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
@@ -347,3 +351,32 @@ def test_invalid_use_raises():
         MBGNBD().fit([1, 2], [5, 5], [10, 40], weights=[1, 2, 3])
     with pytest.raises(ValueError):
         BGNBD(penalizer=-1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([BGNBD, MBGNBD]),
+    st.floats(-3, 3), st.floats(-3, 5), st.floats(-3, 6), st.floats(-3, 4),
+    st.integers(0, 60), st.floats(0, 400), st.floats(0, 1), st.sampled_from([7.0, 30.4, 365.0]),
+)
+def test_expected_purchases_follow_the_papers_formula_for_any_a(cls, log_r, log_alpha, log_a, log_b, x, age, recency, t):
+    # a up to about 400: the plain series where Euler's would diverge, Euler's where the plain one would
+    params = {"r": math.exp(log_r), "alpha": math.exp(log_alpha), "a": math.exp(log_a), "b": math.exp(log_b)}
+    assume(abs(params["a"] - 1) > 1e-3)
+    T = x + age
+    t_x = recency * T if x else 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = reference_expected_purchases(t, x, t_x, T, **params, mbg=cls is MBGNBD)
+    assume(math.isfinite(expected))
+    with warnings.catch_warnings(), np.errstate(over="ignore", under="ignore"):
+        warnings.simplefilter("error")
+        got = cls.from_params(**params).expected_purchases(t, x, t_x, T)
+    assert got == pytest.approx(max(expected, 0.0), rel=1e-6, abs=1e-12)
+
+
+def test_a_large_a_no_longer_makes_the_expectation_not_a_number():
+    # a fit with a large a: the term (1-z)^(a-1) of Euler's form underflowed while its series overflowed
+    model = MBGNBD.from_params(r=3.24, alpha=0.454, a=151.1, b=18.4)
+    curve = model.expected_purchases_curve(np.array([30.4, 365.0]), 0.0, 0.0, 1.0)
+    assert np.all(np.isfinite(curve)) and curve[1] > curve[0] > 0

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from online_models.bgnbd import BGNBD
+from online_models.clv import clv_scores
 from online_models.gamma_gamma import GammaGamma
 from online_models.mbgnbd import MBGNBD
 from online_models.population import PopulationConfig, PopulationModels
@@ -16,6 +18,8 @@ from tests.unit.portrait_builder import as_json
 
 START_MS = 1_767_225_600_000  # 2026-01-01
 PURCHASE = {"r": 0.8, "alpha": 9.0, "a": 0.6, "b": 2.5}  # days
+#: a large ``a``: Euler's form of the series diverges as the horizon grows, the plain form does not
+PURCHASE_LARGE_A = {"r": 3.2, "alpha": 0.45, "a": 151.0, "b": 18.4}
 SPEND = {"p": 4.0, "q": 3.5, "v": 180.0}
 
 
@@ -25,25 +29,35 @@ def shop():
     return events, replay_history(events)
 
 
-def snapshot(*, mbg: bool, horizon_days: int = 365, rate: float = 0.10) -> PopulationModels:
+def snapshot(*, mbg: bool, horizon_days: int = 365, rate: float = 0.10, purchase: dict = PURCHASE) -> PopulationModels:
     models = PopulationModels(PopulationConfig(clv_horizon_days=horizon_days, clv_annual_discount_rate=rate))
     if mbg:
-        models.mbgnbd = MBGNBD.from_params(**PURCHASE)
-    models.bgnbd = BGNBD.from_params(**PURCHASE)
+        models.mbgnbd = MBGNBD.from_params(**purchase)
+    models.bgnbd = BGNBD.from_params(**purchase)
     models.gamma_gamma = GammaGamma.from_params(**SPEND)
     return models
 
 
-@pytest.mark.parametrize(("mbg", "horizon_days", "rate"), [(True, 365, 0.10), (False, 365, 0.10), (True, 90, 0.0), (True, 730, 0.25)])
-def test_portrait_clv_equals_the_batch_computation(shop, mbg, horizon_days, rate):
+@pytest.mark.parametrize(
+    ("mbg", "horizon_days", "rate", "purchase"),
+    [
+        (True, 365, 0.10, PURCHASE),
+        (False, 365, 0.10, PURCHASE),
+        (True, 90, 0.0, PURCHASE),
+        (True, 730, 0.25, PURCHASE),
+        (True, 365, 0.10, PURCHASE_LARGE_A),
+        (False, 365, 0.10, PURCHASE_LARGE_A),
+    ],
+)
+def test_portrait_clv_equals_the_batch_computation(shop, mbg, horizon_days, rate, purchase):
     events, result = shop
-    models = PopulationModels.from_bytes(snapshot(mbg=mbg, horizon_days=horizon_days, rate=rate).to_bytes())
+    models = PopulationModels.from_bytes(snapshot(mbg=mbg, horizon_days=horizon_days, rate=rate, purchase=purchase).to_bytes())
     by_user = events_by_user(events)
     buyers = repeaters = 0
     for user, state in sorted(result.states.items()):
         portrait = as_json(models.enrich(render(state, as_of=result.as_of, config=PortraitConfig())))
         expected = batch_clv(
-            by_user[user], result.as_of, purchase=PURCHASE, mbg=mbg, spend=SPEND, horizon_days=horizon_days, annual_rate=rate
+            by_user[user], result.as_of, purchase=purchase, mbg=mbg, spend=SPEND, horizon_days=horizon_days, annual_rate=rate
         )
         if expected is None:
             assert portrait["clv"] is None
@@ -110,3 +124,18 @@ def test_the_trainer_takes_the_clv_settings_whether_it_starts_afresh_or_from_a_s
     resumed = Trainer(engines, settings).resume()
     assert resumed.gamma_gamma is not None and resumed.summary()["clv"]["horizon_days"] == 180
     assert resumed.summary()["clv"]["annual_discount_rate"] == 0.05
+
+
+class NoFiniteFigure:
+    """A purchase model whose series give no finite figure for any history."""
+
+    def expected_purchases_curve(self, t, x, t_x, T):
+        return np.full(len(t), np.nan)
+
+
+def test_a_history_the_purchase_model_cannot_value_has_no_clv_block(shop):
+    _, result = shop
+    state = next(state for state in result.states.values() if state.purchases)
+    portrait = render(state, as_of=result.as_of, config=PortraitConfig())
+    assert clv_scores(portrait, BGNBD.from_params(**PURCHASE), None, horizon_days=365, annual_rate=0.1) is not None
+    assert clv_scores(portrait, NoFiniteFigure(), None, horizon_days=365, annual_rate=0.1) is None
