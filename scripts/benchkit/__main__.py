@@ -29,7 +29,8 @@ common = options(
     click.option("--prefix", default=None, help="Topic prefix to (re)use; default: a fresh one"),
     click.option("--partitions", default=8, show_default=True, help="Partitions of fresh topics"),
     click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Also write the figures here"),
-    click.option("--keep", is_flag=True, help="Keep the RocksDB directories of the run"),
+    click.option("--keep", is_flag=True,
+                 help="Keep the RocksDB directories of the run, and its topics (deleted at the end of a run with a fresh prefix)"),
 )
 
 
@@ -49,7 +50,8 @@ traffic_option = click.option(
 
 
 def benchmark(name: str):
-    """A benchmark command: the common options, a fresh :class:`Run`, its report written and data dropped at the end."""
+    """A benchmark command: the common options, a fresh :class:`Run`, its report written and data dropped at the end
+    (its RocksDB directories, and its topics when it made its own prefix, unless ``--keep``)."""
 
     def decorate(body):
         @functools.wraps(body)
@@ -61,6 +63,8 @@ def benchmark(name: str):
             finally:
                 run.write(json_out)
                 run.clean(keep or options.get("store_dir") is not None)
+                if prefix is None and not keep:
+                    run.drop_topics()
 
         return common(command)
 

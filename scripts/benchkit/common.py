@@ -51,6 +51,18 @@ class Run:
             path.write_text(json.dumps({"benchmark": self.name, "prefix": self.prefix, **self.figures}, indent=2) + "\n")
             print(f"wrote {path}")
 
+    def drop_topics(self) -> None:
+        """Delete the run's topics from the broker (the runs of a sitting would otherwise pile up there,
+        gigabytes each, and slow the broker down); a failure is reported, not raised."""
+        from benchkit import kafka_io
+
+        try:
+            names = kafka_io.delete_topics(self.kafka, self.prefix)
+        except Exception as error:  # the figures are printed already: a broker gone by now costs only the clean-up
+            print(f"could not delete the topics of prefix {self.prefix!r}: {type(error).__name__}: {error}", flush=True)
+            return
+        print(f"deleted {len(names)} topics of prefix {self.prefix!r} (--keep keeps them)", flush=True)
+
     def clean(self, keep: bool) -> None:
         """Drop the RocksDB directories (logs stay) unless asked to keep them."""
         if keep:

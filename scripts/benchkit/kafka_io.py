@@ -23,6 +23,22 @@ def ensure_topics(kafka: str, prefix: str, partitions: int) -> None:
     create_topics(settings_for(kafka, prefix, partitions), with_state_changelog=False)
 
 
+def delete_topics(kafka: str, prefix: str, *, timeout_s: float = 30.0) -> list[str]:
+    """Delete every topic whose name starts with ``prefix`` (a run's, its workers' changelogs among them); the names deleted."""
+    from kafka.admin import KafkaAdminClient
+
+    if not prefix:
+        raise ValueError("a prefix is needed: every topic would match an empty one")
+    admin = KafkaAdminClient(bootstrap_servers=kafka, client_id="bench-cleanup", request_timeout_ms=int(timeout_s * 1000))
+    try:
+        names = sorted(name for name in admin.list_topics() if name.startswith(prefix))
+        if names:
+            admin.delete_topics(names, timeout_ms=int(timeout_s * 1000))
+        return names
+    finally:
+        admin.close()
+
+
 async def _produce(kafka: str, topic: str, records: Iterable[tuple[bytes, bytes]]) -> int:
     from aiokafka import AIOKafkaProducer
     from aiokafka.partitioner import DefaultPartitioner
