@@ -205,6 +205,9 @@ class PortraitState:
     event_offset: int | None = None
     profile: dict[str, Any] = field(default_factory=dict)
     profile_ts: int | None = None
+    # offset of the last profiles record applied (its partition's), so a record read again after a crash
+    # is recognised: applying it twice would count the change twice (None: not known)
+    profile_offset: int | None = None
     version: int = 0
     # purchase times (sorted) within ``purchase_memory_ms``: churn labels are read from them
     purchase_times: list[int] = field(default_factory=list)
@@ -464,8 +467,20 @@ def update(
     return True
 
 
-def update_profile(state: PortraitState, profile: Profile) -> bool:
-    """Take static attributes; the record with the newest ``ts`` wins. False if older."""
+def update_profile(state: PortraitState, profile: Profile, offset: int | None = None) -> bool:
+    """Take static attributes; the record with the newest ``ts`` wins, one of equal ``ts`` adds to it.
+
+    False, changing nothing, for an older record and for one whose ``offset`` in the profiles topic
+    is at or below that of the last one applied (None: not known).
+
+    >>> from online_models.events import parse_profile
+    >>> state = PortraitState("u1")
+    >>> record = parse_profile(b'{"user_id":"u1","ts":1714536000000,"city_tier":"1"}')
+    >>> update_profile(state, record, offset=7), update_profile(state, record, offset=7), state.version
+    (True, False, 1)
+    """
+    if offset is not None and state.profile_offset is not None and offset <= state.profile_offset:
+        return False
     if state.profile_ts is not None and profile.ts < state.profile_ts:
         return False
     if state.profile_ts is not None and profile.ts == state.profile_ts:
@@ -473,6 +488,8 @@ def update_profile(state: PortraitState, profile: Profile) -> bool:
     else:
         state.profile = profile.attributes()
     state.profile_ts = profile.ts
+    if offset is not None:
+        state.profile_offset = offset
     state.version += 1
     return True
 

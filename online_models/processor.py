@@ -362,7 +362,7 @@ class PartitionProcessor(PartitionEngine[PortraitState]):
             return
         state = self.state(profile.user_id) or PortraitState(profile.user_id)
         bound = self._state_bytes.get(state.user_id) if state.user_id in self.cache else _new_state_bytes(state.user_id)
-        if update_profile(state, profile):
+        if update_profile(state, profile, offset=record.offset):
             if bound is None:
                 self._state_bytes.pop(state.user_id, None)  # measured before the next event
             else:  # the attributes, serialized again, take at most six bytes per byte of the record

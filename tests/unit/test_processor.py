@@ -43,16 +43,31 @@ WATCH = WatchConfig(
 ENGINE = EngineConfig(watch=WATCH, progress_every=25, retention_ms=20 * DAY, sweep_batch=None)
 
 
-def records_of(events: list[dict], erasures: dict[int, str] | None = None) -> list[Record]:
-    """The events as records of one partition; ``erasures`` puts an erasure request before the event at that index."""
-    out, erasure_offset = [], 0
+def records_of(events: list[dict], erasures: dict[int, str] | None = None, profiles: dict[int, dict] | None = None) -> list[Record]:
+    """The events as records of one partition; ``erasures`` puts an erasure request before the event at that
+    index, ``profiles`` a profiles record."""
+    out, erasure_offset, profile_offset = [], 0, 0
     for offset, event in enumerate(events):
         if erasures and offset in erasures:
             user = erasures[offset]
             body = orjson.dumps({"request_id": f"r{offset}", "user_id": user, "requested_at": event["ts"]})
             out.append(Record(ERASURES, ERASURES, erasure_offset, user.encode(), body))
             erasure_offset += 1
+        if profiles and offset in profiles:
+            profile = profiles[offset]
+            out.append(Record(PROFILES, PROFILES, profile_offset, profile["user_id"].encode(), orjson.dumps(profile)))
+            profile_offset += 1
         out.append(Record(EVENTS, EVENTS, offset, event["user_id"].encode(), orjson.dumps(event)))
+    return out
+
+
+def profiles_among(events: list[dict], every: int = 7) -> dict[int, dict]:
+    """A profile record before every ``every``-th event, of that event's user: each user's first sets the
+    profile, and a later one of the same time adds to it (a record of equal time merges)."""
+    out = {}
+    for index in range(0, len(events), every):
+        user = events[index]["user_id"]
+        out[index] = {"user_id": user, "ts": START_MS, "city_tier": str(index % 4 + 1), f"tag_{index % 3}": "yes"}
     return out
 
 
@@ -127,7 +142,10 @@ FEW_FLUSHES = EngineConfig(
 @pytest.mark.slow
 @pytest.mark.parametrize("config", [ENGINE, FEW_FLUSHES], ids=["every-25-records", "few-flushes"])
 def test_a_crash_between_any_two_effects_ends_where_an_uninterrupted_run_does(history, models, config):
-    records = records_of(history, erasures={len(history) // 2: history[len(history) // 2]["user_id"]})
+    records = records_of(
+        history, erasures={len(history) // 2: history[len(history) // 2]["user_id"]}, profiles=profiles_among(history)
+    )
+    assert any(record.kind == PROFILES for record in records)
     straight_store: dict = {}
     straight, straight_log = run(records, straight_store, models, config=config)
     apply_to(straight_store, straight.flush())
