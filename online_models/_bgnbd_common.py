@@ -239,22 +239,23 @@ class BetaGeoBase(FittedModel):
         k = self._k
         log_1mz = -np.log1p(t / (alpha + T))
         z = -np.expm1(log_1mz)
+
+        def series(plain: bool, x, c, log_1mz, z):
+            if plain:
+                return np.exp((r + x) * log_1mz) * hyp2f1(r + x, b + x + k, c, z)
+            return np.exp((a - 1) * log_1mz) * hyp2f1(c - r - x, a - 1, c, z)
+
         if np.ndim(x) == 0:  # one history (a CLV curve): one form for all its horizons
             c = a + b + x + k - 1
             c = 1e-7 if abs(c) < 1e-7 else c  # removable as well: c / (a-1) * (1 - G) has a limit there
-            if a - 1 > r + x:
-                G = np.exp((r + x) * log_1mz) * hyp2f1(r + x, b + x + k, c, z)
-            else:
-                G = np.exp((a - 1) * log_1mz) * hyp2f1(c - r - x, a - 1, c, z)
-            return np.maximum(c / (a - 1) * (1.0 - G), 0.0)
-        t, x, log_1mz, z = np.broadcast_arrays(t, x, log_1mz, z)
-        c = a + b + x + k - 1
-        c = np.where(np.abs(c) < 1e-7, 1e-7, c)
-        plain = a - 1 > r + x
-        euler = ~plain
-        G = np.empty(np.shape(c))
-        G[euler] = np.exp((a - 1) * log_1mz[euler]) * hyp2f1(c[euler] - r - x[euler], a - 1, c[euler], z[euler])
-        G[plain] = np.exp((r + x[plain]) * log_1mz[plain]) * hyp2f1(r + x[plain], b + x[plain] + k, c[plain], z[plain])
+            G = series(a - 1 > r + x, x, c, log_1mz, z)
+        else:
+            t, x, log_1mz, z = np.broadcast_arrays(t, x, log_1mz, z)
+            c = a + b + x + k - 1
+            c = np.where(np.abs(c) < 1e-7, 1e-7, c)
+            G = np.empty(np.shape(c))
+            for plain, where in ((True, a - 1 > r + x), (False, a - 1 <= r + x)):
+                G[where] = series(plain, x[where], c[where], log_1mz[where], z[where])
         return np.maximum(c / (a - 1) * (1.0 - G), 0.0)
 
     def expected_purchases_curve(self, t, x: float, t_x: float, T: float) -> np.ndarray:
