@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -58,7 +57,7 @@ from online_models.portrait_types import (
     Windows,
 )
 from online_models.sentiment import NEGATIVE_AT, POSITIVE_AT, ReviewScore
-from online_models.vocabulary import SESSION_GAP_MS, WEEKEND_DAYS, local_calendar, local_day, local_hour_weekday, ratio, week_of_day
+from online_models.vocabulary import SESSION_GAP_MS, WEEKEND_DAYS, local_calendar, local_day, ratio, week_of_day
 
 WINDOW_DAYS = (7, 30, 90)
 #: calendar days (shop time zone) of purchases the portrait's ``bought_items`` lists

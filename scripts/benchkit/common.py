@@ -54,8 +54,6 @@ class Run:
     def drop_topics(self) -> None:
         """Delete the run's topics from the broker (the runs of a sitting would otherwise pile up there,
         gigabytes each, and slow the broker down); a failure is reported, not raised."""
-        from benchkit import kafka_io
-
         try:
             names = kafka_io.delete_topics(self.kafka, self.prefix)
         except Exception as error:  # the figures are printed already: a broker gone by now costs only the clean-up
