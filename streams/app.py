@@ -40,7 +40,8 @@ from prometheus_client import generate_latest
 
 from streams import faust_repairs, kafka_security, metrics, topics
 from streams.associations import Aggregator, install_aggregator
-from streams.engines import FLUSH_SLICES, EngineGroup, Engines, ItemEngines
+from streams.engine_group import FLUSH_SLICES, EngineGroup
+from streams.engines import Engines, ItemEngines
 from streams.faust_repairs import PartitionWriter, RawSchema, RepairedApp
 from streams.quiet_worker import QuietWorker
 from streams.settings import get_settings
@@ -188,7 +189,7 @@ async def flush_idle_partitions() -> None:
     """Write the changes engines hold in memory: live, a share of the partitions at each tick, each partition about
     once per ``flush_interval``; a busy partition flushes by itself every ``progress_every`` records, and while
     catching up the timer leaves it to that for up to ``flush_interval_behind`` seconds
-    (:meth:`streams.engines.EngineGroup.due_for_timed_flush`).
+    (:meth:`streams.engine_group.EngineGroup.due_for_timed_flush`).
 
     Not while a rebalance or a table recovery is under way, and only for partitions this worker
     holds as active: a table write in a rebalance's drain left a partition uncommitted and the next

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatch
 
-from streams import engines as engines_module
+from streams import faust_repairs
 from streams.engines import Engines
 from streams.settings import Settings
 
@@ -71,6 +71,6 @@ def make_worker(monkeypatch) -> tuple[Engines, Log]:
     """The user engines of a worker of 4 partitions over a recording producer and table writer, and their log."""
     log = Log()
     producer = Producer(log)
-    monkeypatch.setattr(engines_module.faust_repairs, "aiokafka_producer", lambda app: producer)
+    monkeypatch.setattr(faust_repairs, "aiokafka_producer", lambda app: producer)
     settings = Settings(kafka="127.0.0.1:1", partitions=4)
     return Engines(app=None, settings=settings, writer=Writer(log)), log

@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 
 from online_models.partition_engine import PROGRESS_KEY
 from online_models.processor import EVENTS, Record
-from streams.engines import FLUSH_SLICES
+from streams.engine_group import FLUSH_SLICES
 from streams.metrics import RECORD_AGE_EVERY
 from tests.unit.engine_doubles import NOW_MS, START_MS
 
