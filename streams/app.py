@@ -14,7 +14,7 @@
   :class:`streams.engines.ItemEngines`, whose partition engines keep the item and
   category states in a table of their own, crash-safe the same way.
 * ``publish_portraits`` publishes the portraits each engine has changed since the
-  last tick, rendered from its live states and scored with the latest models;
+  last tick (every ``PORTRAITS_PUBLISH_INTERVAL`` seconds, start to start), rendered from its live states and scored with the latest models;
   ``publish_item_portraits`` does the same for items and categories, every
   ``PORTRAITS_ITEM_PUBLISH_INTERVAL`` seconds; ``flush_idle_partitions`` writes the
   changes a partition holds in memory at least every ``PORTRAITS_FLUSH_INTERVAL`` seconds.
@@ -40,6 +40,7 @@ from prometheus_client import generate_latest
 
 from streams import faust_repairs, kafka_security, metrics, topics
 from streams.associations import Aggregator, install_aggregator
+from streams.cadence import run_every
 from streams.engine_group import FLUSH_SLICES, EngineGroup
 from streams.engines import Engines, ItemEngines
 from streams.faust_repairs import PartitionWriter, RawSchema, RepairedApp
@@ -158,7 +159,6 @@ async def publish_paced(group: EngineGroup) -> None:
         group.pace.published(now=time.monotonic(), rendering_s=rendering)
 
 
-@app.timer(interval=settings.publish_interval)
 async def publish_portraits() -> None:
     """Publish every portrait that changed since the last tick, once, scored with the latest models."""
     engines = app.engines
@@ -168,6 +168,12 @@ async def publish_portraits() -> None:
             metrics.WATERMARK_DELAY.labels(str(partition)).set(max(0.0, (now_ms - engine.stream_time) / 1000))
             metrics.STREAM_TIME_AHEAD.labels(str(partition)).set(max(0.0, (engine.stream_time - now_ms) / 1000))
     await publish_paced(engines)
+
+
+@app.task
+async def publish_portraits_on_time() -> None:
+    """:func:`publish_portraits` every ``publish_interval`` seconds, start to start (:mod:`streams.cadence`)."""
+    await run_every(settings.publish_interval, publish_portraits, should_stop=lambda: app.should_stop, sleep=app.sleep)
 
 
 @app.timer(interval=COUNTS_INTERVAL)
