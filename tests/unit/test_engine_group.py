@@ -157,3 +157,78 @@ def test_every_sixteenth_record_handled_shows_its_age_since_its_kafka_timestamp(
     asyncio.run(run())
     assert REGISTRY.get_sample_value("portraits_record_age_seconds_count", labels) == count + 2
     assert 4.0 <= REGISTRY.get_sample_value("portraits_record_age_seconds_sum", labels) - total < 4.0 + 60
+
+
+def _view(partition: int, offset: int) -> Record:
+    event = {"event_id": f"e{partition}-{offset}", "user_id": f"u{partition}", "type": "view", "ts": START_MS + offset}
+    return Record(EVENTS, EVENTS, offset, event["user_id"].encode(), orjson.dumps(event))
+
+
+async def _flush_held_at_the_states_delivery(engines, log, partitions, meanwhile) -> list:
+    """Flush ``partitions`` with Kafka's confirmation of the states held back until ``meanwhile()`` has run;
+    the log entries of the flush and of ``meanwhile``."""
+    for partition in partitions:
+        engine = engines.engine(partition)
+        await engines.execute(partition, engine.process(_view(partition, 0), now_ms=NOW_MS), write_follows=True)
+    outbox = await engines.outbox()
+    deliver, waiting, go = outbox.deliver, asyncio.Event(), asyncio.Event()
+
+    async def held_deliver():
+        if not waiting.is_set() and any(entry[0] == "write" for entry in log.entries[start:]):  # the states' confirmation
+            waiting.set()
+            await go.wait()
+        await deliver()
+
+    outbox.deliver = held_deliver
+    start = len(log.entries)
+    flush = asyncio.create_task(engines.flush(list(partitions)))
+    await asyncio.wait_for(waiting.wait(), 5)
+    await asyncio.wait_for(meanwhile(), 5)  # would wait for ever for a turn the flush held
+    assert not flush.done()
+    go.set()
+    await flush
+    return log.entries[start:]
+
+
+def _progress_written(entries) -> list[int]:
+    return [entry[1] for entry in entries if entry[0] == "write" and entry[2] == PROGRESS_KEY]
+
+
+def test_records_are_applied_while_kafka_confirms_a_flushs_states_and_the_progress_follows_them(worker):
+    engines, log = worker
+
+    async def meanwhile():
+        message = _view(2, 1)
+        await engines.apply(engines.engine(2), EVENTS, SimpleNamespace(topic=EVENTS, offset=1, key=message.key, value=message.value))
+
+    entries = asyncio.run(_flush_held_at_the_states_delivery(engines, log, (0, 1, 2), meanwhile))
+    states = [i for i, entry in enumerate(entries) if entry[0] == "write" and entry[2] != PROGRESS_KEY]
+    progress = [i for i, entry in enumerate(entries) if entry[0] == "write" and entry[2] == PROGRESS_KEY]
+    assert len(states) == 3 and sorted(_progress_written(entries)) == [0, 1, 2] and max(states) < min(progress)
+    assert engines.engine(2).state("u2").events == 2 and engines.engine(2).unflushed  # for the next flush
+
+
+def test_a_flush_leaves_out_the_progress_of_a_partition_that_wrote_a_newer_one_or_moved_while_kafka_confirmed(worker):
+    engines, log = worker
+
+    async def meanwhile():
+        engine = engines.engine(1)  # its own flush: a later record's state and a newer progress record
+        engine.process(_view(1, 1), now_ms=NOW_MS)
+        await engines.execute(1, engine.flush())
+        engines.drop(2)  # the partition moves to another worker
+
+    entries = asyncio.run(_flush_held_at_the_states_delivery(engines, log, (0, 1, 2), meanwhile))
+    assert _progress_written(entries) == [1, 0]  # partition 1's own, then the flush's of partition 0 alone
+    newer = [entry for entry in entries if entry[0] == "write" and entry[1] == 1]
+    assert newer[-1][2] == PROGRESS_KEY
+
+
+def test_no_progress_record_is_written_once_a_rebalance_began_while_kafka_confirmed(worker):
+    engines, log = worker
+    engines.app = SimpleNamespace(rebalancing=False)
+
+    async def meanwhile():
+        engines.app.rebalancing = True
+
+    entries = asyncio.run(_flush_held_at_the_states_delivery(engines, log, (0, 3), meanwhile))
+    assert _progress_written(entries) == [] and sum(entry[0] == "write" for entry in entries) == 2
