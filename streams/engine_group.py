@@ -73,8 +73,6 @@ class EngineGroup:
         self.fed_at: dict[int, float] = {}
         #: partition -> monotonic time its engine last wrote its progress (or was made)
         self.flushed_at: dict[int, float] = {}
-        #: partition -> how many progress records it has written (a flush writes its own only if none came meanwhile)
-        self.progress_writes: dict[int, int] = {}
         #: when the publication runs: every publish_interval live, seldom while catching up
         self.pace = PublicationPace(
             interval_s=publish_interval,
@@ -115,7 +113,6 @@ class EngineGroup:
         self.quiet.forget(partition)
         self.fed_at.pop(partition, None)
         self.flushed_at.pop(partition, None)
-        self.progress_writes.pop(partition, None)
 
     # -------------------------------------------------------------- partitions
     def engine(self, partition: int) -> PartitionEngine:
@@ -129,7 +126,6 @@ class EngineGroup:
     def _progress_written(self, partition: int, progress: PartitionProgress) -> None:
         """The partition's state holds ``progress`` as of now: its time of writing kept, its offsets on /metrics."""
         self.flushed_at[partition] = time.monotonic()
-        self.progress_writes[partition] = self.progress_writes.get(partition, 0) + 1
         for topic, offset in progress.offsets.items():
             metrics.APPLIED_OFFSET.labels(topic, str(partition)).set(offset)
 
@@ -214,57 +210,39 @@ class EngineGroup:
 
         In three steps across the partitions, each waiting for Kafka once: what is held back
         for them (confirmed before the states that remember it was sent), then their states,
-        then their progress records, each covering states already confirmed. The turn is held
-        while the states are taken from the engines and handed over, and while the progress
-        records are, but not while Kafka confirms the states: records go on meanwhile, and a
-        partition whose engine wrote a newer progress record in between (its own flush), moved
-        to another worker, or has a rebalance under way keeps the one it has (a progress record
-        is never written behind a newer one, nor in a rebalance; one left out only means a
-        longer re-read after a crash, of records the states recognise by offset).
+        then their progress records, each covering states already confirmed. The records waiting
+        for the turn wait for Kafka twice per flush, not twice per partition.
         """
-        started = time.monotonic()
-        if await self._flush(partitions):
-            self.flush_seconds.observe(time.monotonic() - started)
+        async with self.turn:
+            started = time.monotonic()
+            if await self._flush(partitions):
+                self.flush_seconds.observe(time.monotonic() - started)
 
     async def _flush(self, partitions) -> bool:
-        """:meth:`flush`; whether any partition was flushed."""
-        async with self.turn:
-            flushed = [
-                (partition, engine, engine.flush())
-                for partition in list(self.by_partition if partitions is None else partitions)
-                if (engine := self.by_partition.get(partition)) is not None
-            ]
-            if not flushed:
-                return False
-            outbox, writer = await self.outbox(), self.writer
-            batches = outbox.batches
-            if any([self._release(partition, batches) for partition, _, _ in flushed]):
-                await outbox.deliver()
-            for partition, _, effects in flushed:
-                for effect in effects[:-1]:
-                    writer.write(partition, effect.key, effect.value if type(effect) is Put else None, batches)
-            writer.apply_staged()
-            progress_before = {partition: self.progress_writes.get(partition, 0) for partition, _, _ in flushed}
+        """:meth:`flush` with the turn held; whether any partition was flushed."""
+        flushed = [
+            (partition, engine.flush())
+            for partition in list(self.by_partition if partitions is None else partitions)
+            if (engine := self.by_partition.get(partition)) is not None
+        ]
+        if not flushed:
+            return False
+        outbox, writer = await self.outbox(), self.writer
+        batches = outbox.batches
+        if any([self._release(partition, batches) for partition, _ in flushed]):
+            await outbox.deliver()
+        for partition, effects in flushed:
+            for effect in effects[:-1]:
+                writer.write(partition, effect.key, effect.value if type(effect) is Put else None, batches)
+        writer.apply_staged()
         await outbox.deliver()
-        async with self.turn:
-            if self._rebalancing():
-                return True
-            current = [
-                (partition, effects[-1].value) for partition, engine, effects in flushed
-                if self.by_partition.get(partition) is engine and self.progress_writes.get(partition, 0) == progress_before[partition]
-            ]
-            for partition, progress in current:
-                writer.write(partition, PROGRESS_KEY, progress, batches)
-            writer.apply_staged()
-            await outbox.ship()
-            for partition, progress in current:
-                self._progress_written(partition, PartitionProgress.from_bytes(progress))
+        for partition, effects in flushed:
+            writer.write(partition, PROGRESS_KEY, effects[-1].value, batches)
+        writer.apply_staged()
+        await outbox.ship()
+        for partition, effects in flushed:
+            self._progress_written(partition, PartitionProgress.from_bytes(effects[-1].value))
         return True
-
-    def _rebalancing(self) -> bool:
-        """Whether the app is in a rebalance or a table recovery (no progress record is written then)."""
-        app = self.app
-        return app is not None and bool(app.rebalancing or getattr(app, "in_recovery", False))
 
     async def execute(self, partition: int, effects: list, *, write_follows: bool = False) -> None:
         """Carry out effects in order. Records travel in batches; a write waits until every confirmed
