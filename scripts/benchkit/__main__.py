@@ -103,12 +103,15 @@ def throughput(run: Run, events, users, days, traffic, cap, warmup, profile_s, v
 @click.option("--users", default=20_000, show_default=True)
 @click.option("--drain", default=30.0, show_default=True, help="Seconds to wait for the last effects after sending")
 @click.option("--fallback", default=0.5, show_default=True, help="If the worker falls behind: measure again at this share of its rate")
+@click.option("--api-poll", type=float, default=None,
+              help="Seconds between two lookups of a followed event's user through the API [default: benchkit.freshness.POLL_S]")
 @benchmark("freshness")
-def freshness(run: Run, rate, seconds, users, drain, fallback) -> None:
+def freshness(run: Run, rate, seconds, users, drain, fallback, api_poll) -> None:
     """Time from an event's send to its effect on the portraits topic and in the API."""
-    from benchkit.freshness import run_freshness
+    from benchkit.freshness import POLL_S, run_freshness
 
-    run_freshness(run, rate=rate, seconds=seconds, users=users, drain_s=drain, fallback=fallback)
+    run_freshness(run, rate=rate, seconds=seconds, users=users, drain_s=drain, fallback=fallback,
+                  api_poll_s=POLL_S if api_poll is None else api_poll)
 
 
 @main.command()

@@ -2,7 +2,8 @@
 
 Two views of "visible": every event's first portrait on the ``portraits`` topic whose
 ``last_seen`` covers it (exact), and a sample of events polled through the API's
-``GET /v1/users/{id}/portrait`` every ``POLL_S`` seconds (end to end, within the poll step).
+``GET /v1/users/{id}/portrait`` every ``api_poll_s`` seconds (end to end, within the poll step:
+``POLL_S`` by default; the rounds before the twentieth polled every 0.1 s).
 The topic's delays are summed up twice: over every event, and over those sent after the
 first ``FIRST_SECONDS``. The worker's own histograms over the run say where the delay goes
 before a portrait is published (``WORKER_HISTOGRAMS``), the API's how long a published portrait
@@ -27,7 +28,8 @@ from benchkit.events import make_event, user_id
 from benchkit.stats import histogram_window, summary
 from benchkit.worker import Deployment, RunningWorker, start_worker
 
-POLL_S = 0.1
+#: seconds between two lookups of a followed event's user through the API (the API figure's resolution)
+POLL_S = 0.025
 API_SAMPLE_EVERY = 200  # one event in this many is also followed through the API
 TICK_S = 0.01
 
@@ -134,7 +136,8 @@ async def _follow_portraits(kafka: str, topic: str, tracker: Tracker, stop: asyn
         await consumer.stop()
 
 
-async def _poll_api(api: RunningApi, tracker: Tracker, queue: asyncio.Queue, stop: asyncio.Event, timeout_s: float) -> None:
+async def _poll_api(api: RunningApi, tracker: Tracker, queue: asyncio.Queue, stop: asyncio.Event, timeout_s: float,
+                    poll_s: float) -> None:
     import aiohttp
 
     async with aiohttp.ClientSession(headers=api.headers) as session:
@@ -146,7 +149,7 @@ async def _poll_api(api: RunningApi, tracker: Tracker, queue: asyncio.Queue, sto
                     if response.status == 200 and _ms((await response.json()).get("last_seen")) >= ts:
                         tracker.api_delays.append(time.time() - ts / 1000)
                         return
-                await asyncio.sleep(POLL_S)
+                await asyncio.sleep(poll_s)
             tracker.api_timeouts += 1
 
         tasks = []
@@ -160,12 +163,12 @@ async def _poll_api(api: RunningApi, tracker: Tracker, queue: asyncio.Queue, sto
 
 
 async def _measure(run: Run, api: RunningApi, worker: RunningWorker, *, rate: float, seconds: float, users: int,
-                   drain_s: float) -> dict:
+                   drain_s: float, api_poll_s: float) -> dict:
     tracker = Tracker()
     stop = asyncio.Event()
     queue: asyncio.Queue = asyncio.Queue()
     follower = asyncio.create_task(_follow_portraits(run.kafka, run.topic("portraits"), tracker, stop))
-    poller = asyncio.create_task(_poll_api(api, tracker, queue, stop, timeout_s=seconds + drain_s))
+    poller = asyncio.create_task(_poll_api(api, tracker, queue, stop, timeout_s=seconds + drain_s, poll_s=api_poll_s))
     await asyncio.sleep(1.0)  # the follower is at the topic's end
     handled_before = worker.handled() or 0.0
     histograms_before = worker.histograms(WORKER_HISTOGRAMS)
@@ -194,6 +197,7 @@ async def _measure(run: Run, api: RunningApi, worker: RunningWorker, *, rate: fl
         f"topic_freshness_after_first_{FIRST_SECONDS}s_ms": summary(tracker.settled_delays, 1000),
         "not_visible_after_drain": tracker.unseen,
         "api_freshness_ms": summary(tracker.api_delays, 1000),
+        "api_poll_s": api_poll_s,
         "api_sampled_timeouts": tracker.api_timeouts,
         "seconds": seconds,
         "users": users,
@@ -202,7 +206,7 @@ async def _measure(run: Run, api: RunningApi, worker: RunningWorker, *, rate: fl
     }
 
 
-def one_rate(run: Run, label: str, *, rate: float, seconds: float, users: int, drain_s: float) -> dict:
+def one_rate(run: Run, label: str, *, rate: float, seconds: float, users: int, drain_s: float, api_poll_s: float = POLL_S) -> dict:
     """A fresh deployment (topics, worker, API) measured at one rate."""
     prefix = f"{run.prefix}{label}-"
     kafka_io.ensure_topics(run.kafka, prefix, run.partitions)
@@ -213,17 +217,18 @@ def one_rate(run: Run, label: str, *, rate: float, seconds: float, users: int, d
                         log=run.workdir / f"{label}-api.log")
         time.sleep(5.0)  # the worker has its partitions
         figures = asyncio.run(_measure(Run(run.kafka, run.name, run.workdir, prefix, run.partitions), api, worker,
-                                       rate=rate, seconds=seconds, users=users, drain_s=drain_s))
+                                       rate=rate, seconds=seconds, users=users, drain_s=drain_s, api_poll_s=api_poll_s))
     run.record(f"freshness_at_{rate:.0f}", figures)
     return figures
 
 
-def run_freshness(run: Run, *, rate: float, seconds: float, users: int, drain_s: float, fallback: float) -> None:
+def run_freshness(run: Run, *, rate: float, seconds: float, users: int, drain_s: float, fallback: float,
+                  api_poll_s: float = POLL_S) -> None:
     """Measure at ``rate``; if the worker falls behind, again at ``fallback`` x the rate it managed."""
-    first = one_rate(run, "r1", rate=rate, seconds=seconds, users=users, drain_s=drain_s)
+    first = one_rate(run, "r1", rate=rate, seconds=seconds, users=users, drain_s=drain_s, api_poll_s=api_poll_s)
     if first["keeps_up"]:
         return
     sustainable = first["worker_rate_while_sending"]
     run.record("max_sustainable_rate", sustainable)
     lower = max(10.0, round(sustainable * fallback, -1))
-    one_rate(run, "r2", rate=lower, seconds=seconds, users=users, drain_s=drain_s)
+    one_rate(run, "r2", rate=lower, seconds=seconds, users=users, drain_s=drain_s, api_poll_s=api_poll_s)
