@@ -86,7 +86,7 @@ class Settings(ApiSettings):
         "2000-01-01T00:00:00Z",
         description="Events stamped before this instant are invalid: ISO-8601 with an offset, or epoch milliseconds (1970 on)",
     )
-    publish_interval: float = Field(0.1, gt=0, description="Seconds between publications of changed portraits")
+    publish_interval: float = Field(0.05, gt=0, description="Seconds between publications of changed portraits")
     publish_interval_behind: float = Field(
         5.0,
         ge=0,
