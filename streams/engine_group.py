@@ -55,6 +55,7 @@ class EngineGroup:
         self.outputs = outputs
         self.publish_topic = publish_topic
         self.record_age = metrics.RECORD_AGE.labels(publish_topic)
+        self.publication_wait = metrics.PUBLICATION_WAIT.labels(publish_topic)
         self.flush_seconds = metrics.FLUSH_SECONDS.labels(publish_topic)
         self.skipped = SkippedRecordReader(
             settings.bootstrap_servers, client_id=client_id, client_options=kafka_security.aiokafka_options(settings)
@@ -73,6 +74,8 @@ class EngineGroup:
         self.fed_at: dict[int, float] = {}
         #: partition -> monotonic time its engine last wrote its progress (or was made)
         self.flushed_at: dict[int, float] = {}
+        #: partition -> monotonic time of the first change its next publication covers
+        self.unpublished_since: dict[int, float] = {}
         #: when the publication runs: every publish_interval live, seldom while catching up
         self.pace = PublicationPace(
             interval_s=publish_interval,
@@ -113,6 +116,7 @@ class EngineGroup:
         self.quiet.forget(partition)
         self.fed_at.pop(partition, None)
         self.flushed_at.pop(partition, None)
+        self.unpublished_since.pop(partition, None)
 
     # -------------------------------------------------------------- partitions
     def engine(self, partition: int) -> PartitionEngine:
@@ -169,6 +173,8 @@ class EngineGroup:
         record = Record(kind, message.topic, message.offset, message.key, message.value)
         async with self.turn:
             effects = engine.process(record, now_ms=int(time.time() * 1000), models=self.models())
+            if engine.unpublished and engine.partition not in self.unpublished_since:
+                self.unpublished_since[engine.partition] = time.monotonic()
             if effects:
                 await self.execute(engine.partition, effects, write_follows=engine.unflushed)
 
@@ -336,6 +342,10 @@ class EngineGroup:
         for send in sends:
             batches.add(topic, send.key, send.value)
         covered.append((engine, seq, len(sends)))
-        rendering = time.monotonic() - started
+        handed_over = time.monotonic()
+        rendering = handed_over - started
+        since = self.unpublished_since.pop(engine.partition, None)
+        if since is not None:
+            self.publication_wait.observe(handed_over - since)
         await self._publication.ship()
         return rendering

@@ -97,6 +97,13 @@ RECORD_AGE = Histogram(
     ["engines"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0),
 )
+PUBLICATION_WAIT = Histogram(
+    "portraits_publication_wait_seconds",
+    "Wall seconds from the first change a partition's publication covers to that publication's hand-over to Kafka "
+    "(the longest a changed state of the partition waited to be published), by the engines' output topic",
+    ["engines"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
 FLUSH_SECONDS = Histogram(
     "portraits_flush_seconds",
     "Seconds a flush holds its engines' turn (records of those engines wait meanwhile), by the engines' output topic",

@@ -76,10 +76,12 @@ class Tracker:
 FIRST_SECONDS = 5
 
 #: the worker's histograms a freshness run reports over its window (bucket bounds, seconds): where a portrait's delay
-#: goes before it is published (a record's age when applied, a flush holding the records back, a full collection)
+#: goes before it is published (a record's age when applied, a flush holding the records back, the longest wait of a
+#: partition's changes for their publication, a full collection)
 WORKER_HISTOGRAMS = {
     "record_age": ("portraits_record_age_seconds", {"engines": "portraits"}),
     "flush": ("portraits_flush_seconds", {"engines": "portraits"}),
+    "publication_wait": ("portraits_publication_wait_seconds", {"engines": "portraits"}),
     "full_gc_pause": ("portraits_gc_pause_seconds", {"generation": "2"}),
 }
 #: the API's histogram of the last step (its series of the run's portraits topic): a portrait's way from the worker's

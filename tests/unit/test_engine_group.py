@@ -157,3 +157,31 @@ def test_every_sixteenth_record_handled_shows_its_age_since_its_kafka_timestamp(
     asyncio.run(run())
     assert REGISTRY.get_sample_value("portraits_record_age_seconds_count", labels) == count + 2
     assert 4.0 <= REGISTRY.get_sample_value("portraits_record_age_seconds_sum", labels) - total < 4.0 + 60
+
+
+def _view(partition: int, offset: int) -> Record:
+    event = {"event_id": f"e{partition}-{offset}", "user_id": f"u{partition}", "type": "view", "ts": START_MS + offset}
+    return Record(EVENTS, EVENTS, offset, event["user_id"].encode(), orjson.dumps(event))
+
+
+def test_a_publication_shows_how_long_the_first_change_it_covers_waited(worker):
+    engines, _ = worker
+    labels = {"engines": "portraits"}
+    count = REGISTRY.get_sample_value("portraits_publication_wait_seconds_count", labels) or 0.0
+    total = REGISTRY.get_sample_value("portraits_publication_wait_seconds_sum", labels) or 0.0
+
+    async def run():
+        message = _view(1, 0)
+        await engines.apply(engines.engine(1), EVENTS, SimpleNamespace(topic=EVENTS, offset=0, key=message.key, value=message.value))
+        first = engines.unpublished_since[1]
+        later = _view(1, 1)  # a later change of the same partition does not move the start of the wait
+        await engines.apply(engines.engine(1), EVENTS, SimpleNamespace(topic=EVENTS, offset=1, key=later.key, value=later.value))
+        assert engines.unpublished_since[1] == first
+        engines.unpublished_since[1] = first - 2.0  # as if the change had waited two seconds
+        await engines.publish()
+        assert 1 not in engines.unpublished_since
+        await engines.publish()  # nothing changed since: nothing observed
+
+    asyncio.run(run())
+    assert REGISTRY.get_sample_value("portraits_publication_wait_seconds_count", labels) == count + 1
+    assert 2.0 <= REGISTRY.get_sample_value("portraits_publication_wait_seconds_sum", labels) - total < 2.0 + 60
