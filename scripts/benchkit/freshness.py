@@ -208,7 +208,7 @@ async def _measure(run: Run, api: RunningApi, worker: RunningWorker, *, rate: fl
     }
 
 
-def one_rate(run: Run, label: str, *, rate: float, seconds: float, users: int, drain_s: float, api_poll_s: float = POLL_S) -> dict:
+def one_rate(run: Run, label: str, *, rate: float, seconds: float, users: int, drain_s: float, api_poll_s: float) -> dict:
     """A fresh deployment (topics, worker, API) measured at one rate."""
     prefix = f"{run.prefix}{label}-"
     kafka_io.ensure_topics(run.kafka, prefix, run.partitions)
