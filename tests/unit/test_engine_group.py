@@ -159,9 +159,10 @@ def test_every_sixteenth_record_handled_shows_its_age_since_its_kafka_timestamp(
     assert 4.0 <= REGISTRY.get_sample_value("portraits_record_age_seconds_sum", labels) - total < 4.0 + 60
 
 
-def _view(partition: int, offset: int) -> Record:
+def _view(partition: int, offset: int) -> SimpleNamespace:
+    """A view of the partition's user, as a message of the events topic."""
     event = {"event_id": f"e{partition}-{offset}", "user_id": f"u{partition}", "type": "view", "ts": START_MS + offset}
-    return Record(EVENTS, EVENTS, offset, event["user_id"].encode(), orjson.dumps(event))
+    return SimpleNamespace(topic=EVENTS, offset=offset, key=event["user_id"].encode(), value=orjson.dumps(event))
 
 
 def test_a_publication_shows_how_long_the_first_change_it_covers_waited(worker):
@@ -171,11 +172,9 @@ def test_a_publication_shows_how_long_the_first_change_it_covers_waited(worker):
     total = REGISTRY.get_sample_value("portraits_publication_wait_seconds_sum", labels) or 0.0
 
     async def run():
-        message = _view(1, 0)
-        await engines.apply(engines.engine(1), EVENTS, SimpleNamespace(topic=EVENTS, offset=0, key=message.key, value=message.value))
+        await engines.apply(engines.engine(1), EVENTS, _view(1, 0))
         first = engines.unpublished_since[1]
-        later = _view(1, 1)  # a later change of the same partition does not move the start of the wait
-        await engines.apply(engines.engine(1), EVENTS, SimpleNamespace(topic=EVENTS, offset=1, key=later.key, value=later.value))
+        await engines.apply(engines.engine(1), EVENTS, _view(1, 1))  # a later change does not move the start of the wait
         assert engines.unpublished_since[1] == first
         engines.unpublished_since[1] = first - 2.0  # as if the change had waited two seconds
         await engines.publish()
